@@ -1,0 +1,142 @@
+//! Types shared by the geofilter XDP program and its daemon.
+//!
+//! Everything that crosses the kernel/user boundary is defined here once: map names, map value
+//! layouts, and the numbering of countries, verdicts and packet classes. Every type is `#[repr(C)]`
+//! with no implicit padding (checked at compile time below) so the bytes the daemon writes are the
+//! bytes the program reads.
+#![cfg_attr(target_arch = "bpf", no_std)]
+
+pub mod country;
+pub mod maps;
+
+pub use country::{COUNTRY_SLOTS, CountryId, UNKNOWN_COUNTRY};
+
+/// What the program decided for one packet; also the counter column it is accounted in.
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    Pass = 0,
+    Drop = 1,
+    /// Monitor mode: the policy says drop, the packet passes, and it is counted here.
+    WouldDrop = 2,
+}
+
+impl Verdict {
+    pub const COUNT: u32 = 3;
+    pub const ALL: [Verdict; 3] = [Verdict::Pass, Verdict::Drop, Verdict::WouldDrop];
+
+    pub const fn name(self) -> &'static str {
+        match self {
+            Verdict::Pass => "pass",
+            Verdict::Drop => "drop",
+            Verdict::WouldDrop => "would_drop",
+        }
+    }
+}
+
+/// How far the parser got with a frame. Counted per class, before any country lookup.
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PacketClass {
+    Ipv4 = 0,
+    Ipv6 = 1,
+    /// An EtherType that is neither IPv4 nor IPv6 (ARP, LLDP, a third VLAN tag, ...): passed.
+    NonIp = 2,
+    /// Too short for the headers its EtherType announces, or an IP header whose version field
+    /// contradicts the EtherType: passed, because the kernel's own stack discards it anyway.
+    Malformed = 3,
+}
+
+impl PacketClass {
+    pub const COUNT: u32 = 4;
+    pub const ALL: [PacketClass; 4] = [
+        PacketClass::Ipv4,
+        PacketClass::Ipv6,
+        PacketClass::NonIp,
+        PacketClass::Malformed,
+    ];
+
+    pub const fn name(self) -> &'static str {
+        match self {
+            PacketClass::Ipv4 => "ipv4",
+            PacketClass::Ipv6 => "ipv6",
+            PacketClass::NonIp => "non_ip",
+            PacketClass::Malformed => "malformed",
+        }
+    }
+}
+
+/// Packets and bytes; one per CPU in the per-CPU counter arrays, summed by the daemon.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Counter {
+    pub packets: u64,
+    pub bytes: u64,
+}
+
+/// What the country tables map a prefix to.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PrefixInfo {
+    pub country: CountryId,
+    /// Index of the database file (in `--db` order) the prefix came from; shown by `why`.
+    pub source: u16,
+}
+
+/// Policy action for one country slot.
+pub const ACTION_PASS: u8 = 0;
+pub const ACTION_DROP: u8 = 1;
+
+/// `Policy::flags` bit: count drops as would-drop and pass the packet (dry run).
+pub const POLICY_MONITOR: u32 = 1 << 0;
+
+/// The version of the [`Policy`] layout. A daemon refuses pinned state of another version rather
+/// than misreading it (a misread could turn an allow-list into a deny-list).
+pub const POLICY_SCHEMA: u32 = 1;
+
+/// The whole filtering decision, one value, swapped in one step.
+///
+/// `actions` is indexed by [`CountryId`]; slot [`UNKNOWN_COUNTRY`] holds the action for addresses
+/// no database places. Deny and allow-only modes are both compiled into `actions` by the daemon,
+/// so the program does one array read per packet whatever the mode.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Policy {
+    pub schema: u32,
+    pub flags: u32,
+    pub actions: [u8; COUNTRY_SLOTS as usize],
+}
+
+impl Policy {
+    /// Passes everything: the state before any country is blocked.
+    pub const fn pass_all() -> Self {
+        Self {
+            schema: POLICY_SCHEMA,
+            flags: 0,
+            actions: [ACTION_PASS; COUNTRY_SLOTS as usize],
+        }
+    }
+}
+
+/// Index into the per-country counter array.
+pub const fn country_counter_index(country: CountryId, verdict: Verdict) -> u32 {
+    country as u32 * Verdict::COUNT + verdict as u32
+}
+
+/// Entries in the per-country counter array.
+pub const COUNTRY_COUNTERS: u32 = COUNTRY_SLOTS * Verdict::COUNT;
+
+// Layout checks: these sizes are part of the kernel/user contract.
+const _: () = assert!(core::mem::size_of::<Counter>() == 16);
+const _: () = assert!(core::mem::size_of::<PrefixInfo>() == 4);
+const _: () = assert!(core::mem::size_of::<Policy>() == 8 + COUNTRY_SLOTS as usize);
+const _: () = assert!(COUNTRY_SLOTS % 8 == 0);
+
+#[cfg(feature = "user")]
+mod pod {
+    // SAFETY: plain `repr(C)` data with no padding (sizes asserted above) and no invalid bit
+    // patterns, as `aya::Pod` requires.
+    unsafe impl aya::Pod for super::Counter {}
+    unsafe impl aya::Pod for super::PrefixInfo {}
+    unsafe impl aya::Pod for super::Policy {}
+}
