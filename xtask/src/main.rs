@@ -1,0 +1,43 @@
+//! geofilter's developer tasks: `cargo xtask <setup|build|run|test>`.
+//!
+//! Every task that needs the eBPF toolchain runs `setup` first, so a fresh clone needs nothing
+//! installed by hand: the nightly toolchain and a `bpf-linker` built against its LLVM are
+//! installed on first use.
+
+mod build;
+mod cmd;
+mod run;
+mod setup;
+mod test;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(about = "geofilter developer tasks")]
+struct Cli {
+    #[command(subcommand)]
+    task: Task,
+}
+
+#[derive(Subcommand)]
+enum Task {
+    /// Install the nightly toolchain (with rust-src) and a bpf-linker matching its LLVM into
+    /// target/bpf-tools. Idempotent; rebuilds bpf-linker when the nightly's LLVM changes.
+    Setup,
+    /// Build the XDP program and the daemon with the program embedded.
+    Build(build::Options),
+    /// Build, then run `geofilter run <ARGS>` as root (through sudo when not root).
+    Run(run::Options),
+    /// Run every test tier: host unit tests, packet tables through BPF_PROG_TEST_RUN, and
+    /// end-to-end tests in network namespaces (the last two need root).
+    Test(test::Options),
+}
+
+fn main() -> anyhow::Result<()> {
+    match Cli::parse().task {
+        Task::Setup => setup::ensure().map(drop),
+        Task::Build(opts) => build::build(&opts).map(drop),
+        Task::Run(opts) => run::run(opts),
+        Task::Test(opts) => test::test(&opts),
+    }
+}

@@ -1,0 +1,73 @@
+//! `cargo xtask test`: every tier, in order, failing on the first failure.
+//!
+//! 1. host: unit tests of the userspace crates (any user);
+//! 2. packet tables: crafted frames through the loaded program with BPF_PROG_TEST_RUN (root);
+//! 3. end-to-end: the real daemon on a veth pair between two fresh network namespaces (root).
+//!
+//! Tiers 2 and 3 live in the `geofilter-tests` crate. When not root they run through `sudo -E`
+//! (cargo's target runner), so cargo itself never runs as root.
+
+use std::{env, process::Command};
+
+use anyhow::bail;
+use clap::Args;
+
+use crate::{build, cmd, setup};
+
+#[derive(Args)]
+pub struct Options {
+    /// Also run the long forms of the fuzz and torture tests (minutes, not seconds).
+    #[arg(long)]
+    long: bool,
+    /// Extra arguments for the test binaries (e.g. a test name filter).
+    #[arg(last = true)]
+    args: Vec<String>,
+}
+
+pub fn test(opts: &Options) -> anyhow::Result<()> {
+    let geofilter = build::build(&build::Options { release: false })?;
+    let tools_bin = setup::tools_dir().join("bin");
+
+    eprintln!("xtask: tier 1/3: host unit tests");
+    let mut host = build::cargo(&tools_bin)?;
+    host.args(["test", "--workspace", "--exclude", "geofilter-tests", "--exclude", "geofilter-ebpf"]);
+    if !opts.args.is_empty() {
+        host.arg("--").args(&opts.args);
+    }
+    cmd::run(&mut host)?;
+
+    let runner_var = "CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_RUNNER";
+    let runner = if cmd::is_root() {
+        None
+    } else if Command::new("sudo").args(["-n", "true"]).status().is_ok_and(|s| s.success()) {
+        Some("sudo -E")
+    } else {
+        bail!(
+            "tiers 2 and 3 load XDP programs and create network namespaces: they need root. \
+             Run `cargo xtask test` as root or give this user passwordless sudo. NOT skipping them."
+        );
+    };
+    for (tier, test) in [("2/3: packet tables (BPF_PROG_TEST_RUN)", "packets"), ("3/3: end-to-end (network namespaces)", "e2e")] {
+        eprintln!("xtask: tier {tier}");
+        let mut privileged = build::cargo(&tools_bin)?;
+        privileged
+            .args(["test", "--package", "geofilter-tests", "--test", test])
+            .env("GEOFILTER_BIN", &geofilter);
+        if let Some(runner) = runner {
+            privileged.env(runner_var, runner);
+        }
+        if opts.long {
+            privileged.env("GEOFILTER_LONG", "1");
+        }
+        if env::var_os("CI").is_some() {
+            // CI has no terminal to watch: show each test's output as it finishes.
+            privileged.env("RUST_BACKTRACE", "1");
+        }
+        if !opts.args.is_empty() {
+            privileged.arg("--").args(&opts.args);
+        }
+        cmd::run(&mut privileged)?;
+    }
+    eprintln!("xtask: all tiers passed");
+    Ok(())
+}
