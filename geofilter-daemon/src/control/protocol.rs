@@ -1,0 +1,57 @@
+//! Requests and responses on the control socket, and their size limits.
+
+use serde::{Deserialize, Serialize};
+
+/// Longest request line the daemon reads. Anything longer is refused without being buffered.
+pub const MAX_REQUEST_BYTES: usize = 64 * 1024;
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Request {
+    Status,
+    Stats,
+    Block { countries: Vec<String> },
+    Unblock { countries: Vec<String> },
+    Unload,
+}
+
+/// `{"ok": true, "result": ...}` or `{"ok": false, "error": "..."}`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Response {
+    pub ok: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub result: Option<serde_json::Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+impl Response {
+    pub fn ok(result: serde_json::Value) -> Self {
+        Self { ok: true, result: Some(result), error: None }
+    }
+    pub fn error(error: impl std::fmt::Display) -> Self {
+        Self { ok: false, result: None, error: Some(error.to_string()) }
+    }
+}
+
+/// Parses one request line, with an error that says what was wrong.
+pub fn decode_request(line: &[u8]) -> Result<Request, String> {
+    let text = std::str::from_utf8(line).map_err(|e| format!("request is not UTF-8: {e}"))?;
+    serde_json::from_str(text.trim_end()).map_err(|e| format!("malformed request: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips_and_rejects_garbage() {
+        let req = Request::Block { countries: vec!["RU".into()] };
+        let line = serde_json::to_string(&req).unwrap();
+        assert_eq!(line, r#"{"op":"block","countries":["RU"]}"#);
+        assert_eq!(decode_request(line.as_bytes()).unwrap(), req);
+        assert!(decode_request(b"\xff\xfe").unwrap_err().contains("UTF-8"));
+        assert!(decode_request(b"{\"op\":\"reboot\"}").unwrap_err().contains("malformed"));
+        assert!(decode_request(b"{\"op\":\"status\",\"x\":1}").is_err());
+    }
+}

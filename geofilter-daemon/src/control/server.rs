@@ -1,0 +1,124 @@
+//! The daemon side of the control socket.
+//!
+//! Only root (or the daemon's own user) may talk to it: the socket file is mode 0600, and each
+//! connection's peer credentials (SO_PEERCRED) are checked too, in case the file mode was widened
+//! or the socket was passed on. A client that sends garbage, too much, or nothing gets an error
+//! (or a closed connection) and the daemon carries on.
+
+use std::{
+    fs,
+    os::unix::fs::PermissionsExt,
+    path::{Path, PathBuf},
+    sync::Arc,
+    time::Duration,
+};
+
+use anyhow::Context as _;
+use tokio::{
+    io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader},
+    net::{UnixListener, UnixStream},
+};
+use tracing::{debug, warn};
+
+use super::protocol::{MAX_REQUEST_BYTES, Request, Response, decode_request};
+
+/// Whoever answers requests (the daemon).
+pub trait Handler: Send + Sync + 'static {
+    fn handle(&self, request: Request) -> impl Future<Output = Response> + Send;
+}
+
+/// A bound socket that removes its file when dropped.
+pub struct ControlSocket {
+    listener: UnixListener,
+    path: PathBuf,
+}
+
+impl ControlSocket {
+    pub fn bind(path: &Path) -> anyhow::Result<Self> {
+        if let Some(dir) = path.parent() {
+            fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        }
+        if path.exists() {
+            // A live daemon answers; a dead one left its file behind.
+            if std::os::unix::net::UnixStream::connect(path).is_ok() {
+                anyhow::bail!("another geofilter daemon is already serving {}", path.display());
+            }
+            fs::remove_file(path).with_context(|| format!("removing stale socket {}", path.display()))?;
+        }
+        let listener = UnixListener::bind(path).with_context(|| format!("binding {}", path.display()))?;
+        fs::set_permissions(path, fs::Permissions::from_mode(0o600))
+            .with_context(|| format!("setting mode 0600 on {}", path.display()))?;
+        Ok(Self { listener, path: path.to_path_buf() })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Accepts connections until the task is dropped; each is served on its own task.
+    pub async fn serve<H: Handler>(&self, handler: Arc<H>) {
+        loop {
+            match self.listener.accept().await {
+                Ok((stream, _)) => {
+                    let handler = handler.clone();
+                    tokio::spawn(async move {
+                        if let Err(e) = serve_one(stream, &*handler).await {
+                            debug!(error = %e, "control connection ended with an error");
+                        }
+                    });
+                }
+                Err(e) => {
+                    warn!(error = %e, "accepting a control connection failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        }
+    }
+}
+
+impl Drop for ControlSocket {
+    fn drop(&mut self) {
+        let _ = fs::remove_file(&self.path);
+    }
+}
+
+fn peer_allowed(stream: &UnixStream) -> Result<(), String> {
+    let cred = stream.peer_cred().map_err(|e| format!("cannot read peer credentials: {e}"))?;
+    // SAFETY: geteuid cannot fail.
+    let me = unsafe { libc::geteuid() };
+    if cred.uid() == 0 || cred.uid() == me {
+        Ok(())
+    } else {
+        Err(format!("permission denied: uid {} may not control geofilter (root only)", cred.uid()))
+    }
+}
+
+async fn serve_one<H: Handler>(mut stream: UnixStream, handler: &H) -> std::io::Result<()> {
+    let response = match peer_allowed(&stream) {
+        Err(e) => Response::error(e),
+        Ok(()) => match read_request(&mut stream).await {
+            Ok(request) => handler.handle(request).await,
+            Err(e) => Response::error(e),
+        },
+    };
+    let mut line = serde_json::to_vec(&response).expect("responses serialize");
+    line.push(b'\n');
+    stream.write_all(&line).await?;
+    stream.shutdown().await
+}
+
+async fn read_request(stream: &mut UnixStream) -> Result<Request, String> {
+    let mut line = Vec::new();
+    let mut reader = BufReader::new(stream).take(MAX_REQUEST_BYTES as u64 + 1);
+    let read = tokio::time::timeout(Duration::from_secs(5), reader.read_until(b'\n', &mut line))
+        .await
+        .map_err(|_| "no complete request within 5 s".to_owned())?
+        .map_err(|e| format!("reading request: {e}"))?;
+    if read > MAX_REQUEST_BYTES {
+        return Err(format!("request longer than {MAX_REQUEST_BYTES} bytes refused"));
+    }
+    if read == 0 {
+        return Err("empty request".to_owned());
+    }
+    decode_request(&line)
+}

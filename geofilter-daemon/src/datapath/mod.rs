@@ -1,0 +1,166 @@
+//! The kernel side as the daemon sees it: load the XDP program, install tables and policy, attach
+//! to interfaces, pin, read counters.
+//!
+//! Tables and policy are installed by building a fresh inner map and swapping it into its
+//! map-of-maps slot with one `bpf_map_update_elem`. The kernel keeps the old inner map alive until
+//! every program run that looked it up has finished (RCU; see
+//! <https://docs.kernel.org/bpf/map_of_maps.html>), so each packet sees the old state or the new,
+//! never a mix, and no prefix is ever missing while a table is replaced.
+
+mod attach;
+pub mod bpffs;
+mod counters;
+mod tables;
+
+use aya::{
+    Ebpf, EbpfError,
+    maps::{Array, ArrayOfMaps, LpmTrie, MapData, MapError, PerCpuArray},
+    programs::{ProgramError, Xdp},
+};
+pub use attach::{Attachment, XdpModeChoice};
+use crate::paths::PinLayout;
+pub use counters::{CountryCounters, Counters};
+use geofilter_common::{Counter, Policy, PrefixInfo, maps as names};
+pub use tables::TableStats;
+
+/// The program object built by `build.rs`; empty when bpf-linker was missing at build time.
+static PROGRAM_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/geofilter"));
+
+#[derive(Debug, thiserror::Error)]
+pub enum DatapathError {
+    #[error(
+        "this geofilter binary was built without its XDP program (bpf-linker was missing); \
+         rebuild it with `cargo xtask build`"
+    )]
+    NotBuilt,
+    #[error("failed to load the XDP program object: {0}")]
+    Object(#[source] EbpfError),
+    #[error("the kernel refused the XDP program: {0}")]
+    Program(#[source] ProgramError),
+    #[error("map {name}: {source}")]
+    Map {
+        name: &'static str,
+        #[source]
+        source: MapError,
+    },
+    #[error("map {name} is missing from the program object")]
+    MissingMap { name: &'static str },
+    #[error("attaching to interface {iface}: {source}")]
+    Attach {
+        iface: String,
+        #[source]
+        source: ProgramError,
+    },
+    #[error("interface {iface}: the kernel gave no BPF link for the attachment: {source}")]
+    Link {
+        iface: String,
+        #[source]
+        source: aya::programs::links::LinkError,
+    },
+    #[error("{what} {path}: {source}")]
+    Pin {
+        what: &'static str,
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+pub(crate) fn map_err(name: &'static str) -> impl FnOnce(MapError) -> DatapathError {
+    move |source| DatapathError::Map { name, source }
+}
+
+type TableV4 = LpmTrie<MapData, [u8; 4], PrefixInfo>;
+type TableV6 = LpmTrie<MapData, [u8; 16], PrefixInfo>;
+type PolicyMap = Array<MapData, Policy>;
+
+/// A loaded (verified) program and handles on all its maps.
+pub struct Datapath {
+    ebpf: Ebpf,
+    policy: ArrayOfMaps<MapData, PolicyMap>,
+    table_v4: ArrayOfMaps<MapData, TableV4>,
+    table_v6: ArrayOfMaps<MapData, TableV6>,
+    country_counters: PerCpuArray<MapData, Counter>,
+    class_counters: PerCpuArray<MapData, Counter>,
+}
+
+impl Datapath {
+    /// Loads the embedded program into the kernel (the verifier runs here) with an all-pass
+    /// policy and empty tables. Nothing is pinned: the program and maps go away with `self`.
+    pub fn load() -> Result<Self, DatapathError> {
+        Self::load_with(None)
+    }
+
+    /// [`Datapath::load`], then pins the program and every map under `layout`, so they outlive
+    /// this process (links are pinned by [`Datapath::attach`]).
+    pub fn load_pinned(layout: &PinLayout) -> Result<Self, DatapathError> {
+        Self::load_with(Some(layout))
+    }
+
+    fn load_with(pin: Option<&PinLayout>) -> Result<Self, DatapathError> {
+        if PROGRAM_OBJECT.is_empty() {
+            return Err(DatapathError::NotBuilt);
+        }
+        let mut ebpf = Ebpf::load(PROGRAM_OBJECT).map_err(DatapathError::Object)?;
+        let program: &mut Xdp = ebpf
+            .program_mut(names::PROGRAM)
+            .ok_or(DatapathError::Program(ProgramError::NotLoaded))?
+            .try_into()
+            .map_err(DatapathError::Program)?;
+        program.load().map_err(DatapathError::Program)?;
+        if let Some(layout) = pin {
+            attach::pin_all(&mut ebpf, layout)?;
+        }
+        let mut take = |name: &'static str| {
+            ebpf.take_map(name).ok_or(DatapathError::MissingMap { name })
+        };
+        let policy = take(names::POLICY)?.try_into().map_err(map_err(names::POLICY))?;
+        let table_v4 = take(names::TABLE_V4)?.try_into().map_err(map_err(names::TABLE_V4))?;
+        let table_v6 = take(names::TABLE_V6)?.try_into().map_err(map_err(names::TABLE_V6))?;
+        let country_counters = take(names::COUNTRY_COUNTERS)?
+            .try_into()
+            .map_err(map_err(names::COUNTRY_COUNTERS))?;
+        let class_counters = take(names::CLASS_COUNTERS)?
+            .try_into()
+            .map_err(map_err(names::CLASS_COUNTERS))?;
+        let mut datapath = Self {
+            ebpf,
+            policy,
+            table_v4,
+            table_v6,
+            country_counters,
+            class_counters,
+        };
+        datapath.set_policy(&Policy::pass_all())?;
+        datapath.install_tables(&[], &[])?;
+        Ok(datapath)
+    }
+
+    /// The loaded program, e.g. for `BPF_PROG_TEST_RUN`.
+    pub fn program(&self) -> &Xdp {
+        self.ebpf
+            .program(names::PROGRAM)
+            .and_then(|p| p.try_into().ok())
+            .expect("program was loaded in Datapath::load")
+    }
+
+    fn program_mut(&mut self) -> &mut Xdp {
+        self.ebpf
+            .program_mut(names::PROGRAM)
+            .and_then(|p| p.try_into().ok())
+            .expect("program was loaded in Datapath::load")
+    }
+
+    /// Replaces the policy in one step.
+    pub fn set_policy(&mut self, policy: &Policy) -> Result<(), DatapathError> {
+        let mut inner = PolicyMap::create(1, 0).map_err(map_err(names::POLICY))?;
+        inner.set(0, policy, 0).map_err(map_err(names::POLICY))?;
+        self.policy.set(0, &inner, 0).map_err(map_err(names::POLICY))
+    }
+
+    /// The policy the program is using now.
+    pub fn policy(&self) -> Result<Policy, DatapathError> {
+        let inner: PolicyMap = self.policy.get(&0, 0).map_err(map_err(names::POLICY))?;
+        inner.get(&0, 0).map_err(map_err(names::POLICY))
+    }
+}
