@@ -1,0 +1,161 @@
+//! Real traffic between the two namespaces of a [`Pair`]: UDP datagrams from chosen source
+//! addresses, and a tiny HTTP server for curl. Every loop is bounded in count and time.
+
+use std::{
+    collections::HashMap,
+    io::{Read, Write},
+    net::{IpAddr, SocketAddr, TcpListener, UdpSocket},
+    process::Output,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    thread::JoinHandle,
+    time::{Duration, Instant},
+};
+
+use crate::netns::{Netns, Pair};
+
+pub const UDP_PORT: u16 = 9000;
+pub const HTTP_PORT: u16 = 8080;
+
+/// UDP receivers on the server's addresses, drained by a thread from the start so no datagram
+/// is lost to a full socket buffer; counts datagrams per source address.
+pub struct UdpSink {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<HashMap<IpAddr, u64>>>,
+}
+
+impl UdpSink {
+    pub fn bind(server: &Netns, addrs: &[IpAddr]) -> Self {
+        let sockets: Vec<UdpSocket> = server.run_in(|| {
+            addrs
+                .iter()
+                .map(|&a| {
+                    let s = UdpSocket::bind(SocketAddr::new(a, UDP_PORT)).expect("bind UDP sink");
+                    s.set_nonblocking(true).expect("nonblocking");
+                    s
+                })
+                .collect()
+        });
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let mut counts = HashMap::new();
+            let mut buf = [0u8; 2048];
+            let deadline = Instant::now() + Duration::from_secs(300);
+            while !flag.load(Ordering::Relaxed) && Instant::now() < deadline {
+                let mut got = false;
+                for s in &sockets {
+                    while let Ok((_, from)) = s.recv_from(&mut buf) {
+                        *counts.entry(from.ip()).or_insert(0) += 1;
+                        got = true;
+                    }
+                }
+                if !got {
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+            }
+            counts
+        });
+        Self { stop, thread: Some(thread) }
+    }
+
+    /// Waits `quiet` for stragglers, then stops and returns the counts.
+    pub fn collect(mut self, quiet: Duration) -> HashMap<IpAddr, u64> {
+        std::thread::sleep(quiet);
+        self.stop.store(true, Ordering::Relaxed);
+        self.thread.take().expect("running").join().expect("sink thread")
+    }
+}
+
+impl Drop for UdpSink {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Sends `count` datagrams from `source` (an address the client owns) to `dest`, paced so the
+/// veth ring never overflows: every datagram sent must reach the filter, or the counters could
+/// not be compared with what was sent.
+pub fn send_udp(client: &Netns, source: IpAddr, dest: IpAddr, count: u64) {
+    let socket = client.run_in(|| UdpSocket::bind(SocketAddr::new(source, 0)).expect("bind sender"));
+    let target = SocketAddr::new(dest, UDP_PORT);
+    for i in 0..count {
+        socket.send_to(format!("geofilter test {i}").as_bytes(), target).expect("send_to");
+        if i % 16 == 15 {
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+}
+
+/// A minimal HTTP/1.0 server on the server's addresses, answering `hello` to every request until
+/// dropped (and never longer than five minutes).
+pub struct HttpServer {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl HttpServer {
+    pub fn start(pair: &Pair, addrs: &[IpAddr]) -> Self {
+        let listeners: Vec<TcpListener> = pair.server.run_in(|| {
+            addrs
+                .iter()
+                .map(|&a| {
+                    let l = TcpListener::bind(SocketAddr::new(a, HTTP_PORT)).expect("bind HTTP");
+                    l.set_nonblocking(true).expect("nonblocking");
+                    l
+                })
+                .collect()
+        });
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let deadline = Instant::now() + Duration::from_secs(300);
+            while !flag.load(Ordering::Relaxed) && Instant::now() < deadline {
+                let mut served = false;
+                for l in &listeners {
+                    if let Ok((mut stream, _)) = l.accept() {
+                        let _ = stream.set_nonblocking(false);
+                        let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
+                        let mut buf = [0u8; 1024];
+                        let _ = stream.read(&mut buf);
+                        let _ = stream.write_all(b"HTTP/1.0 200 OK\r\nContent-Length: 5\r\n\r\nhello");
+                        served = true;
+                    }
+                }
+                if !served {
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+            }
+        });
+        Self { stop, thread: Some(thread) }
+    }
+}
+
+impl Drop for HttpServer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// `curl` from the client namespace, from `source`, with a hard time limit.
+pub fn curl(client: &Netns, source: IpAddr, dest: IpAddr, max_time_s: u32) -> Output {
+    let url = match dest {
+        IpAddr::V4(a) => format!("http://{a}:{HTTP_PORT}/"),
+        IpAddr::V6(a) => format!("http://[{a}]:{HTTP_PORT}/"),
+    };
+    client
+        .command("curl")
+        .args(["--silent", "--show-error", "--max-time", &max_time_s.to_string(), "--interface"])
+        .arg(source.to_string())
+        .arg(url)
+        .output()
+        .expect("running curl")
+}

@@ -1,0 +1,230 @@
+//! Tier 3: the real `geofilter run` on one end of a veth pair between two fresh network
+//! namespaces, real UDP and TCP (curl) from addresses of blocked and allowed countries.
+
+use std::{
+    net::IpAddr,
+    path::{Path, PathBuf},
+    time::Duration,
+};
+
+use geofilter_tests::{
+    daemon::Daemon,
+    netns::{Pair, SERVER_V4, SERVER_V6},
+    require_root,
+    traffic::{HttpServer, UdpSink, curl, send_udp},
+};
+
+/// A small range database in the CSV shape of DB-IP lite and ip-location-db: one IPv4 file and
+/// one IPv6 file, merged by giving both. `77.88.0.1-77.88.63.254` is not CIDR-aligned on purpose.
+fn write_db(dir: &Path) -> (PathBuf, PathBuf) {
+    let v4 = dir.join("v4.csv");
+    let v6 = dir.join("v6.csv");
+    std::fs::write(
+        &v4,
+        "5.45.192.0,5.45.255.255,RU\n46.114.0.0,46.114.255.255,DE\n77.88.0.1,77.88.63.254,RU\n8.8.8.0,8.8.8.255,US\n",
+    )
+    .unwrap();
+    std::fs::write(
+        &v6,
+        "2a01:598::,2a01:598:ffff:ffff:ffff:ffff:ffff:ffff,DE\n2a02:6b8::,2a02:6b8:ffff:ffff:ffff:ffff:ffff:ffff,RU\n",
+    )
+    .unwrap();
+    (v4, v6)
+}
+
+fn ip(s: &str) -> IpAddr {
+    s.parse().unwrap()
+}
+
+struct Setup {
+    pair: Pair,
+    daemon: Daemon,
+    _db_dir: tempdir::TempDir,
+}
+
+mod tempdir {
+    /// A temporary folder removed on drop.
+    pub struct TempDir(pub std::path::PathBuf);
+    impl TempDir {
+        pub fn new() -> Self {
+            let p = std::env::temp_dir().join(geofilter_tests::netns::unique("gf-db-"));
+            std::fs::create_dir_all(&p).unwrap();
+            Self(p)
+        }
+    }
+    impl Drop for TempDir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+}
+
+fn setup(sources: &[&str], extra: &[&str]) -> Setup {
+    require_root();
+    let pair = Pair::new();
+    for s in sources {
+        pair.add_source(ip(s));
+    }
+    let db_dir = tempdir::TempDir::new();
+    let (v4, v6) = write_db(&db_dir.0);
+    let mut args = vec!["--iface", &pair.server_if, "--db", v4.to_str().unwrap(), "--db", v6.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    let daemon = Daemon::start(&pair.server, &args);
+    Setup { pair, daemon, _db_dir: db_dir }
+}
+
+const RU_V4: &str = "5.45.200.7";
+const RU_V4_UNALIGNED: &str = "77.88.0.1";
+const DE_V4: &str = "46.114.1.1";
+const US_V4: &str = "8.8.8.8";
+const RU_V6: &str = "2a02:6b8::7";
+const DE_V6: &str = "2a01:598:1::1";
+
+#[test]
+fn udp_from_blocked_country_is_dropped_and_counters_agree() {
+    let sources = [RU_V4, RU_V4_UNALIGNED, DE_V4, US_V4, RU_V6, DE_V6];
+    let s = setup(&sources, &["--block", "RU", "--xdp-mode", "native"]);
+    let status = s.daemon.cli_json(&["status"]);
+    assert_eq!(status["interfaces"][0]["xdp_mode"], "native", "{status}");
+    assert_eq!(status["policy"]["countries"], serde_json::json!(["RU"]));
+
+    let sink = UdpSink::bind(&s.pair.server, &[ip(SERVER_V4), ip(SERVER_V6)]);
+    const N: u64 = 300;
+    for src in sources {
+        let dest = if ip(src).is_ipv4() { ip(SERVER_V4) } else { ip(SERVER_V6) };
+        send_udp(&s.pair.client, ip(src), dest, N);
+    }
+    let got = sink.collect(Duration::from_millis(500));
+    for src in [RU_V4, RU_V4_UNALIGNED, RU_V6] {
+        assert_eq!(got.get(&ip(src)).copied().unwrap_or(0), 0, "datagrams from RU source {src} were delivered");
+    }
+    for src in [DE_V4, US_V4, DE_V6] {
+        assert_eq!(got.get(&ip(src)).copied().unwrap_or(0), N, "datagrams from allowed source {src}");
+    }
+    assert_eq!(s.daemon.packets("RU", "drop"), 3 * N, "RU drops counted by the daemon");
+    assert_eq!(s.daemon.packets("RU", "pass"), 0, "no RU packet passed");
+    assert_eq!(s.daemon.packets("DE", "pass"), 2 * N, "DE passes counted by the daemon");
+    assert_eq!(s.daemon.packets("US", "pass"), N, "US passes counted by the daemon");
+    assert_eq!(s.daemon.packets("DE", "drop") + s.daemon.packets("US", "drop"), 0);
+}
+
+#[test]
+fn curl_fails_from_blocked_and_succeeds_from_allowed_and_follows_live_changes() {
+    let sources = [RU_V4, DE_V4, RU_V6, DE_V6];
+    let s = setup(&sources, &["--block", "ru"]);
+    let _http = HttpServer::start(&s.pair, &[ip(SERVER_V4), ip(SERVER_V6)]);
+    let fetch = |src: &str| {
+        let dest = if ip(src).is_ipv4() { ip(SERVER_V4) } else { ip(SERVER_V6) };
+        curl(&s.pair.client, ip(src), dest, 2)
+    };
+    let ok = |src: &str| {
+        let out = fetch(src);
+        assert!(out.status.success(), "curl from {src} failed: {}", String::from_utf8_lossy(&out.stderr));
+        assert_eq!(out.stdout, b"hello", "body from {src}");
+    };
+    let blocked = |src: &str| {
+        let out = fetch(src);
+        assert!(!out.status.success(), "curl from blocked {src} succeeded");
+    };
+    ok(DE_V4);
+    ok(DE_V6);
+    blocked(RU_V4);
+    blocked(RU_V6);
+    assert!(s.daemon.packets("RU", "drop") > 0, "the SYNs from RU were counted as dropped");
+
+    let out = s.daemon.cli(&["unblock", "RU"]);
+    assert!(out.status.success(), "unblock: {}", String::from_utf8_lossy(&out.stderr));
+    ok(RU_V4);
+    ok(RU_V6);
+    let out = s.daemon.cli(&["block", "RU"]);
+    assert!(out.status.success(), "block: {}", String::from_utf8_lossy(&out.stderr));
+    blocked(RU_V4);
+    ok(DE_V4);
+}
+
+#[test]
+fn stop_detaches_and_removes_every_pin() {
+    let mut s = setup(&[RU_V4], &["--block", "RU"]);
+    let root = s.daemon.pin_root().expect("pin root visible").to_path_buf();
+    for entry in ["prog", "maps/GF_POLICY", "maps/GF_TABLE_V4", format!("links/{}", s.pair.server_if).as_str()] {
+        assert!(root.join(entry).exists(), "{entry} is pinned under {}", root.display());
+    }
+    let status = s.daemon.stop();
+    assert!(status.success(), "daemon exit on SIGTERM: {status:?}\n{}", s.daemon.log());
+    assert!(!root.exists(), "pins left behind at {}", root.display());
+    let link = s.pair.server.ip(&["link", "show", "dev", &s.pair.server_if]);
+    assert!(!String::from_utf8_lossy(&link.stdout).contains("xdp"), "program still attached");
+}
+
+#[test]
+fn unload_verb_stops_the_daemon_and_detaches() {
+    let mut s = setup(&[RU_V4], &["--block", "RU"]);
+    let root = s.daemon.pin_root().expect("pin root visible").to_path_buf();
+    let link = s.pair.server.ip(&["link", "show", "dev", &s.pair.server_if]);
+    assert!(String::from_utf8_lossy(&link.stdout).contains("xdp"), "program attached while running");
+    let out = std::process::Command::new(geofilter_tests::daemon::binary())
+        .args(["unload", "--socket"])
+        .arg(&s.daemon.socket)
+        .env("GEOFILTER_PIN_ROOT", &root)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "unload: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(s.daemon.wait_exit().success(), "daemon exit after unload\n{}", s.daemon.log());
+    assert!(!root.exists(), "pins left behind");
+    let link = s.pair.server.ip(&["link", "show", "dev", &s.pair.server_if]);
+    assert!(!String::from_utf8_lossy(&link.stdout).contains("xdp"), "program still attached");
+}
+
+#[test]
+fn runs_under_ip_netns_exec_without_bpffs() {
+    require_root();
+    let pair = Pair::new();
+    pair.add_source(ip(RU_V4));
+    pair.add_source(ip(DE_V4));
+    let dir = tempdir::TempDir::new();
+    let (v4, v6) = write_db(&dir.0);
+    let daemon = Daemon::start_with_ip_netns_exec(
+        &pair.server,
+        &["--iface", &pair.server_if, "--db", v4.to_str().unwrap(), "--db", v6.to_str().unwrap(), "--block", "RU"],
+    );
+    assert!(daemon.log().contains("mounted bpffs"), "daemon mounted its own bpffs:\n{}", daemon.log());
+    let sink = UdpSink::bind(&pair.server, &[ip(SERVER_V4)]);
+    send_udp(&pair.client, ip(RU_V4), ip(SERVER_V4), 50);
+    send_udp(&pair.client, ip(DE_V4), ip(SERVER_V4), 50);
+    let got = sink.collect(Duration::from_millis(300));
+    assert_eq!(got.get(&ip(RU_V4)), None);
+    assert_eq!(got.get(&ip(DE_V4)), Some(&50));
+}
+
+#[test]
+fn bad_input_is_refused_and_the_filter_keeps_its_state() {
+    let s = setup(&[RU_V4], &["--block", "RU"]);
+    let out = s.daemon.cli(&["block", "RX"]);
+    assert!(!out.status.success(), "unknown code accepted");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("RX") && err.contains("did you mean"), "error names the code and suggests: {err}");
+    // Garbage and oversized requests on the socket: answered with an error, daemon unharmed.
+    use std::{io::{Read, Write}, os::unix::net::UnixStream};
+    for garbage in [b"\x00\xffnot json\n".to_vec(), vec![b'x'; 200_000]] {
+        let mut c = UnixStream::connect(&s.daemon.socket).unwrap();
+        let _ = c.write_all(&garbage);
+        let mut reply = String::new();
+        let _ = c.read_to_string(&mut reply);
+        assert!(reply.contains("\"ok\":false"), "garbage got: {reply}");
+    }
+    let status = s.daemon.cli_json(&["status"]);
+    assert_eq!(status["policy"]["countries"], serde_json::json!(["RU"]), "policy unchanged");
+
+    // A database with a bad line: the daemon refuses to start and names file and line.
+    let dir = tempdir::TempDir::new();
+    let bad = dir.0.join("bad.csv");
+    std::fs::write(&bad, "1.0.0.0,1.0.0.255,AU\n1.0.1.0,1.0.1,CN\n").unwrap();
+    let out = std::process::Command::new(geofilter_tests::daemon::binary())
+        .args(["run", "--iface", "lo", "--db"])
+        .arg(&bad)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("bad.csv:2") && err.contains("1.0.1"), "error names file, line and text: {err}");
+}
