@@ -13,10 +13,16 @@ use anyhow::{Context as _, anyhow};
 use aya_build::{Package, Toolchain};
 
 fn main() -> anyhow::Result<()> {
-    let manifest_dir = PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").ok_or(anyhow!("no CARGO_MANIFEST_DIR"))?);
-    let workspace = manifest_dir.parent().context("daemon crate has no parent folder")?;
+    let manifest_dir =
+        PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").ok_or(anyhow!("no CARGO_MANIFEST_DIR"))?);
+    let workspace = manifest_dir
+        .parent()
+        .context("daemon crate has no parent folder")?;
     let tools_bin = workspace.join("target/bpf-tools/bin");
-    println!("cargo:rerun-if-changed={}", tools_bin.join("bpf-linker").display());
+    println!(
+        "cargo:rerun-if-changed={}",
+        tools_bin.join("bpf-linker").display()
+    );
     println!("cargo:rerun-if-env-changed=PATH");
 
     let path = env::var_os("PATH").unwrap_or_default();

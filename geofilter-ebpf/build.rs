@@ -4,6 +4,7 @@ use which::which;
 /// project-owned bpf-linker first in PATH, so a rebuilt linker (new nightly LLVM) must invalidate
 /// the object.
 fn main() {
-    let bpf_linker = which("bpf-linker").expect("bpf-linker not found in PATH: run `cargo xtask setup`");
+    let bpf_linker =
+        which("bpf-linker").expect("bpf-linker not found in PATH: run `cargo xtask setup`");
     println!("cargo:rerun-if-changed={}", bpf_linker.display());
 }

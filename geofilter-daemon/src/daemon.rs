@@ -1,19 +1,17 @@
 //! The running daemon: the loaded datapath, the database it was filled from, the operator's
 //! policy, and the request handlers the control socket calls.
 
-use std::{
-    collections::BTreeSet,
-    path::PathBuf,
-    sync::Mutex,
-    time::Instant,
-};
+use std::{collections::BTreeSet, path::PathBuf, sync::Mutex, time::Instant};
 
 use geofilter_common::{CountryId, PacketClass, Verdict};
 use serde_json::{Value, json};
 use tokio::sync::Notify;
 
 use crate::{
-    control::{protocol::{Request, Response}, server::Handler},
+    control::{
+        protocol::{Request, Response},
+        server::Handler,
+    },
     datapath::{Attachment, Counters, Datapath},
     geoip::{
         CompiledDb,
@@ -97,7 +95,10 @@ impl Daemon {
             }
         }
         // In the kernel first: when this returns, every new packet sees the new policy.
-        state.datapath.set_policy(&next.compile()).map_err(|e| e.to_string())?;
+        state
+            .datapath
+            .set_policy(&next.compile())
+            .map_err(|e| e.to_string())?;
         state.policy = next;
         Ok(policy_json(&state.policy))
     }

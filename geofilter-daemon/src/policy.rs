@@ -3,7 +3,9 @@
 
 use std::collections::BTreeSet;
 
-use geofilter_common::{ACTION_DROP, ACTION_PASS, COUNTRY_SLOTS, CountryId, POLICY_MONITOR, Policy, UNKNOWN_COUNTRY};
+use geofilter_common::{
+    ACTION_DROP, ACTION_PASS, COUNTRY_SLOTS, CountryId, POLICY_MONITOR, Policy, UNKNOWN_COUNTRY,
+};
 use serde::{Deserialize, Serialize};
 
 /// How the listed countries are treated.
@@ -44,7 +46,11 @@ impl DesiredPolicy {
         };
         let mut policy = Policy::pass_all();
         for (id, action) in policy.actions.iter_mut().enumerate() {
-            *action = if self.countries.contains(&(id as CountryId)) { listed } else { unlisted };
+            *action = if self.countries.contains(&(id as CountryId)) {
+                listed
+            } else {
+                unlisted
+            };
         }
         policy.actions[UNKNOWN_COUNTRY as usize] = match self.unknown {
             UnknownAction::Pass => ACTION_PASS,
@@ -73,7 +79,11 @@ mod tests {
     fn deny_drops_only_listed_and_keeps_unknown_setting() {
         let ru = country_id(*b"RU").unwrap();
         let de = country_id(*b"DE").unwrap();
-        let p = DesiredPolicy { countries: [ru].into(), ..Default::default() }.compile();
+        let p = DesiredPolicy {
+            countries: [ru].into(),
+            ..Default::default()
+        }
+        .compile();
         assert_eq!(p.actions[ru as usize], ACTION_DROP);
         assert_eq!(p.actions[de as usize], ACTION_PASS);
         assert_eq!(p.actions[UNKNOWN_COUNTRY as usize], ACTION_PASS);

@@ -70,6 +70,8 @@ pub fn count_class(class: PacketClass, bytes: u64) {
 
 #[inline(always)]
 pub fn count_country(country: CountryId, verdict: Verdict, bytes: u64) {
-    add(GF_CC_COUNT.get_ptr_mut(country_counter_index(country, verdict)), bytes);
+    add(
+        GF_CC_COUNT.get_ptr_mut(country_counter_index(country, verdict)),
+        bytes,
+    );
 }
-

@@ -13,9 +13,9 @@ use crate::netns::{Netns, unique};
 
 /// The binary under test: `GEOFILTER_BIN` (set by `cargo xtask test`), else the debug build.
 pub fn binary() -> PathBuf {
-    let path = std::env::var_os("GEOFILTER_BIN").map(PathBuf::from).unwrap_or_else(|| {
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/debug/geofilter")
-    });
+    let path = std::env::var_os("GEOFILTER_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/debug/geofilter"));
     assert!(
         path.is_file(),
         "geofilter binary not found at {} (run the tests with `cargo xtask test`)",
@@ -57,7 +57,11 @@ impl Daemon {
     /// Starts the daemon the way an operator would inside a namespace: `ip netns exec`, which
     /// gives it a fresh mount namespace without bpffs (the daemon must mount one itself).
     pub fn start_with_ip_netns_exec(ns: &Netns, args: &[&str]) -> Self {
-        Self::spawn(ns.command(binary().to_str().expect("UTF-8 path")), args, None)
+        Self::spawn(
+            ns.command(binary().to_str().expect("UTF-8 path")),
+            args,
+            None,
+        )
     }
 
     /// The bpffs folder this daemon pins into, when the test can see it.
@@ -89,10 +93,21 @@ impl Daemon {
                 }
             }
         });
-        let mut daemon = Self { child: Some(child), socket, stderr_log, pin_root };
+        let mut daemon = Self {
+            child: Some(child),
+            socket,
+            stderr_log,
+            pin_root,
+        };
         if rx.recv_timeout(Duration::from_secs(60)).is_err() {
-            let status = daemon.child.as_mut().and_then(|c| c.try_wait().ok().flatten());
-            panic!("geofilter run did not become ready (exit: {status:?}); its log:\n{}", daemon.log());
+            let status = daemon
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten());
+            panic!(
+                "geofilter run did not become ready (exit: {status:?}); its log:\n{}",
+                daemon.log()
+            );
         }
         daemon
     }

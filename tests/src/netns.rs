@@ -15,7 +15,11 @@ static NEXT: AtomicU32 = AtomicU32::new(0);
 
 /// A short name unique to this process and call (interface names are limited to 15 bytes).
 pub fn unique(prefix: &str) -> String {
-    format!("{prefix}{}x{}", std::process::id() % 100_000, NEXT.fetch_add(1, Ordering::Relaxed))
+    format!(
+        "{prefix}{}x{}",
+        std::process::id() % 100_000,
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    )
 }
 
 pub fn sh(program: &str, args: &[&str]) -> Output {
@@ -79,7 +83,9 @@ impl Netns {
 
 impl Drop for Netns {
     fn drop(&mut self) {
-        let _ = Command::new("ip").args(["netns", "del", &self.name]).status();
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .status();
     }
 }
 
@@ -108,10 +114,23 @@ impl Pair {
         let server = Netns::new("gfs");
         let client_if = unique("gvc");
         let server_if = unique("gvs");
-        sh("ip", &[
-            "link", "add", &client_if, "netns", &client.name, "type", "veth", "peer", "name", &server_if, "netns",
-            &server.name,
-        ]);
+        sh(
+            "ip",
+            &[
+                "link",
+                "add",
+                &client_if,
+                "netns",
+                &client.name,
+                "type",
+                "veth",
+                "peer",
+                "name",
+                &server_if,
+                "netns",
+                &server.name,
+            ],
+        );
         let client_mac = "02:00:00:00:c0:01".to_owned();
         let server_mac = "02:00:00:00:c0:02".to_owned();
         for (ns, ifname, mac, v4, v6) in [
@@ -120,18 +139,58 @@ impl Pair {
         ] {
             ns.ip(&["link", "set", ifname, "address", mac]);
             ns.ip(&["addr", "add", &format!("{v4}/24"), "dev", ifname]);
-            ns.ip(&["-6", "addr", "add", &format!("{v6}/64"), "dev", ifname, "nodad"]);
+            ns.ip(&[
+                "-6",
+                "addr",
+                "add",
+                &format!("{v6}/64"),
+                "dev",
+                ifname,
+                "nodad",
+            ]);
             ns.ip(&["link", "set", ifname, "up"]);
         }
-        client.ip(&["neigh", "replace", SERVER_V4, "lladdr", &server_mac, "dev", &client_if, "nud", "permanent"]);
-        client.ip(&["-6", "neigh", "replace", SERVER_V6, "lladdr", &server_mac, "dev", &client_if, "nud", "permanent"]);
-        Self { client, server, client_if, server_if, client_mac, server_mac }
+        client.ip(&[
+            "neigh",
+            "replace",
+            SERVER_V4,
+            "lladdr",
+            &server_mac,
+            "dev",
+            &client_if,
+            "nud",
+            "permanent",
+        ]);
+        client.ip(&[
+            "-6",
+            "neigh",
+            "replace",
+            SERVER_V6,
+            "lladdr",
+            &server_mac,
+            "dev",
+            &client_if,
+            "nud",
+            "permanent",
+        ]);
+        Self {
+            client,
+            server,
+            client_if,
+            server_if,
+            client_mac,
+            server_mac,
+        }
     }
 
     /// Gives the client a source address (of any country) and the server a host route and a
     /// static neighbour back to it. Routes are host routes on the veth: never a default route.
     pub fn add_source(&self, addr: IpAddr) {
-        let (plen, fam) = if addr.is_ipv4() { ("32", "-4") } else { ("128", "-6") };
+        let (plen, fam) = if addr.is_ipv4() {
+            ("32", "-4")
+        } else {
+            ("128", "-6")
+        };
         let a = addr.to_string();
         let cidr = format!("{a}/{plen}");
         let mut add = vec![fam, "addr", "add", &cidr, "dev", &self.client_if];
@@ -139,8 +198,20 @@ impl Pair {
             add.push("nodad");
         }
         self.client.ip(&add);
-        self.server.ip(&[fam, "route", "add", &a, "dev", &self.server_if]);
-        self.server.ip(&[fam, "neigh", "replace", &a, "lladdr", &self.client_mac, "dev", &self.server_if, "nud", "permanent"]);
+        self.server
+            .ip(&[fam, "route", "add", &a, "dev", &self.server_if]);
+        self.server.ip(&[
+            fam,
+            "neigh",
+            "replace",
+            &a,
+            "lladdr",
+            &self.client_mac,
+            "dev",
+            &self.server_if,
+            "nud",
+            "permanent",
+        ]);
     }
 
     pub fn server_mac(&self) -> &str {

@@ -58,14 +58,21 @@ impl UdpSink {
             }
             counts
         });
-        Self { stop, thread: Some(thread) }
+        Self {
+            stop,
+            thread: Some(thread),
+        }
     }
 
     /// Waits `quiet` for stragglers, then stops and returns the counts.
     pub fn collect(mut self, quiet: Duration) -> HashMap<IpAddr, u64> {
         std::thread::sleep(quiet);
         self.stop.store(true, Ordering::Relaxed);
-        self.thread.take().expect("running").join().expect("sink thread")
+        self.thread
+            .take()
+            .expect("running")
+            .join()
+            .expect("sink thread")
     }
 }
 
@@ -82,10 +89,13 @@ impl Drop for UdpSink {
 /// veth ring never overflows: every datagram sent must reach the filter, or the counters could
 /// not be compared with what was sent.
 pub fn send_udp(client: &Netns, source: IpAddr, dest: IpAddr, count: u64) {
-    let socket = client.run_in(|| UdpSocket::bind(SocketAddr::new(source, 0)).expect("bind sender"));
+    let socket =
+        client.run_in(|| UdpSocket::bind(SocketAddr::new(source, 0)).expect("bind sender"));
     let target = SocketAddr::new(dest, UDP_PORT);
     for i in 0..count {
-        socket.send_to(format!("geofilter test {i}").as_bytes(), target).expect("send_to");
+        socket
+            .send_to(format!("geofilter test {i}").as_bytes(), target)
+            .expect("send_to");
         if i % 16 == 15 {
             std::thread::sleep(Duration::from_millis(2));
         }
@@ -123,7 +133,8 @@ impl HttpServer {
                         let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
                         let mut buf = [0u8; 1024];
                         let _ = stream.read(&mut buf);
-                        let _ = stream.write_all(b"HTTP/1.0 200 OK\r\nContent-Length: 5\r\n\r\nhello");
+                        let _ =
+                            stream.write_all(b"HTTP/1.0 200 OK\r\nContent-Length: 5\r\n\r\nhello");
                         served = true;
                     }
                 }
@@ -132,7 +143,10 @@ impl HttpServer {
                 }
             }
         });
-        Self { stop, thread: Some(thread) }
+        Self {
+            stop,
+            thread: Some(thread),
+        }
     }
 }
 
@@ -153,7 +167,13 @@ pub fn curl(client: &Netns, source: IpAddr, dest: IpAddr, max_time_s: u32) -> Ou
     };
     client
         .command("curl")
-        .args(["--silent", "--show-error", "--max-time", &max_time_s.to_string(), "--interface"])
+        .args([
+            "--silent",
+            "--show-error",
+            "--max-time",
+            &max_time_s.to_string(),
+            "--interface",
+        ])
         .arg(source.to_string())
         .arg(url)
         .output()

@@ -67,10 +67,21 @@ fn setup(sources: &[&str], extra: &[&str]) -> Setup {
     }
     let db_dir = tempdir::TempDir::new();
     let (v4, v6) = write_db(&db_dir.0);
-    let mut args = vec!["--iface", &pair.server_if, "--db", v4.to_str().unwrap(), "--db", v6.to_str().unwrap()];
+    let mut args = vec![
+        "--iface",
+        &pair.server_if,
+        "--db",
+        v4.to_str().unwrap(),
+        "--db",
+        v6.to_str().unwrap(),
+    ];
     args.extend_from_slice(extra);
     let daemon = Daemon::start(&pair.server, &args);
-    Setup { pair, daemon, _db_dir: db_dir }
+    Setup {
+        pair,
+        daemon,
+        _db_dir: db_dir,
+    }
 }
 
 const RU_V4: &str = "5.45.200.7";
@@ -91,21 +102,48 @@ fn udp_from_blocked_country_is_dropped_and_counters_agree() {
     let sink = UdpSink::bind(&s.pair.server, &[ip(SERVER_V4), ip(SERVER_V6)]);
     const N: u64 = 300;
     for src in sources {
-        let dest = if ip(src).is_ipv4() { ip(SERVER_V4) } else { ip(SERVER_V6) };
+        let dest = if ip(src).is_ipv4() {
+            ip(SERVER_V4)
+        } else {
+            ip(SERVER_V6)
+        };
         send_udp(&s.pair.client, ip(src), dest, N);
     }
     let got = sink.collect(Duration::from_millis(500));
     for src in [RU_V4, RU_V4_UNALIGNED, RU_V6] {
-        assert_eq!(got.get(&ip(src)).copied().unwrap_or(0), 0, "datagrams from RU source {src} were delivered");
+        assert_eq!(
+            got.get(&ip(src)).copied().unwrap_or(0),
+            0,
+            "datagrams from RU source {src} were delivered"
+        );
     }
     for src in [DE_V4, US_V4, DE_V6] {
-        assert_eq!(got.get(&ip(src)).copied().unwrap_or(0), N, "datagrams from allowed source {src}");
+        assert_eq!(
+            got.get(&ip(src)).copied().unwrap_or(0),
+            N,
+            "datagrams from allowed source {src}"
+        );
     }
-    assert_eq!(s.daemon.packets("RU", "drop"), 3 * N, "RU drops counted by the daemon");
+    assert_eq!(
+        s.daemon.packets("RU", "drop"),
+        3 * N,
+        "RU drops counted by the daemon"
+    );
     assert_eq!(s.daemon.packets("RU", "pass"), 0, "no RU packet passed");
-    assert_eq!(s.daemon.packets("DE", "pass"), 2 * N, "DE passes counted by the daemon");
-    assert_eq!(s.daemon.packets("US", "pass"), N, "US passes counted by the daemon");
-    assert_eq!(s.daemon.packets("DE", "drop") + s.daemon.packets("US", "drop"), 0);
+    assert_eq!(
+        s.daemon.packets("DE", "pass"),
+        2 * N,
+        "DE passes counted by the daemon"
+    );
+    assert_eq!(
+        s.daemon.packets("US", "pass"),
+        N,
+        "US passes counted by the daemon"
+    );
+    assert_eq!(
+        s.daemon.packets("DE", "drop") + s.daemon.packets("US", "drop"),
+        0
+    );
 }
 
 #[test]
@@ -114,12 +152,20 @@ fn curl_fails_from_blocked_and_succeeds_from_allowed_and_follows_live_changes() 
     let s = setup(&sources, &["--block", "ru"]);
     let _http = HttpServer::start(&s.pair, &[ip(SERVER_V4), ip(SERVER_V6)]);
     let fetch = |src: &str| {
-        let dest = if ip(src).is_ipv4() { ip(SERVER_V4) } else { ip(SERVER_V6) };
+        let dest = if ip(src).is_ipv4() {
+            ip(SERVER_V4)
+        } else {
+            ip(SERVER_V6)
+        };
         curl(&s.pair.client, ip(src), dest, 2)
     };
     let ok = |src: &str| {
         let out = fetch(src);
-        assert!(out.status.success(), "curl from {src} failed: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "curl from {src} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         assert_eq!(out.stdout, b"hello", "body from {src}");
     };
     let blocked = |src: &str| {
@@ -130,14 +176,25 @@ fn curl_fails_from_blocked_and_succeeds_from_allowed_and_follows_live_changes() 
     ok(DE_V6);
     blocked(RU_V4);
     blocked(RU_V6);
-    assert!(s.daemon.packets("RU", "drop") > 0, "the SYNs from RU were counted as dropped");
+    assert!(
+        s.daemon.packets("RU", "drop") > 0,
+        "the SYNs from RU were counted as dropped"
+    );
 
     let out = s.daemon.cli(&["unblock", "RU"]);
-    assert!(out.status.success(), "unblock: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "unblock: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     ok(RU_V4);
     ok(RU_V6);
     let out = s.daemon.cli(&["block", "RU"]);
-    assert!(out.status.success(), "block: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "block: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     blocked(RU_V4);
     ok(DE_V4);
 }
@@ -146,33 +203,72 @@ fn curl_fails_from_blocked_and_succeeds_from_allowed_and_follows_live_changes() 
 fn stop_detaches_and_removes_every_pin() {
     let mut s = setup(&[RU_V4], &["--block", "RU"]);
     let root = s.daemon.pin_root().expect("pin root visible").to_path_buf();
-    for entry in ["prog", "maps/GF_POLICY", "maps/GF_TABLE_V4", format!("links/{}", s.pair.server_if).as_str()] {
-        assert!(root.join(entry).exists(), "{entry} is pinned under {}", root.display());
+    for entry in [
+        "prog",
+        "maps/GF_POLICY",
+        "maps/GF_TABLE_V4",
+        format!("links/{}", s.pair.server_if).as_str(),
+    ] {
+        assert!(
+            root.join(entry).exists(),
+            "{entry} is pinned under {}",
+            root.display()
+        );
     }
     let status = s.daemon.stop();
-    assert!(status.success(), "daemon exit on SIGTERM: {status:?}\n{}", s.daemon.log());
+    assert!(
+        status.success(),
+        "daemon exit on SIGTERM: {status:?}\n{}",
+        s.daemon.log()
+    );
     assert!(!root.exists(), "pins left behind at {}", root.display());
-    let link = s.pair.server.ip(&["link", "show", "dev", &s.pair.server_if]);
-    assert!(!String::from_utf8_lossy(&link.stdout).contains("xdp"), "program still attached");
+    let link = s
+        .pair
+        .server
+        .ip(&["link", "show", "dev", &s.pair.server_if]);
+    assert!(
+        !String::from_utf8_lossy(&link.stdout).contains("xdp"),
+        "program still attached"
+    );
 }
 
 #[test]
 fn unload_verb_stops_the_daemon_and_detaches() {
     let mut s = setup(&[RU_V4], &["--block", "RU"]);
     let root = s.daemon.pin_root().expect("pin root visible").to_path_buf();
-    let link = s.pair.server.ip(&["link", "show", "dev", &s.pair.server_if]);
-    assert!(String::from_utf8_lossy(&link.stdout).contains("xdp"), "program attached while running");
+    let link = s
+        .pair
+        .server
+        .ip(&["link", "show", "dev", &s.pair.server_if]);
+    assert!(
+        String::from_utf8_lossy(&link.stdout).contains("xdp"),
+        "program attached while running"
+    );
     let out = std::process::Command::new(geofilter_tests::daemon::binary())
         .args(["unload", "--socket"])
         .arg(&s.daemon.socket)
         .env("GEOFILTER_PIN_ROOT", &root)
         .output()
         .unwrap();
-    assert!(out.status.success(), "unload: {}", String::from_utf8_lossy(&out.stderr));
-    assert!(s.daemon.wait_exit().success(), "daemon exit after unload\n{}", s.daemon.log());
+    assert!(
+        out.status.success(),
+        "unload: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        s.daemon.wait_exit().success(),
+        "daemon exit after unload\n{}",
+        s.daemon.log()
+    );
     assert!(!root.exists(), "pins left behind");
-    let link = s.pair.server.ip(&["link", "show", "dev", &s.pair.server_if]);
-    assert!(!String::from_utf8_lossy(&link.stdout).contains("xdp"), "program still attached");
+    let link = s
+        .pair
+        .server
+        .ip(&["link", "show", "dev", &s.pair.server_if]);
+    assert!(
+        !String::from_utf8_lossy(&link.stdout).contains("xdp"),
+        "program still attached"
+    );
 }
 
 #[test]
@@ -185,9 +281,22 @@ fn runs_under_ip_netns_exec_without_bpffs() {
     let (v4, v6) = write_db(&dir.0);
     let daemon = Daemon::start_with_ip_netns_exec(
         &pair.server,
-        &["--iface", &pair.server_if, "--db", v4.to_str().unwrap(), "--db", v6.to_str().unwrap(), "--block", "RU"],
+        &[
+            "--iface",
+            &pair.server_if,
+            "--db",
+            v4.to_str().unwrap(),
+            "--db",
+            v6.to_str().unwrap(),
+            "--block",
+            "RU",
+        ],
     );
-    assert!(daemon.log().contains("mounted bpffs"), "daemon mounted its own bpffs:\n{}", daemon.log());
+    assert!(
+        daemon.log().contains("mounted bpffs"),
+        "daemon mounted its own bpffs:\n{}",
+        daemon.log()
+    );
     let sink = UdpSink::bind(&pair.server, &[ip(SERVER_V4)]);
     send_udp(&pair.client, ip(RU_V4), ip(SERVER_V4), 50);
     send_udp(&pair.client, ip(DE_V4), ip(SERVER_V4), 50);
@@ -202,9 +311,15 @@ fn bad_input_is_refused_and_the_filter_keeps_its_state() {
     let out = s.daemon.cli(&["block", "RX"]);
     assert!(!out.status.success(), "unknown code accepted");
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("RX") && err.contains("did you mean"), "error names the code and suggests: {err}");
+    assert!(
+        err.contains("RX") && err.contains("did you mean"),
+        "error names the code and suggests: {err}"
+    );
     // Garbage and oversized requests on the socket: answered with an error, daemon unharmed.
-    use std::{io::{Read, Write}, os::unix::net::UnixStream};
+    use std::{
+        io::{Read, Write},
+        os::unix::net::UnixStream,
+    };
     for garbage in [b"\x00\xffnot json\n".to_vec(), vec![b'x'; 200_000]] {
         let mut c = UnixStream::connect(&s.daemon.socket).unwrap();
         let _ = c.write_all(&garbage);
@@ -213,7 +328,11 @@ fn bad_input_is_refused_and_the_filter_keeps_its_state() {
         assert!(reply.contains("\"ok\":false"), "garbage got: {reply}");
     }
     let status = s.daemon.cli_json(&["status"]);
-    assert_eq!(status["policy"]["countries"], serde_json::json!(["RU"]), "policy unchanged");
+    assert_eq!(
+        status["policy"]["countries"],
+        serde_json::json!(["RU"]),
+        "policy unchanged"
+    );
 
     // A database with a bad line: the daemon refuses to start and names file and line.
     let dir = tempdir::TempDir::new();
@@ -226,5 +345,8 @@ fn bad_input_is_refused_and_the_filter_keeps_its_state() {
         .unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("bad.csv:2") && err.contains("1.0.1"), "error names file, line and text: {err}");
+    assert!(
+        err.contains("bad.csv:2") && err.contains("1.0.1"),
+        "error names file, line and text: {err}"
+    );
 }

@@ -4,17 +4,17 @@
 use std::net::{Ipv4Addr, Ipv6Addr};
 
 use aya::programs::{TestRun, TestRunOptions};
-use geofilter_common::{
-    PacketClass, PrefixInfo, UNKNOWN_COUNTRY, Verdict,
-    country::country_id,
-};
+use geofilter_common::{PacketClass, PrefixInfo, UNKNOWN_COUNTRY, Verdict, country::country_id};
 use geofilter_daemon::{
     datapath::{Counters, Datapath},
     geoip::Prefix,
     policy::{DesiredPolicy, Mode, UnknownAction},
 };
 use geofilter_tests::{
-    frame::{self, ETH_P_8021AD, ETH_P_8021Q, ETH_P_ARP, ETH_P_IP, ETH_P_IPV6, ETH_P_LLDP, IPPROTO_UDP, Ipv4Opts},
+    frame::{
+        self, ETH_P_8021AD, ETH_P_8021Q, ETH_P_ARP, ETH_P_IP, ETH_P_IPV6, ETH_P_LLDP, IPPROTO_UDP,
+        Ipv4Opts,
+    },
     require_root,
 };
 
@@ -34,7 +34,14 @@ fn cc(code: &[u8; 2]) -> u16 {
 }
 
 fn prefix(addr: u128, len: u8, code: &[u8; 2]) -> Prefix {
-    Prefix { addr, len, info: PrefixInfo { country: cc(code), source: 0 } }
+    Prefix {
+        addr,
+        len,
+        info: PrefixInfo {
+            country: cc(code),
+            source: 0,
+        },
+    }
 }
 
 /// RU and DE in both families; everything else unknown.
@@ -42,12 +49,28 @@ fn datapath(policy: &DesiredPolicy) -> Datapath {
     require_root();
     let mut dp = Datapath::load().expect("loading the XDP program");
     let v4 = [
-        prefix(u128::from(u32::from(Ipv4Addr::new(5, 45, 192, 0))), 18, b"RU"),
-        prefix(u128::from(u32::from(Ipv4Addr::new(46, 114, 0, 0))), 16, b"DE"),
+        prefix(
+            u128::from(u32::from(Ipv4Addr::new(5, 45, 192, 0))),
+            18,
+            b"RU",
+        ),
+        prefix(
+            u128::from(u32::from(Ipv4Addr::new(46, 114, 0, 0))),
+            16,
+            b"DE",
+        ),
     ];
     let v6 = [
-        prefix(u128::from(Ipv6Addr::new(0x2a01, 0x598, 0, 0, 0, 0, 0, 0)), 32, b"DE"),
-        prefix(u128::from(Ipv6Addr::new(0x2a02, 0x6b8, 0, 0, 0, 0, 0, 0)), 32, b"RU"),
+        prefix(
+            u128::from(Ipv6Addr::new(0x2a01, 0x598, 0, 0, 0, 0, 0, 0)),
+            32,
+            b"DE",
+        ),
+        prefix(
+            u128::from(Ipv6Addr::new(0x2a02, 0x6b8, 0, 0, 0, 0, 0, 0)),
+            32,
+            b"RU",
+        ),
     ];
     dp.install_tables(&v4, &v6).expect("installing tables");
     dp.set_policy(&policy.compile()).expect("setting policy");
@@ -55,7 +78,10 @@ fn datapath(policy: &DesiredPolicy) -> Datapath {
 }
 
 fn block_ru() -> DesiredPolicy {
-    DesiredPolicy { countries: [cc(b"RU")].into(), ..Default::default() }
+    DesiredPolicy {
+        countries: [cc(b"RU")].into(),
+        ..Default::default()
+    }
 }
 
 fn udp4(src: Ipv4Addr, opts: Ipv4Opts) -> Vec<u8> {
@@ -79,7 +105,10 @@ struct Case {
 fn run(dp: &Datapath, frame: &[u8]) -> u32 {
     let result = dp
         .program()
-        .test_run(TestRunOptions { data_in: Some(frame), ..TestRunOptions::new() })
+        .test_run(TestRunOptions {
+            data_in: Some(frame),
+            ..TestRunOptions::new()
+        })
         .expect("BPF_PROG_TEST_RUN");
     result.return_value
 }
@@ -104,7 +133,10 @@ fn check_row(dp: &Datapath, case: &Case) {
 
 fn assert_counters_eq(actual: &Counters, expected: &Counters, name: &str) {
     assert_eq!(actual.classes, expected.classes, "{name}: class counters");
-    assert_eq!(actual.countries, expected.countries, "{name}: country counters");
+    assert_eq!(
+        actual.countries, expected.countries,
+        "{name}: country counters"
+    );
 }
 
 fn eth4(tags: &[(u16, u16)], ip: &[u8]) -> Vec<u8> {
@@ -118,31 +150,241 @@ fn packet_table_deny_ru() {
     let de = cc(b"DE");
     let ru_frame = eth4(&[], &udp4(RU_V4, Ipv4Opts::default()));
     let cases = vec![
-        Case { name: "IPv4 from RU", frame: ru_frame.clone(), action: XDP_DROP, class: PacketClass::Ipv4, country: Some((ru, Verdict::Drop)) },
-        Case { name: "IPv4 from DE", frame: eth4(&[], &udp4(DE_V4, Ipv4Opts::default())), action: XDP_PASS, class: PacketClass::Ipv4, country: Some((de, Verdict::Pass)) },
-        Case { name: "IPv4 from unplaced space", frame: eth4(&[], &udp4(UNKNOWN_V4, Ipv4Opts::default())), action: XDP_PASS, class: PacketClass::Ipv4, country: Some((UNKNOWN_COUNTRY, Verdict::Pass)) },
-        Case { name: "IPv4 with 40 bytes of options from RU", frame: eth4(&[], &udp4(RU_V4, Ipv4Opts { option_words: 10, ..Default::default() })), action: XDP_DROP, class: PacketClass::Ipv4, country: Some((ru, Verdict::Drop)) },
-        Case { name: "IPv4 first fragment from RU", frame: eth4(&[], &udp4(RU_V4, Ipv4Opts { more_fragments: true, ..Default::default() })), action: XDP_DROP, class: PacketClass::Ipv4, country: Some((ru, Verdict::Drop)) },
-        Case { name: "IPv4 later fragment from RU", frame: eth4(&[], &frame::ipv4(RU_V4, DST_V4, IPPROTO_UDP, b"tail of a datagram", Ipv4Opts { frag_offset: 185, ..Default::default() })), action: XDP_DROP, class: PacketClass::Ipv4, country: Some((ru, Verdict::Drop)) },
-        Case { name: "IPv4 later fragment from DE", frame: eth4(&[], &frame::ipv4(DE_V4, DST_V4, IPPROTO_UDP, b"tail", Ipv4Opts { frag_offset: 3, more_fragments: true, ..Default::default() })), action: XDP_PASS, class: PacketClass::Ipv4, country: Some((de, Verdict::Pass)) },
-        Case { name: "IPv6 from RU", frame: frame::ethernet(&[], ETH_P_IPV6, &udp6(RU_V6)), action: XDP_DROP, class: PacketClass::Ipv6, country: Some((ru, Verdict::Drop)) },
-        Case { name: "IPv6 from DE", frame: frame::ethernet(&[], ETH_P_IPV6, &udp6(DE_V6)), action: XDP_PASS, class: PacketClass::Ipv6, country: Some((de, Verdict::Pass)) },
-        Case { name: "IPv6 from unplaced space", frame: frame::ethernet(&[], ETH_P_IPV6, &udp6(DST_V6)), action: XDP_PASS, class: PacketClass::Ipv6, country: Some((UNKNOWN_COUNTRY, Verdict::Pass)) },
-        Case { name: "802.1Q IPv4 from RU", frame: eth4(&[(ETH_P_8021Q, 10)], &udp4(RU_V4, Ipv4Opts::default())), action: XDP_DROP, class: PacketClass::Ipv4, country: Some((ru, Verdict::Drop)) },
-        Case { name: "802.1Q IPv6 from DE", frame: frame::ethernet(&[(ETH_P_8021Q, 10)], ETH_P_IPV6, &udp6(DE_V6)), action: XDP_PASS, class: PacketClass::Ipv6, country: Some((de, Verdict::Pass)) },
-        Case { name: "802.1ad+802.1Q IPv4 from RU", frame: eth4(&[(ETH_P_8021AD, 100), (ETH_P_8021Q, 10)], &udp4(RU_V4, Ipv4Opts::default())), action: XDP_DROP, class: PacketClass::Ipv4, country: Some((ru, Verdict::Drop)) },
-        Case { name: "802.1ad+802.1Q IPv6 from RU", frame: frame::ethernet(&[(ETH_P_8021AD, 100), (ETH_P_8021Q, 10)], ETH_P_IPV6, &udp6(RU_V6)), action: XDP_DROP, class: PacketClass::Ipv6, country: Some((ru, Verdict::Drop)) },
-        Case { name: "two 802.1Q tags IPv4 from RU", frame: eth4(&[(ETH_P_8021Q, 100), (ETH_P_8021Q, 10)], &udp4(RU_V4, Ipv4Opts::default())), action: XDP_DROP, class: PacketClass::Ipv4, country: Some((ru, Verdict::Drop)) },
-        Case { name: "three VLAN tags: not parsed as IP", frame: eth4(&[(ETH_P_8021AD, 1), (ETH_P_8021Q, 2), (ETH_P_8021Q, 3)], &udp4(RU_V4, Ipv4Opts::default())), action: XDP_PASS, class: PacketClass::NonIp, country: None },
-        Case { name: "ARP", frame: frame::ethernet(&[], ETH_P_ARP, &frame::arp(RU_V4, DST_V4)), action: XDP_PASS, class: PacketClass::NonIp, country: None },
-        Case { name: "LLDP (unknown EtherType)", frame: frame::ethernet(&[], ETH_P_LLDP, &[0u8; 32]), action: XDP_PASS, class: PacketClass::NonIp, country: None },
-        Case { name: "Ethernet header only, IPv4 EtherType", frame: frame::ethernet(&[], ETH_P_IP, &[]), action: XDP_PASS, class: PacketClass::Malformed, country: None },
-        Case { name: "IPv4 header cut before the source address", frame: ru_frame[..14 + 14].to_vec(), action: XDP_PASS, class: PacketClass::Malformed, country: None },
-        Case { name: "IPv4 header cut inside the destination address", frame: ru_frame[..14 + 18].to_vec(), action: XDP_PASS, class: PacketClass::Malformed, country: None },
-        Case { name: "IPv6 header cut before the source address ends", frame: frame::ethernet(&[], ETH_P_IPV6, &udp6(RU_V6)[..20]), action: XDP_PASS, class: PacketClass::Malformed, country: None },
-        Case { name: "VLAN tag cut short", frame: frame::ethernet(&[], ETH_P_8021Q, &[0, 10]), action: XDP_PASS, class: PacketClass::Malformed, country: None },
-        Case { name: "IPv4 EtherType with version 6 inside", frame: eth4(&[], &udp6(RU_V6)), action: XDP_PASS, class: PacketClass::Malformed, country: None },
-        Case { name: "IPv4 with IHL 4", frame: { let mut f = ru_frame.clone(); f[14] = 0x44; f }, action: XDP_PASS, class: PacketClass::Malformed, country: None },
+        Case {
+            name: "IPv4 from RU",
+            frame: ru_frame.clone(),
+            action: XDP_DROP,
+            class: PacketClass::Ipv4,
+            country: Some((ru, Verdict::Drop)),
+        },
+        Case {
+            name: "IPv4 from DE",
+            frame: eth4(&[], &udp4(DE_V4, Ipv4Opts::default())),
+            action: XDP_PASS,
+            class: PacketClass::Ipv4,
+            country: Some((de, Verdict::Pass)),
+        },
+        Case {
+            name: "IPv4 from unplaced space",
+            frame: eth4(&[], &udp4(UNKNOWN_V4, Ipv4Opts::default())),
+            action: XDP_PASS,
+            class: PacketClass::Ipv4,
+            country: Some((UNKNOWN_COUNTRY, Verdict::Pass)),
+        },
+        Case {
+            name: "IPv4 with 40 bytes of options from RU",
+            frame: eth4(
+                &[],
+                &udp4(
+                    RU_V4,
+                    Ipv4Opts {
+                        option_words: 10,
+                        ..Default::default()
+                    },
+                ),
+            ),
+            action: XDP_DROP,
+            class: PacketClass::Ipv4,
+            country: Some((ru, Verdict::Drop)),
+        },
+        Case {
+            name: "IPv4 first fragment from RU",
+            frame: eth4(
+                &[],
+                &udp4(
+                    RU_V4,
+                    Ipv4Opts {
+                        more_fragments: true,
+                        ..Default::default()
+                    },
+                ),
+            ),
+            action: XDP_DROP,
+            class: PacketClass::Ipv4,
+            country: Some((ru, Verdict::Drop)),
+        },
+        Case {
+            name: "IPv4 later fragment from RU",
+            frame: eth4(
+                &[],
+                &frame::ipv4(
+                    RU_V4,
+                    DST_V4,
+                    IPPROTO_UDP,
+                    b"tail of a datagram",
+                    Ipv4Opts {
+                        frag_offset: 185,
+                        ..Default::default()
+                    },
+                ),
+            ),
+            action: XDP_DROP,
+            class: PacketClass::Ipv4,
+            country: Some((ru, Verdict::Drop)),
+        },
+        Case {
+            name: "IPv4 later fragment from DE",
+            frame: eth4(
+                &[],
+                &frame::ipv4(
+                    DE_V4,
+                    DST_V4,
+                    IPPROTO_UDP,
+                    b"tail",
+                    Ipv4Opts {
+                        frag_offset: 3,
+                        more_fragments: true,
+                        ..Default::default()
+                    },
+                ),
+            ),
+            action: XDP_PASS,
+            class: PacketClass::Ipv4,
+            country: Some((de, Verdict::Pass)),
+        },
+        Case {
+            name: "IPv6 from RU",
+            frame: frame::ethernet(&[], ETH_P_IPV6, &udp6(RU_V6)),
+            action: XDP_DROP,
+            class: PacketClass::Ipv6,
+            country: Some((ru, Verdict::Drop)),
+        },
+        Case {
+            name: "IPv6 from DE",
+            frame: frame::ethernet(&[], ETH_P_IPV6, &udp6(DE_V6)),
+            action: XDP_PASS,
+            class: PacketClass::Ipv6,
+            country: Some((de, Verdict::Pass)),
+        },
+        Case {
+            name: "IPv6 from unplaced space",
+            frame: frame::ethernet(&[], ETH_P_IPV6, &udp6(DST_V6)),
+            action: XDP_PASS,
+            class: PacketClass::Ipv6,
+            country: Some((UNKNOWN_COUNTRY, Verdict::Pass)),
+        },
+        Case {
+            name: "802.1Q IPv4 from RU",
+            frame: eth4(&[(ETH_P_8021Q, 10)], &udp4(RU_V4, Ipv4Opts::default())),
+            action: XDP_DROP,
+            class: PacketClass::Ipv4,
+            country: Some((ru, Verdict::Drop)),
+        },
+        Case {
+            name: "802.1Q IPv6 from DE",
+            frame: frame::ethernet(&[(ETH_P_8021Q, 10)], ETH_P_IPV6, &udp6(DE_V6)),
+            action: XDP_PASS,
+            class: PacketClass::Ipv6,
+            country: Some((de, Verdict::Pass)),
+        },
+        Case {
+            name: "802.1ad+802.1Q IPv4 from RU",
+            frame: eth4(
+                &[(ETH_P_8021AD, 100), (ETH_P_8021Q, 10)],
+                &udp4(RU_V4, Ipv4Opts::default()),
+            ),
+            action: XDP_DROP,
+            class: PacketClass::Ipv4,
+            country: Some((ru, Verdict::Drop)),
+        },
+        Case {
+            name: "802.1ad+802.1Q IPv6 from RU",
+            frame: frame::ethernet(
+                &[(ETH_P_8021AD, 100), (ETH_P_8021Q, 10)],
+                ETH_P_IPV6,
+                &udp6(RU_V6),
+            ),
+            action: XDP_DROP,
+            class: PacketClass::Ipv6,
+            country: Some((ru, Verdict::Drop)),
+        },
+        Case {
+            name: "two 802.1Q tags IPv4 from RU",
+            frame: eth4(
+                &[(ETH_P_8021Q, 100), (ETH_P_8021Q, 10)],
+                &udp4(RU_V4, Ipv4Opts::default()),
+            ),
+            action: XDP_DROP,
+            class: PacketClass::Ipv4,
+            country: Some((ru, Verdict::Drop)),
+        },
+        Case {
+            name: "three VLAN tags: not parsed as IP",
+            frame: eth4(
+                &[(ETH_P_8021AD, 1), (ETH_P_8021Q, 2), (ETH_P_8021Q, 3)],
+                &udp4(RU_V4, Ipv4Opts::default()),
+            ),
+            action: XDP_PASS,
+            class: PacketClass::NonIp,
+            country: None,
+        },
+        Case {
+            name: "ARP",
+            frame: frame::ethernet(&[], ETH_P_ARP, &frame::arp(RU_V4, DST_V4)),
+            action: XDP_PASS,
+            class: PacketClass::NonIp,
+            country: None,
+        },
+        Case {
+            name: "LLDP (unknown EtherType)",
+            frame: frame::ethernet(&[], ETH_P_LLDP, &[0u8; 32]),
+            action: XDP_PASS,
+            class: PacketClass::NonIp,
+            country: None,
+        },
+        Case {
+            name: "Ethernet header only, IPv4 EtherType",
+            frame: frame::ethernet(&[], ETH_P_IP, &[]),
+            action: XDP_PASS,
+            class: PacketClass::Malformed,
+            country: None,
+        },
+        Case {
+            name: "IPv4 header cut before the source address",
+            frame: ru_frame[..14 + 14].to_vec(),
+            action: XDP_PASS,
+            class: PacketClass::Malformed,
+            country: None,
+        },
+        Case {
+            name: "IPv4 header cut inside the destination address",
+            frame: ru_frame[..14 + 18].to_vec(),
+            action: XDP_PASS,
+            class: PacketClass::Malformed,
+            country: None,
+        },
+        Case {
+            name: "IPv6 header cut before the source address ends",
+            frame: frame::ethernet(&[], ETH_P_IPV6, &udp6(RU_V6)[..20]),
+            action: XDP_PASS,
+            class: PacketClass::Malformed,
+            country: None,
+        },
+        Case {
+            name: "VLAN tag cut short",
+            frame: frame::ethernet(&[], ETH_P_8021Q, &[0, 10]),
+            action: XDP_PASS,
+            class: PacketClass::Malformed,
+            country: None,
+        },
+        Case {
+            name: "IPv4 EtherType with version 6 inside",
+            frame: eth4(&[], &udp6(RU_V6)),
+            action: XDP_PASS,
+            class: PacketClass::Malformed,
+            country: None,
+        },
+        Case {
+            name: "IPv4 with IHL 4",
+            frame: {
+                let mut f = ru_frame.clone();
+                f[14] = 0x44;
+                f
+            },
+            action: XDP_PASS,
+            class: PacketClass::Malformed,
+            country: None,
+        },
     ];
     for case in &cases {
         check_row(&dp, case);
@@ -151,21 +393,30 @@ fn packet_table_deny_ru() {
 
 #[test]
 fn monitor_mode_counts_would_drop_and_passes() {
-    let dp = datapath(&DesiredPolicy { monitor: true, ..block_ru() });
-    check_row(&dp, &Case {
-        name: "monitor: IPv4 from RU",
-        frame: eth4(&[], &udp4(RU_V4, Ipv4Opts::default())),
-        action: XDP_PASS,
-        class: PacketClass::Ipv4,
-        country: Some((cc(b"RU"), Verdict::WouldDrop)),
+    let dp = datapath(&DesiredPolicy {
+        monitor: true,
+        ..block_ru()
     });
-    check_row(&dp, &Case {
-        name: "monitor: IPv6 from DE",
-        frame: frame::ethernet(&[], ETH_P_IPV6, &udp6(DE_V6)),
-        action: XDP_PASS,
-        class: PacketClass::Ipv6,
-        country: Some((cc(b"DE"), Verdict::Pass)),
-    });
+    check_row(
+        &dp,
+        &Case {
+            name: "monitor: IPv4 from RU",
+            frame: eth4(&[], &udp4(RU_V4, Ipv4Opts::default())),
+            action: XDP_PASS,
+            class: PacketClass::Ipv4,
+            country: Some((cc(b"RU"), Verdict::WouldDrop)),
+        },
+    );
+    check_row(
+        &dp,
+        &Case {
+            name: "monitor: IPv6 from DE",
+            frame: frame::ethernet(&[], ETH_P_IPV6, &udp6(DE_V6)),
+            action: XDP_PASS,
+            class: PacketClass::Ipv6,
+            country: Some((cc(b"DE"), Verdict::Pass)),
+        },
+    );
 }
 
 #[test]
@@ -178,11 +429,38 @@ fn allow_only_with_unknown_dropped() {
     };
     let dp = datapath(&policy);
     for (name, frame, action, class, country) in [
-        ("allow-only: DE passes", eth4(&[], &udp4(DE_V4, Ipv4Opts::default())), XDP_PASS, PacketClass::Ipv4, (cc(b"DE"), Verdict::Pass)),
-        ("allow-only: RU drops", frame::ethernet(&[], ETH_P_IPV6, &udp6(RU_V6)), XDP_DROP, PacketClass::Ipv6, (cc(b"RU"), Verdict::Drop)),
-        ("allow-only: unknown drops", eth4(&[], &udp4(UNKNOWN_V4, Ipv4Opts::default())), XDP_DROP, PacketClass::Ipv4, (UNKNOWN_COUNTRY, Verdict::Drop)),
+        (
+            "allow-only: DE passes",
+            eth4(&[], &udp4(DE_V4, Ipv4Opts::default())),
+            XDP_PASS,
+            PacketClass::Ipv4,
+            (cc(b"DE"), Verdict::Pass),
+        ),
+        (
+            "allow-only: RU drops",
+            frame::ethernet(&[], ETH_P_IPV6, &udp6(RU_V6)),
+            XDP_DROP,
+            PacketClass::Ipv6,
+            (cc(b"RU"), Verdict::Drop),
+        ),
+        (
+            "allow-only: unknown drops",
+            eth4(&[], &udp4(UNKNOWN_V4, Ipv4Opts::default())),
+            XDP_DROP,
+            PacketClass::Ipv4,
+            (UNKNOWN_COUNTRY, Verdict::Drop),
+        ),
     ] {
-        check_row(&dp, &Case { name, frame, action, class, country: Some(country) });
+        check_row(
+            &dp,
+            &Case {
+                name,
+                frame,
+                action,
+                class,
+                country: Some(country),
+            },
+        );
     }
 }
 
@@ -192,8 +470,16 @@ fn policy_and_table_swaps_take_effect_at_once() {
     let ru_frame = eth4(&[], &udp4(RU_V4, Ipv4Opts::default()));
     assert_eq!(run(&dp, &ru_frame), XDP_PASS, "nothing blocked yet");
     dp.set_policy(&block_ru().compile()).unwrap();
-    assert_eq!(run(&dp, &ru_frame), XDP_DROP, "blocked right after set_policy returned");
-    assert_eq!(dp.policy().unwrap(), block_ru().compile(), "policy reads back");
+    assert_eq!(
+        run(&dp, &ru_frame),
+        XDP_DROP,
+        "blocked right after set_policy returned"
+    );
+    assert_eq!(
+        dp.policy().unwrap(),
+        block_ru().compile(),
+        "policy reads back"
+    );
     // A new table where the RU prefix is gone: the address becomes unknown and passes.
     dp.install_tables(&[], &[]).unwrap();
     assert_eq!(run(&dp, &ru_frame), XDP_PASS, "empty table: unknown passes");

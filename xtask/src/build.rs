@@ -23,7 +23,10 @@ pub fn cargo(tools_bin: &std::path::Path) -> anyhow::Result<Command> {
     let mut cargo = Command::new(env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
     cargo
         .current_dir(cmd::workspace_root())
-        .env("PATH", env::join_paths(dirs).context("PATH holds an invalid folder")?)
+        .env(
+            "PATH",
+            env::join_paths(dirs).context("PATH holds an invalid folder")?,
+        )
         .env("GEOFILTER_REQUIRE_EBPF", "1");
     Ok(cargo)
 }
@@ -32,13 +35,22 @@ pub fn cargo(tools_bin: &std::path::Path) -> anyhow::Result<Command> {
 pub fn build(opts: &Options) -> anyhow::Result<PathBuf> {
     let tools_bin = setup::ensure()?;
     let mut cargo = cargo(&tools_bin)?;
-    cargo.args(["build", "--package", "geofilter-daemon", "--bin", "geofilter"]);
+    cargo.args([
+        "build",
+        "--package",
+        "geofilter-daemon",
+        "--bin",
+        "geofilter",
+    ]);
     if opts.release {
         cargo.arg("--release");
     }
     cmd::run(&mut cargo)?;
     let profile = if opts.release { "release" } else { "debug" };
-    let bin = cmd::workspace_root().join("target").join(profile).join("geofilter");
+    let bin = cmd::workspace_root()
+        .join("target")
+        .join(profile)
+        .join("geofilter");
     eprintln!("xtask: built {}", bin.display());
     Ok(bin)
 }

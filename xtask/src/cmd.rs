@@ -18,7 +18,9 @@ pub fn workspace_root() -> PathBuf {
 /// Runs `cmd` with inherited stdio, echoing it first.
 pub fn run(cmd: &mut Command) -> anyhow::Result<()> {
     eprintln!("xtask: $ {}", display(cmd));
-    let status = cmd.status().with_context(|| format!("failed to start {}", display(cmd)))?;
+    let status = cmd
+        .status()
+        .with_context(|| format!("failed to start {}", display(cmd)))?;
     if !status.success() {
         bail!("{} failed: {status}", display(cmd));
     }
@@ -27,7 +29,9 @@ pub fn run(cmd: &mut Command) -> anyhow::Result<()> {
 
 /// Runs `cmd` and returns its stdout, failing with its stderr.
 pub fn output(cmd: &mut Command) -> anyhow::Result<String> {
-    let out = cmd.output().with_context(|| format!("failed to start {}", display(cmd)))?;
+    let out = cmd
+        .output()
+        .with_context(|| format!("failed to start {}", display(cmd)))?;
     if !out.status.success() {
         bail!(
             "{} failed: {}\n{}",

@@ -17,7 +17,9 @@ pub struct Options {
 }
 
 pub fn run(opts: Options) -> anyhow::Result<()> {
-    let bin = build::build(&build::Options { release: opts.release })?;
+    let bin = build::build(&build::Options {
+        release: opts.release,
+    })?;
     // Loading XDP programs needs CAP_BPF and CAP_NET_ADMIN; never `sudo cargo`, only the binary.
     let mut command = if cmd::is_root() {
         Command::new(&bin)

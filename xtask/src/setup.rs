@@ -29,17 +29,30 @@ pub fn tools_dir() -> PathBuf {
 /// Makes sure the eBPF toolchain is present; returns the folder holding `bpf-linker`.
 pub fn ensure() -> anyhow::Result<PathBuf> {
     ensure_nightly()?;
-    let sysroot = cmd::output(Command::new("rustc").arg(format!("+{NIGHTLY}")).args(["--print", "sysroot"]))?;
+    let sysroot = cmd::output(
+        Command::new("rustc")
+            .arg(format!("+{NIGHTLY}"))
+            .args(["--print", "sysroot"]),
+    )?;
     let sysroot = PathBuf::from(sysroot.trim());
     let libllvm = find_libllvm(&sysroot.join("lib"))?;
     let llvm_version = llvm_version()?;
-    let major = llvm_version.split('.').next().unwrap_or_default().to_owned();
+    let major = llvm_version
+        .split('.')
+        .next()
+        .unwrap_or_default()
+        .to_owned();
 
     let tools = tools_dir();
     let bin = tools.join("bin");
     let stamp_path = tools.join("bpf-linker.stamp");
-    let stamp = format!("bpf-linker {BPF_LINKER_VERSION} llvm {llvm_version} {}\n", libllvm.display());
-    if bin.join("bpf-linker").is_file() && fs::read_to_string(&stamp_path).ok().as_deref() == Some(&stamp) {
+    let stamp = format!(
+        "bpf-linker {BPF_LINKER_VERSION} llvm {llvm_version} {}\n",
+        libllvm.display()
+    );
+    if bin.join("bpf-linker").is_file()
+        && fs::read_to_string(&stamp_path).ok().as_deref() == Some(&stamp)
+    {
         return Ok(bin);
     }
 
@@ -50,7 +63,9 @@ pub fn ensure() -> anyhow::Result<PathBuf> {
     let prefix = tools.join("llvm");
     let lib = prefix.join("lib");
     fs::create_dir_all(&lib).with_context(|| format!("creating {}", lib.display()))?;
-    let file_name = libllvm.file_name().context("libLLVM path has no file name")?;
+    let file_name = libllvm
+        .file_name()
+        .context("libLLVM path has no file name")?;
     for link in [lib.join("libLLVM.so"), lib.join(file_name)] {
         let _ = fs::remove_file(&link);
         symlink(&libllvm, &link).with_context(|| format!("linking {}", link.display()))?;
@@ -58,8 +73,19 @@ pub fn ensure() -> anyhow::Result<PathBuf> {
     cmd::run(
         Command::new("cargo")
             .arg(format!("+{NIGHTLY}"))
-            .args(["install", "bpf-linker", "--version", BPF_LINKER_VERSION, "--locked", "--force"])
-            .args(["--no-default-features", "--features", &format!("llvm-{major}")])
+            .args([
+                "install",
+                "bpf-linker",
+                "--version",
+                BPF_LINKER_VERSION,
+                "--locked",
+                "--force",
+            ])
+            .args([
+                "--no-default-features",
+                "--features",
+                &format!("llvm-{major}"),
+            ])
             .arg("--root")
             .arg(&tools)
             .env("LLVM_PREFIX", &prefix)
@@ -76,16 +102,32 @@ fn ensure_nightly() -> anyhow::Result<()> {
     if !installed.lines().any(|l| l.starts_with(NIGHTLY)) {
         eprintln!("xtask: installing the {NIGHTLY} toolchain (minimal profile, rust-src)");
         cmd::run(Command::new("rustup").args([
-            "toolchain", "install", NIGHTLY, "--profile", "minimal", "--component", "rust-src",
+            "toolchain",
+            "install",
+            NIGHTLY,
+            "--profile",
+            "minimal",
+            "--component",
+            "rust-src",
         ]))?;
         return Ok(());
     }
-    let components = cmd::output(
-        Command::new("rustup").args(["component", "list", "--installed", "--toolchain", NIGHTLY]),
-    )?;
+    let components = cmd::output(Command::new("rustup").args([
+        "component",
+        "list",
+        "--installed",
+        "--toolchain",
+        NIGHTLY,
+    ]))?;
     if !components.lines().any(|l| l.trim() == "rust-src") {
         eprintln!("xtask: adding rust-src to {NIGHTLY}");
-        cmd::run(Command::new("rustup").args(["component", "add", "rust-src", "--toolchain", NIGHTLY]))?;
+        cmd::run(Command::new("rustup").args([
+            "component",
+            "add",
+            "rust-src",
+            "--toolchain",
+            NIGHTLY,
+        ]))?;
     }
     Ok(())
 }
@@ -111,7 +153,10 @@ fn find_libllvm(lib: &Path) -> anyhow::Result<PathBuf> {
         .collect();
     candidates.sort();
     // Prefer the versioned soname that the nightly's own rustc links against.
-    match candidates.iter().find(|p| p.to_string_lossy().contains("libLLVM.so.")) {
+    match candidates
+        .iter()
+        .find(|p| p.to_string_lossy().contains("libLLVM.so."))
+    {
         Some(p) => Ok(p.clone()),
         None => match candidates.into_iter().next() {
             Some(p) => Ok(p),

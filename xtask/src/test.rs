@@ -30,7 +30,14 @@ pub fn test(opts: &Options) -> anyhow::Result<()> {
 
     eprintln!("xtask: tier 1/3: host unit tests");
     let mut host = build::cargo(&tools_bin)?;
-    host.args(["test", "--workspace", "--exclude", "geofilter-tests", "--exclude", "geofilter-ebpf"]);
+    host.args([
+        "test",
+        "--workspace",
+        "--exclude",
+        "geofilter-tests",
+        "--exclude",
+        "geofilter-ebpf",
+    ]);
     if !opts.args.is_empty() {
         host.arg("--").args(&opts.args);
     }
@@ -39,7 +46,11 @@ pub fn test(opts: &Options) -> anyhow::Result<()> {
     let runner_var = "CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_RUNNER";
     let runner = if cmd::is_root() {
         None
-    } else if Command::new("sudo").args(["-n", "true"]).status().is_ok_and(|s| s.success()) {
+    } else if Command::new("sudo")
+        .args(["-n", "true"])
+        .status()
+        .is_ok_and(|s| s.success())
+    {
         Some("sudo -E")
     } else {
         bail!(
@@ -47,7 +58,10 @@ pub fn test(opts: &Options) -> anyhow::Result<()> {
              Run `cargo xtask test` as root or give this user passwordless sudo. NOT skipping them."
         );
     };
-    for (tier, test) in [("2/3: packet tables (BPF_PROG_TEST_RUN)", "packets"), ("3/3: end-to-end (network namespaces)", "e2e")] {
+    for (tier, test) in [
+        ("2/3: packet tables (BPF_PROG_TEST_RUN)", "packets"),
+        ("3/3: end-to-end (network namespaces)", "e2e"),
+    ] {
         eprintln!("xtask: tier {tier}");
         let mut privileged = build::cargo(&tools_bin)?;
         privileged

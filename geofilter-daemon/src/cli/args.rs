@@ -8,7 +8,11 @@ use clap::{Args, Parser, Subcommand};
 use crate::{datapath::XdpModeChoice, geoip::Format, paths};
 
 #[derive(Parser)]
-#[command(name = "geofilter", version, about = "Drop traffic from chosen countries at line rate (XDP)")]
+#[command(
+    name = "geofilter",
+    version,
+    about = "Drop traffic from chosen countries at line rate (XDP)"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,

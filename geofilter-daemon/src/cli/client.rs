@@ -22,7 +22,11 @@ pub fn status(args: &ClientArgs) -> anyhow::Result<()> {
     print(args, &v, |v| {
         let mut s = String::new();
         for i in v["interfaces"].as_array().into_iter().flatten() {
-            s += &format!("interface {} (xdp {})\n", i["name"].as_str().unwrap_or("?"), i["xdp_mode"].as_str().unwrap_or("?"));
+            s += &format!(
+                "interface {} (xdp {})\n",
+                i["name"].as_str().unwrap_or("?"),
+                i["xdp_mode"].as_str().unwrap_or("?")
+            );
         }
         let db = &v["database"];
         s += &format!(
@@ -30,7 +34,12 @@ pub fn status(args: &ClientArgs) -> anyhow::Result<()> {
             db["prefixes_v4"], db["prefixes_v6"], db["countries"]
         );
         let p = &v["policy"];
-        let countries: Vec<&str> = p["countries"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
+        let countries: Vec<&str> = p["countries"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .collect();
         s += &format!(
             "policy: {} [{}], unknown {}, monitor {}\n",
             p["mode"].as_str().unwrap_or("?"),
@@ -47,7 +56,10 @@ pub fn status(args: &ClientArgs) -> anyhow::Result<()> {
 pub fn stats(args: &ClientArgs) -> anyhow::Result<()> {
     let v = call(&args.socket.socket, &Request::Stats)?;
     print(args, &v, |v| {
-        let mut s = format!("{:<8} {:>12} {:>12} {:>12} {:>14}\n", "country", "passed", "dropped", "would-drop", "dropped bytes");
+        let mut s = format!(
+            "{:<8} {:>12} {:>12} {:>12} {:>14}\n",
+            "country", "passed", "dropped", "would-drop", "dropped bytes"
+        );
         for c in v["countries"].as_array().into_iter().flatten() {
             s += &format!(
                 "{:<8} {:>12} {:>12} {:>12} {:>14}\n",
@@ -68,11 +80,24 @@ pub fn stats(args: &ClientArgs) -> anyhow::Result<()> {
 
 pub fn change_countries(args: &CountriesArgs, block: bool) -> anyhow::Result<()> {
     let countries = args.countries.clone();
-    let request = if block { Request::Block { countries } } else { Request::Unblock { countries } };
+    let request = if block {
+        Request::Block { countries }
+    } else {
+        Request::Unblock { countries }
+    };
     let v = call(&args.client.socket.socket, &request)?;
     print(&args.client, &v, |v| {
-        let list: Vec<&str> = v["countries"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
-        format!("{} countries now: {}\n", v["mode"].as_str().unwrap_or("?"), list.join(","))
+        let list: Vec<&str> = v["countries"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .collect();
+        format!(
+            "{} countries now: {}\n",
+            v["mode"].as_str().unwrap_or("?"),
+            list.join(",")
+        )
     });
     Ok(())
 }

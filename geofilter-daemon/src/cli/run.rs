@@ -24,8 +24,15 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         bail!("no --db given: name at least one country database file");
     }
     let db = geoip::load(&args.dbs, args.db_format).context("loading the country database")?;
-    info!(prefixes_v4 = db.v4.len(), prefixes_v6 = db.v6.len(), "database compiled");
-    let policy = DesiredPolicy { countries, ..Default::default() };
+    info!(
+        prefixes_v4 = db.v4.len(),
+        prefixes_v6 = db.v6.len(),
+        "database compiled"
+    );
+    let policy = DesiredPolicy {
+        countries,
+        ..Default::default()
+    };
 
     let layout = PinLayout::new(paths::pin_root());
     prepare_pin_root(&layout.root)?;
@@ -33,7 +40,10 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
 
     let mut datapath = Datapath::load_pinned(&layout)?;
     let tables = datapath.install_tables(&db.v4, &db.v6)?;
-    info!(elapsed_ms = tables.elapsed.as_millis() as u64, "country tables loaded");
+    info!(
+        elapsed_ms = tables.elapsed.as_millis() as u64,
+        "country tables loaded"
+    );
     datapath.set_policy(&policy.compile())?;
 
     let mut attachments = Vec::new();
@@ -103,8 +113,9 @@ async fn serve(socket: &Path, daemon: Arc<Daemon>) -> anyhow::Result<()> {
 /// Mounts bpffs if needed and makes sure no other instance's state is in the way.
 fn prepare_pin_root(root: &Path) -> anyhow::Result<()> {
     let mount_point = Path::new(paths::BPFFS_MOUNT);
-    if root.starts_with(mount_point) && bpffs::ensure_mounted(mount_point)
-        .with_context(|| format!("mounting bpffs on {}", mount_point.display()))?
+    if root.starts_with(mount_point)
+        && bpffs::ensure_mounted(mount_point)
+            .with_context(|| format!("mounting bpffs on {}", mount_point.display()))?
     {
         info!(mount_point = %mount_point.display(), "mounted bpffs");
     }

@@ -27,10 +27,18 @@ pub struct Response {
 
 impl Response {
     pub fn ok(result: serde_json::Value) -> Self {
-        Self { ok: true, result: Some(result), error: None }
+        Self {
+            ok: true,
+            result: Some(result),
+            error: None,
+        }
     }
     pub fn error(error: impl std::fmt::Display) -> Self {
-        Self { ok: false, result: None, error: Some(error.to_string()) }
+        Self {
+            ok: false,
+            result: None,
+            error: Some(error.to_string()),
+        }
     }
 }
 
@@ -46,12 +54,18 @@ mod tests {
 
     #[test]
     fn round_trips_and_rejects_garbage() {
-        let req = Request::Block { countries: vec!["RU".into()] };
+        let req = Request::Block {
+            countries: vec!["RU".into()],
+        };
         let line = serde_json::to_string(&req).unwrap();
         assert_eq!(line, r#"{"op":"block","countries":["RU"]}"#);
         assert_eq!(decode_request(line.as_bytes()).unwrap(), req);
         assert!(decode_request(b"\xff\xfe").unwrap_err().contains("UTF-8"));
-        assert!(decode_request(b"{\"op\":\"reboot\"}").unwrap_err().contains("malformed"));
+        assert!(
+            decode_request(b"{\"op\":\"reboot\"}")
+                .unwrap_err()
+                .contains("malformed")
+        );
         assert!(decode_request(b"{\"op\":\"status\",\"x\":1}").is_err());
     }
 }

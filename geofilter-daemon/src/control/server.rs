@@ -41,14 +41,22 @@ impl ControlSocket {
         if path.exists() {
             // A live daemon answers; a dead one left its file behind.
             if std::os::unix::net::UnixStream::connect(path).is_ok() {
-                anyhow::bail!("another geofilter daemon is already serving {}", path.display());
+                anyhow::bail!(
+                    "another geofilter daemon is already serving {}",
+                    path.display()
+                );
             }
-            fs::remove_file(path).with_context(|| format!("removing stale socket {}", path.display()))?;
+            fs::remove_file(path)
+                .with_context(|| format!("removing stale socket {}", path.display()))?;
         }
-        let listener = UnixListener::bind(path).with_context(|| format!("binding {}", path.display()))?;
+        let listener =
+            UnixListener::bind(path).with_context(|| format!("binding {}", path.display()))?;
         fs::set_permissions(path, fs::Permissions::from_mode(0o600))
             .with_context(|| format!("setting mode 0600 on {}", path.display()))?;
-        Ok(Self { listener, path: path.to_path_buf() })
+        Ok(Self {
+            listener,
+            path: path.to_path_buf(),
+        })
     }
 
     pub fn path(&self) -> &Path {
@@ -83,13 +91,18 @@ impl Drop for ControlSocket {
 }
 
 fn peer_allowed(stream: &UnixStream) -> Result<(), String> {
-    let cred = stream.peer_cred().map_err(|e| format!("cannot read peer credentials: {e}"))?;
+    let cred = stream
+        .peer_cred()
+        .map_err(|e| format!("cannot read peer credentials: {e}"))?;
     // SAFETY: geteuid cannot fail.
     let me = unsafe { libc::geteuid() };
     if cred.uid() == 0 || cred.uid() == me {
         Ok(())
     } else {
-        Err(format!("permission denied: uid {} may not control geofilter (root only)", cred.uid()))
+        Err(format!(
+            "permission denied: uid {} may not control geofilter (root only)",
+            cred.uid()
+        ))
     }
 }
 
@@ -115,7 +128,9 @@ async fn read_request(stream: &mut UnixStream) -> Result<Request, String> {
         .map_err(|_| "no complete request within 5 s".to_owned())?
         .map_err(|e| format!("reading request: {e}"))?;
     if read > MAX_REQUEST_BYTES {
-        return Err(format!("request longer than {MAX_REQUEST_BYTES} bytes refused"));
+        return Err(format!(
+            "request longer than {MAX_REQUEST_BYTES} bytes refused"
+        ));
     }
     if read == 0 {
         return Err("empty request".to_owned());

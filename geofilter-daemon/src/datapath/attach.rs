@@ -12,7 +12,17 @@ use super::{Datapath, DatapathError};
 use crate::paths::PinLayout;
 
 /// `--xdp-mode`.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    Default,
+    PartialEq,
+    Eq,
+    clap::ValueEnum,
+    serde::Serialize,
+    serde::Deserialize,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum XdpModeChoice {
     /// In the driver, before any socket buffer exists: the fast path.
@@ -32,7 +42,10 @@ pub struct Attachment {
     link: PinnedLink,
 }
 
-fn pin_err(what: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> DatapathError + use<> {
+fn pin_err(
+    what: &'static str,
+    path: &Path,
+) -> impl FnOnce(std::io::Error) -> DatapathError + use<> {
     let path = path.to_path_buf();
     move |source| DatapathError::Pin { what, path, source }
 }
@@ -76,8 +89,14 @@ impl Datapath {
         };
         let program = self.program_mut();
         let (link_id, used) = match mode {
-            XdpModeChoice::Native => (program.attach(iface, XdpMode::Driver).map_err(attach_err)?, mode),
-            XdpModeChoice::Skb => (program.attach(iface, XdpMode::Skb).map_err(attach_err)?, mode),
+            XdpModeChoice::Native => (
+                program.attach(iface, XdpMode::Driver).map_err(attach_err)?,
+                mode,
+            ),
+            XdpModeChoice::Skb => (
+                program.attach(iface, XdpMode::Skb).map_err(attach_err)?,
+                mode,
+            ),
             XdpModeChoice::Auto => match program.attach(iface, XdpMode::Driver) {
                 Ok(id) => (id, XdpModeChoice::Native),
                 Err(native_err) => {
@@ -86,7 +105,10 @@ impl Datapath {
                         "NATIVE XDP IS NOT AVAILABLE on this interface; falling back to generic \
                          (skb) mode, which filters correctly but much more slowly"
                     );
-                    (program.attach(iface, XdpMode::Skb).map_err(attach_err)?, XdpModeChoice::Skb)
+                    (
+                        program.attach(iface, XdpMode::Skb).map_err(attach_err)?,
+                        XdpModeChoice::Skb,
+                    )
                 }
             },
         };

@@ -25,11 +25,18 @@ pub fn ensure_mounted(mount_point: &Path) -> io::Result<bool> {
     if is_bpffs(mount_point)? {
         return Ok(false);
     }
-    let target = CString::new(mount_point.as_os_str().as_encoded_bytes()).map_err(io::Error::other)?;
+    let target =
+        CString::new(mount_point.as_os_str().as_encoded_bytes()).map_err(io::Error::other)?;
     let fstype = c"bpf";
     // SAFETY: all pointers are valid NUL-terminated strings; data may be NULL.
     let rc = unsafe {
-        libc::mount(fstype.as_ptr(), target.as_ptr(), fstype.as_ptr(), 0, std::ptr::null())
+        libc::mount(
+            fstype.as_ptr(),
+            target.as_ptr(),
+            fstype.as_ptr(),
+            0,
+            std::ptr::null(),
+        )
     };
     if rc != 0 {
         return Err(io::Error::last_os_error());

@@ -3,8 +3,7 @@
 use std::collections::BTreeMap;
 
 use geofilter_common::{
-    COUNTRY_SLOTS, Counter, CountryId, PacketClass, Verdict, country_counter_index,
-    maps as names,
+    COUNTRY_SLOTS, Counter, CountryId, PacketClass, Verdict, country_counter_index, maps as names,
 };
 
 use super::{Datapath, DatapathError, map_err};

@@ -12,16 +12,17 @@ pub mod bpffs;
 mod counters;
 mod tables;
 
+pub use attach::{Attachment, XdpModeChoice};
 use aya::{
     Ebpf, EbpfError,
     maps::{Array, ArrayOfMaps, LpmTrie, MapData, MapError, PerCpuArray},
     programs::{ProgramError, Xdp},
 };
-pub use attach::{Attachment, XdpModeChoice};
-use crate::paths::PinLayout;
-pub use counters::{CountryCounters, Counters};
+pub use counters::{Counters, CountryCounters};
 use geofilter_common::{Counter, Policy, PrefixInfo, maps as names};
 pub use tables::TableStats;
+
+use crate::paths::PinLayout;
 
 /// The program object built by `build.rs`; empty when bpf-linker was missing at build time.
 static PROGRAM_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/geofilter"));
@@ -112,11 +113,18 @@ impl Datapath {
             attach::pin_all(&mut ebpf, layout)?;
         }
         let mut take = |name: &'static str| {
-            ebpf.take_map(name).ok_or(DatapathError::MissingMap { name })
+            ebpf.take_map(name)
+                .ok_or(DatapathError::MissingMap { name })
         };
-        let policy = take(names::POLICY)?.try_into().map_err(map_err(names::POLICY))?;
-        let table_v4 = take(names::TABLE_V4)?.try_into().map_err(map_err(names::TABLE_V4))?;
-        let table_v6 = take(names::TABLE_V6)?.try_into().map_err(map_err(names::TABLE_V6))?;
+        let policy = take(names::POLICY)?
+            .try_into()
+            .map_err(map_err(names::POLICY))?;
+        let table_v4 = take(names::TABLE_V4)?
+            .try_into()
+            .map_err(map_err(names::TABLE_V4))?;
+        let table_v6 = take(names::TABLE_V6)?
+            .try_into()
+            .map_err(map_err(names::TABLE_V6))?;
         let country_counters = take(names::COUNTRY_COUNTERS)?
             .try_into()
             .map_err(map_err(names::COUNTRY_COUNTERS))?;
@@ -155,7 +163,9 @@ impl Datapath {
     pub fn set_policy(&mut self, policy: &Policy) -> Result<(), DatapathError> {
         let mut inner = PolicyMap::create(1, 0).map_err(map_err(names::POLICY))?;
         inner.set(0, policy, 0).map_err(map_err(names::POLICY))?;
-        self.policy.set(0, &inner, 0).map_err(map_err(names::POLICY))
+        self.policy
+            .set(0, &inner, 0)
+            .map_err(map_err(names::POLICY))
     }
 
     /// The policy the program is using now.

@@ -24,15 +24,30 @@ pub struct TableStats {
 impl Datapath {
     /// Builds new tables holding exactly `v4` and `v6` and swaps them in. On any error the live
     /// tables are untouched: the new ones are only referenced after they are complete.
-    pub fn install_tables(&mut self, v4: &[Prefix], v6: &[Prefix]) -> Result<TableStats, DatapathError> {
+    pub fn install_tables(
+        &mut self,
+        v4: &[Prefix],
+        v6: &[Prefix],
+    ) -> Result<TableStats, DatapathError> {
         let start = Instant::now();
-        let mut new_v4 = TableV4::create(TABLE_CAPACITY, BPF_F_NO_PREALLOC).map_err(map_err(names::TABLE_V4))?;
-        fill(&mut new_v4, v4, |addr| (addr as u32).to_be_bytes(), names::TABLE_V4)?;
-        let mut new_v6 = TableV6::create(TABLE_CAPACITY, BPF_F_NO_PREALLOC).map_err(map_err(names::TABLE_V6))?;
+        let mut new_v4 =
+            TableV4::create(TABLE_CAPACITY, BPF_F_NO_PREALLOC).map_err(map_err(names::TABLE_V4))?;
+        fill(
+            &mut new_v4,
+            v4,
+            |addr| (addr as u32).to_be_bytes(),
+            names::TABLE_V4,
+        )?;
+        let mut new_v6 =
+            TableV6::create(TABLE_CAPACITY, BPF_F_NO_PREALLOC).map_err(map_err(names::TABLE_V6))?;
         fill(&mut new_v6, v6, u128::to_be_bytes, names::TABLE_V6)?;
         // Each family is swapped in one step; a packet only ever consults one family's table.
-        self.table_v4.set(0, &new_v4, 0).map_err(map_err(names::TABLE_V4))?;
-        self.table_v6.set(0, &new_v6, 0).map_err(map_err(names::TABLE_V6))?;
+        self.table_v4
+            .set(0, &new_v4, 0)
+            .map_err(map_err(names::TABLE_V4))?;
+        self.table_v6
+            .set(0, &new_v6, 0)
+            .map_err(map_err(names::TABLE_V6))?;
         Ok(TableStats {
             prefixes_v4: v4.len(),
             prefixes_v6: v6.len(),
