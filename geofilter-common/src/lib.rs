@@ -130,7 +130,7 @@ pub const COUNTRY_COUNTERS: u32 = COUNTRY_SLOTS * Verdict::COUNT;
 const _: () = assert!(core::mem::size_of::<Counter>() == 16);
 const _: () = assert!(core::mem::size_of::<PrefixInfo>() == 4);
 const _: () = assert!(core::mem::size_of::<Policy>() == 8 + COUNTRY_SLOTS as usize);
-const _: () = assert!(COUNTRY_SLOTS % 8 == 0);
+const _: () = assert!(COUNTRY_SLOTS.is_multiple_of(8));
 
 #[cfg(feature = "user")]
 mod pod {

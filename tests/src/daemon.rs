@@ -172,6 +172,8 @@ impl Daemon {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
+        let _ = child.kill();
+        let _ = child.wait();
         panic!("geofilter did not exit within 10 s; log:\n{}", self.log());
     }
 }

@@ -56,3 +56,72 @@ pub fn is_root() -> bool {
     // SAFETY: geteuid has no preconditions and cannot fail.
     unsafe { libc::geteuid() == 0 }
 }
+
+/// Totals over the `test result:` lines of cargo test runs.
+#[derive(Default)]
+pub struct TestTotals {
+    pub passed: u64,
+    pub failed: u64,
+    pub ignored: u64,
+}
+
+/// Runs a `cargo test` command, echoing its output, and adds its `test result:` lines to `totals`.
+pub fn run_tests(cmd: &mut Command, totals: &mut TestTotals) -> anyhow::Result<()> {
+    use std::{
+        io::{BufRead as _, BufReader},
+        process::Stdio,
+    };
+    eprintln!("xtask: $ {}", display(cmd));
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .spawn()
+        .with_context(|| format!("failed to start {}", display(cmd)))?;
+    let stdout = child.stdout.take().context("stdout piped")?;
+    for line in BufReader::new(stdout).lines() {
+        let line = line?;
+        println!("{line}");
+        if let Some(rest) = line.trim().strip_prefix("test result: ") {
+            // e.g. "ok. 6 passed; 0 failed; 1 ignored; 0 measured; 0 filtered out; finished in 2s"
+            let number_before = |word: &str| -> u64 {
+                let tokens: Vec<&str> = rest.split([' ', ';']).filter(|t| !t.is_empty()).collect();
+                tokens
+                    .windows(2)
+                    .find(|w| w[1] == word)
+                    .and_then(|w| w[0].parse().ok())
+                    .unwrap_or(0)
+            };
+            totals.passed += number_before("passed");
+            totals.failed += number_before("failed");
+            totals.ignored += number_before("ignored");
+        }
+    }
+    let status = child.wait()?;
+    if !status.success() {
+        bail!("{} failed: {status}", display(cmd));
+    }
+    Ok(())
+}
+
+/// Installs Debian packages for commands that are missing (as root; otherwise says what to do).
+pub fn ensure_commands(needed: &[(&str, &str)]) -> anyhow::Result<()> {
+    let missing: Vec<&str> = needed
+        .iter()
+        .filter(|(command, _)| {
+            !Command::new("sh")
+                .args(["-c", &format!("command -v {command}")])
+                .stdout(std::process::Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success())
+        })
+        .map(|&(_, package)| package)
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    if !is_root() {
+        bail!("missing commands; install the Debian packages: {}", missing.join(" "));
+    }
+    eprintln!("xtask: installing {}", missing.join(" "));
+    run(Command::new("apt-get").arg("update").arg("-q"))?;
+    run(Command::new("apt-get").args(["install", "-y", "-q", "--no-install-recommends"]).args(&missing))
+}

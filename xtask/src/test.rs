@@ -26,6 +26,7 @@ pub struct Options {
 
 pub fn test(opts: &Options) -> anyhow::Result<()> {
     let geofilter = build::build(&build::Options { release: false })?;
+    let mut totals = cmd::TestTotals::default();
     let tools_bin = setup::tools_dir().join("bin");
 
     eprintln!("xtask: tier 1/3: host unit tests");
@@ -41,7 +42,7 @@ pub fn test(opts: &Options) -> anyhow::Result<()> {
     if !opts.args.is_empty() {
         host.arg("--").args(&opts.args);
     }
-    cmd::run(&mut host)?;
+    cmd::run_tests(&mut host, &mut totals)?;
 
     let runner_var = "CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_RUNNER";
     let runner = if cmd::is_root() {
@@ -58,6 +59,7 @@ pub fn test(opts: &Options) -> anyhow::Result<()> {
              Run `cargo xtask test` as root or give this user passwordless sudo. NOT skipping them."
         );
     };
+    cmd::ensure_commands(&[("ip", "iproute2"), ("curl", "curl")])?;
     for (tier, test) in [
         ("2/3: packet tables (BPF_PROG_TEST_RUN)", "packets"),
         ("3/3: end-to-end (network namespaces)", "e2e"),
@@ -80,8 +82,9 @@ pub fn test(opts: &Options) -> anyhow::Result<()> {
         if !opts.args.is_empty() {
             privileged.arg("--").args(&opts.args);
         }
-        cmd::run(&mut privileged)?;
+        cmd::run_tests(&mut privileged, &mut totals)?;
     }
     eprintln!("xtask: all tiers passed");
+    println!("{} passed, {} failed, {} skipped", totals.passed, totals.failed, totals.ignored);
     Ok(())
 }
