@@ -83,6 +83,37 @@ pub struct PrefixInfo {
     pub source: u16,
 }
 
+impl PrefixInfo {
+    /// What an address no table entry covers classifies as.
+    pub const UNKNOWN: PrefixInfo = PrefixInfo {
+        country: UNKNOWN_COUNTRY,
+        source: NO_SOURCE,
+    };
+}
+
+/// [`PrefixInfo::source`] of an address no database placed.
+pub const NO_SOURCE: u16 = u16::MAX;
+
+/// XDP metadata that marks a frame as a `geofilter why` probe.
+///
+/// The daemon runs probes through the live program with BPF_PROG_TEST_RUN, putting this record
+/// in the metadata area in front of the frame (test_run takes its length from `xdp_md.data`, see
+/// net/bpf/test_run.c, `bpf_prog_test_run_xdp`). The program classifies the frame exactly as it
+/// would classify traffic, writes what it found back into the record, and counts nothing, so
+/// asking `why` never disturbs the statistics. Frames from a NIC carry no metadata (or another
+/// program's, without this magic), so they cannot pose as probes.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct WhyProbe {
+    pub magic: u32,
+    /// Written by the program: a [`Verdict`] as `u32`.
+    pub verdict: u32,
+    /// Written by the program: what the country table said.
+    pub info: PrefixInfo,
+}
+
+pub const WHY_MAGIC: u32 = u32::from_be_bytes(*b"GFWY");
+
 /// Policy action for one country slot.
 pub const ACTION_PASS: u8 = 0;
 pub const ACTION_DROP: u8 = 1;
@@ -129,6 +160,8 @@ pub const COUNTRY_COUNTERS: u32 = COUNTRY_SLOTS * Verdict::COUNT;
 // Layout checks: these sizes are part of the kernel/user contract.
 const _: () = assert!(core::mem::size_of::<Counter>() == 16);
 const _: () = assert!(core::mem::size_of::<PrefixInfo>() == 4);
+// XDP metadata length must be a multiple of 4 and at most 32 bytes (`xdp_metalen_invalid`).
+const _: () = assert!(core::mem::size_of::<WhyProbe>() == 12);
 const _: () = assert!(core::mem::size_of::<Policy>() == 8 + COUNTRY_SLOTS as usize);
 const _: () = assert!(COUNTRY_SLOTS.is_multiple_of(8));
 

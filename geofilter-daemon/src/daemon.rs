@@ -1,7 +1,7 @@
 //! The running daemon: the loaded datapath, the database it was filled from, the operator's
 //! policy, and the request handlers the control socket calls.
 
-use std::{collections::BTreeSet, path::PathBuf, sync::Mutex, time::Instant};
+use std::{collections::BTreeSet, net::IpAddr, path::PathBuf, sync::Mutex, time::Instant};
 
 use geofilter_common::{CountryId, PacketClass, Verdict};
 use serde_json::{Value, json};
@@ -9,7 +9,7 @@ use tokio::sync::Notify;
 
 use crate::{
     control::{
-        protocol::{Request, Response},
+        protocol::{MAX_WHY_ADDRESSES, Request, Response},
         server::Handler,
     },
     datapath::{Attachment, Counters, Datapath},
@@ -19,6 +19,7 @@ use crate::{
     },
     paths::PinLayout,
     policy::DesiredPolicy,
+    why,
 };
 
 /// Everything a request may read or change; one lock, so requests apply one at a time.
@@ -103,6 +104,32 @@ impl Daemon {
         Ok(policy_json(&state.policy))
     }
 
+    fn why(&self, addresses: &[String]) -> Result<Value, String> {
+        if addresses.len() > MAX_WHY_ADDRESSES {
+            return Err(format!("at most {MAX_WHY_ADDRESSES} addresses per request"));
+        }
+        let state = self.lock();
+        let answers = addresses
+            .iter()
+            .map(|text| match text.trim().parse::<IpAddr>() {
+                Err(_) => {
+                    Ok(json!({"address": text, "error": format!("not an IP address: {text:?}")}))
+                }
+                Ok(addr) => {
+                    let found = state.datapath.classify(addr).map_err(|e| e.to_string())?;
+                    Ok(why::explain(
+                        addr,
+                        &found,
+                        &state.db,
+                        &state.db_paths,
+                        &state.policy,
+                    ))
+                }
+            })
+            .collect::<Result<Vec<_>, String>>()?;
+        Ok(Value::Array(answers))
+    }
+
     fn stats(&self) -> Result<Value, String> {
         let counters = self.lock().datapath.counters().map_err(|e| e.to_string())?;
         Ok(counters_json(&counters))
@@ -145,6 +172,7 @@ impl Handler for Daemon {
             Request::Stats => self.stats(),
             Request::Block { countries } => self.change_countries(&countries, true),
             Request::Unblock { countries } => self.change_countries(&countries, false),
+            Request::Why { addresses } => self.why(&addresses),
             Request::Unload => {
                 self.shutdown.notify_one();
                 Ok(json!({"unloading": true}))

@@ -8,3 +8,4 @@ pub mod datapath;
 pub mod geoip;
 pub mod paths;
 pub mod policy;
+pub mod why;

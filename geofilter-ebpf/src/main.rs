@@ -2,8 +2,10 @@
 //! policy.
 //!
 //! Per packet: parse to the source address (`parse`), look the address up in the country table
-//! (`maps::country_of`), read the country's action from the policy, count, return the verdict.
-//! Nothing here logs per packet; counters are per-CPU arrays the daemon sums.
+//! (`maps::country_of_v4`/`_v6`), read the country's action from the policy, count, return the
+//! verdict. Nothing here logs per packet; counters are per-CPU arrays the daemon sums. A `why`
+//! probe (a test run with a [`WhyProbe`] in the metadata) takes the same path but reports what it
+//! found instead of counting.
 #![no_std]
 #![no_main]
 
@@ -11,7 +13,9 @@ mod maps;
 mod parse;
 
 use aya_ebpf::{bindings::xdp_action, macros::xdp, programs::XdpContext};
-use geofilter_common::{ACTION_DROP, POLICY_MONITOR, PacketClass, UNKNOWN_COUNTRY, Verdict};
+use geofilter_common::{
+    ACTION_DROP, POLICY_MONITOR, PacketClass, UNKNOWN_COUNTRY, Verdict, WHY_MAGIC, WhyProbe,
+};
 use parse::{Source, parse_source};
 
 #[xdp]
@@ -22,31 +26,54 @@ pub fn geofilter(ctx: XdpContext) -> u32 {
 #[inline(always)]
 fn filter(ctx: &XdpContext) -> u32 {
     let frame_len = (ctx.data_end() - ctx.data()) as u64;
-    let source = parse_source(ctx);
-    let country = match source {
-        Source::V4(addr) => {
-            maps::count_class(PacketClass::Ipv4, frame_len);
-            maps::country_of_v4(addr)
-        }
-        Source::V6(addr) => {
-            maps::count_class(PacketClass::Ipv6, frame_len);
-            maps::country_of_v6(addr)
-        }
+    let probe = why_probe(ctx);
+    let (class, info) = match parse_source(ctx) {
+        Source::V4(addr) => (PacketClass::Ipv4, maps::country_of_v4(addr)),
+        Source::V6(addr) => (PacketClass::Ipv6, maps::country_of_v6(addr)),
         Source::NotIp => {
-            maps::count_class(PacketClass::NonIp, frame_len);
+            if probe.is_none() {
+                maps::count_class(PacketClass::NonIp, frame_len);
+            }
             return xdp_action::XDP_PASS;
         }
         Source::Malformed => {
-            maps::count_class(PacketClass::Malformed, frame_len);
+            if probe.is_none() {
+                maps::count_class(PacketClass::Malformed, frame_len);
+            }
             return xdp_action::XDP_PASS;
         }
     };
-    let verdict = decide(country);
-    maps::count_country(country, verdict, frame_len);
+    let verdict = decide(info.country);
+    match probe {
+        // SAFETY: `why_probe` bounds-checked the record against the metadata area.
+        Some(probe) => unsafe {
+            (*probe).verdict = verdict as u32;
+            (*probe).info = info;
+        },
+        None => {
+            maps::count_class(class, frame_len);
+            maps::count_country(info.country, verdict, frame_len);
+        }
+    }
     match verdict {
         Verdict::Drop => xdp_action::XDP_DROP,
         Verdict::Pass | Verdict::WouldDrop => xdp_action::XDP_PASS,
     }
+}
+
+/// The `why` record in front of the frame, if this run is a probe (see [`WhyProbe`]).
+#[inline(always)]
+fn why_probe(ctx: &XdpContext) -> Option<*mut WhyProbe> {
+    let meta = ctx.metadata();
+    if meta + core::mem::size_of::<WhyProbe>() > ctx.metadata_end() {
+        return None;
+    }
+    let probe = meta as *mut WhyProbe;
+    // SAFETY: the record lies inside the metadata area (checked above against `data`).
+    if unsafe { (*probe).magic } != WHY_MAGIC {
+        return None;
+    }
+    Some(probe)
 }
 
 /// The policy's verdict for a country. Without a policy installed (never the case once the daemon

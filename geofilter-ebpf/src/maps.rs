@@ -5,8 +5,8 @@ use aya_ebpf::{
     macros::btf_map,
 };
 use geofilter_common::{
-    COUNTRY_COUNTERS, Counter, CountryId, PacketClass, Policy, PrefixInfo, UNKNOWN_COUNTRY,
-    Verdict, country_counter_index, maps::TABLE_CAPACITY,
+    COUNTRY_COUNTERS, Counter, CountryId, PacketClass, Policy, PrefixInfo, Verdict,
+    country_counter_index, maps::TABLE_CAPACITY,
 };
 
 const CAPACITY: usize = TABLE_CAPACITY as usize;
@@ -32,23 +32,23 @@ pub fn policy() -> Option<&'static Policy> {
 }
 
 #[inline(always)]
-pub fn country_of_v4(addr: [u8; 4]) -> CountryId {
+pub fn country_of_v4(addr: [u8; 4]) -> PrefixInfo {
     let key = Key::new(32, addr);
     match GF_TABLE_V4.get_value_ptr_mut(0, &key) {
         // SAFETY: the kernel returned a pointer to a live trie value; it stays valid for this
         // program run (RCU), and we copy it out at once.
-        Some(info) => unsafe { (*info).country },
-        None => UNKNOWN_COUNTRY,
+        Some(info) => unsafe { *info },
+        None => PrefixInfo::UNKNOWN,
     }
 }
 
 #[inline(always)]
-pub fn country_of_v6(addr: [u8; 16]) -> CountryId {
+pub fn country_of_v6(addr: [u8; 16]) -> PrefixInfo {
     let key = Key::new(128, addr);
     match GF_TABLE_V6.get_value_ptr_mut(0, &key) {
         // SAFETY: as in `country_of_v4`.
-        Some(info) => unsafe { (*info).country },
-        None => UNKNOWN_COUNTRY,
+        Some(info) => unsafe { *info },
+        None => PrefixInfo::UNKNOWN,
     }
 }
 

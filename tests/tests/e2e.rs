@@ -350,3 +350,95 @@ fn bad_input_is_refused_and_the_filter_keeps_its_state() {
         "error names file, line and text: {err}"
     );
 }
+
+#[test]
+fn why_answers_from_the_live_program_for_many_addresses() {
+    let s = setup(&[], &["--block", "RU"]);
+    let out = s.daemon.cli(&["why", "--json", RU_V4, DE_V6, "192.0.2.1"]);
+    assert!(
+        out.status.success(),
+        "why: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<serde_json::Value> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 3);
+    assert_eq!(lines[0]["country"], "RU");
+    assert_eq!(lines[0]["verdict"], "drop");
+    assert_eq!(lines[0]["prefix"], "5.45.192.0/18");
+    assert!(
+        lines[0]["source"].as_str().unwrap().ends_with("v4.csv"),
+        "{}",
+        lines[0]
+    );
+    assert!(
+        lines[0]["reason"].as_str().unwrap().contains("blocked"),
+        "{}",
+        lines[0]
+    );
+    assert_eq!(lines[1]["country"], "DE");
+    assert_eq!(lines[1]["verdict"], "pass");
+    assert_eq!(lines[2]["country"], serde_json::Value::Null);
+    assert_eq!(lines[2]["verdict"], "pass");
+
+    // 100,000 addresses on standard input, compared one by one with the database's own lookup.
+    let db = geofilter_daemon::geoip::load(
+        &[s._db_dir.0.join("v4.csv"), s._db_dir.0.join("v6.csv")],
+        None,
+    )
+    .unwrap();
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut next = move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    let addrs: Vec<IpAddr> = (0..100_000)
+        .map(|i| match i % 4 {
+            // Half the IPv4 draws land inside the database's ranges.
+            0 => IpAddr::from([5, 45, 192 + (next() % 64) as u8, next() as u8]),
+            1 => IpAddr::from((next() as u32).to_be_bytes()),
+            2 => IpAddr::from(((0x2a02_06b8u128 << 96) | u128::from(next())).to_be_bytes()),
+            _ => IpAddr::from((u128::from(next()) << 64 | u128::from(next())).to_be_bytes()),
+        })
+        .collect();
+    let input: String = addrs.iter().map(|a| format!("{a}\n")).collect();
+    let mut child = std::process::Command::new(geofilter_tests::daemon::binary())
+        .args(["why", "--json", "-", "--socket"])
+        .arg(&s.daemon.socket)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let writer =
+        std::thread::spawn(move || std::io::Write::write_all(&mut stdin, input.as_bytes()));
+    let out = child.wait_with_output().unwrap();
+    writer.join().unwrap().unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    let mut n = 0;
+    for (line, addr) in text.lines().zip(&addrs) {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        let expected = db
+            .lookup(*addr)
+            .map(|p| geofilter_daemon::geoip::country::code_str(p.info.country));
+        assert_eq!(v["address"], addr.to_string());
+        assert_eq!(v["country"].as_str().map(str::to_owned), expected, "{addr}");
+        assert_eq!(
+            v["verdict"],
+            if expected.as_deref() == Some("RU") {
+                "drop"
+            } else {
+                "pass"
+            },
+            "{addr}"
+        );
+        n += 1;
+    }
+    assert_eq!(n, addrs.len());
+}

@@ -487,3 +487,39 @@ fn policy_and_table_swaps_take_effect_at_once() {
     dp.install_tables(&v4, &[]).unwrap();
     assert_eq!(run(&dp, &ru_frame), XDP_DROP, "a /32 prefix matches");
 }
+
+#[test]
+fn why_probes_report_the_kernel_classification_and_count_nothing() {
+    use geofilter_common::NO_SOURCE;
+    let dp = datapath(&block_ru());
+    let before = dp.counters().unwrap();
+    let ru = dp.classify(RU_V4.into()).expect("probe");
+    assert_eq!(
+        (ru.verdict, ru.info),
+        (
+            Verdict::Drop,
+            PrefixInfo {
+                country: cc(b"RU"),
+                source: 0
+            }
+        )
+    );
+    let de = dp.classify(DE_V6.into()).expect("probe");
+    assert_eq!((de.verdict, de.info.country), (Verdict::Pass, cc(b"DE")));
+    let unknown = dp.classify(UNKNOWN_V4.into()).expect("probe");
+    assert_eq!(
+        (unknown.verdict, unknown.info),
+        (
+            Verdict::Pass,
+            PrefixInfo {
+                country: UNKNOWN_COUNTRY,
+                source: NO_SOURCE
+            }
+        )
+    );
+    assert_counters_eq(
+        &dp.counters().unwrap(),
+        &before,
+        "probes leave counters alone",
+    );
+}

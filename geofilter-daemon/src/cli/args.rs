@@ -30,6 +30,9 @@ pub enum Command {
     Block(CountriesArgs),
     /// Stop dropping traffic from these countries.
     Unblock(CountriesArgs),
+    /// Explain what the running filter does with packets from these addresses (`-`: read one
+    /// address per line from standard input). The verdict comes from the loaded XDP program.
+    Why(WhyArgs),
     /// Detach from every interface and remove everything pinned; stops the daemon if it runs.
     Unload(SocketArgs),
 }
@@ -79,6 +82,15 @@ pub struct CountriesArgs {
     /// Country codes, e.g. `RU BY` or `ru,by`.
     #[arg(required = true, value_delimiter = ',')]
     pub countries: Vec<String>,
+    #[command(flatten)]
+    pub client: ClientArgs,
+}
+
+#[derive(Args, Clone, Debug)]
+pub struct WhyArgs {
+    /// IPv4 or IPv6 addresses, or `-` for standard input.
+    #[arg(required = true)]
+    pub addresses: Vec<String>,
     #[command(flatten)]
     pub client: ClientArgs,
 }

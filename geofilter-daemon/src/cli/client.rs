@@ -3,9 +3,12 @@
 use anyhow::Context as _;
 use serde_json::Value;
 
-use super::args::{ClientArgs, CountriesArgs, SocketArgs};
+use super::args::{ClientArgs, CountriesArgs, SocketArgs, WhyArgs};
 use crate::{
-    control::{client::call, protocol::Request},
+    control::{
+        client::call,
+        protocol::{MAX_WHY_ADDRESSES, Request},
+    },
     paths,
 };
 
@@ -123,5 +126,62 @@ pub fn unload(args: &SocketArgs) -> anyhow::Result<()> {
     } else {
         println!("nothing to unload");
     }
+    Ok(())
+}
+
+/// Addresses from the arguments, `-` expanding to standard input; a bad one is an error naming
+/// where it came from.
+fn why_addresses(args: &WhyArgs) -> anyhow::Result<Vec<String>> {
+    use std::io::BufRead as _;
+    let mut out = Vec::new();
+    for arg in &args.addresses {
+        if arg == "-" {
+            for (n, line) in std::io::stdin().lock().lines().enumerate() {
+                let line = line.context("reading standard input")?;
+                let line = line.trim();
+                if line.is_empty() || line.starts_with('#') {
+                    continue;
+                }
+                line.parse::<std::net::IpAddr>().map_err(|_| {
+                    anyhow::anyhow!("stdin line {}: not an IP address: {line:?}", n + 1)
+                })?;
+                out.push(line.to_owned());
+            }
+        } else {
+            arg.parse::<std::net::IpAddr>()
+                .map_err(|_| anyhow::anyhow!("not an IP address: {arg:?}"))?;
+            out.push(arg.clone());
+        }
+    }
+    Ok(out)
+}
+
+pub fn why(args: &WhyArgs) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    let addresses = why_addresses(args)?;
+    let mut stdout = std::io::BufWriter::new(std::io::stdout().lock());
+    for chunk in addresses.chunks(MAX_WHY_ADDRESSES) {
+        let answers = call(
+            &args.client.socket.socket,
+            &Request::Why {
+                addresses: chunk.to_vec(),
+            },
+        )?;
+        for a in answers.as_array().into_iter().flatten() {
+            if args.client.json {
+                writeln!(stdout, "{a}")?;
+            } else {
+                writeln!(
+                    stdout,
+                    "{:<40} {:<7} {:<5} {}",
+                    a["address"].as_str().unwrap_or("?"),
+                    a["country"].as_str().unwrap_or("unknown"),
+                    a["verdict"].as_str().unwrap_or("?"),
+                    a["reason"].as_str().unwrap_or_default()
+                )?;
+            }
+        }
+    }
+    stdout.flush()?;
     Ok(())
 }

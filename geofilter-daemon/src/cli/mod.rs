@@ -13,6 +13,7 @@ pub fn main(cli: Cli) -> anyhow::Result<()> {
         Command::Stats(args) => client::stats(&args),
         Command::Block(args) => client::change_countries(&args, true),
         Command::Unblock(args) => client::change_countries(&args, false),
+        Command::Why(args) => client::why(&args),
         Command::Unload(args) => client::unload(&args),
     }
 }

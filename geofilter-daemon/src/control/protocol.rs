@@ -10,10 +10,23 @@ pub const MAX_REQUEST_BYTES: usize = 64 * 1024;
 pub enum Request {
     Status,
     Stats,
-    Block { countries: Vec<String> },
-    Unblock { countries: Vec<String> },
+    Block {
+        countries: Vec<String>,
+    },
+    Unblock {
+        countries: Vec<String>,
+    },
     Unload,
+    /// What the live program does with packets from these addresses; at most
+    /// [`MAX_WHY_ADDRESSES`] per request.
+    Why {
+        addresses: Vec<String>,
+    },
 }
+
+/// Addresses per `why` request; the CLI splits longer lists (a request must fit in
+/// [`MAX_REQUEST_BYTES`]).
+pub const MAX_WHY_ADDRESSES: usize = 1000;
 
 /// `{"ok": true, "result": ...}` or `{"ok": false, "error": "..."}`.
 #[derive(Clone, Debug, Serialize, Deserialize)]

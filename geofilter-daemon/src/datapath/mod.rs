@@ -10,6 +10,7 @@
 mod attach;
 pub mod bpffs;
 mod counters;
+mod probe;
 mod tables;
 
 pub use attach::{Attachment, XdpModeChoice};
@@ -20,6 +21,7 @@ use aya::{
 };
 pub use counters::{Counters, CountryCounters};
 use geofilter_common::{Counter, Policy, PrefixInfo, maps as names};
+pub use probe::Classification;
 pub use tables::TableStats;
 
 use crate::paths::PinLayout;
@@ -58,6 +60,8 @@ pub enum DatapathError {
         #[source]
         source: aya::programs::links::LinkError,
     },
+    #[error("why probe: {0}")]
+    Probe(String),
     #[error("{what} {path}: {source}")]
     Pin {
         what: &'static str,

@@ -1,0 +1,79 @@
+//! Explaining one classification for `geofilter why`: the kernel's answer, put in words with the
+//! prefix and database it came from and the rule that decided.
+
+use std::{net::IpAddr, path::PathBuf};
+
+use geofilter_common::{UNKNOWN_COUNTRY, Verdict};
+use serde_json::{Value, json};
+
+use crate::{
+    datapath::Classification,
+    geoip::{CompiledDb, country::code_str},
+    policy::{DesiredPolicy, Mode},
+};
+
+/// `{"address", "country", "verdict", "prefix", "source", "reason"}`; `verdict` is what happens to
+/// the packet (`pass` in monitor mode even where the policy would drop).
+pub fn explain(
+    addr: IpAddr,
+    found: &Classification,
+    db: &CompiledDb,
+    db_paths: &[PathBuf],
+    policy: &DesiredPolicy,
+) -> Value {
+    let country = found.info.country;
+    let known = country != UNKNOWN_COUNTRY;
+    let code = code_str(country);
+    let prefix = db.lookup(addr).filter(|p| p.info == found.info).map(|p| {
+        let bits = if addr.is_ipv4() { 32 } else { 128 };
+        let net: IpAddr = if bits == 32 {
+            std::net::Ipv4Addr::from(p.addr as u32).into()
+        } else {
+            std::net::Ipv6Addr::from(p.addr).into()
+        };
+        format!("{net}/{}", p.len)
+    });
+    let source = db_paths
+        .get(usize::from(found.info.source))
+        .map(|p| p.display().to_string());
+    let listed = policy.countries.contains(&country);
+    let rule = match (known, policy.mode) {
+        (false, _) => format!(
+            "no database places this address; unknown addresses {} (policy unknown {})",
+            if policy.drops(UNKNOWN_COUNTRY) {
+                "drop"
+            } else {
+                "pass"
+            },
+            serde_json::to_value(policy.unknown)
+                .unwrap_or_default()
+                .as_str()
+                .unwrap_or("?"),
+        ),
+        (true, Mode::Deny) if listed => format!("{code} is blocked (deny list)"),
+        (true, Mode::Deny) => format!("{code} is not blocked (deny list)"),
+        (true, Mode::AllowOnly) if listed => format!("{code} is allowed (allow-only list)"),
+        (true, Mode::AllowOnly) => format!("{code} is not on the allow-only list"),
+    };
+    let place = match (&prefix, &source) {
+        (Some(p), Some(s)) => format!("{p} from {s}: "),
+        (None, Some(s)) => format!("from {s}: "),
+        _ => String::new(),
+    };
+    let verdict = match found.verdict {
+        Verdict::Drop => "drop",
+        Verdict::Pass | Verdict::WouldDrop => "pass",
+    };
+    let mut reason = format!("{place}{rule} -> {verdict}");
+    if found.verdict == Verdict::WouldDrop {
+        reason += " (monitor mode: counted as would-drop)";
+    }
+    json!({
+        "address": addr.to_string(),
+        "country": known.then_some(code),
+        "verdict": verdict,
+        "prefix": prefix,
+        "source": source,
+        "reason": reason,
+    })
+}
