@@ -120,10 +120,55 @@ pub const ACTION_DROP: u8 = 1;
 
 /// `Policy::flags` bit: count drops as would-drop and pass the packet (dry run).
 pub const POLICY_MONITOR: u32 = 1 << 0;
+/// `Policy::flags` bit: the IPv4 exception trie is not empty. Without it no packet pays for an
+/// exception lookup.
+pub const POLICY_EXCEPTIONS_V4: u32 = 1 << 1;
+/// `Policy::flags` bit: the IPv6 exception trie is not empty.
+pub const POLICY_EXCEPTIONS_V6: u32 = 1 << 2;
+/// `Policy::flags` bit: geo-filtering applies only to TCP/UDP destination ports set in
+/// `Policy::ports` (plus portless protocols when [`POLICY_PORTLESS_IN_SCOPE`] is set). Without it
+/// every packet is in scope and ports are never read.
+pub const POLICY_PORT_SCOPE: u32 = 1 << 3;
+/// `Policy::flags` bit: with a port scope, protocols without ports (ICMP, GRE, ...) are
+/// geo-filtered too.
+pub const POLICY_PORTLESS_IN_SCOPE: u32 = 1 << 4;
+
+/// Exception actions (values of the exception tries).
+pub const EXCEPTION_PASS: u32 = 0;
+pub const EXCEPTION_DROP: u32 = 1;
+
+/// One bit per destination port (bit `port % 64` of word `port / 64`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PortSet {
+    pub words: [u64; 1024],
+}
+
+impl PortSet {
+    pub const EMPTY: PortSet = PortSet { words: [0; 1024] };
+    pub const FULL: PortSet = PortSet {
+        words: [u64::MAX; 1024],
+    };
+
+    #[inline(always)]
+    pub fn contains(&self, port: u16) -> bool {
+        self.words[(port >> 6) as usize] & (1 << (port & 63)) != 0
+    }
+
+    pub fn set(&mut self, port: u16, on: bool) {
+        let bit = 1 << (port & 63);
+        let word = &mut self.words[(port >> 6) as usize];
+        if on {
+            *word |= bit;
+        } else {
+            *word &= !bit;
+        }
+    }
+}
 
 /// The version of the [`Policy`] layout. A daemon refuses pinned state of another version rather
 /// than misreading it (a misread could turn an allow-list into a deny-list).
-pub const POLICY_SCHEMA: u32 = 1;
+pub const POLICY_SCHEMA: u32 = 2;
 
 /// The whole filtering decision, one value, swapped in one step.
 ///
@@ -136,6 +181,9 @@ pub struct Policy {
     pub schema: u32,
     pub flags: u32,
     pub actions: [u8; COUNTRY_SLOTS as usize],
+    /// Destination ports in the geo-filtering scope, used under [`POLICY_PORT_SCOPE`].
+    pub tcp_ports: PortSet,
+    pub udp_ports: PortSet,
 }
 
 impl Policy {
@@ -145,6 +193,8 @@ impl Policy {
             schema: POLICY_SCHEMA,
             flags: 0,
             actions: [ACTION_PASS; COUNTRY_SLOTS as usize],
+            tcp_ports: PortSet::EMPTY,
+            udp_ports: PortSet::EMPTY,
         }
     }
 }
@@ -162,7 +212,7 @@ const _: () = assert!(core::mem::size_of::<Counter>() == 16);
 const _: () = assert!(core::mem::size_of::<PrefixInfo>() == 4);
 // XDP metadata length must be a multiple of 4 and at most 32 bytes (`xdp_metalen_invalid`).
 const _: () = assert!(core::mem::size_of::<WhyProbe>() == 12);
-const _: () = assert!(core::mem::size_of::<Policy>() == 8 + COUNTRY_SLOTS as usize);
+const _: () = assert!(core::mem::size_of::<Policy>() == 8 + COUNTRY_SLOTS as usize + 2 * 8192);
 const _: () = assert!(COUNTRY_SLOTS.is_multiple_of(8));
 
 #[cfg(feature = "user")]

@@ -1,35 +1,55 @@
 //! The running daemon: the loaded datapath, the database it was filled from, the operator's
 //! policy, and the request handlers the control socket calls.
+//!
+//! Requests apply one at a time (one lock). A change is validated whole, checked against lockout,
+//! applied to the kernel, and only then recorded here and in the state file.
 
-use std::{collections::BTreeSet, net::IpAddr, path::PathBuf, sync::Mutex, time::Instant};
+use std::{
+    collections::BTreeSet,
+    net::IpAddr,
+    path::PathBuf,
+    sync::{Mutex, MutexGuard},
+    time::{Duration, Instant},
+};
 
-use geofilter_common::{CountryId, PacketClass, Verdict};
+use geofilter_common::{CountryId, UNKNOWN_COUNTRY};
 use serde_json::{Value, json};
 use tokio::sync::Notify;
+use tracing::{info, warn};
 
 use crate::{
+    changes,
     control::{
-        protocol::{MAX_WHY_ADDRESSES, Request, Response},
+        protocol::{Change, ChangeOptions, MAX_WHY_ADDRESSES, Request, Response},
         server::Handler,
     },
-    datapath::{Attachment, Counters, Datapath},
-    geoip::{
-        CompiledDb,
-        country::{code_str, parse_country},
-    },
+    datapath::{Attachment, Datapath},
+    geoip::{self, CompiledDb, Format, country::parse_country},
     paths::PinLayout,
-    policy::DesiredPolicy,
+    policy::{self, DesiredPolicy},
+    report, state,
+    state::SavedState,
     why,
 };
 
-/// Everything a request may read or change; one lock, so requests apply one at a time.
+/// Everything a request may read or change.
 pub struct State {
     pub datapath: Datapath,
     pub db: CompiledDb,
-    pub db_paths: Vec<PathBuf>,
-    pub policy: DesiredPolicy,
+    pub saved: SavedState,
     pub attachments: Vec<Attachment>,
     pub layout: PinLayout,
+    /// Where `saved` is written after every change (`None`: nowhere).
+    pub state_file: Option<PathBuf>,
+    /// A change applied with `--confirm` that rolls back at `deadline` unless confirmed.
+    pub pending: Option<Pending>,
+    pub reloads: u64,
+    pub reload_failures: u64,
+}
+
+pub struct Pending {
+    pub previous: DesiredPolicy,
+    pub deadline: Instant,
 }
 
 pub struct Daemon {
@@ -61,9 +81,9 @@ impl Daemon {
         self.state.into_inner().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+    pub fn lock(&self) -> MutexGuard<'_, State> {
         // A panic while holding the lock leaves the last applied state, which is still coherent:
-        // every change is applied to the kernel before it is recorded here.
+        // every change reaches the kernel before it is recorded here.
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -72,36 +92,83 @@ impl Daemon {
         json!({
             "interfaces": state.attachments.iter().map(|a| json!({"name": a.iface, "xdp_mode": a.mode})).collect::<Vec<_>>(),
             "database": {
-                "paths": state.db_paths,
+                "paths": state.saved.dbs,
                 "sources": state.db.sources,
                 "prefixes_v4": state.db.v4.len(),
                 "prefixes_v6": state.db.v6.len(),
                 "countries": state.db.countries().len(),
+                "reloads": state.reloads,
+                "reload_failures": state.reload_failures,
             },
-            "policy": policy_json(&state.policy),
+            "policy": report::policy_json(&state.saved.policy),
+            "pending_confirm_s": state.pending.as_ref().map(|p| p.deadline.saturating_duration_since(Instant::now()).as_secs()),
             "pin_root": state.layout.root,
+            "state_file": state.state_file,
             "uptime_s": self.started.elapsed().as_secs(),
         })
     }
 
-    fn change_countries(&self, codes: &[String], block: bool) -> Result<Value, String> {
-        let countries = parse_countries(codes)?;
+    fn change(&self, change: &Change, opts: &ChangeOptions) -> Result<Value, String> {
         let mut state = self.lock();
-        let mut next = state.policy.clone();
-        for c in countries {
-            if block {
-                next.countries.insert(c);
-            } else {
-                next.countries.remove(&c);
+        if opts.confirm_s.is_some() && state.pending.is_some() {
+            return Err("another change is waiting for `geofilter confirm`; confirm it or let it roll back first".into());
+        }
+        let next = changes::apply(&state.saved.policy, change)?;
+        if let Some(caller) = &opts.caller
+            && !opts.force
+        {
+            check_lockout(&state, &next, caller)?;
+        }
+        let State {
+            datapath, saved, ..
+        } = &mut *state;
+        policy::apply(datapath, &saved.policy, &next).map_err(|e| e.to_string())?;
+        let previous = std::mem::replace(&mut state.saved.policy, next);
+        if let Some(secs) = opts.confirm_s {
+            state.pending = Some(Pending {
+                previous,
+                deadline: Instant::now() + Duration::from_secs(secs),
+            });
+            info!(secs, "change applied; rolls back unless confirmed");
+        }
+        persist(&state);
+        Ok(report::policy_json(&state.saved.policy))
+    }
+
+    fn confirm(&self) -> Result<Value, String> {
+        let mut state = self.lock();
+        match state.pending.take() {
+            Some(_) => Ok(json!({"confirmed": true})),
+            None => Err("no change is waiting for confirmation".into()),
+        }
+    }
+
+    /// Rolls back a change whose confirmation did not arrive in time. Called periodically.
+    pub fn expire_pending(&self) {
+        let mut state = self.lock();
+        if state
+            .pending
+            .as_ref()
+            .is_none_or(|p| p.deadline > Instant::now())
+        {
+            return;
+        }
+        let pending = state.pending.take().expect("checked above");
+        let State {
+            datapath, saved, ..
+        } = &mut *state;
+        match policy::apply(datapath, &saved.policy, &pending.previous) {
+            Ok(()) => {
+                warn!("change not confirmed in time: rolled back");
+                state.saved.policy = pending.previous;
+                persist(&state);
+            }
+            // Keep trying: the previous state is still the one to return to.
+            Err(e) => {
+                warn!(error = %e, "rolling back an unconfirmed change failed; retrying");
+                state.pending = Some(pending);
             }
         }
-        // In the kernel first: when this returns, every new packet sees the new policy.
-        state
-            .datapath
-            .set_policy(&next.compile())
-            .map_err(|e| e.to_string())?;
-        state.policy = next;
-        Ok(policy_json(&state.policy))
     }
 
     fn why(&self, addresses: &[String]) -> Result<Value, String> {
@@ -121,8 +188,8 @@ impl Daemon {
                         addr,
                         &found,
                         &state.db,
-                        &state.db_paths,
-                        &state.policy,
+                        &state.saved.dbs,
+                        &state.saved.policy,
                     ))
                 }
             })
@@ -130,50 +197,114 @@ impl Daemon {
         Ok(Value::Array(answers))
     }
 
+    fn exceptions(&self) -> Value {
+        let state = self.lock();
+        json!(state.saved.policy.exceptions)
+    }
+
     fn stats(&self) -> Result<Value, String> {
         let counters = self.lock().datapath.counters().map_err(|e| e.to_string())?;
-        Ok(counters_json(&counters))
+        Ok(report::counters_json(&counters))
     }
-}
 
-pub fn policy_json(policy: &DesiredPolicy) -> Value {
-    json!({
-        "mode": policy.mode,
-        "countries": policy.countries.iter().map(|&c| code_str(c)).collect::<Vec<_>>(),
-        "unknown": policy.unknown,
-        "monitor": policy.monitor,
-    })
-}
-
-pub fn counters_json(counters: &Counters) -> Value {
-    let counter = |c: &geofilter_common::Counter| json!({"packets": c.packets, "bytes": c.bytes});
-    let countries: Vec<Value> = counters
-        .countries
-        .iter()
-        .map(|(&id, row)| {
-            let mut entry = json!({"country": if id == geofilter_common::UNKNOWN_COUNTRY { "unknown".to_owned() } else { code_str(id) }});
-            for verdict in Verdict::ALL {
-                entry[verdict.name()] = counter(&row[verdict as usize]);
+    /// Reads and compiles the databases off the lock, then swaps the tables in one step each.
+    /// A database that fails to load changes nothing.
+    async fn reload(&self, dbs: Vec<PathBuf>) -> Result<Value, String> {
+        let (paths, format) = {
+            let state = self.lock();
+            let paths = if dbs.is_empty() {
+                state.saved.dbs.clone()
+            } else {
+                dbs
+            };
+            (paths, state.saved.db_format.clone())
+        };
+        let format = format
+            .map(|f| f.parse::<Format>())
+            .transpose()
+            .map_err(|e| e.to_string())?;
+        let load_paths = paths.clone();
+        let loaded = tokio::task::spawn_blocking(move || geoip::load(&load_paths, format))
+            .await
+            .map_err(|e| e.to_string())?;
+        let mut state = self.lock();
+        let db = match loaded {
+            Ok(db) => db,
+            Err(e) => {
+                state.reload_failures += 1;
+                return Err(format!(
+                    "database not reloaded, the current tables stay: {e}"
+                ));
             }
-            entry
-        })
-        .collect();
-    let mut classes = json!({});
-    for class in PacketClass::ALL {
-        classes[class.name()] = counter(&counters.classes[class as usize]);
+        };
+        let stats = match state.datapath.install_tables(&db.v4, &db.v6) {
+            Ok(stats) => stats,
+            Err(e) => {
+                state.reload_failures += 1;
+                return Err(format!(
+                    "database not reloaded, the current tables stay: {e}"
+                ));
+            }
+        };
+        state.db = db;
+        state.saved.dbs = paths;
+        state.reloads += 1;
+        persist(&state);
+        info!(
+            prefixes_v4 = stats.prefixes_v4,
+            prefixes_v6 = stats.prefixes_v6,
+            "database reloaded"
+        );
+        Ok(
+            json!({"prefixes_v4": stats.prefixes_v4, "prefixes_v6": stats.prefixes_v6, "elapsed_ms": stats.elapsed.as_millis() as u64}),
+        )
     }
-    json!({"countries": countries, "classes": classes})
+}
+
+/// Refuses `next` when it would drop the operator's own connection.
+fn check_lockout(state: &State, next: &DesiredPolicy, caller: &str) -> Result<(), String> {
+    let addr: IpAddr = caller
+        .parse()
+        .map_err(|_| format!("caller address {caller:?} is not an IP address"))?;
+    let country = state
+        .db
+        .lookup(addr)
+        .map_or(UNKNOWN_COUNTRY, |p| p.info.country);
+    if next.would_drop(addr, country) {
+        return Err(format!(
+            "refused: this change would drop your own session's address {addr} ({}). Add it as an \
+             exception first (`geofilter except add {addr}`), or pass --force",
+            report::country_name(country)
+        ));
+    }
+    Ok(())
+}
+
+/// Saves the desired state; a failure is logged, not fatal: the kernel state is already right.
+fn persist(state: &State) {
+    let mut saved = state.saved.clone();
+    // A pending change is not yet the state to restore after a crash.
+    if let Some(p) = &state.pending {
+        saved.policy = p.previous.clone();
+    }
+    if let Some(path) = &state.state_file
+        && let Err(e) = state::save(path, &saved)
+    {
+        warn!(error = %e, path = %path.display(), "saving the state file failed");
+    }
 }
 
 impl Handler for Daemon {
     async fn handle(&self, request: Request) -> Response {
         let result = match request {
-            Request::Status => Ok(self.status()),
-            Request::Stats => self.stats(),
-            Request::Block { countries } => self.change_countries(&countries, true),
-            Request::Unblock { countries } => self.change_countries(&countries, false),
+            Request::Status {} => Ok(self.status()),
+            Request::Stats {} => self.stats(),
+            Request::Change { change, opts } => self.change(&change, &opts),
+            Request::Confirm {} => self.confirm(),
+            Request::ExceptList {} => Ok(self.exceptions()),
             Request::Why { addresses } => self.why(&addresses),
-            Request::Unload => {
+            Request::Reload { dbs } => self.reload(dbs).await,
+            Request::Unload {} => {
                 self.shutdown.notify_one();
                 Ok(json!({"unloading": true}))
             }

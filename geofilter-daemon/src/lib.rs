@@ -1,11 +1,16 @@
 //! geofilter's daemon and CLI as a library: the binary and the control-socket handlers are thin
 //! layers over these modules.
 
+pub mod changes;
 pub mod cli;
 pub mod control;
 pub mod daemon;
 pub mod datapath;
 pub mod geoip;
+pub mod metrics;
 pub mod paths;
 pub mod policy;
+pub mod report;
+pub mod rules;
+pub mod state;
 pub mod why;

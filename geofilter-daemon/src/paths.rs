@@ -3,6 +3,7 @@
 //! - `/sys/fs/bpf/geofilter/`: the bpffs root that holds everything the daemon pins (program,
 //!   maps, one link per interface). `unload` removes this folder and with it the filter.
 //! - `/run/geofilter/`: runtime files (the control socket).
+//! - `/var/lib/geofilter/state.json`: the desired state, saved after every change.
 //!
 //! `GEOFILTER_PIN_ROOT` overrides the bpffs root, so tests and several instances on one host do not
 //! collide.
@@ -13,6 +14,8 @@ use std::path::PathBuf;
 pub const BPFFS_MOUNT: &str = "/sys/fs/bpf";
 pub const RUNTIME_DIR: &str = "/run/geofilter";
 pub const DEFAULT_SOCKET: &str = "/run/geofilter/geofilter.sock";
+/// The desired state, restored at start-up (see `state.rs`).
+pub const STATE_FILE: &str = "/var/lib/geofilter/state.json";
 
 /// The bpffs folder holding this instance's pinned objects.
 pub fn pin_root() -> PathBuf {

@@ -14,9 +14,11 @@ mod parse;
 
 use aya_ebpf::{bindings::xdp_action, macros::xdp, programs::XdpContext};
 use geofilter_common::{
-    ACTION_DROP, POLICY_MONITOR, PacketClass, UNKNOWN_COUNTRY, Verdict, WHY_MAGIC, WhyProbe,
+    ACTION_DROP, EXCEPTION_DROP, POLICY_EXCEPTIONS_V4, POLICY_EXCEPTIONS_V6, POLICY_MONITOR,
+    POLICY_PORT_SCOPE, POLICY_PORTLESS_IN_SCOPE, PacketClass, Policy, UNKNOWN_COUNTRY, Verdict,
+    WHY_MAGIC, WhyProbe,
 };
-use parse::{Source, parse_source};
+use parse::{Port, Source, Transport, destination_port, parse_source};
 
 #[xdp]
 pub fn geofilter(ctx: XdpContext) -> u32 {
@@ -27,9 +29,38 @@ pub fn geofilter(ctx: XdpContext) -> u32 {
 fn filter(ctx: &XdpContext) -> u32 {
     let frame_len = (ctx.data_end() - ctx.data()) as u64;
     let probe = why_probe(ctx);
-    let (class, info) = match parse_source(ctx) {
-        Source::V4(addr) => (PacketClass::Ipv4, maps::country_of_v4(addr)),
-        Source::V6(addr) => (PacketClass::Ipv6, maps::country_of_v6(addr)),
+    // Without a policy (never the case once the daemon has attached the program) everything
+    // passes: failing open here cannot lock an operator out.
+    let Some(policy) = maps::policy() else {
+        return xdp_action::XDP_PASS;
+    };
+    let (class, info, exception, transport) = match parse_source(ctx) {
+        Source::V4(addr, transport) => {
+            let exception = if policy.flags & POLICY_EXCEPTIONS_V4 != 0 {
+                maps::exception_v4(addr)
+            } else {
+                None
+            };
+            (
+                PacketClass::Ipv4,
+                maps::country_of_v4(addr),
+                exception,
+                transport,
+            )
+        }
+        Source::V6(addr, transport) => {
+            let exception = if policy.flags & POLICY_EXCEPTIONS_V6 != 0 {
+                maps::exception_v6(addr)
+            } else {
+                None
+            };
+            (
+                PacketClass::Ipv6,
+                maps::country_of_v6(addr),
+                exception,
+                transport,
+            )
+        }
         Source::NotIp => {
             if probe.is_none() {
                 maps::count_class(PacketClass::NonIp, frame_len);
@@ -43,7 +74,7 @@ fn filter(ctx: &XdpContext) -> u32 {
             return xdp_action::XDP_PASS;
         }
     };
-    let verdict = decide(info.country);
+    let verdict = decide(ctx, policy, info.country, exception, transport);
     match probe {
         // SAFETY: `why_probe` bounds-checked the record against the metadata area.
         Some(probe) => unsafe {
@@ -76,23 +107,54 @@ fn why_probe(ctx: &XdpContext) -> Option<*mut WhyProbe> {
     Some(probe)
 }
 
-/// The policy's verdict for a country. Without a policy installed (never the case once the daemon
-/// has attached the program) everything passes: failing open here cannot lock an operator out.
+/// The verdict, in order: an exception decides outright; a packet outside the port scope passes;
+/// otherwise the country's action.
 #[inline(always)]
-fn decide(country: u16) -> Verdict {
-    let Some(policy) = maps::policy() else {
-        return Verdict::Pass;
+fn decide(
+    ctx: &XdpContext,
+    policy: &Policy,
+    country: u16,
+    exception: Option<u32>,
+    transport: Transport,
+) -> Verdict {
+    let drop = |policy: &Policy| {
+        if policy.flags & POLICY_MONITOR != 0 {
+            Verdict::WouldDrop
+        } else {
+            Verdict::Drop
+        }
     };
+    if let Some(action) = exception {
+        return if action == EXCEPTION_DROP {
+            drop(policy)
+        } else {
+            Verdict::Pass
+        };
+    }
+    if policy.flags & POLICY_PORT_SCOPE != 0 && !in_port_scope(ctx, policy, transport) {
+        return Verdict::Pass;
+    }
     let action = match policy.actions.get(country as usize) {
         Some(action) => *action,
         None => policy.actions[UNKNOWN_COUNTRY as usize],
     };
-    if action != ACTION_DROP {
-        Verdict::Pass
-    } else if policy.flags & POLICY_MONITOR != 0 {
-        Verdict::WouldDrop
+    if action == ACTION_DROP {
+        drop(policy)
     } else {
-        Verdict::Drop
+        Verdict::Pass
+    }
+}
+
+/// Whether geo-filtering applies to this packet's destination port. A TCP/UDP packet whose port
+/// cannot be read (a later fragment, a cut header) is in scope: failing closed here keeps
+/// fragmentation from being a way around the filter.
+#[inline(always)]
+fn in_port_scope(ctx: &XdpContext, policy: &Policy, transport: Transport) -> bool {
+    match destination_port(ctx, transport) {
+        Port::Tcp(port) => policy.tcp_ports.contains(port),
+        Port::Udp(port) => policy.udp_ports.contains(port),
+        Port::Portless => policy.flags & POLICY_PORTLESS_IN_SCOPE != 0,
+        Port::Unknown => true,
     }
 }
 

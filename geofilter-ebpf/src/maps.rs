@@ -6,7 +6,8 @@ use aya_ebpf::{
 };
 use geofilter_common::{
     COUNTRY_COUNTERS, Counter, CountryId, PacketClass, Policy, PrefixInfo, Verdict,
-    country_counter_index, maps::TABLE_CAPACITY,
+    country_counter_index,
+    maps::{EXCEPT_CAPACITY, TABLE_CAPACITY},
 };
 
 const CAPACITY: usize = TABLE_CAPACITY as usize;
@@ -19,6 +20,12 @@ static GF_TABLE_V4: ArrayOfMaps<LpmTrie<[u8; 4], PrefixInfo, CAPACITY>, 1> = Arr
 
 #[btf_map]
 static GF_TABLE_V6: ArrayOfMaps<LpmTrie<[u8; 16], PrefixInfo, CAPACITY>, 1> = ArrayOfMaps::new();
+
+#[btf_map]
+static GF_EXCEPT_V4: LpmTrie<[u8; 4], u32, { EXCEPT_CAPACITY as usize }> = LpmTrie::new();
+
+#[btf_map]
+static GF_EXCEPT_V6: LpmTrie<[u8; 16], u32, { EXCEPT_CAPACITY as usize }> = LpmTrie::new();
 
 #[btf_map]
 static GF_CC_COUNT: PerCpuArray<Counter, { COUNTRY_COUNTERS as usize }> = PerCpuArray::new();
@@ -50,6 +57,17 @@ pub fn country_of_v6(addr: [u8; 16]) -> PrefixInfo {
         Some(info) => unsafe { *info },
         None => PrefixInfo::UNKNOWN,
     }
+}
+
+/// The exception action for an address, if an exception covers it.
+#[inline(always)]
+pub fn exception_v4(addr: [u8; 4]) -> Option<u32> {
+    GF_EXCEPT_V4.get(&Key::new(32, addr)).copied()
+}
+
+#[inline(always)]
+pub fn exception_v6(addr: [u8; 16]) -> Option<u32> {
+    GF_EXCEPT_V6.get(&Key::new(128, addr)).copied()
 }
 
 #[inline(always)]

@@ -17,13 +17,53 @@ const IPV4_SADDR_OFFSET: usize = 12;
 const IPV6_HLEN: usize = 40;
 const IPV6_SADDR_OFFSET: usize = 8;
 
-/// What the parser found: the source address in network byte order, or why there is none.
+/// What the parser found: the source address in network byte order with where its transport
+/// header starts, or why there is none.
 pub enum Source {
-    V4([u8; 4]),
-    V6([u8; 16]),
+    V4([u8; 4], Transport),
+    V6([u8; 16], Transport),
     NotIp,
     Malformed,
 }
+
+/// Where the transport header is, as far as the IP header says. Ports are only read (by
+/// [`destination_port`]) when a port scope is configured, so ordinary packets pay nothing for it.
+#[derive(Clone, Copy)]
+pub struct Transport {
+    /// IPv4 protocol, or the IPv6 next header after the fixed header.
+    pub protocol: u8,
+    /// Offset of the header `protocol` names, from the start of the frame.
+    pub offset: usize,
+    /// An IPv4 fragment other than the first: it carries no transport header.
+    pub later_fragment: bool,
+}
+
+/// The destination port of a packet, for port scopes.
+pub enum Port {
+    Tcp(u16),
+    Udp(u16),
+    /// A protocol that has no ports (ICMP, GRE, ...).
+    Portless,
+    /// TCP or UDP whose port cannot be read: a later fragment, a truncated header, or an IPv6
+    /// extension-header chain longer than [`MAX_EXTENSION_HEADERS`].
+    Unknown,
+}
+
+const IPPROTO_TCP: u8 = 6;
+const IPPROTO_UDP: u8 = 17;
+const IPPROTO_SCTP: u8 = 132;
+const IPPROTO_UDPLITE: u8 = 136;
+const IPV6_HOPOPTS: u8 = 0;
+const IPV6_ROUTING: u8 = 43;
+const IPV6_FRAGMENT: u8 = 44;
+const IPV6_AH: u8 = 51;
+const IPV6_DSTOPTS: u8 = 60;
+/// Extension headers followed before giving up (`Port::Unknown`). RFC 8200 section 4.1 recommends
+/// at most one of each, in this order: hop-by-hop, destination options, routing, fragment, AH,
+/// destination options; eight leaves room beyond that.
+const MAX_EXTENSION_HEADERS: usize = 8;
+/// No transport header is looked for beyond this offset; it bounds offsets for the verifier.
+const MAX_TRANSPORT_OFFSET: usize = 512;
 
 #[inline(always)]
 fn ptr_at<T>(ctx: &XdpContext, offset: usize) -> Option<*const T> {
@@ -74,26 +114,90 @@ pub fn parse_source(ctx: &XdpContext) -> Source {
             if first >> 4 != 4 || ((first & 0x0f) as usize) * 4 < IPV4_MIN_HLEN {
                 return Source::Malformed;
             }
-            if ptr_at::<[u8; IPV4_MIN_HLEN]>(ctx, offset).is_none() {
+            let Some(header) = read::<[u8; IPV4_MIN_HLEN]>(ctx, offset) else {
                 return Source::Malformed;
-            }
-            match read::<[u8; 4]>(ctx, offset + IPV4_SADDR_OFFSET) {
-                Some(addr) => Source::V4(addr),
-                None => Source::Malformed,
-            }
+            };
+            let mut addr = [0u8; 4];
+            addr.copy_from_slice(&header[IPV4_SADDR_OFFSET..IPV4_SADDR_OFFSET + 4]);
+            let fragment_offset = u16::from_be_bytes([header[6], header[7]]) & 0x1fff;
+            Source::V4(
+                addr,
+                Transport {
+                    protocol: header[9],
+                    offset: offset + ((first & 0x0f) as usize) * 4,
+                    later_fragment: fragment_offset != 0,
+                },
+            )
         }
         ETH_P_IPV6 => {
             let Some(first) = read::<u8>(ctx, offset) else {
                 return Source::Malformed;
             };
-            if first >> 4 != 6 || ptr_at::<[u8; IPV6_HLEN]>(ctx, offset).is_none() {
+            if first >> 4 != 6 {
                 return Source::Malformed;
             }
-            match read::<[u8; 16]>(ctx, offset + IPV6_SADDR_OFFSET) {
-                Some(addr) => Source::V6(addr),
-                None => Source::Malformed,
-            }
+            let Some(header) = read::<[u8; IPV6_HLEN]>(ctx, offset) else {
+                return Source::Malformed;
+            };
+            let mut addr = [0u8; 16];
+            addr.copy_from_slice(&header[IPV6_SADDR_OFFSET..IPV6_SADDR_OFFSET + 16]);
+            Source::V6(
+                addr,
+                Transport {
+                    protocol: header[6],
+                    offset: offset + IPV6_HLEN,
+                    later_fragment: false,
+                },
+            )
         }
         _ => Source::NotIp,
     }
+}
+
+/// The destination port, following IPv6 extension headers (RFC 8200 section 4).
+#[inline(always)]
+pub fn destination_port(ctx: &XdpContext, transport: Transport) -> Port {
+    if transport.later_fragment {
+        return Port::Unknown;
+    }
+    let mut protocol = transport.protocol;
+    let mut offset = transport.offset;
+    for _ in 0..MAX_EXTENSION_HEADERS {
+        if offset > MAX_TRANSPORT_OFFSET {
+            return Port::Unknown;
+        }
+        match protocol {
+            // The destination port is the second 16-bit field of both headers.
+            IPPROTO_TCP => return read_be16(ctx, offset + 2).map_or(Port::Unknown, Port::Tcp),
+            IPPROTO_UDP => return read_be16(ctx, offset + 2).map_or(Port::Unknown, Port::Udp),
+            // Ported protocols without a scope of their own stay geo-filtered.
+            IPPROTO_SCTP | IPPROTO_UDPLITE => return Port::Unknown,
+            IPV6_HOPOPTS | IPV6_ROUTING | IPV6_DSTOPTS => {
+                let Some([next, len]) = read::<[u8; 2]>(ctx, offset) else {
+                    return Port::Unknown;
+                };
+                protocol = next;
+                offset += (len as usize + 1) * 8;
+            }
+            IPV6_FRAGMENT => {
+                let Some([next, _, off_hi, off_lo]) = read::<[u8; 4]>(ctx, offset) else {
+                    return Port::Unknown;
+                };
+                if u16::from_be_bytes([off_hi, off_lo]) >> 3 != 0 {
+                    return Port::Unknown;
+                }
+                protocol = next;
+                offset += 8;
+            }
+            IPV6_AH => {
+                let Some([next, len]) = read::<[u8; 2]>(ctx, offset) else {
+                    return Port::Unknown;
+                };
+                protocol = next;
+                offset += (len as usize + 2) * 4;
+            }
+            _ => return Port::Portless,
+        }
+    }
+    Port::Unknown
 }

@@ -79,6 +79,8 @@ impl Daemon {
             .args(args)
             .arg("--socket")
             .arg(&socket)
+            .arg("--state-file")
+            .arg(dir.join("state.json"))
             .env("GEOFILTER_LOG", "info")
             .stdout(Stdio::piped())
             .stderr(std::fs::File::create(&stderr_log).expect("log file"))

@@ -38,6 +38,57 @@ pub fn udp(payload: &[u8]) -> Vec<u8> {
     u
 }
 
+/// A UDP datagram to `dst_port`.
+pub fn udp_to(dst_port: u16) -> Vec<u8> {
+    let mut u = udp(b"x");
+    u[2..4].copy_from_slice(&dst_port.to_be_bytes());
+    u
+}
+
+/// A TCP SYN to `dst_port` (20-byte header, no options).
+pub fn tcp_syn(dst_port: u16) -> Vec<u8> {
+    let mut t = Vec::new();
+    t.extend_from_slice(&40000u16.to_be_bytes());
+    t.extend_from_slice(&dst_port.to_be_bytes());
+    t.extend_from_slice(&[0, 0, 0, 1, 0, 0, 0, 0, 0x50, 0x02, 0xff, 0xff, 0, 0, 0, 0]);
+    t
+}
+
+/// An ICMP echo request.
+pub fn icmp_echo() -> Vec<u8> {
+    vec![8, 0, 0, 0, 0, 1, 0, 1]
+}
+
+/// An IPv6 extension header (hop-by-hop, routing or destination options) of `len8` 8-byte units
+/// in front of `payload`, whose type is `next`.
+pub fn ipv6_ext(next: u8, len8: u8, payload: &[u8]) -> Vec<u8> {
+    let mut h = vec![next, len8 - 1];
+    h.extend(std::iter::repeat_n(0u8, len8 as usize * 8 - 2));
+    // PadN over the rest keeps it a valid options header.
+    if len8 as usize * 8 - 2 >= 2 {
+        h[2] = 1;
+        h[3] = (len8 as usize * 8 - 4) as u8;
+    }
+    h.extend_from_slice(payload);
+    h
+}
+
+/// An IPv6 fragment header (offset in 8-byte units) in front of `payload` of type `next`.
+pub fn ipv6_fragment(next: u8, offset: u16, more: bool, payload: &[u8]) -> Vec<u8> {
+    let mut h = vec![next, 0];
+    h.extend_from_slice(&((offset << 3) | u16::from(more)).to_be_bytes());
+    h.extend_from_slice(&0x1234_5678u32.to_be_bytes());
+    h.extend_from_slice(payload);
+    h
+}
+
+pub const IPPROTO_TCP: u8 = 6;
+pub const IPPROTO_ICMP: u8 = 1;
+pub const IPPROTO_ICMPV6: u8 = 58;
+pub const IPV6_HOPOPTS: u8 = 0;
+pub const IPV6_DSTOPTS: u8 = 60;
+pub const IPV6_FRAGMENT: u8 = 44;
+
 /// Options for [`ipv4`].
 #[derive(Clone, Copy, Default)]
 pub struct Ipv4Opts {

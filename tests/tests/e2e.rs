@@ -341,6 +341,8 @@ fn bad_input_is_refused_and_the_filter_keeps_its_state() {
     let out = std::process::Command::new(geofilter_tests::daemon::binary())
         .args(["run", "--iface", "lo", "--db"])
         .arg(&bad)
+        .arg("--state-file")
+        .arg(dir.0.join("state.json"))
         .output()
         .unwrap();
     assert!(!out.status.success());

@@ -9,6 +9,7 @@ use geofilter_daemon::{
     datapath::{Counters, Datapath},
     geoip::Prefix,
     policy::{DesiredPolicy, Mode, UnknownAction},
+    rules::{ExceptionAction, PortScope},
 };
 use geofilter_tests::{
     frame::{
@@ -426,6 +427,7 @@ fn allow_only_with_unknown_dropped() {
         countries: [cc(b"DE")].into(),
         unknown: UnknownAction::Drop,
         monitor: false,
+        ..Default::default()
     };
     let dp = datapath(&policy);
     for (name, frame, action, class, country) in [
@@ -522,4 +524,313 @@ fn why_probes_report_the_kernel_classification_and_count_nothing() {
         &before,
         "probes leave counters alone",
     );
+}
+
+fn with_rules(
+    policy: DesiredPolicy,
+    exceptions: &[(&str, ExceptionAction)],
+    ports: PortScope,
+) -> Datapath {
+    let mut desired = policy;
+    for (cidr, action) in exceptions {
+        desired.exceptions.insert(cidr.parse().unwrap(), *action);
+    }
+    desired.ports = ports;
+    let mut dp = datapath(&DesiredPolicy::default());
+    geofilter_daemon::policy::apply(&mut dp, &DesiredPolicy::default(), &desired)
+        .expect("applying rules");
+    dp
+}
+
+#[test]
+fn exceptions_decide_before_the_country() {
+    let dp = with_rules(
+        block_ru(),
+        &[
+            ("5.45.200.0/24", ExceptionAction::Pass),
+            ("46.114.1.1", ExceptionAction::Drop),
+            ("2a01:598:1::/48", ExceptionAction::Drop),
+        ],
+        PortScope::default(),
+    );
+    let ru = cc(b"RU");
+    let de = cc(b"DE");
+    for (name, frame, action, class, country) in [
+        (
+            "RU inside a pass exception",
+            eth4(&[], &udp4(RU_V4, Ipv4Opts::default())),
+            XDP_PASS,
+            PacketClass::Ipv4,
+            (ru, Verdict::Pass),
+        ),
+        (
+            "RU outside it",
+            eth4(
+                &[],
+                &udp4(Ipv4Addr::new(5, 45, 201, 1), Ipv4Opts::default()),
+            ),
+            XDP_DROP,
+            PacketClass::Ipv4,
+            (ru, Verdict::Drop),
+        ),
+        (
+            "DE address with a drop exception",
+            eth4(&[], &udp4(DE_V4, Ipv4Opts::default())),
+            XDP_DROP,
+            PacketClass::Ipv4,
+            (de, Verdict::Drop),
+        ),
+        (
+            "DE IPv6 in a drop exception",
+            frame::ethernet(&[], ETH_P_IPV6, &udp6(DE_V6)),
+            XDP_DROP,
+            PacketClass::Ipv6,
+            (de, Verdict::Drop),
+        ),
+        (
+            "RU IPv6, no exception",
+            frame::ethernet(&[], ETH_P_IPV6, &udp6(RU_V6)),
+            XDP_DROP,
+            PacketClass::Ipv6,
+            (ru, Verdict::Drop),
+        ),
+    ] {
+        check_row(
+            &dp,
+            &Case {
+                name,
+                frame,
+                action,
+                class,
+                country: Some(country),
+            },
+        );
+    }
+}
+
+#[test]
+fn port_scopes_and_the_fragment_rule() {
+    use frame::{
+        IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPV6_DSTOPTS, IPV6_FRAGMENT, IPV6_HOPOPTS,
+        icmp_echo, ipv6_ext, ipv6_fragment, tcp_syn, udp_to,
+    };
+    let ru = cc(b"RU");
+    let v4 = |proto: u8, l4: &[u8], opts: Ipv4Opts| {
+        eth4(&[], &frame::ipv4(RU_V4, DST_V4, proto, l4, opts))
+    };
+    let v6 = |next: u8, l4: &[u8]| {
+        frame::ethernet(&[], ETH_P_IPV6, &frame::ipv6(RU_V6, DST_V6, next, l4))
+    };
+    let later = Ipv4Opts {
+        frag_offset: 10,
+        ..Default::default()
+    };
+    let first = Ipv4Opts {
+        more_fragments: true,
+        ..Default::default()
+    };
+
+    // Exempt tcp:80 (ACME): everything else from RU stays blocked.
+    let exempt = PortScope {
+        exempt: ["tcp:80".parse().unwrap()].into(),
+        ..Default::default()
+    };
+    let dp = with_rules(block_ru(), &[], exempt);
+    let rows = [
+        (
+            "exempt: RU TCP 80 passes",
+            v4(IPPROTO_TCP, &tcp_syn(80), Ipv4Opts::default()),
+            XDP_PASS,
+            PacketClass::Ipv4,
+        ),
+        (
+            "exempt: RU TCP 22 drops",
+            v4(IPPROTO_TCP, &tcp_syn(22), Ipv4Opts::default()),
+            XDP_DROP,
+            PacketClass::Ipv4,
+        ),
+        (
+            "exempt: RU UDP 80 drops",
+            v4(IPPROTO_UDP, &udp_to(80), Ipv4Opts::default()),
+            XDP_DROP,
+            PacketClass::Ipv4,
+        ),
+        (
+            "exempt: RU ICMP drops",
+            v4(IPPROTO_ICMP, &icmp_echo(), Ipv4Opts::default()),
+            XDP_DROP,
+            PacketClass::Ipv4,
+        ),
+        (
+            "exempt: RU first fragment to TCP 80 passes",
+            v4(IPPROTO_TCP, &tcp_syn(80), first),
+            XDP_PASS,
+            PacketClass::Ipv4,
+        ),
+        (
+            "exempt: RU later fragment drops (port unknown)",
+            v4(IPPROTO_TCP, &tcp_syn(80), later),
+            XDP_DROP,
+            PacketClass::Ipv4,
+        ),
+        (
+            "exempt: RU TCP header cut drops",
+            v4(IPPROTO_TCP, &tcp_syn(80)[..3], Ipv4Opts::default()),
+            XDP_DROP,
+            PacketClass::Ipv4,
+        ),
+        (
+            "exempt: RU TCP 80 after IP options passes",
+            v4(
+                IPPROTO_TCP,
+                &tcp_syn(80),
+                Ipv4Opts {
+                    option_words: 3,
+                    ..Default::default()
+                },
+            ),
+            XDP_PASS,
+            PacketClass::Ipv4,
+        ),
+        (
+            "exempt: RU IPv6 TCP 80 passes",
+            v6(IPPROTO_TCP, &tcp_syn(80)),
+            XDP_PASS,
+            PacketClass::Ipv6,
+        ),
+        (
+            "exempt: RU IPv6 TCP 80 behind hop-by-hop and dest-opts passes",
+            v6(
+                IPV6_HOPOPTS,
+                &ipv6_ext(IPV6_DSTOPTS, 1, &ipv6_ext(IPPROTO_TCP, 2, &tcp_syn(80))),
+            ),
+            XDP_PASS,
+            PacketClass::Ipv6,
+        ),
+        (
+            "exempt: RU IPv6 first fragment TCP 80 passes",
+            v6(
+                IPV6_FRAGMENT,
+                &ipv6_fragment(IPPROTO_TCP, 0, true, &tcp_syn(80)),
+            ),
+            XDP_PASS,
+            PacketClass::Ipv6,
+        ),
+        (
+            "exempt: RU IPv6 later fragment drops",
+            v6(
+                IPV6_FRAGMENT,
+                &ipv6_fragment(IPPROTO_TCP, 8, false, &tcp_syn(80)),
+            ),
+            XDP_DROP,
+            PacketClass::Ipv6,
+        ),
+        (
+            "exempt: RU IPv6 TCP 80 behind six extension headers passes",
+            v6(
+                IPV6_HOPOPTS,
+                &(0..6).fold(tcp_syn(80), |inner, i| {
+                    ipv6_ext(if i == 0 { IPPROTO_TCP } else { IPV6_DSTOPTS }, 1, &inner)
+                }),
+            ),
+            XDP_PASS,
+            PacketClass::Ipv6,
+        ),
+        (
+            "exempt: RU IPv6 nine extension headers drop (port unknown)",
+            v6(
+                IPV6_HOPOPTS,
+                &(0..9).fold(tcp_syn(80), |inner, i| {
+                    ipv6_ext(if i == 0 { IPPROTO_TCP } else { IPV6_DSTOPTS }, 1, &inner)
+                }),
+            ),
+            XDP_DROP,
+            PacketClass::Ipv6,
+        ),
+    ];
+    for (name, frame, action, class) in rows {
+        let verdict = if action == XDP_DROP {
+            Verdict::Drop
+        } else {
+            Verdict::Pass
+        };
+        check_row(
+            &dp,
+            &Case {
+                name,
+                frame,
+                action,
+                class,
+                country: Some((ru, verdict)),
+            },
+        );
+    }
+
+    // Only tcp:22 is geo-filtered: other ports and portless protocols pass, fragments do not.
+    let only = PortScope {
+        only: ["tcp:22".parse().unwrap()].into(),
+        ..Default::default()
+    };
+    let dp = with_rules(block_ru(), &[], only);
+    let rows = [
+        (
+            "only: RU TCP 22 drops",
+            v4(IPPROTO_TCP, &tcp_syn(22), Ipv4Opts::default()),
+            XDP_DROP,
+            PacketClass::Ipv4,
+        ),
+        (
+            "only: RU TCP 443 passes",
+            v4(IPPROTO_TCP, &tcp_syn(443), Ipv4Opts::default()),
+            XDP_PASS,
+            PacketClass::Ipv4,
+        ),
+        (
+            "only: RU UDP 22 passes",
+            v4(IPPROTO_UDP, &udp_to(22), Ipv4Opts::default()),
+            XDP_PASS,
+            PacketClass::Ipv4,
+        ),
+        (
+            "only: RU ICMP passes",
+            v4(IPPROTO_ICMP, &icmp_echo(), Ipv4Opts::default()),
+            XDP_PASS,
+            PacketClass::Ipv4,
+        ),
+        (
+            "only: RU ICMPv6 passes",
+            v6(IPPROTO_ICMPV6, &icmp_echo()),
+            XDP_PASS,
+            PacketClass::Ipv6,
+        ),
+        (
+            "only: RU later fragment drops",
+            v4(IPPROTO_TCP, &tcp_syn(443), later),
+            XDP_DROP,
+            PacketClass::Ipv4,
+        ),
+        (
+            "only: RU IPv6 TCP 22 drops",
+            v6(IPPROTO_TCP, &tcp_syn(22)),
+            XDP_DROP,
+            PacketClass::Ipv6,
+        ),
+    ];
+    for (name, frame, action, class) in rows {
+        let verdict = if action == XDP_DROP {
+            Verdict::Drop
+        } else {
+            Verdict::Pass
+        };
+        check_row(
+            &dp,
+            &Case {
+                name,
+                frame,
+                action,
+                class,
+                country: Some((ru, verdict)),
+            },
+        );
+    }
 }

@@ -3,11 +3,11 @@
 use anyhow::Context as _;
 use serde_json::Value;
 
-use super::args::{ClientArgs, CountriesArgs, SocketArgs, WhyArgs};
+use super::args::{ChangeArgs, ClientArgs, SocketArgs, StatsArgs, WhyArgs};
 use crate::{
     control::{
         client::call,
-        protocol::{MAX_WHY_ADDRESSES, Request},
+        protocol::{Change, ChangeOptions, MAX_WHY_ADDRESSES, Request},
     },
     paths,
 };
@@ -21,86 +21,194 @@ fn print(args: &ClientArgs, value: &Value, human: impl Fn(&Value) -> String) {
 }
 
 pub fn status(args: &ClientArgs) -> anyhow::Result<()> {
-    let v = call(&args.socket.socket, &Request::Status)?;
+    let v = call(&args.socket.socket, &Request::Status {})?;
     print(args, &v, |v| {
+        let text = |v: &Value| v.as_str().unwrap_or("?").to_owned();
+        let join = |v: &Value| {
+            v.as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_str)
+                .collect::<Vec<_>>()
+                .join(",")
+        };
         let mut s = String::new();
         for i in v["interfaces"].as_array().into_iter().flatten() {
             s += &format!(
                 "interface {} (xdp {})\n",
-                i["name"].as_str().unwrap_or("?"),
-                i["xdp_mode"].as_str().unwrap_or("?")
+                text(&i["name"]),
+                text(&i["xdp_mode"])
             );
         }
         let db = &v["database"];
         s += &format!(
-            "database: {} IPv4 + {} IPv6 prefixes, {} countries\n",
-            db["prefixes_v4"], db["prefixes_v6"], db["countries"]
+            "database: {} IPv4 + {} IPv6 prefixes, {} countries, from {}\n",
+            db["prefixes_v4"],
+            db["prefixes_v6"],
+            db["countries"],
+            join(&db["paths"])
         );
         let p = &v["policy"];
-        let countries: Vec<&str> = p["countries"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(Value::as_str)
-            .collect();
         s += &format!(
             "policy: {} [{}], unknown {}, monitor {}\n",
-            p["mode"].as_str().unwrap_or("?"),
-            countries.join(","),
-            p["unknown"].as_str().unwrap_or("?"),
-            p["monitor"]
+            text(&p["mode"]),
+            join(&p["countries"]),
+            text(&p["unknown"]),
+            if p["monitor"].as_bool() == Some(true) {
+                "on"
+            } else {
+                "off"
+            },
         );
+        for (cidr, action) in p["exceptions"].as_object().into_iter().flatten() {
+            s += &format!("exception: {cidr} {}\n", text(action));
+        }
+        let (only, exempt) = (join(&p["ports"]["only"]), join(&p["ports"]["exempt"]));
+        if only.is_empty() && exempt.is_empty() {
+            s += "ports: all\n";
+        } else {
+            s += &format!("ports: only [{only}] exempt [{exempt}]\n");
+        }
+        if let Some(secs) = v["pending_confirm_s"].as_u64() {
+            s += &format!("a change rolls back in {secs} s unless confirmed\n");
+        }
         s += &format!("uptime: {} s\n", v["uptime_s"]);
         s
     });
     Ok(())
 }
 
-pub fn stats(args: &ClientArgs) -> anyhow::Result<()> {
-    let v = call(&args.socket.socket, &Request::Stats)?;
-    print(args, &v, |v| {
-        let mut s = format!(
-            "{:<8} {:>12} {:>12} {:>12} {:>14}\n",
-            "country", "passed", "dropped", "would-drop", "dropped bytes"
-        );
-        for c in v["countries"].as_array().into_iter().flatten() {
-            s += &format!(
-                "{:<8} {:>12} {:>12} {:>12} {:>14}\n",
-                c["country"].as_str().unwrap_or("?"),
-                c["pass"]["packets"],
-                c["drop"]["packets"],
-                c["would_drop"]["packets"],
-                c["drop"]["bytes"]
-            );
+fn stats_table(v: &Value, previous: Option<(&Value, f64)>) -> String {
+    let packets = |c: &Value, verdict: &str| c[verdict]["packets"].as_u64().unwrap_or(0);
+    let earlier = |country: &str, verdict: &str| -> Option<u64> {
+        let (prev, _) = previous?;
+        let row = prev["countries"]
+            .as_array()?
+            .iter()
+            .find(|c| c["country"] == country)?;
+        Some(packets(row, verdict))
+    };
+    let rate = |c: &Value, verdict: &str| -> String {
+        match previous {
+            Some((_, secs)) if secs > 0.0 => {
+                let country = c["country"].as_str().unwrap_or("");
+                let delta =
+                    packets(c, verdict).saturating_sub(earlier(country, verdict).unwrap_or(0));
+                format!("{:.0}/s", delta as f64 / secs)
+            }
+            _ => String::new(),
         }
-        for (name, c) in v["classes"].as_object().into_iter().flatten() {
-            s += &format!("class {name}: {} packets\n", c["packets"]);
+    };
+    let mut s = format!(
+        "{:<8} {:>12} {:>9} {:>12} {:>9} {:>12} {:>14}\n",
+        "country", "passed", "", "dropped", "", "would-drop", "dropped bytes"
+    );
+    for c in v["countries"].as_array().into_iter().flatten() {
+        s += &format!(
+            "{:<8} {:>12} {:>9} {:>12} {:>9} {:>12} {:>14}\n",
+            c["country"].as_str().unwrap_or("?"),
+            packets(c, "pass"),
+            rate(c, "pass"),
+            packets(c, "drop"),
+            rate(c, "drop"),
+            packets(c, "would_drop"),
+            c["drop"]["bytes"]
+        );
+    }
+    for (name, c) in v["classes"].as_object().into_iter().flatten() {
+        s += &format!("class {name}: {} packets\n", c["packets"]);
+    }
+    s
+}
+
+pub fn stats(args: &StatsArgs) -> anyhow::Result<()> {
+    let socket = &args.client.socket.socket;
+    if !args.watch {
+        let v = call(socket, &Request::Stats {})?;
+        print(&args.client, &v, |v| stats_table(v, None));
+        return Ok(());
+    }
+    let mut previous: Option<(Value, std::time::Instant)> = None;
+    loop {
+        let v = call(socket, &Request::Stats {})?;
+        let now = std::time::Instant::now();
+        if args.client.json {
+            println!("{v}");
+        } else {
+            let prev = previous
+                .as_ref()
+                .map(|(p, t)| (p, now.duration_since(*t).as_secs_f64()));
+            // Clear the screen and home the cursor, then draw.
+            print!("\x1b[2J\x1b[H{}", stats_table(&v, prev));
+        }
+        previous = Some((v, now));
+        std::thread::sleep(std::time::Duration::from_secs(1));
+    }
+}
+
+/// The address of the SSH session this command runs in, for the daemon's lockout check.
+fn caller() -> Option<String> {
+    // SSH_CONNECTION: "client_ip client_port server_ip server_port"; SSH_CLIENT: "ip port port".
+    ["SSH_CONNECTION", "SSH_CLIENT"]
+        .iter()
+        .find_map(|var| std::env::var(var).ok())
+        .and_then(|v| v.split_whitespace().next().map(str::to_owned))
+}
+
+/// Sends one policy change with the lockout and commit-confirm options.
+pub fn change(args: &ChangeArgs, change: Change) -> anyhow::Result<()> {
+    let opts = ChangeOptions {
+        caller: caller(),
+        force: args.force,
+        confirm_s: args.confirm,
+    };
+    let v = call(
+        &args.client.socket.socket,
+        &Request::Change { change, opts },
+    )?;
+    print(&args.client, &v, |v| {
+        let list = |key: &str| -> String {
+            v[key]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_str)
+                .collect::<Vec<_>>()
+                .join(",")
+        };
+        let mut s = format!(
+            "policy {} [{}], unknown {}, monitor {}\n",
+            v["mode"].as_str().unwrap_or("?"),
+            list("countries"),
+            v["unknown"].as_str().unwrap_or("?"),
+            if v["monitor"].as_bool() == Some(true) {
+                "on"
+            } else {
+                "off"
+            },
+        );
+        if let Some(secs) = args.confirm {
+            s += &format!("rolls back in {secs} s unless `geofilter confirm` follows\n");
         }
         s
     });
     Ok(())
 }
 
-pub fn change_countries(args: &CountriesArgs, block: bool) -> anyhow::Result<()> {
-    let countries = args.countries.clone();
-    let request = if block {
-        Request::Block { countries }
-    } else {
-        Request::Unblock { countries }
-    };
-    let v = call(&args.client.socket.socket, &request)?;
-    print(&args.client, &v, |v| {
-        let list: Vec<&str> = v["countries"]
-            .as_array()
+pub fn confirm(args: &ClientArgs) -> anyhow::Result<()> {
+    let v = call(&args.socket.socket, &Request::Confirm {})?;
+    print(args, &v, |_| "confirmed\n".to_owned());
+    Ok(())
+}
+
+pub fn except_list(args: &ClientArgs) -> anyhow::Result<()> {
+    let v = call(&args.socket.socket, &Request::ExceptList {})?;
+    print(args, &v, |v| {
+        v.as_object()
             .into_iter()
             .flatten()
-            .filter_map(Value::as_str)
-            .collect();
-        format!(
-            "{} countries now: {}\n",
-            v["mode"].as_str().unwrap_or("?"),
-            list.join(",")
-        )
+            .map(|(cidr, action)| format!("{cidr:<44} {}\n", action.as_str().unwrap_or("?")))
+            .collect()
     });
     Ok(())
 }
@@ -108,7 +216,7 @@ pub fn change_countries(args: &CountriesArgs, block: bool) -> anyhow::Result<()>
 /// Asks a running daemon to unload; with no daemon, removes the pinned state directly (which
 /// detaches the filter: pinned links are the only thing keeping it attached).
 pub fn unload(args: &SocketArgs) -> anyhow::Result<()> {
-    if args.socket.exists() && call(&args.socket, &Request::Unload).is_ok() {
+    if args.socket.exists() && call(&args.socket, &Request::Unload {}).is_ok() {
         // The daemon detaches and unpins before exiting; wait for its pins to go.
         let root = paths::pin_root();
         for _ in 0..100 {

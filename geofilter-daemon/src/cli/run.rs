@@ -1,6 +1,6 @@
-//! `geofilter run`: load, fill, attach, serve until a signal or `unload`, then clean up.
+//! `geofilter run`: load (or adopt), fill, attach, serve until a signal or `unload`, then clean up.
 
-use std::{fs, path::Path, sync::Arc};
+use std::{fs, path::Path, sync::Arc, time::Duration};
 
 use anyhow::{Context as _, bail};
 use tokio::signal::unix::{SignalKind, signal};
@@ -11,63 +11,115 @@ use crate::{
     control::server::ControlSocket,
     daemon::{Daemon, State, parse_countries},
     datapath::{Datapath, bpffs},
-    geoip,
+    geoip::{self, Format},
     paths::{self, PinLayout},
-    policy::DesiredPolicy,
+    state::{self, SavedState},
 };
+
+/// The state to start from: `--config`, else the state file, else nothing; flags given on the
+/// command line replace the corresponding fields.
+fn initial_state(args: &RunArgs) -> anyhow::Result<SavedState> {
+    let mut saved = match &args.config {
+        Some(path) => state::load_config(path)?,
+        None => state::load(&args.state_file)?.unwrap_or_default(),
+    };
+    if !args.ifaces.is_empty() {
+        saved.interfaces = args.ifaces.clone();
+    }
+    if !args.dbs.is_empty() {
+        saved.dbs = args.dbs.clone();
+        saved.db_format = None;
+    }
+    if let Some(format) = args.db_format {
+        saved.db_format = Some(format.to_string());
+    }
+    if !args.block.is_empty() {
+        saved.policy.countries = parse_countries(&args.block).map_err(anyhow::Error::msg)?;
+    }
+    if let Some(mode) = args.xdp_mode {
+        saved.xdp_mode = mode;
+    }
+    if saved.interfaces.is_empty() {
+        bail!("no --iface given, and none in the config or state file");
+    }
+    Ok(saved)
+}
 
 pub fn run(args: RunArgs) -> anyhow::Result<()> {
     // Everything that can be checked before touching the kernel is checked first, so bad input
     // never leaves a half-configured filter behind.
-    let countries = parse_countries(&args.block).map_err(anyhow::Error::msg)?;
-    if args.dbs.is_empty() {
+    let saved = initial_state(&args)?;
+    if saved.dbs.is_empty() {
         bail!("no --db given: name at least one country database file");
     }
-    let db = geoip::load(&args.dbs, args.db_format).context("loading the country database")?;
+    let format = saved
+        .db_format
+        .as_deref()
+        .map(str::parse::<Format>)
+        .transpose()
+        .map_err(anyhow::Error::msg)?;
+    let db = geoip::load(&saved.dbs, format).context("loading the country database")?;
     info!(
         prefixes_v4 = db.v4.len(),
         prefixes_v6 = db.v6.len(),
         "database compiled"
     );
-    let policy = DesiredPolicy {
-        countries,
-        ..Default::default()
-    };
 
     let layout = PinLayout::new(paths::pin_root());
-    prepare_pin_root(&layout.root)?;
-    let mut guard = PinRootGuard(Some(layout.root.clone()));
+    prepare_bpffs(&layout.root)?;
+    let fresh = !layout.root.exists();
+    // A start-up that fails half-way removes what it pinned, but never an earlier daemon's pins:
+    // those are a working filter.
+    let mut guard = PinRootGuard(fresh.then(|| layout.root.clone()));
 
     let mut datapath = Datapath::load_pinned(&layout)?;
+    if datapath.adopted {
+        info!(pin_root = %layout.root.display(), "adopting the pinned filter of an earlier daemon");
+    }
     let tables = datapath.install_tables(&db.v4, &db.v6)?;
     info!(
         elapsed_ms = tables.elapsed.as_millis() as u64,
         "country tables loaded"
     );
-    datapath.set_policy(&policy.compile())?;
+    datapath.sync_exceptions(&saved.policy.exceptions)?;
+    datapath.set_policy(&saved.policy.compile())?;
 
     let mut attachments = Vec::new();
-    for iface in &args.ifaces {
-        match datapath.attach(iface, args.xdp_mode, &layout) {
-            Ok(a) => {
-                info!(iface = %a.iface, mode = ?a.mode, "attached");
-                attachments.push(a);
-            }
-            Err(e) => {
-                for a in attachments {
-                    let _ = Datapath::detach(a);
+    for iface in &saved.interfaces {
+        let attachment = datapath
+            .attach(iface, saved.xdp_mode, &layout)
+            .inspect_err(|_| {
+                if fresh {
+                    for a in attachments.drain(..) {
+                        let _ = Datapath::detach(a);
+                    }
                 }
-                return Err(e.into());
-            }
+            })?;
+        info!(iface = %attachment.iface, mode = ?attachment.mode, "attached");
+        attachments.push(attachment);
+    }
+    // Interfaces an earlier daemon filtered that are no longer wanted.
+    for iface in Datapath::pinned_links(&layout) {
+        if !saved.interfaces.contains(&iface) {
+            info!(%iface, "detaching from an interface no longer configured");
+            let _ = fs::remove_file(layout.link(&iface));
         }
+    }
+    // From here on the filter is running: a crash (even a panic) must leave it in place.
+    guard.0 = None;
+    if let Err(e) = state::save(&args.state_file, &saved) {
+        warn!(error = %e, "saving the state file failed");
     }
     let state = State {
         datapath,
         db,
-        db_paths: args.dbs.clone(),
-        policy,
+        saved,
         attachments,
         layout,
+        state_file: Some(args.state_file.clone()),
+        pending: None,
+        reloads: 0,
+        reload_failures: 0,
     };
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -76,12 +128,16 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         .build()
         .context("starting the async runtime")?;
     let daemon = Arc::new(Daemon::new(state));
-    let served = runtime.block_on(serve(&args.socket, daemon.clone()));
+    let served = runtime.block_on(serve(&args, daemon.clone()));
     drop(runtime);
 
     let state = Arc::try_unwrap(daemon)
         .map_err(|_| anyhow::anyhow!("control tasks still hold the daemon"))?
         .into_state();
+    if args.keep {
+        info!(pin_root = %state.layout.root.display(), "exiting; the filter stays attached (--keep)");
+        return served;
+    }
     for a in state.attachments {
         let iface = a.iface.clone();
         if let Err(e) = Datapath::detach(a) {
@@ -89,15 +145,30 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         }
     }
     drop(state.datapath);
+    guard.0 = Some(state.layout.root.clone());
     guard.remove()?;
     info!("detached and unpinned; bye");
     served
 }
 
-async fn serve(socket: &Path, daemon: Arc<Daemon>) -> anyhow::Result<()> {
-    let socket = ControlSocket::bind(socket)?;
+async fn serve(args: &RunArgs, daemon: Arc<Daemon>) -> anyhow::Result<()> {
+    let socket = ControlSocket::bind(&args.socket)?;
     let mut sigint = signal(SignalKind::interrupt())?;
     let mut sigterm = signal(SignalKind::terminate())?;
+    let watchdog = {
+        let daemon = daemon.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_millis(100));
+            loop {
+                tick.tick().await;
+                daemon.expire_pending();
+            }
+        })
+    };
+    let metrics = match args.metrics {
+        Some(addr) => Some(crate::metrics::spawn(addr, daemon.clone()).await?),
+        None => None,
+    };
     info!(socket = %socket.path().display(), "serving; SIGINT/SIGTERM or `geofilter unload` stops");
     // Tests and supervisors wait for this line on stdout before sending traffic.
     println!("geofilter: ready");
@@ -107,24 +178,21 @@ async fn serve(socket: &Path, daemon: Arc<Daemon>) -> anyhow::Result<()> {
         _ = sigterm.recv() => info!("SIGTERM"),
         () = daemon.shutdown.notified() => info!("unload requested"),
     }
+    watchdog.abort();
+    if let Some(m) = metrics {
+        m.abort();
+    }
     Ok(())
 }
 
-/// Mounts bpffs if needed and makes sure no other instance's state is in the way.
-fn prepare_pin_root(root: &Path) -> anyhow::Result<()> {
+/// Mounts bpffs where the pin root lives, if it is not mounted there yet.
+fn prepare_bpffs(root: &Path) -> anyhow::Result<()> {
     let mount_point = Path::new(paths::BPFFS_MOUNT);
     if root.starts_with(mount_point)
         && bpffs::ensure_mounted(mount_point)
             .with_context(|| format!("mounting bpffs on {}", mount_point.display()))?
     {
         info!(mount_point = %mount_point.display(), "mounted bpffs");
-    }
-    if root.exists() {
-        bail!(
-            "{} holds pinned geofilter state (another daemon, or one that was killed); \
-             run `geofilter unload` to remove it first",
-            root.display()
-        );
     }
     let parent = root.parent().context("pin root has no parent")?;
     fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
@@ -134,8 +202,7 @@ fn prepare_pin_root(root: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Removes the pin root on drop unless removed explicitly: a start-up that fails half-way must
-/// not leave pins behind.
+/// Removes the pin root on drop while armed (`Some`).
 struct PinRootGuard(Option<std::path::PathBuf>);
 
 impl PinRootGuard {

@@ -2,26 +2,93 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::policy::{Mode, UnknownAction};
+
 /// Longest request line the daemon reads. Anything longer is refused without being buffered.
 pub const MAX_REQUEST_BYTES: usize = 64 * 1024;
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Request {
-    Status,
-    Stats,
+    Status {},
+    Stats {},
+    /// Detach, unpin, and stop the daemon.
+    Unload {},
+    /// What the live program does with packets from these addresses; at most
+    /// [`MAX_WHY_ADDRESSES`] per request.
+    Why {
+        addresses: Vec<String>,
+    },
+    ExceptList {},
+    /// Keep the change that is waiting for confirmation (see [`ChangeOptions::confirm_s`]).
+    Confirm {},
+    /// Change the policy.
+    Change {
+        change: Change,
+        #[serde(default)]
+        opts: ChangeOptions,
+    },
+    /// Re-read the database files (the given ones, or the current ones) and swap the tables.
+    Reload {
+        #[serde(default)]
+        dbs: Vec<std::path::PathBuf>,
+    },
+}
+
+// Variants without fields are written `Name {}`: serde ignores unknown fields on unit variants of
+// an internally tagged enum even under `deny_unknown_fields`, and a request with a field we do not
+// know is more likely a mistake than something to ignore.
+
+/// One policy change. Each is applied whole or not at all.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Change {
     Block {
         countries: Vec<String>,
     },
     Unblock {
         countries: Vec<String>,
     },
-    Unload,
-    /// What the live program does with packets from these addresses; at most
-    /// [`MAX_WHY_ADDRESSES`] per request.
-    Why {
-        addresses: Vec<String>,
+    Mode {
+        mode: Mode,
     },
+    Unknown {
+        action: UnknownAction,
+    },
+    Monitor {
+        on: bool,
+    },
+    ExceptAdd {
+        cidrs: Vec<String>,
+        #[serde(default)]
+        drop: bool,
+    },
+    ExceptDel {
+        cidrs: Vec<String>,
+    },
+    PortsSet {
+        #[serde(default)]
+        only: Vec<String>,
+        #[serde(default)]
+        exempt: Vec<String>,
+    },
+    PortsClear {},
+}
+
+/// How a change is applied.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChangeOptions {
+    /// The address the operator is connected from (the CLI takes it from `SSH_CONNECTION` or
+    /// `SSH_CLIENT`). A change that would drop it is refused unless it is an exception or
+    /// `force` is set.
+    #[serde(default)]
+    pub caller: Option<String>,
+    #[serde(default)]
+    pub force: bool,
+    /// Roll the change back unless `confirm` arrives within this many seconds.
+    #[serde(default)]
+    pub confirm_s: Option<u64>,
 }
 
 /// Addresses per `why` request; the CLI splits longer lists (a request must fit in
@@ -67,11 +134,23 @@ mod tests {
 
     #[test]
     fn round_trips_and_rejects_garbage() {
-        let req = Request::Block {
-            countries: vec!["RU".into()],
+        let req = Request::Change {
+            change: Change::Block {
+                countries: vec!["RU".into()],
+            },
+            opts: ChangeOptions::default(),
         };
         let line = serde_json::to_string(&req).unwrap();
-        assert_eq!(line, r#"{"op":"block","countries":["RU"]}"#);
+        assert_eq!(
+            line,
+            r#"{"op":"change","change":{"kind":"block","countries":["RU"]},"opts":{"caller":null,"force":false,"confirm_s":null}}"#
+        );
+        let short = r#"{"op":"change","change":{"kind":"block","countries":["RU"]}}"#;
+        assert_eq!(
+            decode_request(short.as_bytes()).unwrap(),
+            req,
+            "opts default"
+        );
         assert_eq!(decode_request(line.as_bytes()).unwrap(), req);
         assert!(decode_request(b"\xff\xfe").unwrap_err().contains("UTF-8"));
         assert!(

@@ -2,13 +2,18 @@
 
 use std::{fs, path::Path};
 
-use aya::programs::{
-    XdpMode,
-    links::{FdLink, PinnedLink},
+use aya::{
+    maps::{Array, ArrayOfMaps, Map, MapData},
+    programs::{
+        Xdp, XdpMode,
+        links::{FdLink, PinnedLink},
+        xdp::XdpLink,
+    },
 };
+use geofilter_common::{POLICY_SCHEMA, Policy, maps as names};
 use tracing::warn;
 
-use super::{Datapath, DatapathError};
+use super::{Datapath, DatapathError, map_err};
 use crate::paths::PinLayout;
 
 /// `--xdp-mode`.
@@ -50,26 +55,44 @@ fn pin_err(
     move |source| DatapathError::Pin { what, path, source }
 }
 
-/// Pins the program and every map of a freshly loaded object under `layout`.
-pub(super) fn pin_all(ebpf: &mut aya::Ebpf, layout: &PinLayout) -> Result<(), DatapathError> {
+/// Creates the pin folders; returns whether an earlier daemon's maps are there to adopt, after
+/// checking that their layout is the one this program was built for.
+pub(super) fn prepare_pin_dirs(layout: &PinLayout) -> Result<bool, DatapathError> {
     for dir in [layout.maps(), layout.links()] {
         fs::create_dir_all(&dir).map_err(pin_err("creating", &dir))?;
     }
-    for (name, map) in ebpf.maps() {
-        // Compiler-generated maps (`.rodata*`, `.bss`) need no pin, and bpffs refuses names with
-        // a dot anyway (kernel/bpf/inode.c, `bpf_dname_reserved`: EPERM).
-        if name.contains('.') {
-            continue;
-        }
-        let path = layout.map(name);
-        map.pin(&path)
-            .map_err(|e| pin_err("pinning map at", &path)(std::io::Error::other(e)))?;
+    let policy_pin = layout.map(names::POLICY);
+    if !policy_pin.exists() {
+        return Ok(false);
     }
+    let outer = MapData::from_pin(&policy_pin).map_err(map_err(names::POLICY))?;
+    let outer: ArrayOfMaps<MapData, MapData> = Map::from_map_data(outer)
+        .and_then(Map::try_into)
+        .map_err(map_err(names::POLICY))?;
+    let inner = outer.get(&0, 0).map_err(map_err(names::POLICY))?;
+    let value_size = inner.info().map_err(map_err(names::POLICY))?.value_size() as usize;
+    if value_size != size_of::<Policy>() {
+        return Err(DatapathError::Schema { found: 0 });
+    }
+    let inner: Array<MapData, Policy> = Map::from_map_data(inner)
+        .and_then(Map::try_into)
+        .map_err(map_err(names::POLICY))?;
+    let schema = inner.get(&0, 0).map_err(map_err(names::POLICY))?.schema;
+    if schema != POLICY_SCHEMA {
+        return Err(DatapathError::Schema { found: schema });
+    }
+    Ok(true)
+}
+
+/// Pins the program, replacing an earlier daemon's program pin (its links keep running the old
+/// program until [`Datapath::attach`] swaps this one in).
+pub(super) fn pin_program(program: &mut Xdp, layout: &PinLayout) -> Result<(), DatapathError> {
     let path = layout.program();
-    let program: &mut aya::programs::Xdp = ebpf
-        .program_mut(geofilter_common::maps::PROGRAM)
-        .and_then(|p| p.try_into().ok())
-        .expect("program exists and is XDP");
+    match fs::remove_file(&path) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(pin_err("removing old program pin", &path)(e)),
+    }
     program
         .pin(&path)
         .map_err(|e| pin_err("pinning program at", &path)(std::io::Error::other(e)))
@@ -87,6 +110,10 @@ impl Datapath {
             iface: iface.to_owned(),
             source,
         };
+        let path = layout.link(iface);
+        if path.exists() {
+            return self.take_over(iface, &path);
+        }
         let program = self.program_mut();
         let (link_id, used) = match mode {
             XdpModeChoice::Native => (
@@ -117,7 +144,6 @@ impl Datapath {
             iface: iface.to_owned(),
             source,
         })?;
-        let path = layout.link(iface);
         let link = fd_link
             .pin(&path)
             .map_err(|e| pin_err("pinning link at", &path)(std::io::Error::other(e)))?;
@@ -125,6 +151,32 @@ impl Datapath {
             iface: iface.to_owned(),
             mode: used,
             link,
+        })
+    }
+
+    /// Swaps this program into a link an earlier daemon pinned, in one `BPF_LINK_UPDATE`: the
+    /// interface runs the old program until the call and this one after it, never neither. The
+    /// pin file stays in place throughout.
+    fn take_over(&mut self, iface: &str, path: &Path) -> Result<Attachment, DatapathError> {
+        let link_err = |source| DatapathError::Link {
+            iface: iface.to_owned(),
+            source,
+        };
+        let existing = PinnedLink::from_pin(path).map_err(link_err)?;
+        let xdp_link = XdpLink::try_from(FdLink::from(existing)).map_err(link_err)?;
+        let program = self.program_mut();
+        let id = program
+            .attach_to_link(xdp_link)
+            .map_err(|source| DatapathError::Attach {
+                iface: iface.to_owned(),
+                source,
+            })?;
+        // Our copy of the link fd can go; the pin keeps the link (and the program) alive.
+        drop(program.take_link(id));
+        Ok(Attachment {
+            iface: iface.to_owned(),
+            mode: XdpModeChoice::Auto,
+            link: PinnedLink::from_pin(path).map_err(link_err)?,
         })
     }
 

@@ -10,17 +10,18 @@
 mod attach;
 pub mod bpffs;
 mod counters;
+mod exceptions;
 mod probe;
 mod tables;
 
 pub use attach::{Attachment, XdpModeChoice};
 use aya::{
-    Ebpf, EbpfError,
+    Ebpf, EbpfError, EbpfLoader,
     maps::{Array, ArrayOfMaps, LpmTrie, MapData, MapError, PerCpuArray},
     programs::{ProgramError, Xdp},
 };
 pub use counters::{Counters, CountryCounters};
-use geofilter_common::{Counter, Policy, PrefixInfo, maps as names};
+use geofilter_common::{Counter, POLICY_SCHEMA, Policy, PrefixInfo, maps as names};
 pub use probe::Classification;
 pub use tables::TableStats;
 
@@ -60,6 +61,11 @@ pub enum DatapathError {
         #[source]
         source: aya::programs::links::LinkError,
     },
+    #[error(
+        "the pinned geofilter state has policy schema {found}, this geofilter uses {POLICY_SCHEMA}: \
+         it cannot be adopted. Run `geofilter unload` (this detaches the old filter) and start again"
+    )]
+    Schema { found: u32 },
     #[error("why probe: {0}")]
     Probe(String),
     #[error("{what} {path}: {source}")]
@@ -82,9 +88,13 @@ type PolicyMap = Array<MapData, Policy>;
 /// A loaded (verified) program and handles on all its maps.
 pub struct Datapath {
     ebpf: Ebpf,
+    /// The maps were adopted from an earlier daemon's pins (see [`Datapath::load_pinned`]).
+    pub adopted: bool,
     policy: ArrayOfMaps<MapData, PolicyMap>,
     table_v4: ArrayOfMaps<MapData, TableV4>,
     table_v6: ArrayOfMaps<MapData, TableV6>,
+    except_v4: LpmTrie<MapData, [u8; 4], u32>,
+    except_v6: LpmTrie<MapData, [u8; 16], u32>,
     country_counters: PerCpuArray<MapData, Counter>,
     class_counters: PerCpuArray<MapData, Counter>,
 }
@@ -96,8 +106,13 @@ impl Datapath {
         Self::load_with(None)
     }
 
-    /// [`Datapath::load`], then pins the program and every map under `layout`, so they outlive
-    /// this process (links are pinned by [`Datapath::attach`]).
+    /// Loads the program with its maps pinned under `layout`, so the filter outlives this
+    /// process (links are pinned by [`Datapath::attach`]).
+    ///
+    /// Maps already pinned there (left by an earlier daemon, which may have been killed) are
+    /// adopted as they are: the live policy, tables, exceptions and counters carry on, and
+    /// [`Datapath::adopted`] says so. The new program is only swapped into the existing links by
+    /// `attach`, so filtering never stops.
     pub fn load_pinned(layout: &PinLayout) -> Result<Self, DatapathError> {
         Self::load_with(Some(layout))
     }
@@ -106,7 +121,19 @@ impl Datapath {
         if PROGRAM_OBJECT.is_empty() {
             return Err(DatapathError::NotBuilt);
         }
-        let mut ebpf = Ebpf::load(PROGRAM_OBJECT).map_err(DatapathError::Object)?;
+        let mut loader = EbpfLoader::new();
+        let map_paths: Vec<(&str, std::path::PathBuf)> = match pin {
+            Some(layout) => names::PINNED.iter().map(|&n| (n, layout.map(n))).collect(),
+            None => Vec::new(),
+        };
+        let adopted = match pin {
+            Some(layout) => attach::prepare_pin_dirs(layout)?,
+            None => false,
+        };
+        for (name, path) in &map_paths {
+            loader.map_pin_path(name, path.as_path());
+        }
+        let mut ebpf = loader.load(PROGRAM_OBJECT).map_err(DatapathError::Object)?;
         let program: &mut Xdp = ebpf
             .program_mut(names::PROGRAM)
             .ok_or(DatapathError::Program(ProgramError::NotLoaded))?
@@ -114,7 +141,7 @@ impl Datapath {
             .map_err(DatapathError::Program)?;
         program.load().map_err(DatapathError::Program)?;
         if let Some(layout) = pin {
-            attach::pin_all(&mut ebpf, layout)?;
+            attach::pin_program(program, layout)?;
         }
         let mut take = |name: &'static str| {
             ebpf.take_map(name)
@@ -129,6 +156,12 @@ impl Datapath {
         let table_v6 = take(names::TABLE_V6)?
             .try_into()
             .map_err(map_err(names::TABLE_V6))?;
+        let except_v4 = take(names::EXCEPT_V4)?
+            .try_into()
+            .map_err(map_err(names::EXCEPT_V4))?;
+        let except_v6 = take(names::EXCEPT_V6)?
+            .try_into()
+            .map_err(map_err(names::EXCEPT_V6))?;
         let country_counters = take(names::COUNTRY_COUNTERS)?
             .try_into()
             .map_err(map_err(names::COUNTRY_COUNTERS))?;
@@ -137,14 +170,24 @@ impl Datapath {
             .map_err(map_err(names::CLASS_COUNTERS))?;
         let mut datapath = Self {
             ebpf,
+            adopted,
             policy,
             table_v4,
             table_v6,
+            except_v4,
+            except_v6,
             country_counters,
             class_counters,
         };
-        datapath.set_policy(&Policy::pass_all())?;
-        datapath.install_tables(&[], &[])?;
+        if adopted {
+            let schema = datapath.policy()?.schema;
+            if schema != POLICY_SCHEMA {
+                return Err(DatapathError::Schema { found: schema });
+            }
+        } else {
+            datapath.set_policy(&Policy::pass_all())?;
+            datapath.install_tables(&[], &[])?;
+        }
         Ok(datapath)
     }
 

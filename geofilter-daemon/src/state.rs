@@ -1,0 +1,133 @@
+//! The desired state on disk: written atomically after every change, read at start-up so a
+//! reboot restores the filter before the network comes up. `--config FILE` (TOML, same fields)
+//! gives an initial state instead.
+
+use std::{
+    fs::{self, File},
+    io::Write as _,
+    path::{Path, PathBuf},
+};
+
+use anyhow::Context as _;
+use serde::{Deserialize, Serialize};
+
+use crate::{datapath::XdpModeChoice, policy::DesiredPolicy};
+
+pub const STATE_VERSION: u32 = 1;
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SavedState {
+    #[serde(default = "version")]
+    pub version: u32,
+    #[serde(default)]
+    pub interfaces: Vec<String>,
+    #[serde(default)]
+    pub xdp_mode: XdpModeChoice,
+    /// Database files, in `--db` order.
+    #[serde(default)]
+    pub dbs: Vec<PathBuf>,
+    #[serde(default)]
+    pub db_format: Option<String>,
+    #[serde(default)]
+    pub policy: DesiredPolicy,
+}
+
+fn version() -> u32 {
+    STATE_VERSION
+}
+
+/// Reads the state file; `None` when there is none.
+pub fn load(path: &Path) -> anyhow::Result<Option<SavedState>> {
+    let text = match fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e).with_context(|| format!("reading state file {}", path.display())),
+    };
+    let state: SavedState = serde_json::from_str(&text)
+        .with_context(|| format!("state file {} is corrupt", path.display()))?;
+    anyhow::ensure!(
+        state.version == STATE_VERSION,
+        "state file {} has version {}, this geofilter reads version {STATE_VERSION}",
+        path.display(),
+        state.version
+    );
+    Ok(Some(state))
+}
+
+/// Reads a TOML configuration file.
+pub fn load_config(path: &Path) -> anyhow::Result<SavedState> {
+    let text =
+        fs::read_to_string(path).with_context(|| format!("reading config {}", path.display()))?;
+    toml::from_str(&text).with_context(|| format!("config {}", path.display()))
+}
+
+/// Writes the state file atomically: a temporary file in the same folder, fsync, rename, fsync of
+/// the folder. A crash leaves the old file or the new one, never a torn one.
+pub fn save(path: &Path, state: &SavedState) -> anyhow::Result<()> {
+    let dir = path.parent().context("state file has no folder")?;
+    fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let tmp = path.with_extension("tmp");
+    let mut file = File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
+    file.write_all(serde_json::to_string_pretty(state)?.as_bytes())?;
+    file.write_all(b"\n")?;
+    file.sync_all()
+        .with_context(|| format!("syncing {}", tmp.display()))?;
+    drop(file);
+    fs::rename(&tmp, path)
+        .with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))?;
+    File::open(dir)?
+        .sync_all()
+        .with_context(|| format!("syncing {}", dir.display()))?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn saves_atomically_and_reads_back_and_reads_toml() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.json");
+        assert_eq!(load(&path).unwrap(), None);
+        let mut state = SavedState {
+            version: STATE_VERSION,
+            interfaces: vec!["eth0".into()],
+            ..Default::default()
+        };
+        state
+            .policy
+            .countries
+            .insert(geofilter_common::country::country_id(*b"RU").unwrap());
+        save(&path, &state).unwrap();
+        assert_eq!(load(&path).unwrap(), Some(state.clone()));
+        assert!(!path.with_extension("tmp").exists());
+
+        fs::write(&path, "{not json").unwrap();
+        assert!(load(&path).unwrap_err().to_string().contains("corrupt"));
+
+        let toml_path = dir.path().join("geofilter.toml");
+        fs::write(
+            &toml_path,
+            r#"
+interfaces = ["eth0"]
+dbs = ["/var/lib/geofilter/v4.csv"]
+[policy]
+mode = "allow-only"
+countries = ["de", "FR"]
+unknown = "drop"
+exceptions = { "203.0.113.0/24" = "pass" }
+[policy.ports]
+exempt = ["tcp:80"]
+"#,
+        )
+        .unwrap();
+        let config = load_config(&toml_path).unwrap();
+        assert_eq!(config.policy.countries.len(), 2);
+        assert_eq!(config.policy.exceptions.len(), 1);
+        assert_eq!(config.policy.ports.exempt.len(), 1);
+        fs::write(&toml_path, "[policy]\ncountries = [\"XX\"]\n").unwrap();
+        assert!(format!("{:#}", load_config(&toml_path).unwrap_err()).contains("XX"));
+    }
+}
