@@ -15,7 +15,7 @@ use crate::{datapath::XdpModeChoice, policy::DesiredPolicy};
 
 pub const STATE_VERSION: u32 = 1;
 
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SavedState {
     #[serde(default = "version")]
@@ -35,6 +35,19 @@ pub struct SavedState {
 
 fn version() -> u32 {
     STATE_VERSION
+}
+
+impl Default for SavedState {
+    fn default() -> Self {
+        Self {
+            version: STATE_VERSION,
+            interfaces: Vec::new(),
+            xdp_mode: XdpModeChoice::default(),
+            dbs: Vec::new(),
+            db_format: None,
+            policy: DesiredPolicy::default(),
+        }
+    }
 }
 
 /// Reads the state file; `None` when there is none.

@@ -24,66 +24,102 @@ pub fn binary() -> PathBuf {
     path
 }
 
+/// How the daemon enters its namespace.
+enum Launch {
+    /// Network namespace only (`setns` before exec): it pins into the host's bpffs under a pin
+    /// root of its own (`GEOFILTER_PIN_ROOT`), where the test can check that nothing is left.
+    Setns { netns: String, pin_root: PathBuf },
+    /// `ip netns exec`, as an operator would: a fresh mount namespace without bpffs, which the
+    /// daemon must mount itself. Its pins vanish with that mount namespace.
+    IpNetnsExec { netns: String },
+}
+
 pub struct Daemon {
     child: Option<Child>,
+    launch: Launch,
+    /// Per-daemon folder: socket, state file, log.
+    dir: PathBuf,
     pub socket: PathBuf,
-    stderr_log: PathBuf,
-    pin_root: Option<PathBuf>,
 }
 
 impl Daemon {
-    /// Starts `geofilter run <args> --socket <fresh path>` in `ns` and waits until it reports
+    /// Starts `geofilter run <args>` in `ns` (network namespace only) and waits until it reports
     /// ready (at most 60 s: a world database takes a while in a debug build).
-    ///
-    /// The daemon enters only the network namespace, so it pins into the host's bpffs under a pin
-    /// root of its own (`GEOFILTER_PIN_ROOT`), where the test can check that nothing is left.
     pub fn start(ns: &Netns, args: &[&str]) -> Self {
-        let netns = std::fs::File::open(format!("/run/netns/{}", ns.name)).expect("netns file");
-        let mut command = Command::new(binary());
-        // SAFETY: setns is async-signal-safe; the fd stays open until after the fork.
-        unsafe {
-            command.pre_exec(move || {
-                if libc::setns(netns.as_raw_fd(), libc::CLONE_NEWNET) != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
         let pin_root = PathBuf::from("/sys/fs/bpf").join(unique("geofilter-test-"));
-        command.env("GEOFILTER_PIN_ROOT", &pin_root);
-        Self::spawn(command, args, Some(pin_root))
-    }
-
-    /// Starts the daemon the way an operator would inside a namespace: `ip netns exec`, which
-    /// gives it a fresh mount namespace without bpffs (the daemon must mount one itself).
-    pub fn start_with_ip_netns_exec(ns: &Netns, args: &[&str]) -> Self {
-        Self::spawn(
-            ns.command(binary().to_str().expect("UTF-8 path")),
+        Self::new(
+            Launch::Setns {
+                netns: ns.name.clone(),
+                pin_root,
+            },
             args,
-            None,
         )
     }
 
-    /// The bpffs folder this daemon pins into, when the test can see it.
-    pub fn pin_root(&self) -> Option<&Path> {
-        self.pin_root.as_deref()
+    /// Starts the daemon under `ip netns exec` (see [`Launch::IpNetnsExec`]).
+    pub fn start_with_ip_netns_exec(ns: &Netns, args: &[&str]) -> Self {
+        Self::new(
+            Launch::IpNetnsExec {
+                netns: ns.name.clone(),
+            },
+            args,
+        )
     }
 
-    fn spawn(mut command: Command, args: &[&str], pin_root: Option<PathBuf>) -> Self {
+    fn new(launch: Launch, args: &[&str]) -> Self {
         let dir = std::env::temp_dir().join(unique("geofilter-test-"));
         std::fs::create_dir_all(&dir).expect("temp dir");
         let socket = dir.join("ctl.sock");
-        let stderr_log = dir.join("daemon.log");
+        let mut daemon = Self {
+            child: None,
+            launch,
+            dir,
+            socket,
+        };
+        daemon.launch(args);
+        daemon
+    }
+
+    /// Runs `geofilter run <args>` with this daemon's socket, state file and pin root.
+    fn launch(&mut self, args: &[&str]) {
+        assert!(self.child.is_none(), "the daemon is already running");
+        let mut command = match &self.launch {
+            Launch::Setns { netns, pin_root } => {
+                let ns = std::fs::File::open(format!("/run/netns/{netns}")).expect("netns file");
+                let mut command = Command::new(binary());
+                // SAFETY: setns is async-signal-safe; the fd stays open until after the fork.
+                unsafe {
+                    command.pre_exec(move || {
+                        if libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) != 0 {
+                            return Err(std::io::Error::last_os_error());
+                        }
+                        Ok(())
+                    });
+                }
+                command.env("GEOFILTER_PIN_ROOT", pin_root);
+                command
+            }
+            Launch::IpNetnsExec { netns } => {
+                let mut command = Command::new("ip");
+                command.args(["netns", "exec", netns]).arg(binary());
+                command
+            }
+        };
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.log_path())
+            .expect("log file");
         let mut child = command
             .arg("run")
             .args(args)
             .arg("--socket")
-            .arg(&socket)
+            .arg(&self.socket)
             .arg("--state-file")
-            .arg(dir.join("state.json"))
+            .arg(self.dir.join("state.json"))
             .env("GEOFILTER_LOG", "info")
             .stdout(Stdio::piped())
-            .stderr(std::fs::File::create(&stderr_log).expect("log file"))
+            .stderr(log)
             .spawn()
             .expect("spawning geofilter run");
         let stdout = child.stdout.take().expect("stdout piped");
@@ -95,52 +131,73 @@ impl Daemon {
                 }
             }
         });
-        let mut daemon = Self {
-            child: Some(child),
-            socket,
-            stderr_log,
-            pin_root,
-        };
-        if rx.recv_timeout(Duration::from_secs(60)).is_err() {
-            let status = daemon
-                .child
-                .as_mut()
-                .and_then(|c| c.try_wait().ok().flatten());
+        let ready = rx.recv_timeout(Duration::from_secs(60));
+        let exited = child.try_wait().ok().flatten();
+        self.child = Some(child);
+        if ready.is_err() {
             panic!(
-                "geofilter run did not become ready (exit: {status:?}); its log:\n{}",
-                daemon.log()
+                "geofilter run did not become ready (exit: {exited:?}); its log:\n{}",
+                self.log()
             );
         }
-        daemon
+    }
+
+    fn log_path(&self) -> PathBuf {
+        self.dir.join("daemon.log")
     }
 
     pub fn log(&self) -> String {
-        std::fs::read_to_string(&self.stderr_log).unwrap_or_default()
+        std::fs::read_to_string(self.log_path()).unwrap_or_default()
+    }
+
+    /// The bpffs folder this daemon pins into, when the test can see it.
+    pub fn pin_root(&self) -> Option<&Path> {
+        match &self.launch {
+            Launch::Setns { pin_root, .. } => Some(pin_root),
+            Launch::IpNetnsExec { .. } => None,
+        }
+    }
+
+    pub fn state_file(&self) -> PathBuf {
+        self.dir.join("state.json")
     }
 
     /// Runs a CLI verb against this daemon: `geofilter <verb...> --socket <socket>`.
     pub fn cli(&self, args: &[&str]) -> Output {
-        Command::new(binary())
-            .args(args)
-            .arg("--socket")
-            .arg(&self.socket)
+        self.cli_command(args)
             .output()
             .expect("running the geofilter CLI")
+    }
+
+    /// The CLI command for a verb, to add environment or credentials before running it.
+    pub fn cli_command(&self, args: &[&str]) -> Command {
+        let mut command = Command::new(binary());
+        command.args(args).arg("--socket").arg(&self.socket);
+        // The lockout check reads these; tests that want it set them explicitly.
+        command
+            .env_remove("SSH_CONNECTION")
+            .env_remove("SSH_CLIENT");
+        command
+    }
+
+    /// A CLI verb that must succeed; its stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.cli(args);
+        assert!(
+            out.status.success(),
+            "geofilter {} failed: {}\ndaemon log:\n{}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr),
+            self.log()
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
     /// A CLI verb that must succeed; its JSON output.
     pub fn cli_json(&self, args: &[&str]) -> serde_json::Value {
         let mut all = args.to_vec();
         all.push("--json");
-        let out = self.cli(&all);
-        assert!(
-            out.status.success(),
-            "geofilter {} failed: {}\ndaemon log:\n{}",
-            all.join(" "),
-            String::from_utf8_lossy(&out.stderr),
-            self.log()
-        );
-        serde_json::from_slice(&out.stdout).expect("CLI printed JSON")
+        serde_json::from_str(&self.ok(&all)).expect("CLI printed JSON")
     }
 
     /// Packets counted for `country` ("RU", "unknown") under `verdict` ("pass", "drop", ...).
@@ -154,14 +211,23 @@ impl Daemon {
             .map_or(0, |c| c[verdict]["packets"].as_u64().expect("packet count"))
     }
 
-    pub fn pid(&self) -> u32 {
-        self.child.as_ref().expect("running").id()
-    }
-
     /// SIGTERM, then waits (at most 10 s) for a clean exit.
     pub fn stop(&mut self) -> ExitStatus {
         let mut child = self.child.take().expect("running");
         stop_child(&mut child)
+    }
+
+    /// SIGKILL: the daemon gets no chance to clean up (its pins stay, by design).
+    pub fn kill(&mut self) {
+        let mut child = self.child.take().expect("running");
+        child.kill().expect("SIGKILL");
+        child.wait().expect("reaping the killed daemon");
+    }
+
+    /// Starts the daemon again with the same socket, state file and pin root, as a supervisor
+    /// restarting it would.
+    pub fn restart(&mut self, args: &[&str]) {
+        self.launch(args);
     }
 
     /// Waits (at most 10 s) for the daemon to exit on its own (after `unload`).
@@ -201,13 +267,11 @@ impl Drop for Daemon {
         if let Some(mut child) = self.child.take() {
             stop_child(&mut child);
         }
-        if let Some(dir) = self.socket.parent() {
-            let _ = std::fs::remove_dir_all(dir);
-        }
+        let _ = std::fs::remove_dir_all(&self.dir);
         // A daemon that was killed leaves its pins (that is the point of pinning); removing them
         // detaches the filter and frees the maps.
-        if let Some(root) = &self.pin_root {
-            let _ = std::fs::remove_dir_all(root);
+        if let Launch::Setns { pin_root, .. } = &self.launch {
+            let _ = std::fs::remove_dir_all(pin_root);
         }
     }
 }

@@ -6,6 +6,7 @@
 pub mod daemon;
 pub mod frame;
 pub mod netns;
+pub mod scenario;
 pub mod traffic;
 
 /// Fails the test unless we are root. Privileged tests never skip silently: without root they

@@ -179,3 +179,138 @@ pub fn curl(client: &Netns, source: IpAddr, dest: IpAddr, max_time_s: u32) -> Ou
         .output()
         .expect("running curl")
 }
+
+/// CLOCK_MONOTONIC in nanoseconds: the clock senders stamp datagrams with and tests time their
+/// commands with (one clock for the whole machine, so the two can be compared).
+pub fn now_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: a valid out-pointer; CLOCK_MONOTONIC always exists.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+/// A thread sending datagrams stamped with their send time from one source address, about one
+/// every `interval`, until stopped (and never longer than two minutes).
+pub struct StampedSender {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<Vec<u64>>>,
+}
+
+impl StampedSender {
+    pub fn start(client: &Netns, source: IpAddr, dest: IpAddr, interval: Duration) -> Self {
+        let socket =
+            client.run_in(|| UdpSocket::bind(SocketAddr::new(source, 0)).expect("bind sender"));
+        let target = SocketAddr::new(dest, UDP_PORT);
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let deadline = Instant::now() + Duration::from_secs(120);
+            let mut sent = Vec::new();
+            while !flag.load(Ordering::Relaxed) && Instant::now() < deadline {
+                let stamp = now_ns();
+                socket
+                    .send_to(&stamp.to_be_bytes(), target)
+                    .expect("send_to");
+                sent.push(stamp);
+                std::thread::sleep(interval);
+            }
+            sent
+        });
+        Self {
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    /// Stops sending; returns the send time of every datagram sent.
+    pub fn stop(mut self) -> Vec<u64> {
+        self.stop.store(true, Ordering::Relaxed);
+        self.thread
+            .take()
+            .expect("running")
+            .join()
+            .expect("sender thread")
+    }
+}
+
+impl Drop for StampedSender {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Receives stamped datagrams on the server and records (source, send time) of each.
+pub struct StampedSink {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<Vec<(IpAddr, u64)>>>,
+}
+
+impl StampedSink {
+    pub fn bind(server: &Netns, addrs: &[IpAddr]) -> Self {
+        let sockets: Vec<UdpSocket> = server.run_in(|| {
+            addrs
+                .iter()
+                .map(|&a| {
+                    let s = UdpSocket::bind(SocketAddr::new(a, UDP_PORT)).expect("bind UDP sink");
+                    s.set_nonblocking(true).expect("nonblocking");
+                    s
+                })
+                .collect()
+        });
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let mut got = Vec::new();
+            let mut buf = [0u8; 64];
+            let deadline = Instant::now() + Duration::from_secs(300);
+            while !flag.load(Ordering::Relaxed) && Instant::now() < deadline {
+                let mut any = false;
+                for s in &sockets {
+                    while let Ok((n, from)) = s.recv_from(&mut buf) {
+                        if n == 8 {
+                            got.push((
+                                from.ip(),
+                                u64::from_be_bytes(buf[..8].try_into().expect("8 bytes")),
+                            ));
+                        }
+                        any = true;
+                    }
+                }
+                if !any {
+                    std::thread::sleep(Duration::from_micros(200));
+                }
+            }
+            got
+        });
+        Self {
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    /// Waits `quiet` for stragglers, then stops and returns what arrived.
+    pub fn finish(mut self, quiet: Duration) -> Vec<(IpAddr, u64)> {
+        std::thread::sleep(quiet);
+        self.stop.store(true, Ordering::Relaxed);
+        self.thread
+            .take()
+            .expect("running")
+            .join()
+            .expect("sink thread")
+    }
+}
+
+impl Drop for StampedSink {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}

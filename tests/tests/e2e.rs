@@ -1,100 +1,20 @@
 //! Tier 3: the real `geofilter run` on one end of a veth pair between two fresh network
 //! namespaces, real UDP and TCP (curl) from addresses of blocked and allowed countries.
 
-use std::{
-    net::IpAddr,
-    path::{Path, PathBuf},
-    time::Duration,
-};
+use std::{net::IpAddr, time::Duration};
 
 use geofilter_tests::{
     daemon::Daemon,
     netns::{Pair, SERVER_V4, SERVER_V6},
     require_root,
+    scenario::{DE_V4, DE_V6, RU_V4, RU_V4_UNALIGNED, RU_V6, Scene, TempDir, US_V4, ip, write_db},
     traffic::{HttpServer, UdpSink, curl, send_udp},
 };
-
-/// A small range database in the CSV shape of DB-IP lite and ip-location-db: one IPv4 file and
-/// one IPv6 file, merged by giving both. `77.88.0.1-77.88.63.254` is not CIDR-aligned on purpose.
-fn write_db(dir: &Path) -> (PathBuf, PathBuf) {
-    let v4 = dir.join("v4.csv");
-    let v6 = dir.join("v6.csv");
-    std::fs::write(
-        &v4,
-        "5.45.192.0,5.45.255.255,RU\n46.114.0.0,46.114.255.255,DE\n77.88.0.1,77.88.63.254,RU\n8.8.8.0,8.8.8.255,US\n",
-    )
-    .unwrap();
-    std::fs::write(
-        &v6,
-        "2a01:598::,2a01:598:ffff:ffff:ffff:ffff:ffff:ffff,DE\n2a02:6b8::,2a02:6b8:ffff:ffff:ffff:ffff:ffff:ffff,RU\n",
-    )
-    .unwrap();
-    (v4, v6)
-}
-
-fn ip(s: &str) -> IpAddr {
-    s.parse().unwrap()
-}
-
-struct Setup {
-    pair: Pair,
-    daemon: Daemon,
-    _db_dir: tempdir::TempDir,
-}
-
-mod tempdir {
-    /// A temporary folder removed on drop.
-    pub struct TempDir(pub std::path::PathBuf);
-    impl TempDir {
-        pub fn new() -> Self {
-            let p = std::env::temp_dir().join(geofilter_tests::netns::unique("gf-db-"));
-            std::fs::create_dir_all(&p).unwrap();
-            Self(p)
-        }
-    }
-    impl Drop for TempDir {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
-}
-
-fn setup(sources: &[&str], extra: &[&str]) -> Setup {
-    require_root();
-    let pair = Pair::new();
-    for s in sources {
-        pair.add_source(ip(s));
-    }
-    let db_dir = tempdir::TempDir::new();
-    let (v4, v6) = write_db(&db_dir.0);
-    let mut args = vec![
-        "--iface",
-        &pair.server_if,
-        "--db",
-        v4.to_str().unwrap(),
-        "--db",
-        v6.to_str().unwrap(),
-    ];
-    args.extend_from_slice(extra);
-    let daemon = Daemon::start(&pair.server, &args);
-    Setup {
-        pair,
-        daemon,
-        _db_dir: db_dir,
-    }
-}
-
-const RU_V4: &str = "5.45.200.7";
-const RU_V4_UNALIGNED: &str = "77.88.0.1";
-const DE_V4: &str = "46.114.1.1";
-const US_V4: &str = "8.8.8.8";
-const RU_V6: &str = "2a02:6b8::7";
-const DE_V6: &str = "2a01:598:1::1";
 
 #[test]
 fn udp_from_blocked_country_is_dropped_and_counters_agree() {
     let sources = [RU_V4, RU_V4_UNALIGNED, DE_V4, US_V4, RU_V6, DE_V6];
-    let s = setup(&sources, &["--block", "RU", "--xdp-mode", "native"]);
+    let s = Scene::new(&sources, &["--block", "RU", "--xdp-mode", "native"]);
     let status = s.daemon.cli_json(&["status"]);
     assert_eq!(status["interfaces"][0]["xdp_mode"], "native", "{status}");
     assert_eq!(status["policy"]["countries"], serde_json::json!(["RU"]));
@@ -149,7 +69,7 @@ fn udp_from_blocked_country_is_dropped_and_counters_agree() {
 #[test]
 fn curl_fails_from_blocked_and_succeeds_from_allowed_and_follows_live_changes() {
     let sources = [RU_V4, DE_V4, RU_V6, DE_V6];
-    let s = setup(&sources, &["--block", "ru"]);
+    let s = Scene::new(&sources, &["--block", "ru"]);
     let _http = HttpServer::start(&s.pair, &[ip(SERVER_V4), ip(SERVER_V6)]);
     let fetch = |src: &str| {
         let dest = if ip(src).is_ipv4() {
@@ -201,7 +121,7 @@ fn curl_fails_from_blocked_and_succeeds_from_allowed_and_follows_live_changes() 
 
 #[test]
 fn stop_detaches_and_removes_every_pin() {
-    let mut s = setup(&[RU_V4], &["--block", "RU"]);
+    let mut s = Scene::new(&[RU_V4], &["--block", "RU"]);
     let root = s.daemon.pin_root().expect("pin root visible").to_path_buf();
     for entry in [
         "prog",
@@ -234,7 +154,7 @@ fn stop_detaches_and_removes_every_pin() {
 
 #[test]
 fn unload_verb_stops_the_daemon_and_detaches() {
-    let mut s = setup(&[RU_V4], &["--block", "RU"]);
+    let mut s = Scene::new(&[RU_V4], &["--block", "RU"]);
     let root = s.daemon.pin_root().expect("pin root visible").to_path_buf();
     let link = s
         .pair
@@ -277,7 +197,7 @@ fn runs_under_ip_netns_exec_without_bpffs() {
     let pair = Pair::new();
     pair.add_source(ip(RU_V4));
     pair.add_source(ip(DE_V4));
-    let dir = tempdir::TempDir::new();
+    let dir = TempDir::new();
     let (v4, v6) = write_db(&dir.0);
     let daemon = Daemon::start_with_ip_netns_exec(
         &pair.server,
@@ -307,7 +227,7 @@ fn runs_under_ip_netns_exec_without_bpffs() {
 
 #[test]
 fn bad_input_is_refused_and_the_filter_keeps_its_state() {
-    let s = setup(&[RU_V4], &["--block", "RU"]);
+    let s = Scene::new(&[RU_V4], &["--block", "RU"]);
     let out = s.daemon.cli(&["block", "RX"]);
     assert!(!out.status.success(), "unknown code accepted");
     let err = String::from_utf8_lossy(&out.stderr);
@@ -335,7 +255,7 @@ fn bad_input_is_refused_and_the_filter_keeps_its_state() {
     );
 
     // A database with a bad line: the daemon refuses to start and names file and line.
-    let dir = tempdir::TempDir::new();
+    let dir = TempDir::new();
     let bad = dir.0.join("bad.csv");
     std::fs::write(&bad, "1.0.0.0,1.0.0.255,AU\n1.0.1.0,1.0.1,CN\n").unwrap();
     let out = std::process::Command::new(geofilter_tests::daemon::binary())
@@ -355,7 +275,7 @@ fn bad_input_is_refused_and_the_filter_keeps_its_state() {
 
 #[test]
 fn why_answers_from_the_live_program_for_many_addresses() {
-    let s = setup(&[], &["--block", "RU"]);
+    let s = Scene::new(&[], &["--block", "RU"]);
     let out = s.daemon.cli(&["why", "--json", RU_V4, DE_V6, "192.0.2.1"]);
     assert!(
         out.status.success(),
@@ -388,7 +308,7 @@ fn why_answers_from_the_live_program_for_many_addresses() {
 
     // 100,000 addresses on standard input, compared one by one with the database's own lookup.
     let db = geofilter_daemon::geoip::load(
-        &[s._db_dir.0.join("v4.csv"), s._db_dir.0.join("v6.csv")],
+        &[s.db_dir.0.join("v4.csv"), s.db_dir.0.join("v6.csv")],
         None,
     )
     .unwrap();

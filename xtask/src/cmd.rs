@@ -119,9 +119,14 @@ pub fn ensure_commands(needed: &[(&str, &str)]) -> anyhow::Result<()> {
         return Ok(());
     }
     if !is_root() {
-        bail!("missing commands; install the Debian packages: {}", missing.join(" "));
+        bail!(
+            "missing commands; install the Debian packages: {}",
+            missing.join(" ")
+        );
     }
     eprintln!("xtask: installing {}", missing.join(" "));
     run(Command::new("apt-get").arg("update").arg("-q"))?;
-    run(Command::new("apt-get").args(["install", "-y", "-q", "--no-install-recommends"]).args(&missing))
+    run(Command::new("apt-get")
+        .args(["install", "-y", "-q", "--no-install-recommends"])
+        .args(&missing))
 }

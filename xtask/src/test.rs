@@ -63,6 +63,7 @@ pub fn test(opts: &Options) -> anyhow::Result<()> {
     for (tier, test) in [
         ("2/3: packet tables (BPF_PROG_TEST_RUN)", "packets"),
         ("3/3: end-to-end (network namespaces)", "e2e"),
+        ("3/3: control plane end-to-end", "control"),
     ] {
         eprintln!("xtask: tier {tier}");
         let mut privileged = build::cargo(&tools_bin)?;
@@ -85,6 +86,9 @@ pub fn test(opts: &Options) -> anyhow::Result<()> {
         cmd::run_tests(&mut privileged, &mut totals)?;
     }
     eprintln!("xtask: all tiers passed");
-    println!("{} passed, {} failed, {} skipped", totals.passed, totals.failed, totals.ignored);
+    println!(
+        "{} passed, {} failed, {} skipped",
+        totals.passed, totals.failed, totals.ignored
+    );
     Ok(())
 }

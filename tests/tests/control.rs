@@ -1,0 +1,474 @@
+//! Tier 3, control plane: live changes under continuous traffic, crash and restart, lockout,
+//! commit-confirm, access control, monitor mode, port scopes and metrics — all with the real
+//! daemon and CLI on a veth pair between fresh namespaces.
+
+use std::{
+    collections::{HashMap, HashSet},
+    io::{Read, Write},
+    net::IpAddr,
+    os::unix::{fs::PermissionsExt, net::UnixStream, process::CommandExt},
+    time::Duration,
+};
+
+use geofilter_tests::{
+    netns::{Pair, SERVER_V4, SERVER_V6},
+    scenario::{DE_V4, DE_V6, RU_V4, RU_V6, Scene, TempDir, ip, server_for},
+    traffic::{HttpServer, StampedSender, StampedSink, curl, now_ns},
+};
+
+/// Send-time windows (CLOCK_MONOTONIC ns) in which a source must be dropped, or delivered.
+#[derive(Default)]
+struct Windows {
+    blocked: Vec<(u64, u64)>,
+    open: Vec<(u64, u64)>,
+}
+
+/// Margin before a change starts within which a datagram may still be in flight when the change
+/// lands; only used for the "must be delivered" side, never for "must be dropped".
+const IN_FLIGHT_NS: u64 = 20_000_000;
+
+/// Continuous traffic from every source while `body` runs; returns, per source, what was sent
+/// and the send times that arrived.
+fn under_traffic(
+    pair: &Pair,
+    sources: &[&str],
+    body: impl FnOnce() -> Windows,
+) -> (Windows, HashMap<IpAddr, (Vec<u64>, HashSet<u64>)>) {
+    let sink = StampedSink::bind(&pair.server, &[ip(SERVER_V4), ip(SERVER_V6)]);
+    let senders: Vec<(IpAddr, StampedSender)> = sources
+        .iter()
+        .map(|s| {
+            (
+                ip(s),
+                StampedSender::start(
+                    &pair.client,
+                    ip(s),
+                    server_for(s),
+                    Duration::from_micros(500),
+                ),
+            )
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(50));
+    let windows = body();
+    let sent: Vec<(IpAddr, Vec<u64>)> = senders.into_iter().map(|(a, s)| (a, s.stop())).collect();
+    let got = sink.finish(Duration::from_millis(300));
+    let mut result: HashMap<IpAddr, (Vec<u64>, HashSet<u64>)> = HashMap::new();
+    for (addr, stamps) in sent {
+        result.entry(addr).or_default().0 = stamps;
+    }
+    for (addr, stamp) in got {
+        result.entry(addr).or_default().1.insert(stamp);
+    }
+    (windows, result)
+}
+
+/// No datagram sent inside a blocked window arrived; every one sent inside an open window did.
+fn check_windows(
+    source: &str,
+    windows: &Windows,
+    traffic: &HashMap<IpAddr, (Vec<u64>, HashSet<u64>)>,
+) {
+    let (sent, got) = &traffic[&ip(source)];
+    let inside =
+        |w: &[(u64, u64)], t: u64, margin: u64| w.iter().any(|&(a, b)| t >= a && t + margin < b);
+    let leaked = sent
+        .iter()
+        .filter(|&&t| got.contains(&t) && inside(&windows.blocked, t, 0))
+        .count();
+    let lost = sent
+        .iter()
+        .filter(|&&t| !got.contains(&t) && inside(&windows.open, t, IN_FLIGHT_NS))
+        .count();
+    let in_blocked = sent
+        .iter()
+        .filter(|&&t| inside(&windows.blocked, t, 0))
+        .count();
+    let in_open = sent
+        .iter()
+        .filter(|&&t| inside(&windows.open, t, IN_FLIGHT_NS))
+        .count();
+    assert!(
+        in_blocked > 100 && in_open > 100,
+        "{source}: too little traffic to judge ({in_blocked} blocked, {in_open} open)"
+    );
+    assert_eq!(
+        leaked, 0,
+        "{source}: {leaked} of {in_blocked} datagrams sent while blocked were delivered"
+    );
+    assert_eq!(
+        lost, 0,
+        "{source}: {lost} of {in_open} datagrams sent while open were dropped"
+    );
+}
+
+/// Every datagram from an allowed source arrived.
+fn check_all_delivered(source: &str, traffic: &HashMap<IpAddr, (Vec<u64>, HashSet<u64>)>) {
+    let (sent, got) = &traffic[&ip(source)];
+    assert!(
+        sent.len() > 100,
+        "{source}: only {} datagrams sent",
+        sent.len()
+    );
+    assert_eq!(
+        got.len(),
+        sent.len(),
+        "{source}: {} of {} delivered",
+        got.len(),
+        sent.len()
+    );
+}
+
+/// Alternates `enter` (the source becomes blocked) and `leave` 20 times, recording the windows.
+fn alternate(scene: &Scene, enter: &[&str], leave: &[&str]) -> Windows {
+    let mut w = Windows::default();
+    let mut open_from = now_ns();
+    for _ in 0..20 {
+        let t0 = now_ns();
+        scene.daemon.ok(enter);
+        let t1 = now_ns();
+        w.open.push((open_from, t0));
+        std::thread::sleep(Duration::from_millis(60));
+        let t2 = now_ns();
+        scene.daemon.ok(leave);
+        w.blocked.push((t1, t2));
+        open_from = now_ns();
+        std::thread::sleep(Duration::from_millis(60));
+    }
+    w.open.push((open_from, now_ns()));
+    w
+}
+
+#[test]
+fn twenty_blocks_and_unblocks_under_traffic_are_exact() {
+    let sources = [RU_V4, RU_V6, DE_V4, DE_V6];
+    let scene = Scene::new(&sources, &[]);
+    let (windows, traffic) = under_traffic(&scene.pair, &sources, || {
+        alternate(&scene, &["block", "RU"], &["unblock", "RU"])
+    });
+    check_windows(RU_V4, &windows, &traffic);
+    check_windows(RU_V6, &windows, &traffic);
+    check_all_delivered(DE_V4, &traffic);
+    check_all_delivered(DE_V6, &traffic);
+    assert_eq!(scene.daemon.packets("DE", "drop"), 0);
+}
+
+#[test]
+fn exception_changes_under_traffic_are_exact() {
+    let sources = [RU_V4, RU_V6, DE_V4, DE_V6];
+    let scene = Scene::new(&sources, &["--block", "RU"]);
+    // Removing the exception blocks the source again; adding it opens it.
+    scene.daemon.ok(&["except", "add", RU_V4, RU_V6]);
+    let (windows, traffic) = under_traffic(&scene.pair, &sources, || {
+        alternate(
+            &scene,
+            &["except", "del", RU_V4, RU_V6],
+            &["except", "add", RU_V4, RU_V6],
+        )
+    });
+    check_windows(RU_V4, &windows, &traffic);
+    check_windows(RU_V6, &windows, &traffic);
+    check_all_delivered(DE_V4, &traffic);
+    check_all_delivered(DE_V6, &traffic);
+}
+
+/// Sends one raw request line on the control socket and returns the response line.
+fn raw_request(scene: &Scene, line: &str) -> serde_json::Value {
+    let mut stream = UnixStream::connect(&scene.daemon.socket).expect("connect");
+    stream.write_all(line.as_bytes()).unwrap();
+    stream.write_all(b"\n").unwrap();
+    let mut reply = String::new();
+    stream.read_to_string(&mut reply).unwrap();
+    serde_json::from_str(&reply).expect("JSON response")
+}
+
+#[test]
+fn database_reloads_under_traffic_are_exact() {
+    let sources = [RU_V4, RU_V6, DE_V4, DE_V6];
+    let scene = Scene::new(&sources, &["--block", "RU"]);
+    // A second database that places the RU ranges in NL instead.
+    let other = TempDir::new();
+    let moved_v4 = other.0.join("v4.csv");
+    let moved_v6 = other.0.join("v6.csv");
+    std::fs::write(
+        &moved_v4,
+        "5.45.192.0,5.45.255.255,NL\n46.114.0.0,46.114.255.255,DE\n",
+    )
+    .unwrap();
+    std::fs::write(
+        &moved_v6,
+        "2a01:598::/32,DE\n".replace("/32", ",2a01:598:ffff:ffff:ffff:ffff:ffff:ffff")
+            + "2a02:6b8::,2a02:6b8:ffff:ffff:ffff:ffff:ffff:ffff,NL\n",
+    )
+    .unwrap();
+    let reload = |v4: &std::path::Path, v6: &std::path::Path| {
+        let line = serde_json::json!({"op": "reload", "dbs": [v4, v6]}).to_string();
+        let reply = raw_request(&scene, &line);
+        assert_eq!(reply["ok"], true, "reload: {reply}");
+    };
+    let (original_v4, original_v6) = (scene.db_dir.0.join("v4.csv"), scene.db_dir.0.join("v6.csv"));
+    let (windows, traffic) = under_traffic(&scene.pair, &sources, || {
+        let mut w = Windows::default();
+        let mut blocked_from = now_ns();
+        for _ in 0..20 {
+            let t0 = now_ns();
+            reload(&moved_v4, &moved_v6);
+            let t1 = now_ns();
+            w.blocked.push((blocked_from, t0));
+            std::thread::sleep(Duration::from_millis(60));
+            let t2 = now_ns();
+            reload(&original_v4, &original_v6);
+            w.open.push((t1, t2.saturating_sub(IN_FLIGHT_NS)));
+            blocked_from = now_ns();
+            std::thread::sleep(Duration::from_millis(60));
+        }
+        w.blocked.push((blocked_from, now_ns()));
+        w
+    });
+    check_windows(RU_V4, &windows, &traffic);
+    check_windows(RU_V6, &windows, &traffic);
+    check_all_delivered(DE_V4, &traffic);
+    check_all_delivered(DE_V6, &traffic);
+    let status = scene.daemon.cli_json(&["status"]);
+    assert_eq!(status["database"]["reloads"], 40, "{status}");
+}
+
+#[test]
+fn sigkill_keeps_filtering_and_a_restart_adopts_without_a_gap() {
+    let sources = [RU_V4, RU_V6, DE_V4, DE_V6];
+    let mut scene = Scene::new(&sources, &["--block", "RU"]);
+    scene.daemon.ok(&["except", "add", "203.0.113.0/24"]);
+    let args = scene.run_args();
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let Scene { pair, daemon, .. } = &mut scene;
+    let (_, traffic) = under_traffic(pair, &sources, || {
+        std::thread::sleep(Duration::from_millis(200));
+        daemon.kill();
+        std::thread::sleep(Duration::from_millis(300));
+        // Restarted without --block: the state file restores the policy.
+        daemon.restart(&args);
+        std::thread::sleep(Duration::from_millis(300));
+        Windows::default()
+    });
+    for ru in [RU_V4, RU_V6] {
+        let (sent, got) = &traffic[&ip(ru)];
+        assert!(sent.len() > 300, "{ru}: traffic ran throughout");
+        assert!(
+            got.is_empty(),
+            "{ru}: {} datagrams passed across the kill and restart",
+            got.len()
+        );
+    }
+    check_all_delivered(DE_V4, &traffic);
+    check_all_delivered(DE_V6, &traffic);
+    assert!(
+        scene.daemon.log().contains("adopting"),
+        "restart adopted the pins:\n{}",
+        scene.daemon.log()
+    );
+    let status = scene.daemon.cli_json(&["status"]);
+    assert_eq!(
+        status["policy"]["countries"],
+        serde_json::json!(["RU"]),
+        "{status}"
+    );
+    assert_eq!(
+        status["policy"]["exceptions"]["203.0.113.0/24"], "pass",
+        "{status}"
+    );
+    assert_eq!(
+        status["interfaces"][0]["name"],
+        scene.pair.server_if.as_str(),
+        "{status}"
+    );
+    // Counters live in the adopted maps: every RU datagram of the whole run is counted.
+    let ru_sent = traffic[&ip(RU_V4)].0.len() + traffic[&ip(RU_V6)].0.len();
+    assert_eq!(
+        scene.daemon.packets("RU", "drop"),
+        ru_sent as u64,
+        "drops counted across the restart"
+    );
+}
+
+#[test]
+fn lockout_protection_refuses_to_drop_the_callers_session() {
+    let scene = Scene::new(&[RU_V4], &[]);
+    let as_ssh = |args: &[&str]| {
+        let mut c = scene.daemon.cli_command(args);
+        c.env("SSH_CONNECTION", format!("{RU_V4} 51234 {SERVER_V4} 22"));
+        c.output().unwrap()
+    };
+    let out = as_ssh(&["block", "RU"]);
+    assert!(
+        !out.status.success(),
+        "blocking the caller's own country was accepted"
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("refused") && err.contains(RU_V4) && err.contains("--force"),
+        "{err}"
+    );
+    assert_eq!(
+        scene.daemon.cli_json(&["status"])["policy"]["countries"],
+        serde_json::json!([]),
+        "nothing applied"
+    );
+    // Allow-only without the caller's country is a lockout too.
+    assert!(!as_ssh(&["policy", "allow-only"]).status.success());
+    // With the caller excepted, the same change goes through.
+    assert!(as_ssh(&["except", "add", RU_V4]).status.success());
+    assert!(as_ssh(&["block", "RU"]).status.success());
+    // Deleting the exception would now lock the caller out.
+    assert!(!as_ssh(&["except", "del", RU_V4]).status.success());
+    // --force overrides.
+    assert!(
+        as_ssh(&["except", "del", RU_V4, "--force"])
+            .status
+            .success()
+    );
+}
+
+#[test]
+fn commit_confirm_rolls_back_unless_confirmed() {
+    let scene = Scene::new(&[RU_V4], &[]);
+    let _http = HttpServer::start(&scene.pair, &[ip(SERVER_V4)]);
+    let reachable = || {
+        curl(&scene.pair.client, ip(RU_V4), ip(SERVER_V4), 1)
+            .status
+            .success()
+    };
+    assert!(reachable());
+    scene.daemon.ok(&["block", "RU", "--confirm", "2"]);
+    assert!(!reachable(), "blocked while waiting for confirmation");
+    assert!(scene.daemon.cli_json(&["status"])["pending_confirm_s"].is_u64());
+    std::thread::sleep(Duration::from_millis(2600));
+    assert!(reachable(), "rolled back after 2 s without confirm");
+    assert_eq!(
+        scene.daemon.cli_json(&["status"])["policy"]["countries"],
+        serde_json::json!([])
+    );
+
+    scene.daemon.ok(&["block", "RU", "--confirm", "2"]);
+    scene.daemon.ok(&["confirm"]);
+    std::thread::sleep(Duration::from_millis(2600));
+    assert!(!reachable(), "a confirmed change stays");
+    assert!(
+        !scene.daemon.cli(&["confirm"]).status.success(),
+        "nothing left to confirm"
+    );
+}
+
+#[test]
+fn only_root_may_use_the_control_socket() {
+    let scene = Scene::new(&[], &[]);
+    let as_nobody = |args: &[&str]| {
+        let mut c = scene.daemon.cli_command(args);
+        // SAFETY: setgid/setuid between fork and exec only affect the child.
+        unsafe {
+            c.pre_exec(|| {
+                if libc::setgid(65534) != 0 || libc::setuid(65534) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        c.output().unwrap()
+    };
+    let mode = std::fs::metadata(&scene.daemon.socket)
+        .unwrap()
+        .permissions()
+        .mode()
+        & 0o777;
+    assert_eq!(mode, 0o600, "socket mode");
+    let out = as_nobody(&["status"]);
+    assert!(!out.status.success(), "nobody could use the socket");
+    // Even with the file opened up, the daemon checks the peer's credentials.
+    let dir = scene.daemon.socket.parent().unwrap();
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(&scene.daemon.socket, std::fs::Permissions::from_mode(0o666)).unwrap();
+    let out = as_nobody(&["block", "RU"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("permission denied") && err.contains("65534"),
+        "{err}"
+    );
+    assert_eq!(
+        scene.daemon.cli_json(&["status"])["policy"]["countries"],
+        serde_json::json!([])
+    );
+}
+
+#[test]
+fn monitor_mode_counts_without_dropping_and_port_exemptions_keep_a_port_open() {
+    let scene = Scene::new(&[RU_V4, DE_V4], &["--block", "RU"]);
+    let _http = HttpServer::start(&scene.pair, &[ip(SERVER_V4)]);
+    let fetch = |src: &str| {
+        curl(&scene.pair.client, ip(src), ip(SERVER_V4), 1)
+            .status
+            .success()
+    };
+    assert!(!fetch(RU_V4));
+    scene.daemon.ok(&["monitor", "on"]);
+    assert!(fetch(RU_V4), "monitor mode drops nothing");
+    assert!(
+        scene.daemon.packets("RU", "would_drop") > 0,
+        "but counts what it would drop"
+    );
+    scene.daemon.ok(&["monitor", "off"]);
+    assert!(!fetch(RU_V4));
+    // The HTTP port exempt from geo-filtering (as for ACME renewals), everything else still filtered.
+    scene.daemon.ok(&[
+        "ports",
+        "set",
+        "--exempt",
+        &format!("tcp:{}", geofilter_tests::traffic::HTTP_PORT),
+    ]);
+    assert!(fetch(RU_V4), "exempt port reachable from RU");
+    scene.daemon.ok(&["ports", "set", "--only", "tcp:22"]);
+    assert!(
+        fetch(RU_V4),
+        "port outside an --only scope reachable from RU"
+    );
+    scene.daemon.ok(&[
+        "ports",
+        "set",
+        "--only",
+        &format!("tcp:{}", geofilter_tests::traffic::HTTP_PORT),
+    ]);
+    assert!(!fetch(RU_V4), "port inside the --only scope filtered");
+    assert!(fetch(DE_V4));
+    scene.daemon.ok(&["ports", "clear"]);
+    assert!(!fetch(RU_V4));
+    let status = scene.daemon.cli_json(&["status"]);
+    assert_eq!(
+        status["policy"]["ports"]["only"],
+        serde_json::json!([]),
+        "{status}"
+    );
+}
+
+#[test]
+fn metrics_are_served_in_prometheus_format() {
+    let scene = Scene::new(&[RU_V4], &["--block", "RU", "--metrics", "127.0.0.1:9753"]);
+    let _ = curl(&scene.pair.client, ip(RU_V4), ip(SERVER_V4), 1);
+    let out = scene
+        .pair
+        .server
+        .command("curl")
+        .args([
+            "--silent",
+            "--max-time",
+            "3",
+            "http://127.0.0.1:9753/metrics",
+        ])
+        .output()
+        .unwrap();
+    let body = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        body.contains(r#"geofilter_packets_total{country="RU",verdict="drop"}"#),
+        "{body}"
+    );
+    assert!(body.contains("geofilter_prefixes_v4"), "{body}");
+    assert!(body.contains("geofilter_reloads_total"), "{body}");
+}
