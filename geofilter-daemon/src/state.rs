@@ -140,6 +140,9 @@ exempt = ["tcp:80"]
         assert_eq!(config.policy.countries.len(), 2);
         assert_eq!(config.policy.exceptions.len(), 1);
         assert_eq!(config.policy.ports.exempt.len(), 1);
+        let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../dist/geofilter.toml");
+        let example = load_config(&example).expect("dist/geofilter.toml parses");
+        assert_eq!(example.interfaces, ["eth0"]);
         fs::write(&toml_path, "[policy]\ncountries = [\"XX\"]\n").unwrap();
         assert!(format!("{:#}", load_config(&toml_path).unwrap_err()).contains("XX"));
     }

@@ -5,7 +5,12 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::{datapath::XdpModeChoice, geoip::Format, paths, policy::UnknownAction};
+use crate::{
+    datapath::XdpModeChoice,
+    geoip::{Format, update::Preset},
+    paths,
+    policy::UnknownAction,
+};
 
 #[derive(Parser)]
 #[command(
@@ -45,6 +50,8 @@ pub enum Command {
     Why(WhyArgs),
     /// Detach from every interface and remove everything pinned; stops the daemon if it runs.
     Unload(SocketArgs),
+    /// Country databases: inspect, validate, fetch fresh data, reload the daemon's tables.
+    Db(DbArgs),
 }
 
 #[derive(Args, Clone, Debug)]
@@ -54,7 +61,8 @@ pub struct RunArgs {
     #[arg(long = "iface", value_name = "IFACE")]
     pub ifaces: Vec<String>,
     /// Country database file; repeat to merge several (e.g. an IPv4 and an IPv6 file). Later
-    /// files win ties between equally specific ranges.
+    /// files win ties between equally specific ranges. [default: the databases in --config or
+    /// the state file, else the embedded geo-whois-asn-country database]
     #[arg(long = "db", value_name = "FILE")]
     pub dbs: Vec<PathBuf>,
     /// Database format of every --db file [default: detected per file].
@@ -71,7 +79,8 @@ pub struct RunArgs {
     /// fails on interfaces whose driver lacks XDP support.
     #[arg(long, value_enum)]
     pub xdp_mode: Option<XdpModeChoice>,
-    /// Initial state (TOML: interfaces, dbs, policy...) instead of the state file.
+    /// Initial state for a first start (TOML: interfaces, xdp_mode, dbs, policy; see
+    /// dist/geofilter.toml). Once a state file exists, it is restored instead.
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
     /// Where the desired state is saved after every change and restored from at start-up.
@@ -226,4 +235,98 @@ pub struct WhyArgs {
     pub addresses: Vec<String>,
     #[command(flatten)]
     pub client: ClientArgs,
+}
+
+#[derive(Args, Clone, Debug)]
+pub struct DbArgs {
+    #[command(subcommand)]
+    pub command: DbCommand,
+}
+
+#[derive(Subcommand, Clone, Debug)]
+pub enum DbCommand {
+    /// Show a database's sources, build dates, ranges, prefixes per family and countries, and
+    /// warn when it is older than 90 days. Reads the files itself; no daemon needed.
+    Info {
+        /// Database file; repeat to merge several, as for `run`. [default: the embedded
+        /// database]
+        #[arg(long = "db", value_name = "FILE")]
+        dbs: Vec<PathBuf>,
+        /// Database format of every --db file [default: detected per file].
+        #[arg(long, value_name = "FORMAT")]
+        db_format: Option<Format>,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Validate database files without loading them into the kernel: each is read whole and
+    /// compiled. Exits non-zero, naming file, line and text, if any is invalid.
+    Check {
+        #[arg(required = true, value_name = "FILE")]
+        files: Vec<PathBuf>,
+        /// Database format of every file [default: detected per file].
+        #[arg(long, value_name = "FORMAT")]
+        db_format: Option<Format>,
+        /// Print one JSON object per file instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Download a fresh database, validate it completely, store it atomically in --dest, and
+    /// tell a running daemon to load it (the daemon keeps its tables if anything fails).
+    Update {
+        /// Where to download from [default: dbip-lite, unless --url is given].
+        #[arg(long, value_enum, conflicts_with = "urls")]
+        preset: Option<Preset>,
+        /// Download this URL instead of a preset (https://, or http:// on a trusted network);
+        /// repeat for several files (e.g. IPv4 and IPv6). Stored under the URL's file name.
+        #[arg(long = "url", value_name = "URL")]
+        urls: Vec<String>,
+        /// Folder to store the files in; replaced files are swapped atomically.
+        #[arg(long, value_name = "DIR", default_value = crate::geoip::update::DEFAULT_DB_DIR)]
+        dest: PathBuf,
+        /// Database format of the downloaded files [default: detected per file].
+        #[arg(long, value_name = "FORMAT")]
+        db_format: Option<Format>,
+        /// Only download and store; do not ask the daemon to reload.
+        #[arg(long)]
+        no_reload: bool,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Make the running daemon re-read its databases (or these files instead) and swap its
+    /// tables; an invalid database changes nothing.
+    Reload {
+        /// Database file to load instead of the current ones; repeat for several. [default: the
+        /// daemon's current databases; the embedded one if it has none]
+        #[arg(long = "db", value_name = "FILE")]
+        dbs: Vec<PathBuf>,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Compile databases into the packed form the embedded database uses (maintainers only;
+    /// see geofilter-daemon/data/README.md).
+    #[command(hide = true)]
+    Pack {
+        /// Database files to compile, in `--db` order.
+        #[arg(long = "db", value_name = "FILE", required = true)]
+        dbs: Vec<PathBuf>,
+        /// Output file.
+        #[arg(long, value_name = "FILE")]
+        output: PathBuf,
+        /// Dataset name, e.g. geo-whois-asn-country.
+        #[arg(long)]
+        name: String,
+        /// Upstream version, e.g. the npm package version.
+        #[arg(long)]
+        data_version: String,
+        /// The day the upstream data was built (YYYY-MM-DD).
+        #[arg(long)]
+        built: String,
+        /// Where the data came from.
+        #[arg(long)]
+        origin: String,
+        /// Licence and required attribution.
+        #[arg(long)]
+        licence: String,
+    },
 }

@@ -16,12 +16,23 @@ use crate::{
     state::{self, SavedState},
 };
 
-/// The state to start from: `--config`, else the state file, else nothing; flags given on the
-/// command line replace the corresponding fields.
+/// The state to start from: the state file (the last state, with every CLI change), else
+/// `--config` (the initial state of a first start), else nothing; flags given on the command line
+/// replace the corresponding fields.
 fn initial_state(args: &RunArgs) -> anyhow::Result<SavedState> {
-    let mut saved = match &args.config {
-        Some(path) => state::load_config(path)?,
-        None => state::load(&args.state_file)?.unwrap_or_default(),
+    let mut saved = match (state::load(&args.state_file)?, &args.config) {
+        (Some(saved), config) => {
+            if let Some(config) = config {
+                info!(
+                    state_file = %args.state_file.display(), config = %config.display(),
+                    "restoring the saved state; the config file only sets the first start's state \
+                     (remove the state file to start from the config again)"
+                );
+            }
+            saved
+        }
+        (None, Some(config)) => state::load_config(config)?,
+        (None, None) => SavedState::default(),
     };
     if !args.ifaces.is_empty() {
         saved.interfaces = args.ifaces.clone();
