@@ -5,6 +5,7 @@
 
 pub mod daemon;
 pub mod frame;
+pub mod model;
 pub mod netns;
 pub mod scenario;
 pub mod traffic;

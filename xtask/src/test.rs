@@ -62,6 +62,7 @@ pub fn test(opts: &Options) -> anyhow::Result<()> {
     cmd::ensure_commands(&[("ip", "iproute2"), ("curl", "curl")])?;
     for (tier, test) in [
         ("2/3: packet tables (BPF_PROG_TEST_RUN)", "packets"),
+        ("2/3: differential fuzzing against the reference model", "fuzz_datapath"),
         ("3/3: end-to-end (network namespaces)", "e2e"),
         ("3/3: control plane end-to-end", "control"),
     ] {
