@@ -224,9 +224,11 @@ impl Daemon {
             .transpose()
             .map_err(|e| e.to_string())?;
         let load_paths = paths.clone();
-        let loaded = tokio::task::spawn_blocking(move || geoip::load(&load_paths, format))
-            .await
-            .map_err(|e| e.to_string())?;
+        // No files (given or current) means the embedded database.
+        let loaded =
+            tokio::task::spawn_blocking(move || geoip::load_or_embedded(&load_paths, format))
+                .await
+                .map_err(|e| e.to_string())?;
         let mut state = self.lock();
         let db = match loaded {
             Ok(db) => db,

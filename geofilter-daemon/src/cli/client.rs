@@ -41,12 +41,14 @@ pub fn status(args: &ClientArgs) -> anyhow::Result<()> {
             );
         }
         let db = &v["database"];
+        // No paths: the embedded database, whose source is named `embedded <name> <date>`.
+        let from = match join(&db["paths"]) {
+            paths if paths.is_empty() => db["sources"][0]["path"].as_str().unwrap_or("?").into(),
+            paths => paths,
+        };
         s += &format!(
-            "database: {} IPv4 + {} IPv6 prefixes, {} countries, from {}\n",
-            db["prefixes_v4"],
-            db["prefixes_v6"],
-            db["countries"],
-            join(&db["paths"])
+            "database: {} IPv4 + {} IPv6 prefixes, {} countries, from {from}\n",
+            db["prefixes_v4"], db["prefixes_v6"], db["countries"],
         );
         let p = &v["policy"];
         s += &format!(

@@ -2,6 +2,7 @@
 
 pub mod args;
 mod client;
+mod db;
 mod run;
 
 use args::{Cli, Command, ExceptCommand, PolicyCommand, PortsCommand};
@@ -63,5 +64,6 @@ pub fn main(cli: Cli) -> anyhow::Result<()> {
         Command::Confirm(args) => client::confirm(&args),
         Command::Why(args) => client::why(&args),
         Command::Unload(args) => client::unload(&args),
+        Command::Db(args) => db::main(args.command),
     }
 }

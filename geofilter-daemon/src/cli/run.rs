@@ -60,16 +60,18 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
     // Everything that can be checked before touching the kernel is checked first, so bad input
     // never leaves a half-configured filter behind.
     let saved = initial_state(&args)?;
-    if saved.dbs.is_empty() {
-        bail!("no --db given: name at least one country database file");
-    }
     let format = saved
         .db_format
         .as_deref()
         .map(str::parse::<Format>)
         .transpose()
         .map_err(anyhow::Error::msg)?;
-    let db = geoip::load(&saved.dbs, format).context("loading the country database")?;
+    // No database anywhere (flags, config, state file) means the one compiled into the binary.
+    let db = geoip::load_or_embedded(&saved.dbs, format).context("loading the country database")?;
+    if saved.dbs.is_empty() {
+        let database = geoip::embedded::meta().label();
+        info!(%database, "no --db given: using the embedded database");
+    }
     info!(
         prefixes_v4 = db.v4.len(),
         prefixes_v6 = db.v6.len(),

@@ -45,6 +45,8 @@
 mod cidr_dir;
 mod compile;
 pub mod country;
+pub mod embedded;
+pub mod info;
 mod maxmind_csv;
 mod mmdb;
 mod range_csv;
@@ -52,6 +54,7 @@ pub mod reference;
 mod rir;
 mod text;
 mod tor;
+pub mod update;
 
 use std::{
     collections::BTreeSet,
@@ -96,6 +99,9 @@ pub enum Format {
     CidrDir,
     /// RIR delegated statistics (`delegated-ripencc-extended-latest`).
     Rir,
+    /// The database compiled into the binary ([`embedded`]); not a file format, so not in
+    /// [`Format::ALL`] and not accepted by `--db-format`.
+    Embedded,
 }
 
 impl Format {
@@ -117,6 +123,7 @@ impl Format {
             Format::Tor => "tor",
             Format::CidrDir => "cidr-dir",
             Format::Rir => "rir",
+            Format::Embedded => "embedded",
         }
     }
 }
@@ -249,6 +256,16 @@ pub fn load(paths: &[PathBuf], format: Option<Format>) -> Result<CompiledDb, DbE
     Ok(compile(sources))
 }
 
+/// [`load`], or the [embedded](embedded) database when `paths` is empty: an empty database list
+/// (on the command line, in the state file, in a reload request) means "the embedded one".
+pub fn load_or_embedded(paths: &[PathBuf], format: Option<Format>) -> Result<CompiledDb, DbError> {
+    if paths.is_empty() {
+        embedded::load()
+    } else {
+        load(paths, format)
+    }
+}
+
 /// Reads one database file (or directory, for [`Format::CidrDir`]) into ranges.
 ///
 /// `format` forces the format; `None` detects it from the path and the content. Gzip-compressed
@@ -266,6 +283,12 @@ pub fn read_source(path: &Path, format: Option<Format>) -> Result<SourceRanges, 
         Format::MaxmindCsv => maxmind_csv::read(path)?,
         Format::CidrDir => cidr_dir::read(path)?,
         Format::Rir => rir::read(path)?,
+        Format::Embedded => {
+            return Err(DbError::Invalid {
+                path: path.to_owned(),
+                reason: "the embedded database is not read from a file".into(),
+            });
+        }
     };
     if ranges.v4.is_empty() && ranges.v6.is_empty() {
         return Err(DbError::Empty {

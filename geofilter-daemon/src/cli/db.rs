@@ -1,0 +1,296 @@
+//! `geofilter db ...`: inspect, validate, fetch and reload country databases. `info`, `check` and
+//! `pack` read files themselves and need no daemon; `update` and `reload` talk to it.
+
+use std::{
+    io::IsTerminal as _,
+    path::{Path, PathBuf},
+    time::SystemTime,
+};
+
+use anyhow::{Context as _, bail};
+use serde_json::{Value, json};
+
+use super::args::{ClientArgs, DbCommand};
+use crate::{
+    control::{client::call, protocol::Request},
+    geoip::{
+        self, Format,
+        embedded::{self, PackedMeta},
+        info::{self, DbInfo},
+        update::{self, Preset},
+    },
+};
+
+pub fn main(command: DbCommand) -> anyhow::Result<()> {
+    match command {
+        DbCommand::Info {
+            dbs,
+            db_format,
+            json,
+        } => db_info(&dbs, db_format, json),
+        DbCommand::Check {
+            files,
+            db_format,
+            json,
+        } => check(&files, db_format, json),
+        DbCommand::Update {
+            preset,
+            urls,
+            dest,
+            db_format,
+            no_reload,
+            client,
+        } => db_update(preset, &urls, &dest, db_format, no_reload, &client),
+        DbCommand::Reload { dbs, client } => reload(&dbs, &client),
+        DbCommand::Pack {
+            dbs,
+            output,
+            name,
+            data_version,
+            built,
+            origin,
+            licence,
+        } => pack(
+            &dbs,
+            &output,
+            PackedMeta {
+                name,
+                version: data_version,
+                built,
+                origin,
+                licence,
+            },
+        ),
+    }
+}
+
+fn db_info(dbs: &[PathBuf], format: Option<Format>, json: bool) -> anyhow::Result<()> {
+    let info = info::describe(dbs, format)?;
+    if json {
+        println!("{}", serde_json::to_string(&info)?);
+        return Ok(());
+    }
+    print!("{}", info_text(&info));
+    Ok(())
+}
+
+fn info_text(info: &DbInfo) -> String {
+    let mut s = String::new();
+    for src in &info.sources {
+        s += &format!("source: {} ({})\n", src.source, src.format);
+        if let Some(v) = &src.version {
+            s += &format!("  version: {v}\n");
+        }
+        if let Some(built) = &src.built {
+            let age = src
+                .age_days
+                .map(|d| format!(", {d} days ago"))
+                .unwrap_or_default();
+            s += &format!("  built: {built} ({}{age})\n", src.built_from);
+        }
+        if let Some(l) = &src.licence {
+            s += &format!("  licence: {l}\n");
+        }
+        s += &format!("  ranges: {} IPv4, {} IPv6\n", src.ranges_v4, src.ranges_v6);
+    }
+    s += &format!(
+        "prefixes: {} IPv4, {} IPv6\ncountries: {} ({})\n",
+        info.prefixes_v4,
+        info.prefixes_v6,
+        info.countries.len(),
+        info.countries.join(" ")
+    );
+    for w in &info.warnings {
+        s += &format!("WARNING: {w}\n");
+    }
+    s
+}
+
+/// Checks every file (all of them, also after a failure) and fails if any is invalid.
+fn check(files: &[PathBuf], format: Option<Format>, json: bool) -> anyhow::Result<()> {
+    let mut failed = 0;
+    for path in files {
+        match info::check(path, format) {
+            Ok(info) => {
+                let src = &info.sources[0];
+                if json {
+                    println!(
+                        "{}",
+                        json!({"file": path, "ok": true, "format": src.format,
+                            "ranges_v4": src.ranges_v4, "ranges_v6": src.ranges_v6,
+                            "prefixes_v4": info.prefixes_v4, "prefixes_v6": info.prefixes_v6,
+                            "countries": info.countries.len(), "built": src.built,
+                            "warnings": info.warnings})
+                    );
+                } else {
+                    println!(
+                        "{}: ok: {}, {} IPv4 + {} IPv6 ranges, {} IPv4 + {} IPv6 prefixes, {} \
+                         countries, built {} ({})",
+                        path.display(),
+                        src.format,
+                        src.ranges_v4,
+                        src.ranges_v6,
+                        info.prefixes_v4,
+                        info.prefixes_v6,
+                        info.countries.len(),
+                        src.built.as_deref().unwrap_or("?"),
+                        src.built_from,
+                    );
+                    for w in &info.warnings {
+                        println!("WARNING: {w}");
+                    }
+                }
+            }
+            Err(e) => {
+                failed += 1;
+                if json {
+                    println!(
+                        "{}",
+                        json!({"file": path, "ok": false, "error": e.to_string()})
+                    );
+                }
+                eprintln!("geofilter: invalid database: {e}");
+            }
+        }
+    }
+    if failed > 0 {
+        bail!("{failed} of {} database file(s) invalid", files.len());
+    }
+    Ok(())
+}
+
+fn db_update(
+    preset: Option<Preset>,
+    urls: &[String],
+    dest: &Path,
+    format: Option<Format>,
+    no_reload: bool,
+    client: &ClientArgs,
+) -> anyhow::Result<()> {
+    let downloads = if urls.is_empty() {
+        preset
+            .unwrap_or(Preset::DbipLite)
+            .downloads(SystemTime::now())
+    } else {
+        urls.iter()
+            .map(|u| update::url_download(u))
+            .collect::<Result<Vec<_>, _>>()?
+    };
+    // A progress bar only for a person watching; scripts and logs get the summary lines.
+    let progress = std::io::stderr().is_terminal() && !client.json;
+    let stored = update::fetch_and_store(&downloads, dest, format, progress)?;
+    let mut out = json!({
+        "stored": stored.paths,
+        "urls": stored.urls,
+        "bytes": stored.bytes,
+        "prefixes_v4": stored.db.v4.len(),
+        "prefixes_v6": stored.db.v6.len(),
+        "countries": stored.db.countries().len(),
+        "reloaded": false,
+    });
+    if !client.json {
+        for (path, url) in stored.paths.iter().zip(&stored.urls) {
+            println!("stored {} (from {url})", path.display());
+        }
+        println!(
+            "valid: {} IPv4 + {} IPv6 prefixes, {} countries",
+            stored.db.v4.len(),
+            stored.db.v6.len(),
+            stored.db.countries().len()
+        );
+    }
+    let socket = &client.socket.socket;
+    if no_reload {
+    } else if !socket.exists() {
+        if !client.json {
+            let dbs: Vec<String> = stored
+                .paths
+                .iter()
+                .map(|p| format!("--db {}", p.display()))
+                .collect();
+            println!(
+                "no daemon at {}; start one on these files with `geofilter run {}`",
+                socket.display(),
+                dbs.join(" ")
+            );
+        }
+    } else {
+        let result = call(
+            socket,
+            &Request::Reload {
+                dbs: stored.paths.clone(),
+            },
+        )
+        .context("the new database is stored, but the daemon did not load it")?;
+        if !client.json {
+            println!("{}", reload_text(&result));
+        }
+        out["reloaded"] = Value::Bool(true);
+        out["reload"] = result;
+    }
+    if client.json {
+        println!("{out}");
+    }
+    Ok(())
+}
+
+fn reload_text(v: &Value) -> String {
+    format!(
+        "daemon reloaded: {} IPv4 + {} IPv6 prefixes in {} ms",
+        v["prefixes_v4"], v["prefixes_v6"], v["elapsed_ms"]
+    )
+}
+
+fn reload(dbs: &[PathBuf], client: &ClientArgs) -> anyhow::Result<()> {
+    // The daemon has its own working directory: send absolute paths, and fail here on a missing
+    // file rather than there.
+    let dbs = dbs
+        .iter()
+        .map(|p| std::path::absolute(p).with_context(|| format!("resolving {}", p.display())))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let result = call(&client.socket.socket, &Request::Reload { dbs })?;
+    if client.json {
+        println!("{result}");
+    } else {
+        println!("{}", reload_text(&result));
+    }
+    Ok(())
+}
+
+fn pack(dbs: &[PathBuf], output: &Path, meta: PackedMeta) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        info::parse_date(&meta.built).is_some(),
+        "--built {:?} is not a YYYY-MM-DD date",
+        meta.built
+    );
+    let db = geoip::load(dbs, None)?;
+    let bytes = embedded::pack(&db, &meta);
+    // Check the result decodes to the same table before writing it.
+    let embedded::Unpacked { v4, v6, .. } = embedded::unpack(&bytes)?;
+    let again = geoip::compile(vec![geoip::SourceRanges {
+        path: "packed".into(),
+        format: Format::Embedded,
+        v4,
+        v6,
+    }]);
+    let same = |a: &[geoip::Prefix], b: &[geoip::Prefix]| {
+        a.len() == b.len()
+            && a.iter().zip(b).all(|(x, y)| {
+                x.addr == y.addr && x.len == y.len && x.info.country == y.info.country
+            })
+    };
+    anyhow::ensure!(
+        same(&db.v4, &again.v4) && same(&db.v6, &again.v6),
+        "the packed table differs from the compiled one (a bug in pack)"
+    );
+    std::fs::write(output, &bytes).with_context(|| format!("writing {}", output.display()))?;
+    println!(
+        "{}: {} bytes, {} IPv4 + {} IPv6 prefixes, {} countries",
+        output.display(),
+        bytes.len(),
+        db.v4.len(),
+        db.v6.len(),
+        db.countries().len()
+    );
+    Ok(())
+}

@@ -1,0 +1,267 @@
+//! What `geofilter db info` and `db check` report about a database: its sources, their build
+//! dates, and the size of the compiled table. Runs without a daemon or a kernel.
+
+use std::{
+    path::{Path, PathBuf},
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
+
+use serde::Serialize;
+
+use super::{
+    CompiledDb, DbError, Format, SourceSummary, compile, country::code_str, embedded, read_source,
+    text,
+};
+
+/// Data older than this gets a warning: country assignments move every day, and an old table
+/// blocks the wrong customers.
+pub const STALE_AFTER_DAYS: u64 = 90;
+
+/// One source of a database.
+#[derive(Clone, Debug, Serialize)]
+pub struct SourceInfo {
+    /// The file, or `embedded <name> <date>`.
+    pub source: String,
+    pub format: Format,
+    /// The upstream version, when the data says (the embedded database does).
+    pub version: Option<String>,
+    /// When the data was built, `YYYY-MM-DD` (UTC).
+    pub built: Option<String>,
+    /// Where [`SourceInfo::built`] comes from: `embedded`, `mmdb build_epoch` or `file mtime`.
+    pub built_from: &'static str,
+    /// Whole days since it was built.
+    pub age_days: Option<u64>,
+    /// Licence and attribution, when the data says (the embedded database does).
+    pub licence: Option<String>,
+    pub ranges_v4: usize,
+    pub ranges_v6: usize,
+}
+
+/// A whole database: its sources and the compiled table.
+#[derive(Clone, Debug, Serialize)]
+pub struct DbInfo {
+    pub sources: Vec<SourceInfo>,
+    pub prefixes_v4: usize,
+    pub prefixes_v6: usize,
+    /// Countries with at least one prefix, as codes.
+    pub countries: Vec<String>,
+    /// One line per stale source (older than [`STALE_AFTER_DAYS`]).
+    pub warnings: Vec<String>,
+}
+
+/// Reads and compiles `paths` (the embedded database when empty) and describes the result.
+pub fn describe(paths: &[PathBuf], format: Option<Format>) -> Result<DbInfo, DbError> {
+    let now = SystemTime::now();
+    if paths.is_empty() {
+        let meta = embedded::meta();
+        let db = embedded::load()?;
+        let built = parse_date(&meta.built);
+        let source = SourceInfo {
+            source: meta.label(),
+            format: Format::Embedded,
+            version: Some(meta.version.clone()),
+            built: Some(meta.built.clone()),
+            built_from: "embedded",
+            age_days: built.and_then(|b| age_days(now, b)),
+            licence: Some(meta.licence.clone()),
+            ranges_v4: db.sources[0].ranges_v4,
+            ranges_v6: db.sources[0].ranges_v6,
+        };
+        return Ok(summarise(vec![source], &db));
+    }
+    let db = super::load(paths, format)?;
+    let sources = db
+        .sources
+        .iter()
+        .map(|s| source_info(s, now))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(summarise(sources, &db))
+}
+
+/// Checks one file alone: reads it whole and compiles it, like `load` would.
+pub fn check(path: &Path, format: Option<Format>) -> Result<DbInfo, DbError> {
+    let source = read_source(path, format)?;
+    let db = compile(vec![source]);
+    let info = source_info(&db.sources[0], SystemTime::now())?;
+    Ok(summarise(vec![info], &db))
+}
+
+fn summarise(sources: Vec<SourceInfo>, db: &CompiledDb) -> DbInfo {
+    let warnings = sources
+        .iter()
+        .filter_map(|s| {
+            let age = s.age_days?;
+            (age > STALE_AFTER_DAYS).then(|| {
+                format!(
+                    "{} is {age} days old (built {}, {}); country assignments change daily: \
+                     fetch a fresh one with `geofilter db update`",
+                    s.source,
+                    s.built.as_deref().unwrap_or("?"),
+                    s.built_from,
+                )
+            })
+        })
+        .collect();
+    DbInfo {
+        sources,
+        prefixes_v4: db.v4.len(),
+        prefixes_v6: db.v6.len(),
+        countries: db.countries().into_iter().map(code_str).collect(),
+        warnings,
+    }
+}
+
+fn source_info(s: &SourceSummary, now: SystemTime) -> Result<SourceInfo, DbError> {
+    let (built, built_from) = match s.format {
+        Format::Mmdb => (mmdb_build_time(&s.path)?, "mmdb build_epoch"),
+        _ => (
+            std::fs::metadata(&s.path)
+                .and_then(|m| m.modified())
+                .map_err(|source| DbError::Io {
+                    op: "stat",
+                    path: s.path.clone(),
+                    source,
+                })?,
+            "file mtime",
+        ),
+    };
+    Ok(SourceInfo {
+        source: s.path.display().to_string(),
+        format: s.format,
+        version: None,
+        built: Some(format_date(built)),
+        built_from,
+        age_days: age_days(now, built),
+        licence: None,
+        ranges_v4: s.ranges_v4,
+        ranges_v6: s.ranges_v6,
+    })
+}
+
+/// The `build_epoch` in an MMDB file's metadata.
+fn mmdb_build_time(path: &Path) -> Result<SystemTime, DbError> {
+    let reader =
+        maxminddb::Reader::from_source(text::read_all(path)?).map_err(|source| DbError::Mmdb {
+            path: path.to_owned(),
+            source,
+        })?;
+    Ok(UNIX_EPOCH + Duration::from_secs(reader.metadata().build_epoch))
+}
+
+fn age_days(now: SystemTime, built: SystemTime) -> Option<u64> {
+    // A build date in the future (clock skew) counts as new.
+    Some(
+        now.duration_since(built)
+            .map_or(0, |d| d.as_secs() / 86_400),
+    )
+}
+
+/// `YYYY-MM-DD` (UTC) of a time.
+pub fn format_date(t: SystemTime) -> String {
+    let days = match t.duration_since(UNIX_EPOCH) {
+        Ok(d) => (d.as_secs() / 86_400) as i64,
+        Err(e) => -(e.duration().as_secs().div_ceil(86_400) as i64),
+    };
+    let (y, m, d) = civil_from_days(days);
+    format!("{y:04}-{m:02}-{d:02}")
+}
+
+/// Midnight UTC of a `YYYY-MM-DD` date.
+pub fn parse_date(s: &str) -> Option<SystemTime> {
+    let mut parts = s.splitn(3, '-');
+    let y: i64 = parts.next()?.parse().ok()?;
+    let m: u32 = parts.next()?.parse().ok()?;
+    let d: u32 = parts.next()?.parse().ok()?;
+    if !(1..=12).contains(&m) || !(1..=31).contains(&d) {
+        return None;
+    }
+    let days = days_from_civil(y, m, d);
+    u64::try_from(days)
+        .ok()
+        .map(|days| UNIX_EPOCH + Duration::from_secs(days * 86_400))
+}
+
+// Howard Hinnant's algorithms for the proleptic Gregorian calendar
+// (<https://howardhinnant.github.io/date_algorithms.html>), so dates need no extra crate.
+
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    (y, m, d)
+}
+
+fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y.rem_euclid(400);
+    let mp = i64::from(if m > 2 { m - 3 } else { m + 9 });
+    let doy = (153 * mp + 2) / 5 + i64::from(d) - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{super::tests::testdata, *};
+
+    #[test]
+    fn dates_round_trip() {
+        for (s, days) in [
+            ("1970-01-01", 0),
+            ("2000-02-29", 11_016),
+            ("2026-06-17", 20_621),
+        ] {
+            let t = parse_date(s).unwrap();
+            assert_eq!(
+                t.duration_since(UNIX_EPOCH).unwrap().as_secs(),
+                days * 86_400
+            );
+            assert_eq!(format_date(t), s);
+        }
+        assert_eq!(parse_date("2026-13-01"), None);
+        assert_eq!(parse_date("yesterday"), None);
+        for days in [0i64, 1, 59, 365, 10_000, 20_000, 30_000] {
+            let (y, m, d) = civil_from_days(days);
+            assert_eq!(days_from_civil(y, m, d), days);
+        }
+    }
+
+    #[test]
+    fn describes_files_and_the_embedded_database() {
+        let slice = testdata("geo-whois-asn-country/geo-whois-asn-country-ipv4.slice.csv");
+        let mmdb = testdata("iptoasn-country/iptoasn-country-ipv4.mmdb");
+        let info = describe(&[slice.clone(), mmdb], None).unwrap();
+        assert_eq!(info.sources.len(), 2);
+        assert_eq!(info.sources[0].built_from, "file mtime");
+        assert_eq!(info.sources[0].ranges_v4, 3000);
+        assert_eq!(info.sources[1].format, Format::Mmdb);
+        assert_eq!(info.sources[1].built_from, "mmdb build_epoch");
+        assert!(info.prefixes_v4 > 100_000 && info.prefixes_v6 == 0);
+        assert!(info.countries.iter().any(|c| c == "DE"));
+
+        let embedded = describe(&[], None).unwrap();
+        let s = &embedded.sources[0];
+        assert_eq!(s.format, Format::Embedded);
+        assert!(
+            s.source.starts_with("embedded geo-whois-asn-country 20"),
+            "{}",
+            s.source
+        );
+        assert!(s.version.is_some());
+        // The embedded data is frozen at build time; by the time anyone runs this it is stale,
+        // and saying so is the point.
+        let stale = s.age_days.unwrap() > STALE_AFTER_DAYS;
+        assert_eq!(!embedded.warnings.is_empty(), stale);
+
+        let one = check(&slice, None).unwrap();
+        assert_eq!(one.sources[0].ranges_v4, 3000);
+        assert!(check(&testdata("README.md"), None).is_err());
+    }
+}
