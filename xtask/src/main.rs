@@ -1,4 +1,4 @@
-//! geofilter's developer tasks: `cargo xtask <setup|build|run|test>`.
+//! geofilter's developer tasks: `cargo xtask <setup|build|run|test|fuzz|bench>`.
 //!
 //! Every task that needs the eBPF toolchain runs `setup` first, so a fresh clone needs nothing
 //! installed by hand: the nightly toolchain and a `bpf-linker` built against its LLVM are
@@ -6,6 +6,7 @@
 
 mod build;
 mod cmd;
+mod fuzz;
 mod run;
 mod setup;
 mod test;
@@ -31,6 +32,8 @@ enum Task {
     /// Run every test tier: host unit tests, packet tables through BPF_PROG_TEST_RUN, and
     /// end-to-end tests in network namespaces (the last two need root).
     Test(test::Options),
+    /// Run the cargo-fuzz targets (database readers, control protocol) for a time budget each.
+    Fuzz(fuzz::Options),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -39,5 +42,6 @@ fn main() -> anyhow::Result<()> {
         Task::Build(opts) => build::build(&opts).map(drop),
         Task::Run(opts) => run::run(opts),
         Task::Test(opts) => test::test(&opts),
+        Task::Fuzz(opts) => fuzz::fuzz(&opts),
     }
 }

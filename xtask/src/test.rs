@@ -4,6 +4,8 @@
 //! 2. packet tables: crafted frames through the loaded program with BPF_PROG_TEST_RUN (root);
 //! 3. end-to-end: the real daemon on a veth pair between two fresh network namespaces (root).
 //!
+//! Then every cargo-fuzz target runs briefly (`fuzz/`, see `cargo xtask fuzz`).
+//!
 //! Tiers 2 and 3 live in the `geofilter-tests` crate. When not root they run through `sudo -E`
 //! (cargo's target runner), so cargo itself never runs as root.
 
@@ -12,7 +14,7 @@ use std::{env, process::Command};
 use anyhow::bail;
 use clap::Args;
 
-use crate::{build, cmd, setup};
+use crate::{build, cmd, fuzz, setup};
 
 #[derive(Args)]
 pub struct Options {
@@ -86,6 +88,11 @@ pub fn test(opts: &Options) -> anyhow::Result<()> {
         }
         cmd::run_tests(&mut privileged, &mut totals)?;
     }
+    // Parsers under libFuzzer, briefly (long with --long): every database reader and the control
+    // protocol decoder, from the committed seeds.
+    eprintln!("xtask: fuzz smoke: every cargo-fuzz target");
+    let seconds = if opts.long { 300 } else { 10 };
+    fuzz::fuzz(&fuzz::Options { seconds, targets: Vec::new() })?;
     eprintln!("xtask: all tiers passed");
     println!(
         "{} passed, {} failed, {} skipped",

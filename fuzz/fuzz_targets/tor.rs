@@ -1,0 +1,10 @@
+#![no_main]
+//! Fuzzes the tor reader: no input may panic it, and what it accepts compiles exactly.
+
+#[path = "common.rs"]
+mod common;
+
+use geofilter_daemon::geoip::Format;
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| common::read_and_check("geoip", data, Format::Tor));
