@@ -314,7 +314,16 @@ fn lockout_protection_refuses_to_drop_the_callers_session() {
         "nothing applied"
     );
     // Allow-only without the caller's country is a lockout too.
-    assert!(!as_ssh(&["policy", "allow-only"]).status.success());
+    let out = as_ssh(&["policy", "allow-only"]);
+    assert!(
+        !out.status.success(),
+        "allow-only without the caller's country was accepted"
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("refused"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     // With the caller excepted, the same change goes through.
     assert!(as_ssh(&["except", "add", RU_V4]).status.success());
     assert!(as_ssh(&["block", "RU"]).status.success());

@@ -146,21 +146,21 @@ pub struct StatsArgs {
 pub struct PolicyArgs {
     #[command(subcommand)]
     pub command: PolicyCommand,
-    #[command(flatten)]
-    pub change: ChangeArgs,
 }
 
 #[derive(Subcommand, Clone, Debug)]
 pub enum PolicyCommand {
     /// Drop the listed countries, pass the rest (the default).
-    Deny,
+    Deny(ChangeArgs),
     /// Pass only the listed countries (and pass-exceptions), drop the rest. Check
     /// `policy unknown` too: addresses no database places are dropped only if it says drop.
-    AllowOnly,
+    AllowOnly(ChangeArgs),
     /// What to do with addresses no database places.
     Unknown {
         #[arg(value_enum)]
         action: UnknownAction,
+        #[command(flatten)]
+        change: ChangeArgs,
     },
 }
 

@@ -26,16 +26,20 @@ pub fn main(cli: Cli) -> anyhow::Result<()> {
                 countries: args.countries,
             },
         ),
-        Command::Policy(args) => {
-            let change = match args.command {
-                PolicyCommand::Deny => Change::Mode { mode: Mode::Deny },
-                PolicyCommand::AllowOnly => Change::Mode {
+        Command::Policy(args) => match args.command {
+            PolicyCommand::Deny(change) => {
+                client::change(&change, Change::Mode { mode: Mode::Deny })
+            }
+            PolicyCommand::AllowOnly(change) => client::change(
+                &change,
+                Change::Mode {
                     mode: Mode::AllowOnly,
                 },
-                PolicyCommand::Unknown { action } => Change::Unknown { action },
-            };
-            client::change(&args.change, change)
-        }
+            ),
+            PolicyCommand::Unknown { action, change } => {
+                client::change(&change, Change::Unknown { action })
+            }
+        },
         Command::Monitor(args) => client::change(
             &args.change,
             Change::Monitor {

@@ -1,0 +1,296 @@
+//! Tier 3, torture: the daemon killed at random points of changes and reloads, a hundred CLI
+//! clients at once, and restarts under traffic. `GEOFILTER_LONG=1` repeats more.
+
+use std::{
+    collections::BTreeSet,
+    net::IpAddr,
+    time::{Duration, Instant},
+};
+
+use geofilter_tests::{
+    netns::{SERVER_V4, SERVER_V6},
+    scenario::{DE_V4, DE_V6, RU_V4, RU_V6, Scene, TempDir, ip, server_for},
+    traffic::{StampedSender, StampedSink},
+};
+
+fn long() -> bool {
+    std::env::var_os("GEOFILTER_LONG").is_some()
+}
+
+/// splitmix64 for kill delays.
+fn next(seed: &mut u64) -> u64 {
+    *seed = seed.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    let mut z = *seed;
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+/// The verdict the live program gives an address, by `why` (a probe of the loaded program).
+fn kernel_verdict(scene: &Scene, addr: &str) -> String {
+    let out = scene.daemon.ok(&["why", "--json", addr]);
+    let v: serde_json::Value = serde_json::from_str(out.trim()).expect("why JSON");
+    v["verdict"].as_str().expect("verdict").to_owned()
+}
+
+#[test]
+fn sigkill_at_random_points_of_changes_and_reloads() {
+    let mut scene = Scene::new(&[], &["--block", "RU"]);
+    let args = scene.run_args();
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let other = TempDir::new();
+    let moved = other.0.join("moved.csv");
+    // The RU ranges placed in NL: reloading this unblocks RU_V4 without touching the policy.
+    std::fs::write(
+        &moved,
+        "5.45.192.0,5.45.255.255,NL\n2a02:6b8::,2a02:6b8:ffff:ffff:ffff:ffff:ffff:ffff,NL\n",
+    )
+    .unwrap();
+    let mut seed = 0x5eed_u64 ^ std::process::id() as u64;
+    let rounds = if long() { 100 } else { 20 };
+    for round in 0..rounds {
+        // A change in flight: block/unblock DE, add/remove an exception, or reload a database.
+        let verb: Vec<String> = match round % 4 {
+            0 => vec!["block".into(), "DE".into()],
+            1 => vec!["unblock".into(), "DE".into()],
+            2 => vec!["except".into(), "add".into(), format!("198.51.100.{round}")],
+            _ => {
+                let db = if round % 8 == 3 {
+                    moved.display().to_string()
+                } else {
+                    scene.db_dir.0.join("v4.csv").display().to_string()
+                };
+                vec![
+                    "db".into(),
+                    "reload".into(),
+                    "--db".into(),
+                    db,
+                    "--db".into(),
+                    scene.db_dir.0.join("v6.csv").display().to_string(),
+                ]
+            }
+        };
+        let verb: Vec<&str> = verb.iter().map(String::as_str).collect();
+        let mut client = scene.daemon.cli_command(&verb).spawn().expect("CLI");
+        std::thread::sleep(Duration::from_micros(next(&mut seed) % 20_000));
+        scene.daemon.kill();
+        let committed = client.wait().expect("CLI exit").success();
+        scene.daemon.restart(&args);
+        // What the daemon believes and what the kernel does must agree, whatever the kill hit.
+        let status = scene.daemon.cli_json(&["status"]);
+        let countries: BTreeSet<String> = status["policy"]["countries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c.as_str().unwrap().to_owned())
+            .collect();
+        assert!(
+            countries.contains("RU"),
+            "round {round}: RU stays blocked: {status}"
+        );
+        let de_blocked = countries.contains("DE");
+        assert_eq!(
+            kernel_verdict(&scene, DE_V4) == "drop",
+            de_blocked,
+            "round {round}: DE in the kernel vs {status}"
+        );
+        let ru_placed_in_ru = status["database"]["paths"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p.as_str().unwrap().ends_with("v4.csv"))
+            || status["database"]["paths"].as_array().unwrap().is_empty();
+        assert_eq!(
+            kernel_verdict(&scene, RU_V4) == "drop",
+            ru_placed_in_ru,
+            "round {round}: RU_V4 in the kernel vs {status}"
+        );
+        if committed {
+            // A change the CLI saw succeed survives the kill.
+            match round % 4 {
+                0 => assert!(de_blocked, "round {round}: committed block lost"),
+                1 => assert!(!de_blocked, "round {round}: committed unblock lost"),
+                2 => assert!(
+                    status["policy"]["exceptions"]
+                        .get(format!("198.51.100.{round}/32"))
+                        .is_some(),
+                    "round {round}: committed exception lost"
+                ),
+                _ => {}
+            }
+        }
+        let root = scene.daemon.pin_root().unwrap().to_path_buf();
+        let mut pins: Vec<String> = walk(&root);
+        pins.sort();
+        let expected_links = [format!("links/{}", scene.pair.server_if)];
+        assert!(
+            pins.iter()
+                .all(|p| p == "prog" || p.starts_with("maps/GF_") || expected_links.contains(p)),
+            "round {round}: unexpected pins {pins:?}"
+        );
+    }
+    let root = scene.daemon.pin_root().unwrap().to_path_buf();
+    scene.daemon.ok(&["unload"]);
+    assert!(scene.daemon.wait_exit().success());
+    assert!(!root.exists(), "pins left after unload: {:?}", walk(&root));
+}
+
+fn walk(root: &std::path::Path) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                stack.push(path);
+            } else {
+                out.push(path.strip_prefix(root).unwrap().display().to_string());
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn a_hundred_concurrent_clients_lose_nothing() {
+    let scene = Scene::new(&[], &[]);
+    let codes: Vec<String> = [
+        "AD", "AE", "AF", "AG", "AL", "AM", "AO", "AR", "AT", "AU", "AZ", "BA", "BB", "BD", "BE",
+        "BF", "BG", "BH", "BI", "BJ", "BN", "BO", "BR", "BS", "BT", "BW", "BY", "BZ", "CA", "CD",
+        "CF", "CG", "CH", "CI", "CL", "CM", "CN", "CO", "CR", "CU", "CV", "CY", "CZ", "DE", "DJ",
+        "DK", "DM", "DO", "DZ", "EC",
+    ]
+    .iter()
+    .map(|s| (*s).to_owned())
+    .collect();
+    let started = Instant::now();
+    let children: Vec<(String, std::process::Child)> = (0..100)
+        .map(|i| {
+            let args: Vec<String> = if i % 2 == 0 {
+                vec!["block".into(), codes[i / 2].clone()]
+            } else {
+                vec![
+                    "except".into(),
+                    "add".into(),
+                    format!("10.{}.0.0/16", i),
+                    format!("2001:db8:{i:x}::/48"),
+                ]
+            };
+            let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+            (
+                args.join(" "),
+                scene
+                    .daemon
+                    .cli_command(&refs)
+                    .stdout(std::process::Stdio::null())
+                    .spawn()
+                    .expect("CLI"),
+            )
+        })
+        .collect();
+    for (what, mut child) in children {
+        let out = child.wait().expect("CLI");
+        assert!(
+            out.success(),
+            "`geofilter {what}` failed\n{}",
+            scene.daemon.log()
+        );
+    }
+    eprintln!("100 concurrent changes applied in {:?}", started.elapsed());
+    let status = scene.daemon.cli_json(&["status"]);
+    let countries: BTreeSet<&str> = status["policy"]["countries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c.as_str().unwrap())
+        .collect();
+    assert_eq!(
+        countries,
+        codes.iter().map(String::as_str).collect(),
+        "every block landed"
+    );
+    let exceptions = status["policy"]["exceptions"].as_object().unwrap();
+    assert_eq!(
+        exceptions.len(),
+        100,
+        "every exception landed: {exceptions:?}"
+    );
+    // And the kernel holds them: an address in each exception passes even under allow-only.
+    scene.daemon.ok(&["policy", "allow-only"]);
+    for i in (1..100).step_by(2) {
+        assert_eq!(
+            kernel_verdict(&scene, &format!("10.{i}.1.1")),
+            "pass",
+            "exception 10.{i}.0.0/16"
+        );
+        assert_eq!(
+            kernel_verdict(&scene, &format!("2001:db8:{i:x}::1")),
+            "pass",
+            "exception 2001:db8:{i:x}::/48"
+        );
+    }
+    assert_eq!(
+        kernel_verdict(&scene, "10.200.1.1"),
+        "pass",
+        "unknown passes by default"
+    );
+    scene.daemon.ok(&["policy", "unknown", "drop"]);
+    assert_eq!(
+        kernel_verdict(&scene, "10.200.1.1"),
+        "drop",
+        "not excepted, unknown: dropped"
+    );
+}
+
+#[test]
+fn graceful_restarts_with_keep_under_traffic_mishandle_nothing() {
+    let sources = [RU_V4, RU_V6, DE_V4, DE_V6];
+    let mut scene = Scene::new(&sources, &["--block", "RU", "--keep"]);
+    let mut args = scene.run_args();
+    args.push("--keep".into());
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let sink = StampedSink::bind(&scene.pair.server, &[ip(SERVER_V4), ip(SERVER_V6)]);
+    let senders: Vec<(IpAddr, StampedSender)> = sources
+        .iter()
+        .map(|s| {
+            (
+                ip(s),
+                StampedSender::start(
+                    &scene.pair.client,
+                    ip(s),
+                    server_for(s),
+                    Duration::from_micros(500),
+                ),
+            )
+        })
+        .collect();
+    for _ in 0..if long() { 20 } else { 5 } {
+        std::thread::sleep(Duration::from_millis(100));
+        assert!(
+            scene.daemon.stop().success(),
+            "clean stop\n{}",
+            scene.daemon.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+        scene.daemon.restart(&args);
+    }
+    std::thread::sleep(Duration::from_millis(100));
+    let sent: Vec<(IpAddr, Vec<u64>)> = senders.into_iter().map(|(a, s)| (a, s.stop())).collect();
+    let got = sink.finish(Duration::from_millis(300));
+    for (addr, stamps) in sent {
+        let arrived = got.iter().filter(|(a, _)| *a == addr).count();
+        if addr == ip(RU_V4) || addr == ip(RU_V6) {
+            assert_eq!(arrived, 0, "{addr}: blocked source got through a restart");
+        } else {
+            assert_eq!(
+                arrived,
+                stamps.len(),
+                "{addr}: allowed source lost datagrams across restarts"
+            );
+        }
+    }
+    assert!(
+        scene.daemon.log().contains("(--keep)"),
+        "stopped with --keep"
+    );
+}
