@@ -56,6 +56,31 @@ impl Netns {
         sh("ip", &all)
     }
 
+    /// `ip <args>` in this network namespace but the caller's mount namespace (`ip -n` remounts
+    /// /sys, which hides the host's bpffs and its pins).
+    pub fn ip_keeping_mounts(&self, args: &[&str]) -> Output {
+        let netns = File::open(format!("/run/netns/{}", self.name)).expect("netns file");
+        let mut command = Command::new("ip");
+        command.args(args);
+        // SAFETY: setns is async-signal-safe; the fd stays open until after the fork.
+        unsafe {
+            std::os::unix::process::CommandExt::pre_exec(&mut command, move || {
+                if libc::setns(netns.as_raw_fd(), libc::CLONE_NEWNET) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let out = command.output().expect("running ip");
+        assert!(
+            out.status.success(),
+            "ip {} failed: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out
+    }
+
     /// A command run inside the namespace (`ip netns exec`).
     pub fn command(&self, program: &str) -> Command {
         let mut c = Command::new("ip");

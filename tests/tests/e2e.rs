@@ -364,3 +364,146 @@ fn why_answers_from_the_live_program_for_many_addresses() {
     }
     assert_eq!(n, addrs.len());
 }
+
+#[test]
+fn auto_mode_falls_back_to_skb_loudly_where_native_xdp_is_missing() {
+    require_root();
+    let ns = geofilter_tests::netns::Netns::new("gfd");
+    // A bridge device has no native XDP support (no ndo_bpf).
+    ns.ip(&["link", "add", "gfdummy0", "type", "bridge"]);
+    ns.ip(&["link", "set", "gfdummy0", "up"]);
+    let dir = TempDir::new();
+    let (v4, v6) = write_db(&dir.0);
+    let db = ["--db", v4.to_str().unwrap(), "--db", v6.to_str().unwrap()];
+    let daemon = Daemon::start(
+        &ns,
+        &[&["--iface", "gfdummy0", "--block", "RU"], &db[..]].concat(),
+    );
+    assert_eq!(
+        daemon.cli_json(&["status"])["interfaces"][0]["xdp_mode"],
+        "skb"
+    );
+    assert!(
+        daemon.log().contains("NATIVE XDP IS NOT AVAILABLE"),
+        "loud warning:\n{}",
+        daemon.log()
+    );
+    drop(daemon);
+    // Asking for native explicitly fails, naming the interface.
+    let out = ns
+        .command(geofilter_tests::daemon::binary().to_str().unwrap())
+        .args([
+            "run",
+            "--iface",
+            "gfdummy0",
+            "--xdp-mode",
+            "native",
+            "--state-file",
+        ])
+        .arg(dir.0.join("state.json"))
+        .args(db)
+        .env("GEOFILTER_PIN_ROOT", "/sys/fs/bpf/geofilter-native-refused")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("gfdummy0"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn a_foreign_xdp_program_is_not_replaced_without_force() {
+    let mut first = Scene::new(&[RU_V4, DE_V4], &["--block", "DE", "--keep"]);
+    let iface = first.pair.server_if.clone();
+    let root = first.daemon.pin_root().unwrap().to_path_buf();
+    assert!(first.daemon.stop().success());
+    // Another geofilter's link: refused, and --force cannot remove a link it does not hold.
+    let args: Vec<String> = first.run_args();
+    let mut second_args: Vec<&str> = args.iter().map(String::as_str).collect();
+    second_args.extend(["--block", "RU"]);
+    let try_second = |extra: &[&str]| {
+        let pin = "/sys/fs/bpf/geofilter-second";
+        let out = first
+            .pair
+            .server
+            .command(geofilter_tests::daemon::binary().to_str().unwrap())
+            .arg("run")
+            .args(&second_args)
+            .args(extra)
+            .args([
+                "--socket",
+                "/tmp/geofilter-second.sock",
+                "--state-file",
+                "/tmp/geofilter-second.json",
+            ])
+            .env("GEOFILTER_PIN_ROOT", pin)
+            .output()
+            .unwrap();
+        let _ = std::fs::remove_dir_all(pin);
+        let _ = std::fs::remove_file("/tmp/geofilter-second.json");
+        out
+    };
+    let out = try_second(&[]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("did not attach") && err.contains("--force"),
+        "{err}"
+    );
+    let out = try_second(&["--force"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("another process's BPF link"),
+        "{err}"
+    );
+
+    // A program attached with `ip link` (netlink, no BPF link): refused, then replaced by --force.
+    std::fs::remove_file(root.join("links").join(&iface)).unwrap();
+    // `ip -n` would remount /sys (and hide our bpffs): enter only the network namespace.
+    first.pair.server.ip_keeping_mounts(&[
+        "link",
+        "set",
+        "dev",
+        &iface,
+        "xdpgeneric",
+        "pinned",
+        root.join("prog").to_str().unwrap(),
+    ]);
+    let out = try_second(&[]);
+    assert!(
+        !out.status.success(),
+        "replaced a foreign program without --force"
+    );
+    let link = first.pair.server.ip(&["link", "show", "dev", &iface]);
+    assert!(
+        String::from_utf8_lossy(&link.stdout).contains("xdpgeneric"),
+        "the foreign program is still there"
+    );
+    // With --force the new daemon takes over (and, started without --keep, leaves nothing when
+    // it exits: the stop is part of try_second's process end via SIGTERM-less exit below).
+    let mut forced = Daemon::start(
+        &first.pair.server,
+        &[&second_args[..], &["--force"]].concat(),
+    );
+    assert!(
+        forced.log().contains("replacing the XDP program"),
+        "{}",
+        forced.log()
+    );
+    let sink = geofilter_tests::traffic::UdpSink::bind(&first.pair.server, &[ip(SERVER_V4)]);
+    send_udp(&first.pair.client, ip(RU_V4), ip(SERVER_V4), 20);
+    send_udp(&first.pair.client, ip(DE_V4), ip(SERVER_V4), 20);
+    let got = sink.collect(Duration::from_millis(300));
+    assert_eq!(
+        got.get(&ip(RU_V4)),
+        None,
+        "the new policy (block RU) is in force"
+    );
+    assert_eq!(
+        got.get(&ip(DE_V4)),
+        Some(&20),
+        "the old policy (block DE) is gone"
+    );
+    assert!(forced.stop().success());
+}

@@ -86,6 +86,11 @@ pub struct RunArgs {
     /// Where the desired state is saved after every change and restored from at start-up.
     #[arg(long, default_value = paths::STATE_FILE)]
     pub state_file: PathBuf,
+    /// Replace an XDP program another tool attached to an interface (`ip link`, xdp-loader).
+    /// Without it, such an interface is refused. Programs held by another process's BPF link
+    /// cannot be replaced either way.
+    #[arg(long)]
+    pub force: bool,
     /// On exit, leave the filter attached and pinned (for restarts and upgrades: the next
     /// `geofilter run` adopts it without a gap). Without it, exiting detaches and unpins.
     #[arg(long)]

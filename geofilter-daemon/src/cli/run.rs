@@ -100,7 +100,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
     let mut attachments = Vec::new();
     for iface in &saved.interfaces {
         let attachment = datapath
-            .attach(iface, saved.xdp_mode, &layout)
+            .attach(iface, saved.xdp_mode, &layout, args.force)
             .inspect_err(|_| {
                 if fresh {
                     for a in attachments.drain(..) {

@@ -84,6 +84,47 @@ pub(super) fn prepare_pin_dirs(layout: &PinLayout) -> Result<bool, DatapathError
     Ok(true)
 }
 
+fn is_busy(e: &aya::programs::ProgramError) -> bool {
+    matches!(e, aya::programs::ProgramError::SyscallError(s) if s.io_error.raw_os_error() == Some(libc::EBUSY))
+}
+
+/// Attaches in the chosen mode; `auto` falls back to generic mode, loudly, only where the driver
+/// has no native XDP (a busy interface is not a reason to fall back).
+fn attach_in_mode(
+    program: &mut Xdp,
+    iface: &str,
+    mode: XdpModeChoice,
+) -> Result<(aya::programs::xdp::XdpLinkId, XdpModeChoice), aya::programs::ProgramError> {
+    match mode {
+        XdpModeChoice::Native => Ok((program.attach(iface, XdpMode::Driver)?, mode)),
+        XdpModeChoice::Skb => Ok((program.attach(iface, XdpMode::Skb)?, mode)),
+        XdpModeChoice::Auto => match program.attach(iface, XdpMode::Driver) {
+            Ok(id) => Ok((id, XdpModeChoice::Native)),
+            Err(e) if is_busy(&e) => Err(e),
+            Err(native_err) => {
+                warn!(
+                    %iface, error = %native_err,
+                    "NATIVE XDP IS NOT AVAILABLE on this interface; falling back to generic \
+                     (skb) mode, which filters correctly but much more slowly"
+                );
+                Ok((program.attach(iface, XdpMode::Skb)?, XdpModeChoice::Skb))
+            }
+        },
+    }
+}
+
+/// Detaches a program attached through netlink (`ip link ... xdp`, xdp-loader without a
+/// dispatcher link) in every mode, with iproute2. A program held by another process's BPF link
+/// cannot be removed this way; the retried attach then reports it.
+fn remove_netlink_program(iface: &str) {
+    for mode in ["xdpgeneric", "xdpdrv", "xdpoffload"] {
+        let _ = std::process::Command::new("ip")
+            .args(["link", "set", "dev", iface, mode, "off"])
+            .stderr(std::process::Stdio::null())
+            .status();
+    }
+}
+
 /// Pins the program, replacing an earlier daemon's program pin (its links keep running the old
 /// program until [`Datapath::attach`] swaps this one in).
 pub(super) fn pin_program(program: &mut Xdp, layout: &PinLayout) -> Result<(), DatapathError> {
@@ -105,6 +146,7 @@ impl Datapath {
         iface: &str,
         mode: XdpModeChoice,
         layout: &PinLayout,
+        force: bool,
     ) -> Result<Attachment, DatapathError> {
         let attach_err = |source| DatapathError::Attach {
             iface: iface.to_owned(),
@@ -115,29 +157,30 @@ impl Datapath {
             return self.take_over(iface, &path);
         }
         let program = self.program_mut();
-        let (link_id, used) = match mode {
-            XdpModeChoice::Native => (
-                program.attach(iface, XdpMode::Driver).map_err(attach_err)?,
-                mode,
-            ),
-            XdpModeChoice::Skb => (
-                program.attach(iface, XdpMode::Skb).map_err(attach_err)?,
-                mode,
-            ),
-            XdpModeChoice::Auto => match program.attach(iface, XdpMode::Driver) {
-                Ok(id) => (id, XdpModeChoice::Native),
-                Err(native_err) => {
-                    warn!(
-                        %iface, error = %native_err,
-                        "NATIVE XDP IS NOT AVAILABLE on this interface; falling back to generic \
-                         (skb) mode, which filters correctly but much more slowly"
-                    );
-                    (
-                        program.attach(iface, XdpMode::Skb).map_err(attach_err)?,
-                        XdpModeChoice::Skb,
-                    )
-                }
-            },
+        let (link_id, used) = match attach_in_mode(program, iface, mode) {
+            // The kernel refuses a link where another program is attached (dev_xdp_attach:
+            // EBUSY). Replacing someone else's filter silently would be worse than failing.
+            Err(e) if is_busy(&e) && !force => {
+                return Err(DatapathError::Foreign {
+                    iface: iface.to_owned(),
+                    forced: false,
+                });
+            }
+            Err(e) if is_busy(&e) => {
+                warn!(%iface, "replacing the XDP program another tool attached (--force)");
+                remove_netlink_program(iface);
+                attach_in_mode(program, iface, mode).map_err(|e| {
+                    if is_busy(&e) {
+                        DatapathError::Foreign {
+                            iface: iface.to_owned(),
+                            forced: true,
+                        }
+                    } else {
+                        attach_err(e)
+                    }
+                })?
+            }
+            other => other.map_err(attach_err)?,
         };
         let link = program.take_link(link_id).map_err(attach_err)?;
         let fd_link = FdLink::try_from(link).map_err(|source| DatapathError::Link {

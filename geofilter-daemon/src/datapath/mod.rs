@@ -66,8 +66,29 @@ pub enum DatapathError {
          it cannot be adopted. Run `geofilter unload` (this detaches the old filter) and start again"
     )]
     Schema { found: u32 },
+    #[error(
+        "interface {iface} already has an XDP program that this geofilter did not attach \
+         (see `ip link show dev {iface}`); {}",
+        if *forced {
+            "it is held by another process's BPF link (another geofilter with a different pin \
+             root, a libxdp dispatcher, ...), which --force cannot remove: stop that process or \
+             remove its pinned link"
+        } else {
+            "refusing to replace it. `geofilter run --force` replaces a program attached with \
+             `ip link` or xdp-loader; see README \"Other XDP programs\""
+        }
+    )]
+    Foreign { iface: String, forced: bool },
     #[error("why probe: {0}")]
     Probe(String),
+    #[error("compiling table {name}: {source}")]
+    Table {
+        name: &'static str,
+        #[source]
+        source: stride::BuildError,
+    },
+    #[error("pinned map {name} cannot be adopted: {detail}")]
+    BadPin { name: &'static str, detail: String },
     #[error("{what} {path}: {source}")]
     Pin {
         what: &'static str,
