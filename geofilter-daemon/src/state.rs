@@ -31,6 +31,9 @@ pub struct SavedState {
     pub db_format: Option<String>,
     #[serde(default)]
     pub policy: DesiredPolicy,
+    /// The XDP mode each interface actually got (an adopted link does not say).
+    #[serde(default)]
+    pub attached: std::collections::BTreeMap<String, XdpModeChoice>,
 }
 
 fn version() -> u32 {
@@ -46,6 +49,7 @@ impl Default for SavedState {
             dbs: Vec::new(),
             db_format: None,
             policy: DesiredPolicy::default(),
+            attached: Default::default(),
         }
     }
 }

@@ -10,7 +10,7 @@ use super::args::RunArgs;
 use crate::{
     control::server::ControlSocket,
     daemon::{Daemon, State, parse_countries},
-    datapath::{Datapath, bpffs},
+    datapath::{Datapath, XdpModeChoice, bpffs},
     geoip::{self, Format},
     paths::{self, PinLayout},
     state::{self, SavedState},
@@ -59,7 +59,7 @@ fn initial_state(args: &RunArgs) -> anyhow::Result<SavedState> {
 pub fn run(args: RunArgs) -> anyhow::Result<()> {
     // Everything that can be checked before touching the kernel is checked first, so bad input
     // never leaves a half-configured filter behind.
-    let saved = initial_state(&args)?;
+    let mut saved = initial_state(&args)?;
     let format = saved
         .db_format
         .as_deref()
@@ -108,6 +108,20 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
                     }
                 }
             })?;
+        let mut attachment = attachment;
+        match attachment.mode {
+            // Adopted: the link does not say in which mode it was attached; the state does.
+            XdpModeChoice::Auto => {
+                attachment.mode = saved
+                    .attached
+                    .get(iface)
+                    .copied()
+                    .unwrap_or(XdpModeChoice::Auto);
+            }
+            mode => {
+                saved.attached.insert(iface.clone(), mode);
+            }
+        }
         info!(iface = %attachment.iface, mode = ?attachment.mode, "attached");
         attachments.push(attachment);
     }
