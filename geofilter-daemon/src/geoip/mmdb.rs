@@ -149,11 +149,12 @@ fn record_code<'a, S: AsRef<[u8]>>(
 
 /// A minimal MMDB writer for test fixtures (search tree with 24-bit records, maps, strings and
 /// integers); just enough of <https://maxmind.github.io/MaxMind-DB/> to build the layouts the
-/// reader must handle.
-#[cfg(test)]
-pub(crate) mod writer {
+/// reader must handle. Public (hidden) for the privileged exactness tests, which write MMDB
+/// files from real data; not meant for production files.
+#[doc(hidden)]
+pub mod writer {
     #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-    pub(crate) enum Rec {
+    pub enum Rec {
         Empty,
         Node(usize),
         /// Offset into the data section.
@@ -161,7 +162,7 @@ pub(crate) mod writer {
     }
 
     /// A value in the data section.
-    pub(crate) enum V<'a> {
+    pub enum V<'a> {
         S(&'a str),
         U16(u16),
         U32(u32),
@@ -170,14 +171,14 @@ pub(crate) mod writer {
         A(Vec<V<'a>>),
     }
 
-    pub(crate) struct Writer {
+    pub struct Writer {
         ip_version: u16,
         nodes: Vec<[Rec; 2]>,
         data: Vec<u8>,
     }
 
     impl Writer {
-        pub(crate) fn new(ip_version: u16) -> Self {
+        pub fn new(ip_version: u16) -> Self {
             Self {
                 ip_version,
                 nodes: vec![[Rec::Empty; 2]],
@@ -190,14 +191,14 @@ pub(crate) mod writer {
         }
 
         /// Stores a value in the data section; the record to point networks at.
-        pub(crate) fn value(&mut self, v: &V) -> Rec {
+        pub fn value(&mut self, v: &V) -> Rec {
             let at = self.data.len();
             encode(v, &mut self.data);
             Rec::Data(at)
         }
 
         /// Points `addr/len` (within the tree's width) at `rec`, creating nodes on the way.
-        pub(crate) fn insert(&mut self, addr: u128, len: u32, rec: Rec) {
+        pub fn insert(&mut self, addr: u128, len: u32, rec: Rec) {
             assert!(len >= 1, "the root is not a record");
             let bits = self.bits();
             let mut node = 0;
@@ -219,7 +220,7 @@ pub(crate) mod writer {
         }
 
         /// The node reached by following `addr`'s first `len` bits.
-        pub(crate) fn node_at(&self, addr: u128, len: u32) -> Rec {
+        pub fn node_at(&self, addr: u128, len: u32) -> Rec {
             let mut rec = Rec::Node(0);
             for depth in 0..len {
                 let Rec::Node(n) = rec else { return rec };
@@ -228,7 +229,7 @@ pub(crate) mod writer {
             rec
         }
 
-        pub(crate) fn finish(self, database_type: &str) -> Vec<u8> {
+        pub fn finish(self, database_type: &str) -> Vec<u8> {
             let count = self.nodes.len();
             let record = |r: Rec| -> u32 {
                 let v = match r {

@@ -68,6 +68,8 @@ use geofilter_common::{CountryId, PrefixInfo};
 use serde::{Deserialize, Serialize};
 
 pub use self::compile::compile;
+#[doc(hidden)]
+pub use self::mmdb::writer as mmdb_writer;
 
 /// An inclusive range of addresses of one family with one country.
 ///
