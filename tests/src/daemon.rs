@@ -2,7 +2,6 @@
 
 use std::{
     io::{BufRead, BufReader},
-    os::{fd::AsRawFd, unix::process::CommandExt},
     path::{Path, PathBuf},
     process::{Child, Command, ExitStatus, Output, Stdio},
     sync::mpsc,
@@ -26,9 +25,9 @@ pub fn binary() -> PathBuf {
 
 /// How the daemon enters its namespace.
 enum Launch {
-    /// Network namespace only (`setns` before exec): it pins into the host's bpffs under a pin
-    /// root of its own (`GEOFILTER_PIN_ROOT`), where the test can check that nothing is left.
-    Setns { netns: String, pin_root: PathBuf },
+    /// Network namespace only: it pins into the host's bpffs under a pin root of its own
+    /// (`GEOFILTER_PIN_ROOT`), where the test can check that nothing is left.
+    Setns { netns: Netns, pin_root: PathBuf },
     /// `ip netns exec`, as an operator would: a fresh mount namespace without bpffs, which the
     /// daemon must mount itself. Its pins vanish with that mount namespace.
     IpNetnsExec { netns: String },
@@ -49,7 +48,7 @@ impl Daemon {
         let pin_root = PathBuf::from("/sys/fs/bpf").join(unique("geofilter-test-"));
         Self::new(
             Launch::Setns {
-                netns: ns.name.clone(),
+                netns: Netns::borrowed(&ns.name),
                 pin_root,
             },
             args,
@@ -85,17 +84,8 @@ impl Daemon {
         assert!(self.child.is_none(), "the daemon is already running");
         let mut command = match &self.launch {
             Launch::Setns { netns, pin_root } => {
-                let ns = std::fs::File::open(format!("/run/netns/{netns}")).expect("netns file");
                 let mut command = Command::new(binary());
-                // SAFETY: setns is async-signal-safe; the fd stays open until after the fork.
-                unsafe {
-                    command.pre_exec(move || {
-                        if libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) != 0 {
-                            return Err(std::io::Error::last_os_error());
-                        }
-                        Ok(())
-                    });
-                }
+                netns.enter_network_only(&mut command);
                 command.env("GEOFILTER_PIN_ROOT", pin_root);
                 command
             }

@@ -7,6 +7,7 @@ pub mod daemon;
 pub mod frame;
 pub mod model;
 pub mod netns;
+pub mod rng;
 pub mod scenario;
 pub mod traffic;
 

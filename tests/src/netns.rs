@@ -38,13 +38,15 @@ pub fn sh(program: &str, args: &[&str]) -> Output {
 
 pub struct Netns {
     pub name: String,
+    /// Whether dropping this value deletes the namespace.
+    owned: bool,
 }
 
 impl Netns {
     pub fn new(prefix: &str) -> Self {
         let name = unique(prefix);
         sh("ip", &["netns", "add", &name]);
-        let ns = Self { name };
+        let ns = Self { name, owned: true };
         ns.ip(&["link", "set", "lo", "up"]);
         ns
     }
@@ -59,18 +61,9 @@ impl Netns {
     /// `ip <args>` in this network namespace but the caller's mount namespace (`ip -n` remounts
     /// /sys, which hides the host's bpffs and its pins).
     pub fn ip_keeping_mounts(&self, args: &[&str]) -> Output {
-        let netns = File::open(format!("/run/netns/{}", self.name)).expect("netns file");
         let mut command = Command::new("ip");
         command.args(args);
-        // SAFETY: setns is async-signal-safe; the fd stays open until after the fork.
-        unsafe {
-            std::os::unix::process::CommandExt::pre_exec(&mut command, move || {
-                if libc::setns(netns.as_raw_fd(), libc::CLONE_NEWNET) != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
+        self.enter_network_only(&mut command);
         let out = command.output().expect("running ip");
         assert!(
             out.status.success(),
@@ -79,6 +72,21 @@ impl Netns {
             String::from_utf8_lossy(&out.stderr)
         );
         out
+    }
+
+    /// Makes `command` run in this network namespace only (`setns` between fork and exec),
+    /// keeping the caller's mounts: unlike `ip netns exec`, the host's bpffs stays visible.
+    pub fn enter_network_only(&self, command: &mut Command) {
+        let netns = File::open(format!("/run/netns/{}", self.name)).expect("netns file");
+        // SAFETY: setns is async-signal-safe; the fd stays open until after the fork.
+        unsafe {
+            std::os::unix::process::CommandExt::pre_exec(command, move || {
+                if libc::setns(netns.as_raw_fd(), libc::CLONE_NEWNET) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
     }
 
     /// A command run inside the namespace (`ip netns exec`).
@@ -106,11 +114,23 @@ impl Netns {
     }
 }
 
+impl Netns {
+    /// A handle on a namespace someone else owns (and deletes).
+    pub fn borrowed(name: &str) -> Self {
+        Self {
+            name: name.to_owned(),
+            owned: false,
+        }
+    }
+}
+
 impl Drop for Netns {
     fn drop(&mut self) {
-        let _ = Command::new("ip")
-            .args(["netns", "del", &self.name])
-            .status();
+        if self.owned {
+            let _ = Command::new("ip")
+                .args(["netns", "del", &self.name])
+                .status();
+        }
     }
 }
 

@@ -19,11 +19,14 @@ use crate::netns::{Netns, Pair};
 pub const UDP_PORT: u16 = 9000;
 pub const HTTP_PORT: u16 = 8080;
 
+/// A datagram as the sink saw it: its source, and the send time it carried if it was stamped.
+type Arrival = (IpAddr, Option<u64>);
+
 /// UDP receivers on the server's addresses, drained by a thread from the start so no datagram
-/// is lost to a full socket buffer; counts datagrams per source address.
+/// is lost to a full socket buffer.
 pub struct UdpSink {
     stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<HashMap<IpAddr, u64>>>,
+    thread: Option<JoinHandle<Vec<Arrival>>>,
 }
 
 impl UdpSink {
@@ -41,22 +44,24 @@ impl UdpSink {
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
         let thread = std::thread::spawn(move || {
-            let mut counts = HashMap::new();
+            let mut arrivals = Vec::new();
             let mut buf = [0u8; 2048];
             let deadline = Instant::now() + Duration::from_secs(300);
             while !flag.load(Ordering::Relaxed) && Instant::now() < deadline {
-                let mut got = false;
+                let mut any = false;
                 for s in &sockets {
-                    while let Ok((_, from)) = s.recv_from(&mut buf) {
-                        *counts.entry(from.ip()).or_insert(0) += 1;
-                        got = true;
+                    while let Ok((n, from)) = s.recv_from(&mut buf) {
+                        let stamp = (n == 8)
+                            .then(|| u64::from_be_bytes(buf[..8].try_into().expect("8 bytes")));
+                        arrivals.push((from.ip(), stamp));
+                        any = true;
                     }
                 }
-                if !got {
-                    std::thread::sleep(Duration::from_millis(1));
+                if !any {
+                    std::thread::sleep(Duration::from_micros(200));
                 }
             }
-            counts
+            arrivals
         });
         Self {
             stop,
@@ -64,8 +69,8 @@ impl UdpSink {
         }
     }
 
-    /// Waits `quiet` for stragglers, then stops and returns the counts.
-    pub fn collect(mut self, quiet: Duration) -> HashMap<IpAddr, u64> {
+    /// Waits `quiet` for stragglers, then stops and returns every arrival.
+    fn stop_after(mut self, quiet: Duration) -> Vec<Arrival> {
         std::thread::sleep(quiet);
         self.stop.store(true, Ordering::Relaxed);
         self.thread
@@ -73,6 +78,23 @@ impl UdpSink {
             .expect("running")
             .join()
             .expect("sink thread")
+    }
+
+    /// Datagrams per source address.
+    pub fn collect(self, quiet: Duration) -> HashMap<IpAddr, u64> {
+        let mut counts = HashMap::new();
+        for (from, _) in self.stop_after(quiet) {
+            *counts.entry(from).or_insert(0) += 1;
+        }
+        counts
+    }
+
+    /// (source, send time) of every stamped datagram (see [`StampedSender`]).
+    pub fn finish(self, quiet: Duration) -> Vec<(IpAddr, u64)> {
+        self.stop_after(quiet)
+            .into_iter()
+            .filter_map(|(from, stamp)| Some((from, stamp?)))
+            .collect()
     }
 }
 
@@ -237,76 +259,6 @@ impl StampedSender {
 }
 
 impl Drop for StampedSender {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
-/// Receives stamped datagrams on the server and records (source, send time) of each.
-pub struct StampedSink {
-    stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<Vec<(IpAddr, u64)>>>,
-}
-
-impl StampedSink {
-    pub fn bind(server: &Netns, addrs: &[IpAddr]) -> Self {
-        let sockets: Vec<UdpSocket> = server.run_in(|| {
-            addrs
-                .iter()
-                .map(|&a| {
-                    let s = UdpSocket::bind(SocketAddr::new(a, UDP_PORT)).expect("bind UDP sink");
-                    s.set_nonblocking(true).expect("nonblocking");
-                    s
-                })
-                .collect()
-        });
-        let stop = Arc::new(AtomicBool::new(false));
-        let flag = stop.clone();
-        let thread = std::thread::spawn(move || {
-            let mut got = Vec::new();
-            let mut buf = [0u8; 64];
-            let deadline = Instant::now() + Duration::from_secs(300);
-            while !flag.load(Ordering::Relaxed) && Instant::now() < deadline {
-                let mut any = false;
-                for s in &sockets {
-                    while let Ok((n, from)) = s.recv_from(&mut buf) {
-                        if n == 8 {
-                            got.push((
-                                from.ip(),
-                                u64::from_be_bytes(buf[..8].try_into().expect("8 bytes")),
-                            ));
-                        }
-                        any = true;
-                    }
-                }
-                if !any {
-                    std::thread::sleep(Duration::from_micros(200));
-                }
-            }
-            got
-        });
-        Self {
-            stop,
-            thread: Some(thread),
-        }
-    }
-
-    /// Waits `quiet` for stragglers, then stops and returns what arrived.
-    pub fn finish(mut self, quiet: Duration) -> Vec<(IpAddr, u64)> {
-        std::thread::sleep(quiet);
-        self.stop.store(true, Ordering::Relaxed);
-        self.thread
-            .take()
-            .expect("running")
-            .join()
-            .expect("sink thread")
-    }
-}
-
-impl Drop for StampedSink {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
         if let Some(t) = self.thread.take() {

@@ -13,7 +13,7 @@ use std::{
 use geofilter_tests::{
     netns::{Pair, SERVER_V4, SERVER_V6},
     scenario::{DE_V4, DE_V6, RU_V4, RU_V6, Scene, TempDir, ip, server_for},
-    traffic::{HttpServer, StampedSender, StampedSink, curl, now_ns},
+    traffic::{HttpServer, StampedSender, UdpSink, curl, now_ns},
 };
 
 /// Send-time windows (CLOCK_MONOTONIC ns) in which a source must be dropped, or delivered.
@@ -34,7 +34,7 @@ fn under_traffic(
     sources: &[&str],
     body: impl FnOnce() -> Windows,
 ) -> (Windows, HashMap<IpAddr, (Vec<u64>, HashSet<u64>)>) {
-    let sink = StampedSink::bind(&pair.server, &[ip(SERVER_V4), ip(SERVER_V6)]);
+    let sink = UdpSink::bind(&pair.server, &[ip(SERVER_V4), ip(SERVER_V6)]);
     let senders: Vec<(IpAddr, StampedSender)> = sources
         .iter()
         .map(|s| {

@@ -14,32 +14,7 @@ use geofilter_daemon::{
     policy::{DesiredPolicy, Mode, UnknownAction},
     rules::{ExceptionAction, PortScope},
 };
-use geofilter_tests::{model, require_root};
-
-/// splitmix64: small, seedable, good enough to spread test cases.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-    fn chance(&mut self, percent: u64) -> bool {
-        self.below(100) < percent
-    }
-    fn byte(&mut self) -> u8 {
-        self.next() as u8
-    }
-    fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
-        &items[self.below(items.len() as u64) as usize]
-    }
-}
+use geofilter_tests::{model, require_root, rng::Rng};
 
 fn cc(code: &[u8; 2]) -> u16 {
     country_id(*code).unwrap()

@@ -9,21 +9,13 @@ use std::{
 
 use geofilter_tests::{
     netns::{SERVER_V4, SERVER_V6},
+    rng::Rng,
     scenario::{DE_V4, DE_V6, RU_V4, RU_V6, Scene, TempDir, ip, server_for},
-    traffic::{StampedSender, StampedSink},
+    traffic::{StampedSender, UdpSink},
 };
 
 fn long() -> bool {
     std::env::var_os("GEOFILTER_LONG").is_some()
-}
-
-/// splitmix64 for kill delays.
-fn next(seed: &mut u64) -> u64 {
-    *seed = seed.wrapping_add(0x9e37_79b9_7f4a_7c15);
-    let mut z = *seed;
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^ (z >> 31)
 }
 
 /// The verdict the live program gives an address, by `why` (a probe of the loaded program).
@@ -46,7 +38,9 @@ fn sigkill_at_random_points_of_changes_and_reloads() {
         "5.45.192.0,5.45.255.255,NL\n2a02:6b8::,2a02:6b8:ffff:ffff:ffff:ffff:ffff:ffff,NL\n",
     )
     .unwrap();
-    let mut seed = 0x5eed_u64 ^ std::process::id() as u64;
+    let seed = Rng::seed_from_env();
+    eprintln!("kill delays from seed {seed}; replay with GEOFILTER_FUZZ_SEED={seed}");
+    let mut rng = Rng(seed);
     let rounds = if long() { 100 } else { 20 };
     for round in 0..rounds {
         // A change in flight: block/unblock DE, add/remove an exception, or reload a database.
@@ -72,7 +66,7 @@ fn sigkill_at_random_points_of_changes_and_reloads() {
         };
         let verb: Vec<&str> = verb.iter().map(String::as_str).collect();
         let mut client = scene.daemon.cli_command(&verb).spawn().expect("CLI");
-        std::thread::sleep(Duration::from_micros(next(&mut seed) % 20_000));
+        std::thread::sleep(Duration::from_micros(rng.below(20_000)));
         scene.daemon.kill();
         let committed = client.wait().expect("CLI exit").success();
         scene.daemon.restart(&args);
@@ -249,7 +243,7 @@ fn graceful_restarts_with_keep_under_traffic_mishandle_nothing() {
     let mut args = scene.run_args();
     args.push("--keep".into());
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let sink = StampedSink::bind(&scene.pair.server, &[ip(SERVER_V4), ip(SERVER_V6)]);
+    let sink = UdpSink::bind(&scene.pair.server, &[ip(SERVER_V4), ip(SERVER_V6)]);
     let senders: Vec<(IpAddr, StampedSender)> = sources
         .iter()
         .map(|s| {
