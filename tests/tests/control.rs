@@ -481,3 +481,36 @@ fn metrics_are_served_in_prometheus_format() {
     assert!(body.contains("geofilter_prefixes_v4"), "{body}");
     assert!(body.contains("geofilter_reloads_total"), "{body}");
 }
+
+#[test]
+fn stats_watch_redraws_with_rates() {
+    let scene = Scene::new(&[RU_V4], &["--block", "RU"]);
+    let sender = StampedSender::start(
+        &scene.pair.client,
+        ip(RU_V4),
+        ip(SERVER_V4),
+        Duration::from_millis(2),
+    );
+    let mut watch = scene
+        .daemon
+        .cli_command(&["stats", "--watch"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(2500));
+    watch.kill().unwrap();
+    let out = watch.wait_with_output().unwrap();
+    sender.stop();
+    let text = String::from_utf8_lossy(&out.stdout);
+    // Redrawn about once a second, each frame a table with a per-second drop rate for RU.
+    assert!(
+        text.matches("\x1b[2J").count() >= 2,
+        "at least two frames: {text:?}"
+    );
+    let last = text.rsplit("\x1b[2J").next().unwrap();
+    let ru = last
+        .lines()
+        .find(|l| l.starts_with("RU"))
+        .unwrap_or_else(|| panic!("RU row in {last:?}"));
+    assert!(ru.contains("/s"), "RU row has rates: {ru}");
+}
