@@ -122,7 +122,18 @@ impl Daemon {
         let State {
             datapath, saved, ..
         } = &mut *state;
-        policy::apply(datapath, &saved.policy, &next).map_err(|e| e.to_string())?;
+        if let Err(e) = policy::apply(datapath, &saved.policy, &next) {
+            // Part of the change may have reached the kernel (an exception inserted before the
+            // policy swap failed): put back what was there, so the kernel keeps the state we
+            // report.
+            let undo = policy::apply(datapath, &next, &saved.policy);
+            return Err(match undo {
+                Ok(()) => format!("change not applied: {e}"),
+                Err(undo) => format!(
+                    "change not applied: {e}; restoring the previous state also failed: {undo}"
+                ),
+            });
+        }
         let previous = std::mem::replace(&mut state.saved.policy, next);
         if let Some(secs) = opts.confirm_s {
             state.pending = Some(Pending {
