@@ -350,6 +350,15 @@ pub enum DbError {
         #[source]
         source: io::Error,
     },
+    /// Reading a text file failed part-way (a truncated or corrupt gzip stream, an I/O error).
+    #[error("{}:{line}: read failed: {source} (truncated or corrupt file?)", path.display())]
+    ReadAt {
+        path: PathBuf,
+        /// The line being read when it failed.
+        line: u64,
+        #[source]
+        source: io::Error,
+    },
     #[error("{}:{line}: {problem} in \"{text}\"", path.display())]
     Line {
         path: PathBuf,

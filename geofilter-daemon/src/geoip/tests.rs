@@ -171,7 +171,11 @@ fn gzip_is_detected_by_magic_bytes() {
     assert_eq!(s.v6, [r(1, 1, cc("DE"))]);
     let (_dir, path) = file("broken.csv.gz", &content[..content.len() / 2]);
     let e = read_source(&path, Some(Format::RangeCsv)).unwrap_err();
-    assert!(matches!(e, DbError::Io { op: "read", .. }), "{e:?}");
+    assert!(matches!(e, DbError::ReadAt { line: 1, .. }), "{e:?}");
+    assert!(
+        e.to_string().contains("broken.csv.gz:1: read failed"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -268,8 +272,9 @@ fn a_huge_line_fails_fast_and_clearly() {
     let (_dir, path) = file("huge", &content[21..]);
     let e = read_source(&path, None).unwrap_err();
     assert!(
-        e.to_string()
-            .contains("cannot detect the database format (not a text file)"),
+        e.to_string().contains(
+            "cannot detect the database format (not a text file: line 1 is longer than 65536 bytes)"
+        ),
         "{e}"
     );
     // A 64 KiB line itself is fine (the limit is on the content, not counting the newline).

@@ -96,9 +96,9 @@ impl Lines {
             let n = (&mut self.reader)
                 .take(MAX_LINE as u64 + 2)
                 .read_until(b'\n', &mut self.buf)
-                .map_err(|source| DbError::Io {
-                    op: "read",
+                .map_err(|source| DbError::ReadAt {
                     path: self.path.clone(),
+                    line: self.line + 1,
                     source,
                 })?;
             if n == 0 {
@@ -332,10 +332,15 @@ pub(crate) fn detect(path: &Path) -> Result<Format, DbError> {
         Ok(None) => return Err(cannot("no data lines".to_owned())),
         Err(DbError::Line {
             problem: LineProblem::NotUtf8,
+            line,
             ..
-        })
-        | Err(DbError::LineTooLong { .. }) => {
-            return Err(cannot("not a text file".to_owned()));
+        }) => {
+            return Err(cannot(format!("not a text file: line {line} is not UTF-8")));
+        }
+        Err(DbError::LineTooLong { line, max, .. }) => {
+            return Err(cannot(format!(
+                "not a text file: line {line} is longer than {max} bytes"
+            )));
         }
         Err(e) => return Err(e),
     };
