@@ -1,0 +1,718 @@
+//! Databases end to end: the embedded default, `db update` from a local HTTP server inside a test
+//! namespace, and a corpus of bad files that `db check` refuses with file, line and text, and
+//! that a running daemon refuses to load while it keeps filtering as before.
+//!
+//! Every answer about the live filter comes from the loaded XDP program: `geofilter why` (a
+//! BPF_PROG_TEST_RUN probe against the live maps) and real UDP through the veth pair.
+
+use std::{
+    collections::HashMap,
+    io::{Read, Write},
+    net::{SocketAddr, TcpListener},
+    path::{Path, PathBuf},
+    process::{Command, Output, Stdio},
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, Ordering},
+    },
+    thread::JoinHandle,
+    time::{Duration, Instant},
+};
+
+use geofilter_daemon::geoip::{country::code_str, embedded};
+use geofilter_tests::{
+    daemon::{Daemon, binary},
+    netns::{Netns, Pair},
+    require_root,
+    scenario::{DE_V4, DE_V6, RU_V4, RU_V6, Scene, TempDir, ip, server_for},
+    traffic::{UdpSink, send_udp},
+};
+use serde_json::Value;
+
+fn text(out: &Output) -> String {
+    format!(
+        "exit {:?}\nstdout:\n{}\nstderr:\n{}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// `geofilter <args>` run directly (verbs that need no daemon).
+fn geofilter(args: &[&str]) -> Output {
+    Command::new(binary())
+        .args(args)
+        .env("GEOFILTER_LOG", "warn")
+        .output()
+        .expect("running geofilter")
+}
+
+/// What the live program says about one address: (country or "unknown", verdict).
+fn why(daemon: &Daemon, addr: &str) -> (String, String) {
+    let v = daemon.cli_json(&["why", addr]);
+    (
+        v["country"].as_str().unwrap_or("unknown").to_owned(),
+        v["verdict"].as_str().expect("verdict").to_owned(),
+    )
+}
+
+fn assert_why(daemon: &Daemon, addr: &str, country: &str, verdict: &str, when: &str) {
+    let got = why(daemon, addr);
+    assert_eq!(
+        got,
+        (country.to_owned(), verdict.to_owned()),
+        "{when}: why {addr}\ndaemon log:\n{}",
+        daemon.log()
+    );
+}
+
+/// Sends UDP from every source and checks which arrive: all of `allowed`, none of `blocked`.
+fn assert_traffic(pair: &Pair, blocked: &[&str], allowed: &[&str]) {
+    const N: u64 = 50;
+    let servers = [
+        ip(geofilter_tests::netns::SERVER_V4),
+        ip(geofilter_tests::netns::SERVER_V6),
+    ];
+    let sink = UdpSink::bind(&pair.server, &servers);
+    for src in blocked.iter().chain(allowed) {
+        send_udp(&pair.client, ip(src), server_for(src), N);
+    }
+    let got = sink.collect(Duration::from_millis(500));
+    for src in blocked {
+        assert_eq!(
+            got.get(&ip(src)).copied().unwrap_or(0),
+            0,
+            "datagrams from blocked {src} arrived"
+        );
+    }
+    for src in allowed {
+        assert_eq!(
+            got.get(&ip(src)).copied().unwrap_or(0),
+            N,
+            "datagrams from allowed {src}"
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn the_embedded_database_is_the_default() {
+    require_root();
+    // What the embedded data says about the test's addresses (checked first, so a data refresh
+    // that moves them fails here with a clear message rather than as a traffic surprise).
+    let db = embedded::load().expect("embedded database");
+    let country = |a: &str| db.lookup(ip(a)).map(|p| code_str(p.info.country));
+    let (ru_v4, ru_v6, de_v4, de_v6) = ("77.88.8.8", RU_V6, DE_V4, DE_V6);
+    for (a, want) in [(ru_v4, "RU"), (ru_v6, "RU"), (de_v4, "DE"), (de_v6, "DE")] {
+        assert_eq!(
+            country(a).as_deref(),
+            Some(want),
+            "embedded database at {a}"
+        );
+    }
+    let label = embedded::meta().label();
+    assert!(
+        label.starts_with("embedded geo-whois-asn-country "),
+        "{label}"
+    );
+
+    // `db info` needs no daemon.
+    let out = geofilter(&["db", "info", "--json"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let info: Value = serde_json::from_slice(&out.stdout).expect("db info --json");
+    assert_eq!(info["sources"][0]["source"], label.as_str());
+    assert_eq!(info["sources"][0]["format"], "embedded");
+    assert_eq!(info["prefixes_v4"].as_u64(), Some(db.v4.len() as u64));
+    assert_eq!(info["prefixes_v6"].as_u64(), Some(db.v6.len() as u64));
+    let stale = info["sources"][0]["age_days"].as_u64().expect("age") > 90;
+    assert_eq!(
+        info["warnings"].as_array().map(|w| !w.is_empty()),
+        Some(stale)
+    );
+    let out = geofilter(&["db", "info"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let human = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        human.contains(&format!("source: {label} (embedded)")),
+        "{human}"
+    );
+    assert!(human.contains("licence: CC BY 4.0"), "{human}");
+    assert_eq!(human.contains("WARNING: "), stale, "{human}");
+
+    // `run` with no --db anywhere.
+    let pair = Pair::new();
+    for a in [ru_v4, ru_v6, de_v4, de_v6] {
+        pair.add_source(ip(a));
+    }
+    let daemon = Daemon::start(&pair.server, &["--iface", &pair.server_if, "--block", "RU"]);
+    let status = daemon.cli_json(&["status"]);
+    assert_eq!(
+        status["database"]["paths"],
+        serde_json::json!([]),
+        "{status}"
+    );
+    assert_eq!(
+        status["database"]["sources"][0]["path"],
+        label.as_str(),
+        "{status}"
+    );
+    assert_eq!(
+        status["database"]["prefixes_v4"].as_u64(),
+        Some(db.v4.len() as u64)
+    );
+    let human = daemon.ok(&["status"]);
+    assert!(human.contains(&format!("from {label}")), "{human}");
+
+    assert_why(&daemon, ru_v4, "RU", "drop", "embedded");
+    assert_why(&daemon, ru_v6, "RU", "drop", "embedded");
+    assert_why(&daemon, de_v4, "DE", "pass", "embedded");
+    assert_why(
+        &daemon,
+        "10.1.2.3",
+        "unknown",
+        "pass",
+        "embedded, private space",
+    );
+    assert_traffic(&pair, &[ru_v4, ru_v6], &[de_v4, de_v6]);
+
+    // Reloading with no files reloads the embedded database.
+    let v = daemon.cli_json(&["db", "reload"]);
+    assert_eq!(v["prefixes_v4"].as_u64(), Some(db.v4.len() as u64), "{v}");
+    assert_eq!(v["prefixes_v6"].as_u64(), Some(db.v6.len() as u64), "{v}");
+    assert_why(
+        &daemon,
+        ru_v4,
+        "RU",
+        "drop",
+        "after reloading the embedded database",
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+
+/// What the test server answers for a path.
+#[derive(Clone)]
+enum Reply {
+    Ok(Vec<u8>),
+    Status(u16),
+    /// Declares `declared` bytes, sends `body`, then closes: a transfer cut short.
+    Short {
+        declared: usize,
+        body: Vec<u8>,
+    },
+}
+
+/// A tiny HTTP/1.1 file server on 127.0.0.1 inside a test namespace, serving what the test puts
+/// in it. Bounded: stops on drop, and after five minutes in any case.
+struct FileServer {
+    addr: SocketAddr,
+    files: Arc<Mutex<HashMap<String, Reply>>>,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl FileServer {
+    fn start(ns: &Netns) -> Self {
+        let listener = ns.run_in(|| {
+            let l = TcpListener::bind("127.0.0.1:0").expect("bind the test HTTP server");
+            l.set_nonblocking(true).expect("nonblocking");
+            l
+        });
+        let addr = listener.local_addr().expect("local addr");
+        let files: Arc<Mutex<HashMap<String, Reply>>> = Arc::default();
+        let stop = Arc::new(AtomicBool::new(false));
+        let thread = {
+            let (files, stop) = (files.clone(), stop.clone());
+            std::thread::spawn(move || {
+                let deadline = Instant::now() + Duration::from_secs(300);
+                while !stop.load(Ordering::Relaxed) && Instant::now() < deadline {
+                    match listener.accept() {
+                        Ok((stream, _)) => serve(stream, &files),
+                        Err(_) => std::thread::sleep(Duration::from_millis(5)),
+                    }
+                }
+            })
+        };
+        Self {
+            addr,
+            files,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    fn put(&self, path: &str, reply: Reply) -> String {
+        self.files.lock().unwrap().insert(path.to_owned(), reply);
+        format!("http://{}{path}", self.addr)
+    }
+}
+
+fn serve(mut stream: std::net::TcpStream, files: &Mutex<HashMap<String, Reply>>) {
+    let _ = stream.set_nonblocking(false);
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+    let mut request = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !request.windows(4).any(|w| w == b"\r\n\r\n") && request.len() < 16 * 1024 {
+        match stream.read(&mut buf) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => request.extend_from_slice(&buf[..n]),
+        }
+    }
+    let line = String::from_utf8_lossy(&request);
+    let path = line.split_whitespace().nth(1).unwrap_or("/").to_owned();
+    let reply = files
+        .lock()
+        .unwrap()
+        .get(&path)
+        .cloned()
+        .unwrap_or(Reply::Status(404));
+    let (status, declared, body) = match reply {
+        Reply::Ok(body) => (200, body.len(), body),
+        Reply::Status(code) => (code, 0, Vec::new()),
+        Reply::Short { declared, body } => (200, declared, body),
+    };
+    let head = format!(
+        "HTTP/1.1 {status} X\r\nContent-Length: {declared}\r\nContent-Type: \
+         application/octet-stream\r\nConnection: close\r\n\r\n"
+    );
+    let _ = stream.write_all(head.as_bytes());
+    let _ = stream.write_all(&body);
+}
+
+impl Drop for FileServer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn gzip(data: &[u8]) -> Vec<u8> {
+    let mut child = Command::new("gzip")
+        .arg("-c")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("running gzip");
+    let mut stdin = child.stdin.take().expect("stdin");
+    let data = data.to_vec();
+    let writer = std::thread::spawn(move || stdin.write_all(&data));
+    let out = child.wait_with_output().expect("gzip output");
+    writer
+        .join()
+        .expect("gzip writer")
+        .expect("writing to gzip");
+    assert!(out.status.success(), "gzip failed");
+    out.stdout
+}
+
+/// Pseudo-random bytes (a fixed xorshift sequence).
+fn junk(n: usize) -> Vec<u8> {
+    let mut x = 0x2545_f491_4f6c_dd1d_u64;
+    (0..n)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 24) as u8
+        })
+        .collect()
+}
+
+/// Every file in `dir` with its content.
+fn snapshot(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+    let mut all: Vec<_> = std::fs::read_dir(dir)
+        .expect("listing the destination")
+        .map(|e| {
+            let p = e.expect("entry").path();
+            let content = std::fs::read(&p).unwrap_or_default();
+            (p, content)
+        })
+        .collect();
+    all.sort();
+    all
+}
+
+#[test]
+fn db_update_fetches_validates_stores_and_reloads() {
+    // RU until the update, DE after it; and an address that becomes RU.
+    const MOVES_TO_DE: &str = RU_V4; // 5.45.200.7
+    const BECOMES_RU: &str = "198.51.100.7";
+    let scene = Scene::new(&[MOVES_TO_DE, BECOMES_RU, DE_V4], &["--block", "RU"]);
+    let daemon = &scene.daemon;
+    assert_why(daemon, MOVES_TO_DE, "RU", "drop", "before the update");
+    assert_why(daemon, BECOMES_RU, "unknown", "pass", "before the update");
+
+    let server = FileServer::start(&scene.pair.server);
+    let dest = TempDir::new();
+    let dest_str = dest.0.to_str().expect("UTF-8 temp path");
+    // `db update` runs in the server's namespace, where the HTTP server is.
+    let update = |urls: &[&str]| -> Output {
+        let mut args = vec!["db", "update", "--dest", dest_str];
+        for u in urls {
+            args.extend(["--url", u]);
+        }
+        let mut command = daemon.cli_command(&args);
+        scene.pair.server.enter_network_only(&mut command);
+        command
+            .env("GEOFILTER_LOG", "warn")
+            .output()
+            .expect("running db update")
+    };
+
+    let new_v4 = b"5.45.192.0,5.45.255.255,DE\n46.114.0.0,46.114.255.255,DE\n198.51.100.0,198.51.100.255,RU\n";
+    let new_v6 = b"2a02:6b8::,2a02:6b8:ffff:ffff:ffff:ffff:ffff:ffff,RU\n";
+    let v4_url = server.put("/data/world-v4.csv", Reply::Ok(new_v4.to_vec()));
+    let v6_gz = gzip(new_v6);
+    let v6_url = server.put("/data/world-v6.csv.gz", Reply::Ok(v6_gz.clone()));
+    let out = update(&[&v4_url, &v6_url]);
+    assert!(
+        out.status.success(),
+        "db update: {}\ndaemon log:\n{}",
+        text(&out),
+        daemon.log()
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("daemon reloaded"), "{stdout}");
+    let stored = [dest.0.join("world-v4.csv"), dest.0.join("world-v6.csv.gz")];
+    assert_eq!(std::fs::read(&stored[0]).unwrap(), new_v4);
+    assert_eq!(
+        std::fs::read(&stored[1]).unwrap(),
+        v6_gz,
+        "stored as served (gzip'd)"
+    );
+    let status = daemon.cli_json(&["status"]);
+    assert_eq!(
+        status["database"]["paths"],
+        serde_json::json!(stored),
+        "{status}"
+    );
+    assert_why(daemon, MOVES_TO_DE, "DE", "pass", "after the update");
+    assert_why(daemon, BECOMES_RU, "RU", "drop", "after the update");
+    assert_why(
+        daemon,
+        RU_V6,
+        "RU",
+        "drop",
+        "after the update (gzip'd IPv6 file)",
+    );
+    assert_eq!(
+        snapshot(&dest.0).len(),
+        2,
+        "only the two files, no staging left"
+    );
+    let good = snapshot(&dest.0);
+    let reloads = status["database"]["reloads"].as_u64().expect("reloads");
+
+    // Bad downloads: each is refused, nothing in the destination changes, the daemon is not
+    // asked to reload and keeps filtering with the new tables.
+    let half = v6_gz.len() / 2;
+    let bad: Vec<(&str, Reply, &str, &[&str])> = vec![
+        (
+            "truncated gzip (served whole, cut in half)",
+            Reply::Ok(v6_gz[..half].to_vec()),
+            "world-v6.csv.gz",
+            &[
+                "not a valid database",
+                "nothing was replaced",
+                "read failed",
+            ],
+        ),
+        (
+            "binary junk",
+            Reply::Ok(junk(50_000)),
+            "world-v4.csv",
+            &["not a valid database", "not a text file"],
+        ),
+        (
+            "an HTML error page with status 200",
+            Reply::Ok(b"<html><body>Please log in</body></html>\n".to_vec()),
+            "world-v4.csv",
+            &["not a valid database", "cannot detect the database format"],
+        ),
+        (
+            "an invalid country code on line 2",
+            Reply::Ok(b"5.45.192.0,5.45.255.255,DE\n198.51.100.0,198.51.100.255,QQ\n".to_vec()),
+            "world-v4.csv",
+            &["world-v4.csv:2: invalid country code \"QQ\""],
+        ),
+        (
+            "HTTP 404",
+            Reply::Status(404),
+            "world-v4.csv",
+            &["HTTP 404"],
+        ),
+        (
+            "a transfer cut short",
+            Reply::Short {
+                declared: new_v4.len() * 10,
+                body: new_v4.to_vec(),
+            },
+            "world-v4.csv",
+            &["fetching http://"],
+        ),
+    ];
+    for (what, reply, name, expect) in bad {
+        let url = server.put(&format!("/bad/{name}"), reply);
+        // The good file of the other family goes along, so a set is refused as a whole.
+        let other = if name.starts_with("world-v4") {
+            &v6_url
+        } else {
+            &v4_url
+        };
+        let out = update(&[other, &url]);
+        assert!(
+            !out.status.success(),
+            "{what}: db update succeeded: {}",
+            text(&out)
+        );
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        for e in expect {
+            assert!(
+                stderr.contains(e),
+                "{what}: expected {e:?} in:\n{}",
+                text(&out)
+            );
+        }
+        assert_eq!(snapshot(&dest.0), good, "{what}: the destination changed");
+        assert_why(daemon, BECOMES_RU, "RU", "drop", what);
+        assert_why(daemon, MOVES_TO_DE, "DE", "pass", what);
+    }
+    let status = daemon.cli_json(&["status"]);
+    assert_eq!(
+        status["database"]["reloads"].as_u64(),
+        Some(reloads),
+        "{status}"
+    );
+    // Real packets agree with `why`.
+    assert_traffic(&scene.pair, &[BECOMES_RU], &[MOVES_TO_DE, DE_V4]);
+}
+
+// ---------------------------------------------------------------------------------------------
+
+/// One bad file: name, content, and what `db check` must say besides the file's path.
+struct BadFile {
+    name: &'static str,
+    content: Vec<u8>,
+    expect: Vec<&'static str>,
+}
+
+fn bad_corpus() -> Vec<BadFile> {
+    let mmdb = std::fs::read(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../geofilter-daemon/testdata/iptoasn-country/iptoasn-country-ipv4.mmdb"),
+    )
+    .expect("committed MMDB");
+    let n = mmdb.len();
+    let corrupt = |range: std::ops::Range<usize>, byte: u8| {
+        let mut c = mmdb.clone();
+        c[range].fill(byte);
+        c
+    };
+    let slice = std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join(
+        "../geofilter-daemon/testdata/geo-whois-asn-country/geo-whois-asn-country-ipv4.slice.csv",
+    ))
+    .expect("committed slice");
+    let gz = gzip(&slice);
+    let mut long_second = b"1.2.3.0,1.2.3.255,DE\n".to_vec();
+    long_second.extend(std::iter::repeat_n(b'7', 10 << 20));
+    long_second.push(b'\n');
+    let bad = |name, content: &[u8], expect: &[&'static str]| BadFile {
+        name,
+        content: content.to_vec(),
+        expect: expect.to_vec(),
+    };
+    vec![
+        bad(
+            "truncated.mmdb",
+            &mmdb[..n / 2],
+            &["not a valid MaxMind DB file", "metadata"],
+        ),
+        bad(
+            "corrupt-tree.mmdb",
+            &corrupt(1000..3000, 0xff),
+            &["not a valid MaxMind DB file"],
+        ),
+        bad(
+            "corrupt-data.mmdb",
+            &corrupt(n - 200_000..n - 190_000, 0xee),
+            &["not a valid MaxMind DB file"],
+        ),
+        bad(
+            "corrupt-metadata.mmdb",
+            &corrupt(n - 150..n - 100, 0),
+            &["not a valid MaxMind DB file"],
+        ),
+        bad(
+            "bad-address.csv",
+            b"1.2.3.0,1.2.3.255,DE\n1.2.4.0,1.2.4.999,DE\n",
+            &[":2: bad end address \"1.2.4.999\" in \"1.2.4.0,1.2.4.999,DE\""],
+        ),
+        bad(
+            "bad-ipv6.csv",
+            b"2001:db8::,2001:db8::ffff,DE\n2001:db8:1::,2001:db8:1::g,DE\n",
+            &[":2: bad end address \"2001:db8:1::g\""],
+        ),
+        bad(
+            "reversed.csv",
+            b"1.2.3.255,1.2.3.0,DE\n",
+            &[":1: start 1.2.3.255 is after end 1.2.3.0 in \"1.2.3.255,1.2.3.0,DE\""],
+        ),
+        bad(
+            "invalid-code.csv",
+            b"1.2.3.0,1.2.3.255,DE\n1.2.4.0,1.2.4.255,QQ\n",
+            &[":2: invalid country code \"QQ\" in \"1.2.4.0,1.2.4.255,QQ\""],
+        ),
+        bad(
+            "mixed-families.csv",
+            b"1.2.3.0,2001:db8::1,DE\n",
+            &[":1: start 1.2.3.0 and end 2001:db8::1 are of different address families"],
+        ),
+        bad("empty.csv", b"", &["no data lines"]),
+        bad(
+            "comments-only.csv",
+            b"# nothing here\n\n",
+            &["no data lines"],
+        ),
+        bad("junk.bin", &junk(100_000), &["not a text file"]),
+        bad(
+            "ten-mb-line.csv",
+            &vec![b'1'; 10 << 20],
+            &["not a text file: line 1 is longer than 65536 bytes"],
+        ),
+        bad(
+            "ten-mb-second-line.csv",
+            &long_second,
+            &[":2: line is longer than 65536 bytes"],
+        ),
+        bad(
+            "not-utf8.csv",
+            b"1.2.3.0,1.2.3.255,DE\n1.2.4.0,1.2.4.255,\xff\xfe\n",
+            &[":2: not UTF-8 text"],
+        ),
+        bad(
+            "truncated.csv.gz",
+            &gz[..gz.len() / 2],
+            &["read failed", "truncated or corrupt"],
+        ),
+        bad(
+            "geoip",
+            b"# tor\n16777216,16777471,AU\n16777472,abc,CN\n",
+            &["geoip:3: bad end address \"abc\""],
+        ),
+        bad(
+            "delegated-test-extended-latest",
+            b"2|test|1|1|1|1|+0000\nripencc|DE|ipv4|5.44.248.0|768|20121009|allocated|x\n\
+              ripencc|DE|ipv4|5.44.300.0|768|20121009|allocated|x\n",
+            &[":3: bad start address \"5.44.300.0\""],
+        ),
+        bad(
+            "maxmind/GeoLite2-Country-Locations-en.csv",
+            b"geoname_id,locale_code,continent_code,continent_name,country_iso_code\n\
+              2921044,en,EU,Europe,DE\n",
+            &[],
+        ),
+        bad(
+            "maxmind/GeoLite2-Country-Blocks-IPv4.csv",
+            b"network,geoname_id,registered_country_geoname_id\n1.0.0.0/24,2921044,\n\
+              1.0.1.0/33,2921044,\n",
+            &[":3: bad network \"1.0.1.0/33\""],
+        ),
+        bad(
+            "maxmind-alone/GeoLite2-Country-Blocks-IPv6.csv",
+            b"network,geoname_id,registered_country_geoname_id\n2001:db8::/32,2921044,\n",
+            &["needs its *-Locations-en.csv file beside it"],
+        ),
+        bad(
+            "de.zone",
+            b"5.45.192.0/18\n5.45.0.0-5.45.1.0\n",
+            &["de.zone:2: bad network \"5.45.0.0-5.45.1.0\""],
+        ),
+    ]
+}
+
+#[test]
+fn bad_files_are_refused_and_the_daemon_keeps_blocking() {
+    let scene = Scene::new(&[RU_V4, DE_V4, RU_V6, DE_V6], &["--block", "RU"]);
+    let daemon = &scene.daemon;
+    let dir = TempDir::new();
+    let corpus = bad_corpus();
+    for f in &corpus {
+        let path = dir.0.join(f.name);
+        std::fs::create_dir_all(path.parent().expect("parent")).expect("corpus subfolder");
+        std::fs::write(&path, &f.content).expect("writing a bad file");
+    }
+    // Files with no expectation are companions (the Locations file of a Blocks file).
+    let corpus: Vec<&BadFile> = corpus.iter().filter(|f| !f.expect.is_empty()).collect();
+    for f in &corpus {
+        let path = dir.0.join(f.name);
+        let p = path.to_str().expect("UTF-8 path");
+
+        let out = geofilter(&["db", "check", p]);
+        assert!(
+            !out.status.success(),
+            "db check accepted {}: {}",
+            f.name,
+            text(&out)
+        );
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains(p),
+            "{}: the error does not name the file:\n{stderr}",
+            f.name
+        );
+        for e in &f.expect {
+            assert!(
+                stderr.contains(e),
+                "{}: expected {e:?} in:\n{stderr}",
+                f.name
+            );
+        }
+
+        let out = daemon.cli(&["db", "reload", "--db", p]);
+        assert!(
+            !out.status.success(),
+            "the daemon loaded {}: {}",
+            f.name,
+            text(&out)
+        );
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains("database not reloaded, the current tables stay"),
+            "{}: {stderr}",
+            f.name
+        );
+        assert!(stderr.contains(f.expect[0]), "{}: {stderr}", f.name);
+        assert_why(daemon, RU_V4, "RU", "drop", f.name);
+        assert_why(daemon, DE_V6, "DE", "pass", f.name);
+    }
+    let status = daemon.cli_json(&["status"]);
+    assert_eq!(
+        status["database"]["reload_failures"].as_u64(),
+        Some(corpus.len() as u64),
+        "{status}"
+    );
+    assert_eq!(status["database"]["reloads"].as_u64(), Some(0), "{status}");
+    assert_traffic(&scene.pair, &[RU_V4, RU_V6], &[DE_V4, DE_V6]);
+
+    // `db check` goes through every file and says which are fine.
+    let good = scene.db_dir.0.join("v4.csv");
+    let bad = dir.0.join("reversed.csv");
+    let out = geofilter(&["db", "check", good.to_str().unwrap(), bad.to_str().unwrap()]);
+    assert!(!out.status.success(), "{}", text(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).contains(&format!("{}: ok", good.display())));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("1 of 2 database file(s) invalid"));
+    // And a good reload still works afterwards.
+    let (v4, v6) = (scene.db_dir.0.join("v4.csv"), scene.db_dir.0.join("v6.csv"));
+    daemon.ok(&[
+        "db",
+        "reload",
+        "--db",
+        v4.to_str().unwrap(),
+        "--db",
+        v6.to_str().unwrap(),
+    ]);
+    assert_why(daemon, RU_V4, "RU", "drop", "after a good reload");
+}
