@@ -38,7 +38,10 @@ fn main() -> anyhow::Result<()> {
             anyhow::bail!("bpf-linker not found in {} or PATH", dirs[0].display());
         }
         let out = PathBuf::from(env::var_os("OUT_DIR").ok_or(anyhow!("no OUT_DIR"))?);
-        fs::write(out.join("geofilter"), b"").context("writing placeholder object")?;
+        // One placeholder per program object (bin) of geofilter-ebpf.
+        for object in ["geofilter", "geofilter-lpm"] {
+            fs::write(out.join(object), b"").context("writing placeholder object")?;
+        }
         if !skip {
             println!(
                 "cargo:warning=bpf-linker not found: the XDP program is NOT built into this binary; \

@@ -8,6 +8,7 @@
 
 pub mod country;
 pub mod maps;
+pub mod table;
 
 pub use country::{COUNTRY_SLOTS, CountryId, UNKNOWN_COUNTRY};
 
@@ -121,7 +122,8 @@ pub const ACTION_DROP: u8 = 1;
 /// `Policy::flags` bit: count drops as would-drop and pass the packet (dry run).
 pub const POLICY_MONITOR: u32 = 1 << 0;
 /// `Policy::flags` bit: the IPv4 exception trie is not empty. Without it no packet pays for an
-/// exception lookup.
+/// exception lookup; with it, only packets whose country-table path carries an exception mark do
+/// (see [`table`]).
 pub const POLICY_EXCEPTIONS_V4: u32 = 1 << 1;
 /// `Policy::flags` bit: the IPv6 exception trie is not empty.
 pub const POLICY_EXCEPTIONS_V6: u32 = 1 << 2;
@@ -166,9 +168,12 @@ impl PortSet {
     }
 }
 
-/// The version of the [`Policy`] layout. A daemon refuses pinned state of another version rather
-/// than misreading it (a misread could turn an allow-list into a deny-list).
-pub const POLICY_SCHEMA: u32 = 2;
+/// The version of the pinned state's layout: the [`Policy`] value and the maps beside it. A
+/// daemon refuses pinned state of another version rather than misreading it (a misread could turn
+/// an allow-list into a deny-list).
+///
+/// 3: country tables became stride tables ([`table`]) instead of LPM tries.
+pub const POLICY_SCHEMA: u32 = 3;
 
 /// The whole filtering decision, one value, swapped in one step.
 ///
@@ -222,4 +227,5 @@ mod pod {
     unsafe impl aya::Pod for super::Counter {}
     unsafe impl aya::Pod for super::PrefixInfo {}
     unsafe impl aya::Pod for super::Policy {}
+    unsafe impl aya::Pod for super::table::Chunk {}
 }

@@ -6,15 +6,19 @@
 /// builds a fresh inner map and swaps it into slot 0, so a packet sees the old policy or the new
 /// one, never a mix (a plain array update copies the value non-atomically).
 pub const POLICY: &str = "GF_POLICY";
-/// `ARRAY_OF_MAPS[1]` holding the live IPv4 country table (`LPM_TRIE`, `[u8; 4]` network order
-/// → [`crate::PrefixInfo`]). A database reload builds a new table beside it and swaps the slot.
+/// `ARRAY_OF_MAPS[1]` holding the live IPv4 country table: an `ARRAY` of
+/// [`crate::table::Chunk`] (see [`crate::table`]) sized to what the database needs, created with
+/// [`BPF_F_INNER_MAP`] so tables of any size fit the slot. A database reload builds a new table
+/// beside it and swaps the slot. (In the LPM-trie variant of the program, kept as the benchmark
+/// baseline, the inner map is an `LPM_TRIE`, `[u8; 4]` network order → [`crate::PrefixInfo`].)
 pub const TABLE_V4: &str = "GF_TABLE_V4";
-/// The same for IPv6 (`[u8; 16]` keys).
+/// The same for IPv6 (`[u8; 16]` keys in the LPM-trie variant).
 pub const TABLE_V6: &str = "GF_TABLE_V6";
 /// `LPM_TRIE` of per-address exceptions (`[u8; 4]` → [`crate::EXCEPTION_PASS`] or
 /// [`crate::EXCEPTION_DROP`]), updated in place one prefix at a time: each insert or delete is
 /// atomic for readers (RCU), and the policy flag that enables lookups is set after the first
-/// insert and cleared after the last delete.
+/// insert and cleared after the last delete. Packets only look here when their country-table path
+/// carries an exception mark ([`crate::table::ENTRY_EXCEPTION`]).
 pub const EXCEPT_V4: &str = "GF_EXCEPT_V4";
 /// The same for IPv6.
 pub const EXCEPT_V6: &str = "GF_EXCEPT_V6";
@@ -36,10 +40,21 @@ pub const PINNED: [&str; 7] = [
     CLASS_COUNTERS,
 ];
 
-/// The XDP program's name in the object file.
+/// The XDP program's name in the object file (the same in the LPM-trie variant).
 pub const PROGRAM: &str = "geofilter";
 
-/// Capacity of each country table. The world database needs about 600k prefixes per family
-/// (GeoLite2 country: 580k IPv4, 598k IPv6); an LPM trie does not preallocate, so the headroom
-/// costs nothing until used.
+/// `BPF_F_INNER_MAP` (include/uapi/linux/bpf.h): the inner map's `max_entries` is not part of
+/// the program's contract, so inner arrays of any size may be swapped in. The price is that the
+/// verifier no longer inlines lookups into such arrays
+/// (kernel/bpf/arraymap.c, `array_map_gen_lookup` returns `-EOPNOTSUPP`); each level of a table
+/// lookup is then a direct call of `array_map_lookup_elem`.
+pub const BPF_F_INNER_MAP: u32 = 1 << 12;
+
+/// Chunks of the inner-map template in the program object. With [`BPF_F_INNER_MAP`] the live
+/// inner maps may hold any number of chunks; the template only has to exist.
+pub const TABLE_TEMPLATE_CHUNKS: u32 = crate::table::ROOT_CHUNKS;
+
+/// Capacity of each country table of the LPM-trie variant. The world database needs about 600k
+/// prefixes per family (GeoLite2 country: 580k IPv4, 598k IPv6); an LPM trie does not
+/// preallocate, so the headroom costs nothing until used.
 pub const TABLE_CAPACITY: u32 = 2 * 1024 * 1024;

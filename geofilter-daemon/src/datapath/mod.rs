@@ -12,7 +12,9 @@ pub mod bpffs;
 mod counters;
 mod exceptions;
 mod probe;
+pub mod stride;
 mod tables;
+pub mod variants;
 
 pub use attach::{Attachment, XdpModeChoice};
 use aya::{
@@ -21,9 +23,11 @@ use aya::{
     programs::{ProgramError, Xdp},
 };
 pub use counters::{Counters, CountryCounters};
-use geofilter_common::{Counter, POLICY_SCHEMA, Policy, PrefixInfo, maps as names};
+use geofilter_common::{Counter, POLICY_SCHEMA, Policy, maps as names};
 pub use probe::Classification;
+use stride::{Family, StrideTable};
 pub use tables::TableStats;
+use tables::{FamilyTables, LiveTable};
 
 use crate::paths::PinLayout;
 
@@ -102,8 +106,6 @@ pub(crate) fn map_err(name: &'static str) -> impl FnOnce(MapError) -> DatapathEr
     move |source| DatapathError::Map { name, source }
 }
 
-type TableV4 = LpmTrie<MapData, [u8; 4], PrefixInfo>;
-type TableV6 = LpmTrie<MapData, [u8; 16], PrefixInfo>;
 type PolicyMap = Array<MapData, Policy>;
 
 /// A loaded (verified) program and handles on all its maps.
@@ -112,8 +114,8 @@ pub struct Datapath {
     /// The maps were adopted from an earlier daemon's pins (see [`Datapath::load_pinned`]).
     pub adopted: bool,
     policy: ArrayOfMaps<MapData, PolicyMap>,
-    table_v4: ArrayOfMaps<MapData, TableV4>,
-    table_v6: ArrayOfMaps<MapData, TableV6>,
+    v4: FamilyTables,
+    v6: FamilyTables,
     except_v4: LpmTrie<MapData, [u8; 4], u32>,
     except_v6: LpmTrie<MapData, [u8; 16], u32>,
     country_counters: PerCpuArray<MapData, Counter>,
@@ -171,10 +173,10 @@ impl Datapath {
         let policy = take(names::POLICY)?
             .try_into()
             .map_err(map_err(names::POLICY))?;
-        let table_v4 = take(names::TABLE_V4)?
+        let outer_v4 = take(names::TABLE_V4)?
             .try_into()
             .map_err(map_err(names::TABLE_V4))?;
-        let table_v6 = take(names::TABLE_V6)?
+        let outer_v6 = take(names::TABLE_V6)?
             .try_into()
             .map_err(map_err(names::TABLE_V6))?;
         let except_v4 = take(names::EXCEPT_V4)?
@@ -189,12 +191,33 @@ impl Datapath {
         let class_counters = take(names::CLASS_COUNTERS)?
             .try_into()
             .map_err(map_err(names::CLASS_COUNTERS))?;
+        // Placeholders until `install_tables` or `adopt` below: nothing reads them before.
+        let placeholder = |family, name| -> Result<LiveTable, DatapathError> {
+            Ok(LiveTable {
+                table: StrideTable::empty(family),
+                inner: tables::TableMap::create(1, names::BPF_F_INNER_MAP)
+                    .map_err(map_err(name))?,
+                marks: Default::default(),
+            })
+        };
         let mut datapath = Self {
             ebpf,
             adopted,
             policy,
-            table_v4,
-            table_v6,
+            v4: FamilyTables {
+                family: Family::V4,
+                name: names::TABLE_V4,
+                outer: outer_v4,
+                live: placeholder(Family::V4, names::TABLE_V4)?,
+                exceptions: Default::default(),
+            },
+            v6: FamilyTables {
+                family: Family::V6,
+                name: names::TABLE_V6,
+                outer: outer_v6,
+                live: placeholder(Family::V6, names::TABLE_V6)?,
+                exceptions: Default::default(),
+            },
             except_v4,
             except_v6,
             country_counters,
@@ -205,6 +228,7 @@ impl Datapath {
             if schema != POLICY_SCHEMA {
                 return Err(DatapathError::Schema { found: schema });
             }
+            datapath.adopt_exceptions_and_tables()?;
         } else {
             datapath.set_policy(&Policy::pass_all())?;
             datapath.install_tables(&[], &[])?;

@@ -1,93 +1,195 @@
-//! Country tables: a compiled database written into fresh LPM tries, then swapped in.
+//! Country tables: a compiled database written into fresh stride tables, then swapped in.
+//!
+//! Each family's table is one `ARRAY` of chunks (layout: [`geofilter_common::table`]), created
+//! at exactly the size the database needs and filled completely before it is referenced. Then
+//! one `bpf_map_update_elem` on the family's `ARRAY_OF_MAPS` slot makes it live: the program
+//! takes every level of a lookup from the inner map it fetched at the start of that lookup, so a
+//! packet reads the old table or the new one, never a mix, and the kernel frees the old array
+//! only after every program run that could hold it has finished (RCU).
+//!
+//! The daemon keeps a copy of each live table (without marks) to place exception marks on it in
+//! place; see `exceptions.rs`.
 
-use std::time::{Duration, Instant};
+use std::{
+    collections::BTreeSet,
+    time::{Duration, Instant},
+};
 
-use aya::maps::lpm_trie::Key;
-use geofilter_common::maps::{self as names, TABLE_CAPACITY};
+use aya::maps::{Array, ArrayOfMaps, MapData};
+use geofilter_common::{
+    maps::BPF_F_INNER_MAP,
+    table::{Chunk, ROOT_CHUNKS},
+};
 
-use super::{Datapath, DatapathError, TableV4, TableV6, map_err};
+use super::{
+    Datapath, DatapathError, map_err,
+    stride::{Family, Marks, StrideTable},
+};
 use crate::geoip::Prefix;
 
-/// `BPF_F_NO_PREALLOC`: mandatory for LPM tries (kernel/bpf/lpm_trie.c, `trie_alloc`), and the
-/// inner map must carry the same flags as the template the program was verified against.
-const BPF_F_NO_PREALLOC: u32 = 1;
+/// One family's kernel table: an `ARRAY` of chunks.
+pub(super) type TableMap = Array<MapData, Chunk>;
 
 /// What an install wrote.
 #[derive(Clone, Copy, Debug, Default, serde::Serialize)]
 pub struct TableStats {
     pub prefixes_v4: usize,
     pub prefixes_v6: usize,
+    /// Chunks of 256 entries (1 KiB) in each table, root included.
+    pub chunks_v4: usize,
+    pub chunks_v6: usize,
     #[serde(skip)]
     pub elapsed: Duration,
 }
 
+/// One family's table state: the map-of-maps slot, the live table and the exceptions marked on
+/// it.
+pub(super) struct FamilyTables {
+    pub family: Family,
+    pub name: &'static str,
+    pub outer: ArrayOfMaps<MapData, TableMap>,
+    pub live: LiveTable,
+    /// The exception prefixes of this family, as in the kernel's exception trie.
+    pub exceptions: BTreeSet<(u128, u8)>,
+}
+
+/// A table the program is using: its compiled form, its kernel array and the marks written there.
+pub(super) struct LiveTable {
+    pub table: StrideTable,
+    pub inner: TableMap,
+    pub marks: Marks,
+}
+
+impl FamilyTables {
+    /// Builds the kernel array for `table` with this family's exception marks, filled
+    /// completely, but not yet referenced by the program.
+    pub fn prepare(&self, table: StrideTable) -> Result<LiveTable, DatapathError> {
+        let mut marks = Marks::default();
+        for &(addr, len) in &self.exceptions {
+            marks.update(&table, addr, len, true);
+        }
+        let len = u32::try_from(table.chunks.len()).expect("at most MAX_CHUNKS chunks");
+        let mut inner = TableMap::create(len, BPF_F_INNER_MAP).map_err(map_err(self.name))?;
+        let marked = marks.marked_chunks();
+        for (index, chunk) in (0..len).zip(&table.chunks) {
+            // A new array is zero-filled, and zero is the unknown leaf: empty chunks (most of
+            // the IPv6 root) need no write.
+            if *chunk == Chunk::EMPTY && !marked.contains(&index) {
+                continue;
+            }
+            inner
+                .set(index, marks.render(&table, index), 0)
+                .map_err(map_err(self.name))?;
+        }
+        Ok(LiveTable {
+            table,
+            inner,
+            marks,
+        })
+    }
+
+    /// Makes `new` the table the program uses, in one step.
+    pub fn swap_in(&mut self, new: LiveTable) -> Result<(), DatapathError> {
+        self.outer
+            .set(0, &new.inner, 0)
+            .map_err(map_err(self.name))?;
+        self.live = new;
+        Ok(())
+    }
+
+    /// Writes `chunks` of the live table again, with their current marks (in place: only mark
+    /// bits differ from what the kernel holds, see `exceptions.rs`).
+    pub fn rewrite(&mut self, chunks: &[u32]) -> Result<(), DatapathError> {
+        let live = &mut self.live;
+        for &index in chunks {
+            let chunk = live.marks.render(&live.table, index);
+            live.inner
+                .set(index, chunk, 0)
+                .map_err(map_err(self.name))?;
+        }
+        Ok(())
+    }
+
+    /// Reads the live table back from the kernel (after adopting an earlier daemon's pins), and
+    /// rewrites any chunk whose marks do not match this family's exceptions.
+    pub fn adopt(&mut self) -> Result<(), DatapathError> {
+        let inner: TableMap = self.outer.get(&0, 0).map_err(map_err(self.name))?;
+        let len = inner.len();
+        let mut held = Vec::with_capacity(len as usize);
+        for index in 0..len {
+            held.push(inner.get(&index, 0).map_err(map_err(self.name))?);
+        }
+        let mut table = StrideTable::empty(self.family);
+        table.chunks = held
+            .iter()
+            .map(|chunk| Chunk {
+                entries: chunk.entries.map(|e| e.with_exception_mark(false)),
+            })
+            .collect();
+        if len < ROOT_CHUNKS {
+            return Err(DatapathError::BadPin {
+                name: self.name,
+                detail: format!("{len} chunks, fewer than the {ROOT_CHUNKS} of a root"),
+            });
+        }
+        let mut marks = Marks::default();
+        for &(addr, len) in &self.exceptions {
+            marks.update(&table, addr, len, true);
+        }
+        self.live = LiveTable {
+            table,
+            inner,
+            marks,
+        };
+        let stale: Vec<u32> = (0..len)
+            .filter(|&i| self.live.marks.render(&self.live.table, i) != held[i as usize])
+            .collect();
+        self.rewrite(&stale)
+    }
+}
+
 impl Datapath {
-    /// Builds new tables holding exactly `v4` and `v6` and swaps them in. On any error the live
-    /// tables are untouched: the new ones are only referenced after they are complete.
+    /// Builds new tables holding exactly `v4` and `v6` (nested prefixes resolve to the most
+    /// specific, as in an LPM table) and swaps them in. On any error the live tables are
+    /// untouched: the new ones are only referenced after they are complete.
     pub fn install_tables(
         &mut self,
         v4: &[Prefix],
         v6: &[Prefix],
     ) -> Result<TableStats, DatapathError> {
         let start = Instant::now();
-        let mut new_v4 =
-            TableV4::create(TABLE_CAPACITY, BPF_F_NO_PREALLOC).map_err(map_err(names::TABLE_V4))?;
-        fill(
-            &mut new_v4,
-            v4,
-            |addr| (addr as u32).to_be_bytes(),
-            names::TABLE_V4,
-        )?;
-        let mut new_v6 =
-            TableV6::create(TABLE_CAPACITY, BPF_F_NO_PREALLOC).map_err(map_err(names::TABLE_V6))?;
-        fill(&mut new_v6, v6, u128::to_be_bytes, names::TABLE_V6)?;
-        // Each family is swapped in one step; a packet only ever consults one family's table.
-        self.table_v4
-            .set(0, &new_v4, 0)
-            .map_err(map_err(names::TABLE_V4))?;
-        self.table_v6
-            .set(0, &new_v6, 0)
-            .map_err(map_err(names::TABLE_V6))?;
-        Ok(TableStats {
+        // The two families compile independently: one on another thread.
+        let (table_v4, table_v6) = std::thread::scope(|s| {
+            let v6_thread = s.spawn(|| StrideTable::build(Family::V6, v6));
+            let table_v4 = StrideTable::build(Family::V4, v4);
+            (table_v4, v6_thread.join().expect("table compiler panicked"))
+        });
+        let table_v4 = table_v4.map_err(|e| self.v4.build_error(e))?;
+        let table_v6 = table_v6.map_err(|e| self.v6.build_error(e))?;
+        let stats = TableStats {
             prefixes_v4: v4.len(),
             prefixes_v6: v6.len(),
+            chunks_v4: table_v4.chunks.len(),
+            chunks_v6: table_v6.chunks.len(),
+            elapsed: Duration::ZERO,
+        };
+        let new_v4 = self.v4.prepare(table_v4)?;
+        let new_v6 = self.v6.prepare(table_v6)?;
+        // Each family is swapped in one step; a packet only ever consults one family's table.
+        self.v4.swap_in(new_v4)?;
+        self.v6.swap_in(new_v6)?;
+        Ok(TableStats {
             elapsed: start.elapsed(),
+            ..stats
         })
     }
 }
 
-fn fill<const N: usize>(
-    trie: &mut aya::maps::LpmTrie<aya::maps::MapData, [u8; N], geofilter_common::PrefixInfo>,
-    prefixes: &[Prefix],
-    bytes: impl Fn(u128) -> [u8; N],
-    name: &'static str,
-) -> Result<(), DatapathError> {
-    for prefix in prefixes {
-        let key = Key::new(u32::from(prefix.len), bytes(prefix.addr));
-        insert_retrying(trie, &key, prefix, name)?;
-    }
-    Ok(())
-}
-
-/// LPM trie nodes are allocated with GFP_NOWAIT (bpf_mem_alloc since 6.14), so a burst of
-/// inserts can see a transient ENOMEM that succeeds when retried.
-fn insert_retrying<const N: usize>(
-    trie: &mut aya::maps::LpmTrie<aya::maps::MapData, [u8; N], geofilter_common::PrefixInfo>,
-    key: &Key<[u8; N]>,
-    prefix: &Prefix,
-    name: &'static str,
-) -> Result<(), DatapathError> {
-    let mut attempts = 0;
-    loop {
-        match trie.insert(key, prefix.info, 0) {
-            Ok(()) => return Ok(()),
-            Err(aya::maps::MapError::SyscallError(e))
-                if e.io_error.raw_os_error() == Some(libc::ENOMEM) && attempts < 100 =>
-            {
-                attempts += 1;
-                std::thread::sleep(Duration::from_millis(1));
-            }
-            Err(e) => return Err(map_err(name)(e)),
+impl FamilyTables {
+    fn build_error(&self, e: super::stride::BuildError) -> DatapathError {
+        DatapathError::Table {
+            name: self.name,
+            source: e,
         }
     }
 }

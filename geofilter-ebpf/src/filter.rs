@@ -1,0 +1,159 @@
+//! The per-packet logic, shared by the program and its LPM-trie variant: parse to the source
+//! address (`parse`), look the address up in the country tables (a [`CountryTables`]), read the
+//! country's action from the policy, count, return the verdict. Nothing here logs per packet;
+//! counters are per-CPU arrays the daemon sums. A `why` probe (a test run with a [`WhyProbe`] in
+//! the metadata) takes the same path but reports what it found instead of counting.
+
+use aya_ebpf::{bindings::xdp_action, programs::XdpContext};
+use geofilter_common::{
+    ACTION_DROP, EXCEPTION_DROP, POLICY_EXCEPTIONS_V4, POLICY_EXCEPTIONS_V6, POLICY_MONITOR,
+    POLICY_PORT_SCOPE, POLICY_PORTLESS_IN_SCOPE, PacketClass, Policy, PrefixInfo, UNKNOWN_COUNTRY,
+    Verdict, WHY_MAGIC, WhyProbe,
+};
+
+use crate::{
+    maps,
+    parse::{Port, Source, Transport, destination_port, parse_source},
+};
+
+/// What a country table says about one address.
+pub struct Found {
+    pub info: PrefixInfo,
+    /// Whether an exception may cover the address, so the exception trie must be consulted (when
+    /// the policy says the family has exceptions at all). `false` only when the table can prove
+    /// that no exception covers the address.
+    pub exception_possible: bool,
+}
+
+/// Where a program variant looks addresses up.
+pub trait CountryTables {
+    fn v4(addr: [u8; 4]) -> Found;
+    fn v6(addr: [u8; 16]) -> Found;
+}
+
+#[inline(always)]
+pub fn filter<T: CountryTables>(ctx: &XdpContext) -> u32 {
+    let frame_len = (ctx.data_end() - ctx.data()) as u64;
+    let probe = why_probe(ctx);
+    // Without a policy (never the case once the daemon has attached the program) everything
+    // passes: failing open here cannot lock an operator out.
+    let Some(policy) = maps::policy() else {
+        return xdp_action::XDP_PASS;
+    };
+    let (class, info, exception, transport) = match parse_source(ctx) {
+        Source::V4(addr, transport) => {
+            let found = T::v4(addr);
+            let exception = if policy.flags & POLICY_EXCEPTIONS_V4 != 0 && found.exception_possible
+            {
+                maps::exception_v4(addr)
+            } else {
+                None
+            };
+            (PacketClass::Ipv4, found.info, exception, transport)
+        }
+        Source::V6(addr, transport) => {
+            let found = T::v6(addr);
+            let exception = if policy.flags & POLICY_EXCEPTIONS_V6 != 0 && found.exception_possible
+            {
+                maps::exception_v6(addr)
+            } else {
+                None
+            };
+            (PacketClass::Ipv6, found.info, exception, transport)
+        }
+        Source::NotIp => {
+            if probe.is_none() {
+                maps::count_class(PacketClass::NonIp, frame_len);
+            }
+            return xdp_action::XDP_PASS;
+        }
+        Source::Malformed => {
+            if probe.is_none() {
+                maps::count_class(PacketClass::Malformed, frame_len);
+            }
+            return xdp_action::XDP_PASS;
+        }
+    };
+    let verdict = decide(ctx, policy, info.country, exception, transport);
+    match probe {
+        // SAFETY: `why_probe` bounds-checked the record against the metadata area.
+        Some(probe) => unsafe {
+            (*probe).verdict = verdict as u32;
+            (*probe).info = info;
+        },
+        None => {
+            maps::count_class(class, frame_len);
+            maps::count_country(info.country, verdict, frame_len);
+        }
+    }
+    match verdict {
+        Verdict::Drop => xdp_action::XDP_DROP,
+        Verdict::Pass | Verdict::WouldDrop => xdp_action::XDP_PASS,
+    }
+}
+
+/// The `why` record in front of the frame, if this run is a probe (see [`WhyProbe`]).
+#[inline(always)]
+fn why_probe(ctx: &XdpContext) -> Option<*mut WhyProbe> {
+    let meta = ctx.metadata();
+    if meta + core::mem::size_of::<WhyProbe>() > ctx.metadata_end() {
+        return None;
+    }
+    let probe = meta as *mut WhyProbe;
+    // SAFETY: the record lies inside the metadata area (checked above against `data`).
+    if unsafe { (*probe).magic } != WHY_MAGIC {
+        return None;
+    }
+    Some(probe)
+}
+
+/// The verdict, in order: an exception decides outright; a packet outside the port scope passes;
+/// otherwise the country's action.
+#[inline(always)]
+fn decide(
+    ctx: &XdpContext,
+    policy: &Policy,
+    country: u16,
+    exception: Option<u32>,
+    transport: Transport,
+) -> Verdict {
+    let drop = |policy: &Policy| {
+        if policy.flags & POLICY_MONITOR != 0 {
+            Verdict::WouldDrop
+        } else {
+            Verdict::Drop
+        }
+    };
+    if let Some(action) = exception {
+        return if action == EXCEPTION_DROP {
+            drop(policy)
+        } else {
+            Verdict::Pass
+        };
+    }
+    if policy.flags & POLICY_PORT_SCOPE != 0 && !in_port_scope(ctx, policy, transport) {
+        return Verdict::Pass;
+    }
+    let action = match policy.actions.get(country as usize) {
+        Some(action) => *action,
+        None => policy.actions[UNKNOWN_COUNTRY as usize],
+    };
+    if action == ACTION_DROP {
+        drop(policy)
+    } else {
+        Verdict::Pass
+    }
+}
+
+/// Whether geo-filtering applies to this packet's destination port. A TCP/UDP packet whose port
+/// cannot be read (a later fragment, a cut header) is in scope: failing closed here keeps
+/// fragmentation from being a way around the filter.
+#[inline(always)]
+fn in_port_scope(ctx: &XdpContext, policy: &Policy, transport: Transport) -> bool {
+    match destination_port(ctx, transport) {
+        Port::Tcp(port) => policy.tcp_ports.contains(port),
+        Port::Udp(port) => policy.udp_ports.contains(port),
+        Port::Portless => policy.flags & POLICY_PORTLESS_IN_SCOPE != 0,
+        Port::Unknown => true,
+    }
+}

@@ -1,0 +1,45 @@
+//! The country tables of the LPM-trie variant (`geofilter-lpm`): the kernel's LPM trie with the
+//! same prefixes, kept as the benchmark baseline and as an independent oracle for tests. Each
+//! family's trie sits in slot 0 of an `ARRAY_OF_MAPS`, swapped whole like the stride tables.
+
+use aya_ebpf::{
+    btf_maps::{ArrayOfMaps, LpmTrie, lpm_trie::Key},
+    macros::btf_map,
+};
+use geofilter_common::{PrefixInfo, maps::TABLE_CAPACITY};
+
+use crate::filter::{CountryTables, Found};
+
+const CAPACITY: usize = TABLE_CAPACITY as usize;
+
+#[btf_map]
+static GF_TABLE_V4: ArrayOfMaps<LpmTrie<[u8; 4], PrefixInfo, CAPACITY>, 1> = ArrayOfMaps::new();
+
+#[btf_map]
+static GF_TABLE_V6: ArrayOfMaps<LpmTrie<[u8; 16], PrefixInfo, CAPACITY>, 1> = ArrayOfMaps::new();
+
+/// The trie cannot tell whether an exception is near, so every packet of a family with
+/// exceptions looks them up (as geofilter did before its stride tables).
+#[inline(always)]
+fn found(info: Option<*mut PrefixInfo>) -> Found {
+    Found {
+        // SAFETY: the kernel returned a pointer to a live trie value; it stays valid for this
+        // program run (RCU), and we copy it out at once.
+        info: info.map_or(PrefixInfo::UNKNOWN, |info| unsafe { *info }),
+        exception_possible: true,
+    }
+}
+
+pub struct Lpm;
+
+impl CountryTables for Lpm {
+    #[inline(always)]
+    fn v4(addr: [u8; 4]) -> Found {
+        found(GF_TABLE_V4.get_value_ptr_mut(0, &Key::new(32, addr)))
+    }
+
+    #[inline(always)]
+    fn v6(addr: [u8; 16]) -> Found {
+        found(GF_TABLE_V6.get_value_ptr_mut(0, &Key::new(128, addr)))
+    }
+}
