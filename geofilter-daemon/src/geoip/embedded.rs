@@ -79,9 +79,7 @@ impl PackedMeta {
 pub fn meta() -> &'static PackedMeta {
     static META: OnceLock<PackedMeta> = OnceLock::new();
     META.get_or_init(|| {
-        unpack(EMBEDDED)
-            .map(|u| u.meta)
-            .expect("the embedded database is valid (checked by unit tests)")
+        read_meta(EMBEDDED).expect("the embedded database is valid (checked by unit tests)")
     })
 }
 
@@ -103,7 +101,15 @@ pub fn source() -> Result<SourceRanges, DbError> {
 
 /// Decodes and compiles the embedded database.
 pub fn load() -> Result<CompiledDb, DbError> {
-    Ok(compile(vec![source()?]))
+    let started = std::time::Instant::now();
+    let db = compile(vec![source()?]);
+    tracing::debug!(
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        prefixes_v4 = db.v4.len(),
+        prefixes_v6 = db.v6.len(),
+        "embedded database decoded and compiled"
+    );
+    Ok(db)
 }
 
 /// Packs a compiled table: adjacent prefixes of one country become one range.
@@ -162,6 +168,26 @@ pub struct Unpacked {
     pub meta: PackedMeta,
     pub v4: Vec<Range>,
     pub v6: Vec<Range>,
+}
+
+/// Reads only the metadata of a packed file (decompressing just its first bytes).
+pub fn read_meta(bytes: &[u8]) -> Result<PackedMeta, DbError> {
+    let bad = |reason: String| DbError::Invalid {
+        path: PathBuf::from("embedded database"),
+        reason,
+    };
+    let mut gz = GzDecoder::new(bytes);
+    let mut head = [0u8; MAGIC.len() + 4];
+    gz.read_exact(&mut head)
+        .map_err(|e| bad(format!("not a gzip'd packed database: {e}")))?;
+    if head[..MAGIC.len()] != MAGIC[..] {
+        return Err(bad("wrong magic or version (expected GFDB 1)".into()));
+    }
+    let len = u32::from_le_bytes(head[MAGIC.len()..].try_into().expect("4 bytes"));
+    let mut json = vec![0u8; len.min(1 << 20) as usize];
+    gz.read_exact(&mut json)
+        .map_err(|e| bad(format!("truncated metadata: {e}")))?;
+    serde_json::from_slice(&json).map_err(|e| bad(format!("bad metadata: {e}")))
 }
 
 /// Reads a packed file: its metadata and the IPv4 and IPv6 ranges.
@@ -361,6 +387,7 @@ mod tests {
         let packed = pack(&db, &meta_for_test());
         let Unpacked { meta, v4, v6 } = unpack(&packed).unwrap();
         assert_eq!(meta, meta_for_test());
+        assert_eq!(read_meta(&packed).unwrap(), meta);
         // Adjacent DE ranges merged, the unknown hole kept as a gap.
         assert_eq!(
             v4,
