@@ -329,7 +329,8 @@ fn fetch(agent: &ureq::Agent, url: &str, path: &Path, progress: bool) -> Result<
         bar.inc(n as u64);
     }
     file.sync_all().map_err(io("sync"))?;
-    bar.finish();
+    // The summary lines that follow say what was stored.
+    bar.finish_and_clear();
     Ok(total)
 }
 
