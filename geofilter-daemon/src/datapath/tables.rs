@@ -158,38 +158,35 @@ impl Datapath {
         v6: &[Prefix],
     ) -> Result<TableStats, DatapathError> {
         let start = Instant::now();
-        // The two families compile independently: one on another thread.
-        let (table_v4, table_v6) = std::thread::scope(|s| {
-            let v6_thread = s.spawn(|| StrideTable::build(Family::V6, v6));
-            let table_v4 = StrideTable::build(Family::V4, v4);
-            (table_v4, v6_thread.join().expect("table compiler panicked"))
+        // The two families are independent: one compiles and fills its array on another thread.
+        let (v4_side, v6_side) = (&self.v4, &self.v6);
+        let (new_v4, new_v6) = std::thread::scope(|s| {
+            let v6_thread = s.spawn(|| v6_side.compile(v6));
+            let new_v4 = v4_side.compile(v4);
+            (new_v4, v6_thread.join().expect("table compiler panicked"))
         });
-        let table_v4 = table_v4.map_err(|e| self.v4.build_error(e))?;
-        let table_v6 = table_v6.map_err(|e| self.v6.build_error(e))?;
-        let stats = TableStats {
-            prefixes_v4: v4.len(),
-            prefixes_v6: v6.len(),
-            chunks_v4: table_v4.chunks.len(),
-            chunks_v6: table_v6.chunks.len(),
-            elapsed: Duration::ZERO,
-        };
-        let new_v4 = self.v4.prepare(table_v4)?;
-        let new_v6 = self.v6.prepare(table_v6)?;
+        let (new_v4, new_v6) = (new_v4?, new_v6?);
         // Each family is swapped in one step; a packet only ever consults one family's table.
         self.v4.swap_in(new_v4)?;
         self.v6.swap_in(new_v6)?;
         Ok(TableStats {
+            prefixes_v4: v4.len(),
+            prefixes_v6: v6.len(),
+            chunks_v4: self.v4.live.table.chunks.len(),
+            chunks_v6: self.v6.live.table.chunks.len(),
             elapsed: start.elapsed(),
-            ..stats
         })
     }
 }
 
 impl FamilyTables {
-    fn build_error(&self, e: super::stride::BuildError) -> DatapathError {
-        DatapathError::Table {
-            name: self.name,
-            source: e,
-        }
+    /// Compiles `prefixes` and [`prepare`](Self::prepare)s the kernel array for them.
+    fn compile(&self, prefixes: &[Prefix]) -> Result<LiveTable, DatapathError> {
+        let table =
+            StrideTable::build(self.family, prefixes).map_err(|source| DatapathError::Table {
+                name: self.name,
+                source,
+            })?;
+        self.prepare(table)
     }
 }
