@@ -39,7 +39,7 @@ fn main() -> anyhow::Result<()> {
         }
         let out = PathBuf::from(env::var_os("OUT_DIR").ok_or(anyhow!("no OUT_DIR"))?);
         // One placeholder per program object (bin) of geofilter-ebpf.
-        for object in ["geofilter", "geofilter-lpm"] {
+        for object in ["geofilter", "geofilter-lpm", "geofilter-bench"] {
             fs::write(out.join(object), b"").context("writing placeholder object")?;
         }
         if !skip {

@@ -6,6 +6,7 @@
 //! bytes the program reads.
 #![cfg_attr(target_arch = "bpf", no_std)]
 
+pub mod bench;
 pub mod country;
 pub mod maps;
 pub mod table;
@@ -228,4 +229,5 @@ mod pod {
     unsafe impl aya::Pod for super::PrefixInfo {}
     unsafe impl aya::Pod for super::Policy {}
     unsafe impl aya::Pod for super::table::Chunk {}
+    unsafe impl aya::Pod for super::bench::BenchConfig {}
 }

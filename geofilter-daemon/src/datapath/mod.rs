@@ -11,6 +11,7 @@ mod attach;
 pub mod bpffs;
 mod counters;
 mod exceptions;
+pub mod memory;
 mod probe;
 pub mod stride;
 mod tables;

@@ -4,6 +4,7 @@
 //! - [`LPM_OBJECT`]: geofilter with kernel LPM tries as its country tables (same parsing,
 //!   policy, exceptions and counters, same map names). [`LpmDatapath`] loads it and fills its
 //!   tries; it is the benchmark baseline and an oracle independent of the stride tables.
+//! - [`BENCH_OBJECT`]: the benchmark harness programs (see [`geofilter_common::bench`]).
 
 use std::time::Duration;
 
@@ -20,6 +21,10 @@ use crate::geoip::Prefix;
 /// The `geofilter-lpm` object (empty when bpf-linker was missing at build time).
 pub static LPM_OBJECT: &[u8] =
     aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/geofilter-lpm"));
+
+/// The `geofilter-bench` object (empty when bpf-linker was missing at build time).
+pub static BENCH_OBJECT: &[u8] =
+    aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/geofilter-bench"));
 
 /// `BPF_F_NO_PREALLOC`: mandatory for LPM tries (kernel/bpf/lpm_trie.c, `trie_alloc`), and the
 /// inner map must carry the same flags as the template the program was verified against.
@@ -120,8 +125,8 @@ impl LpmDatapath {
     }
 
     /// The loaded object, e.g. for its counters.
-    pub fn ebpf_mut(&mut self) -> &mut Ebpf {
-        &mut self.ebpf
+    pub fn ebpf(&self) -> &Ebpf {
+        &self.ebpf
     }
 }
 
