@@ -66,6 +66,7 @@ pub fn test(opts: &Options) -> anyhow::Result<()> {
         ("2/3: packet tables (BPF_PROG_TEST_RUN)", "packets"),
         ("2/3: differential fuzzing against the reference model", "fuzz_datapath"),
         ("2/3: database exactness (kernel vs reference)", "exactness"),
+        ("2/3: stride tables vs the kernel LPM trie, exception marks", "lookup"),
         ("3/3: end-to-end (network namespaces)", "e2e"),
         ("3/3: databases: embedded, db update, bad files", "db"),
         ("3/3: control plane end-to-end", "control"),

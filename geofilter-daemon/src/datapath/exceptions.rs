@@ -20,6 +20,8 @@
 //!
 //! [`ENTRY_EXCEPTION`]: geofilter_common::table::ENTRY_EXCEPTION
 
+use std::net::IpAddr;
+
 use aya::maps::lpm_trie::Key;
 use geofilter_common::{EXCEPTION_DROP, EXCEPTION_PASS, maps as names};
 
@@ -100,6 +102,31 @@ impl Datapath {
 }
 
 impl Datapath {
+    /// Whether a packet from `addr` would look the exception trie up (its family has exceptions
+    /// and its path through the live table carries a mark), read from the kernel's table itself.
+    /// For tests and diagnostics: one map read per table level.
+    pub fn exception_lookup_needed(&self, addr: IpAddr) -> Result<bool, DatapathError> {
+        let (family, key) = match addr {
+            IpAddr::V4(a) => (&self.v4, a.octets().to_vec()),
+            IpAddr::V6(a) => (&self.v6, a.octets().to_vec()),
+        };
+        if family.exceptions.is_empty() {
+            return Ok(false);
+        }
+        let inner = &family.live.inner;
+        let read = |index: u32| inner.get(&index, 0).map_err(map_err(family.name));
+        let mut entry = read(u32::from(key[0]))?.entries[usize::from(key[1])];
+        let mut marked = entry.exception_marked();
+        for &byte in &key[2..] {
+            if !entry.is_child() {
+                break;
+            }
+            entry = read(entry.child_index())?.entries[usize::from(byte)];
+            marked |= entry.exception_marked();
+        }
+        Ok(marked)
+    }
+
     /// The exception prefixes in the kernel's tries.
     fn exceptions_in_kernel(&self) -> Result<Vec<Cidr>, DatapathError> {
         let mut present = Vec::new();

@@ -6,7 +6,7 @@
 
 use std::net::IpAddr;
 
-use aya::programs::{TestRun, TestRunOptions};
+use aya::programs::{TestRun, TestRunOptions, Xdp};
 use geofilter_common::{PrefixInfo, Verdict, WHY_MAGIC, WhyProbe};
 
 use super::{Datapath, DatapathError};
@@ -65,44 +65,46 @@ fn probe_input(addr: IpAddr) -> Vec<u8> {
 impl Datapath {
     /// Runs a probe frame from `addr` through the live program.
     pub fn classify(&self, addr: IpAddr) -> Result<Classification, DatapathError> {
-        let input = probe_input(addr);
-        let ctx = XdpMd {
-            data: META_LEN as u32,
-            data_end: input.len() as u32,
-            data_meta: 0,
-            ingress_ifindex: 0,
-            rx_queue_index: 0,
-            egress_ifindex: 0,
-        };
-        let mut output = vec![0u8; input.len()];
-        let mut opts = TestRunOptions::new();
-        opts.data_in = Some(&input);
-        opts.data_out = Some(&mut output);
-        opts.ctx_in = Some(as_bytes(&ctx));
-        let result = self
-            .program()
-            .test_run(opts)
-            .map_err(DatapathError::Program)?;
-        // SAFETY: the output starts with the metadata record (test_run copies from data_meta).
-        let probe: WhyProbe = unsafe { std::ptr::read_unaligned(output.as_ptr().cast()) };
-        let verdict = match probe.verdict {
-            0 => Verdict::Pass,
-            1 => Verdict::Drop,
-            2 => Verdict::WouldDrop,
-            other => {
-                return Err(DatapathError::Probe(format!(
-                    "program reported verdict {other}"
-                )));
-            }
-        };
-        if probe.magic != WHY_MAGIC || result.data_size_out as usize != input.len() {
-            return Err(DatapathError::Probe(
-                "the program did not fill the probe record".into(),
-            ));
-        }
-        Ok(Classification {
-            verdict,
-            info: probe.info,
-        })
+        classify(self.program(), addr)
     }
+}
+
+/// Runs a probe frame from `addr` through `program` (geofilter or its LPM-trie variant).
+pub(super) fn classify(program: &Xdp, addr: IpAddr) -> Result<Classification, DatapathError> {
+    let input = probe_input(addr);
+    let ctx = XdpMd {
+        data: META_LEN as u32,
+        data_end: input.len() as u32,
+        data_meta: 0,
+        ingress_ifindex: 0,
+        rx_queue_index: 0,
+        egress_ifindex: 0,
+    };
+    let mut output = vec![0u8; input.len()];
+    let mut opts = TestRunOptions::new();
+    opts.data_in = Some(&input);
+    opts.data_out = Some(&mut output);
+    opts.ctx_in = Some(as_bytes(&ctx));
+    let result = program.test_run(opts).map_err(DatapathError::Program)?;
+    // SAFETY: the output starts with the metadata record (test_run copies from data_meta).
+    let probe: WhyProbe = unsafe { std::ptr::read_unaligned(output.as_ptr().cast()) };
+    let verdict = match probe.verdict {
+        0 => Verdict::Pass,
+        1 => Verdict::Drop,
+        2 => Verdict::WouldDrop,
+        other => {
+            return Err(DatapathError::Probe(format!(
+                "program reported verdict {other}"
+            )));
+        }
+    };
+    if probe.magic != WHY_MAGIC || result.data_size_out as usize != input.len() {
+        return Err(DatapathError::Probe(
+            "the program did not fill the probe record".into(),
+        ));
+    }
+    Ok(Classification {
+        verdict,
+        info: probe.info,
+    })
 }

@@ -124,6 +124,11 @@ impl LpmDatapath {
             .map_err(map_err(names::TABLE_V6))
     }
 
+    /// Runs a `why` probe from `addr` through the variant (see [`super::Datapath::classify`]).
+    pub fn classify(&self, addr: std::net::IpAddr) -> Result<super::Classification, DatapathError> {
+        super::probe::classify(self.program(), addr)
+    }
+
     /// The loaded object, e.g. for its counters.
     pub fn ebpf(&self) -> &Ebpf {
         &self.ebpf
