@@ -4,6 +4,7 @@
 //! installed by hand: the nightly toolchain and a `bpf-linker` built against its LLVM are
 //! installed on first use.
 
+mod bench;
 mod build;
 mod cmd;
 mod fuzz;
@@ -34,6 +35,10 @@ enum Task {
     Test(test::Options),
     /// Run the cargo-fuzz targets (database readers, control protocol) for a time budget each.
     Fuzz(fuzz::Options),
+    /// Measure geofilter against the kernel LPM trie, nftables and iptables+ipset on a
+    /// world-size database: per-packet cost, live drop rate, load and change times, memory
+    /// (needs root; network traffic stays inside namespaces it creates).
+    Bench(bench::Options),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -43,5 +48,6 @@ fn main() -> anyhow::Result<()> {
         Task::Run(opts) => run::run(opts),
         Task::Test(opts) => test::test(&opts),
         Task::Fuzz(opts) => fuzz::fuzz(&opts),
+        Task::Bench(opts) => bench::bench(&opts),
     }
 }

@@ -1,0 +1,242 @@
+//! `control`: how fast the world database loads, how fast a country change takes effect, what
+//! the kernel holds for it, and how long nftables and ipset take to load the blocked set.
+
+use std::{
+    fmt::Write as _,
+    path::Path,
+    process::Stdio,
+    time::{Duration, Instant},
+};
+
+use aya::maps::{Array, ArrayOfMaps, Map, MapData};
+use geofilter_common::{ACTION_DROP, Policy, maps as names};
+use geofilter_daemon::{
+    datapath::{Datapath, memory},
+    geoip::{self, country::code_str},
+    paths::PinLayout,
+};
+use geofilter_tests::{daemon::Daemon, netns::Netns};
+
+use crate::data::{Family, World};
+
+pub struct WorldLoad {
+    /// Medians over the runs.
+    pub compile: Duration,
+    pub load: Duration,
+    pub total: Duration,
+    pub runs: usize,
+    pub chunks_v4: usize,
+    pub chunks_v6: usize,
+}
+
+/// Compiling the database files and loading the result into a fresh program's tables, as the
+/// daemon does at start-up and on reload (program verification not included).
+pub fn world_load(world: &World, runs: usize) -> WorldLoad {
+    let mut samples = Vec::new();
+    let mut chunks = (0, 0);
+    for _ in 0..runs {
+        let start = Instant::now();
+        let db = geoip::load(&world.paths, None).expect("compiling the database");
+        let compile = start.elapsed();
+        let mut datapath = Datapath::load().expect("loading geofilter");
+        let start = Instant::now();
+        let stats = datapath
+            .install_tables(&db.v4, &db.v6)
+            .expect("installing tables");
+        let load = start.elapsed();
+        chunks = (stats.chunks_v4, stats.chunks_v6);
+        samples.push((compile, load));
+    }
+    samples.sort_by_key(|&(c, l)| c + l);
+    let (compile, load) = samples[samples.len() / 2];
+    WorldLoad {
+        compile,
+        load,
+        total: compile + load,
+        runs,
+        chunks_v4: chunks.0,
+        chunks_v6: chunks.1,
+    }
+}
+
+pub struct CountryChange {
+    pub country: String,
+    /// Command sent → policy live in the kernel, per change (blocks and unblocks alternate).
+    pub samples: Vec<Duration>,
+}
+
+impl CountryChange {
+    pub fn median(&self) -> Duration {
+        let mut s = self.samples.clone();
+        s.sort();
+        s[s.len() / 2]
+    }
+
+    pub fn max(&self) -> Duration {
+        self.samples.iter().copied().max().unwrap_or_default()
+    }
+}
+
+/// Whether the live policy drops `country`, read from the pinned policy slot the program uses.
+/// `None` when the slot changed under the read (the inner map it named was freed meanwhile).
+fn drops(outer: &ArrayOfMaps<MapData, Array<MapData, Policy>>, country: u16) -> Option<bool> {
+    let inner = outer.get(&0, 0).ok()?;
+    let policy = inner.get(&0, 0).ok()?;
+    Some(policy.actions[usize::from(country)] == ACTION_DROP)
+}
+
+/// `geofilter block CC` / `unblock CC` through the CLI, `cycles` times each: from just before the
+/// CLI starts to the moment the program's policy slot holds the new policy (from then on every
+/// packet is judged by it; the program reads the slot afresh for each packet).
+pub fn country_change(daemon: &Daemon, world: &World, cycles: usize) -> CountryChange {
+    let country = *world
+        .db
+        .countries()
+        .iter()
+        .find(|c| !world.blocked.contains(c))
+        .expect("an unblocked country");
+    let code = code_str(country);
+    let pin_root = daemon
+        .pin_root()
+        .expect("the daemon pins where we can see it");
+    let layout = PinLayout::new(pin_root.to_path_buf());
+    let outer: ArrayOfMaps<MapData, Array<MapData, Policy>> =
+        Map::from_map_data(MapData::from_pin(layout.map(names::POLICY)).expect("policy pin"))
+            .and_then(Map::try_into)
+            .expect("policy map");
+    let mut samples = Vec::new();
+    for _ in 0..cycles {
+        for (verb, want_drop) in [("block", true), ("unblock", false)] {
+            assert_eq!(
+                drops(&outer, country),
+                Some(!want_drop),
+                "{verb} {code}: already in effect"
+            );
+            let start = Instant::now();
+            let mut child = daemon
+                .cli_command(&[verb, &code])
+                .stdout(Stdio::null())
+                .spawn()
+                .expect("running the CLI");
+            let deadline = start + Duration::from_secs(5);
+            let mut in_effect = None;
+            while Instant::now() < deadline {
+                if drops(&outer, country) == Some(want_drop) {
+                    in_effect = Some(start.elapsed());
+                    break;
+                }
+            }
+            let status = child.wait().expect("waiting for the CLI");
+            assert!(status.success(), "geofilter {verb} {code} failed");
+            samples.push(
+                in_effect.unwrap_or_else(|| panic!("{verb} {code}: not in effect after 5 s")),
+            );
+        }
+    }
+    CountryChange {
+        country: code,
+        samples,
+    }
+}
+
+/// Kernel memory of every map of the daemon's filter (pinned maps and the inner maps they hold).
+pub fn kernel_memory(daemon: &Daemon) -> Vec<memory::MapMemory> {
+    let pin_root = daemon
+        .pin_root()
+        .expect("the daemon pins where we can see it");
+    memory::pinned_map_memory(&PinLayout::new(pin_root.to_path_buf())).expect("map memory")
+}
+
+/// Runs `program args` in `ns`, feeding `input` on stdin when given; panics with its stderr on
+/// failure. Returns how long it took.
+pub fn timed(ns: &Netns, program: &str, args: &[&str], input: Option<&Path>) -> Duration {
+    let mut command = ns.command(program);
+    command
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    if let Some(path) = input {
+        command.stdin(std::fs::File::open(path).expect("input file"));
+    }
+    let start = Instant::now();
+    let out = command
+        .output()
+        .unwrap_or_else(|e| panic!("running {program}: {e}"));
+    let elapsed = start.elapsed();
+    assert!(
+        out.status.success(),
+        "{program} {} failed: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    elapsed
+}
+
+pub const NFT_TABLE: &str = "geofilter_bench";
+
+/// An nftables ruleset dropping the blocked set at netdev ingress of `iface`: one interval set
+/// per family with the blocked ranges (adjacent prefixes already merged).
+pub fn nft_ruleset(world: &World, iface: &str) -> (String, usize) {
+    let mut text = String::new();
+    let mut elements = 0;
+    writeln!(text, "table netdev {NFT_TABLE} {{").unwrap();
+    for (family, set, ty) in [
+        (Family::V4, "blocked4", "ipv4_addr"),
+        (Family::V6, "blocked6", "ipv6_addr"),
+    ] {
+        let ranges = world.blocked_ranges(family);
+        elements += ranges.len();
+        writeln!(text, "  set {set} {{ type {ty}; flags interval;").unwrap();
+        if !ranges.is_empty() {
+            text.push_str("    elements = { ");
+            for (i, &(start, end)) in ranges.iter().enumerate() {
+                if i > 0 {
+                    text.push_str(", ");
+                }
+                if start == end {
+                    write!(text, "{}", family.ip(start)).unwrap();
+                } else {
+                    write!(text, "{}-{}", family.ip(start), family.ip(end)).unwrap();
+                }
+            }
+            text.push_str(" }\n");
+        }
+        text.push_str("  }\n");
+    }
+    writeln!(
+        text,
+        "  chain ingress {{ type filter hook ingress device \"{iface}\" priority -500; policy accept;\n    \
+         ip saddr @blocked4 counter drop\n    ip6 saddr @blocked6 counter drop\n  }}\n}}"
+    )
+    .unwrap();
+    (text, elements)
+}
+
+pub const IPSET_V4: &str = "gfbench4";
+pub const IPSET_V6: &str = "gfbench6";
+
+/// `ipset restore` input creating one `hash:net` set per family with the blocked set as the
+/// fewest CIDRs.
+pub fn ipset_restore(world: &World) -> (String, usize) {
+    let mut text = String::new();
+    let mut elements = 0;
+    for (family, set, inet) in [
+        (Family::V4, IPSET_V4, "inet"),
+        (Family::V6, IPSET_V6, "inet6"),
+    ] {
+        let cidrs = world.blocked_cidrs(family);
+        elements += cidrs.len();
+        // maxelem must hold the set (the default is 65536); hashsize sized to it up front.
+        let max = cidrs.len().next_power_of_two().max(1024);
+        writeln!(
+            text,
+            "create {set} hash:net family {inet} hashsize {max} maxelem {}",
+            max * 2
+        )
+        .unwrap();
+        for (addr, len) in cidrs {
+            writeln!(text, "add {set} {}/{len}", family.ip(addr)).unwrap();
+        }
+    }
+    (text, elements)
+}

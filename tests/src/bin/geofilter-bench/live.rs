@@ -1,0 +1,248 @@
+//! `live`: packets per second dropped on a veth pair, generated in the kernel.
+//!
+//! The generator (the benchmark object's `bench_generator`) runs with
+//! `BPF_F_TEST_XDP_LIVE_FRAMES` in the client namespace: every frame gets the next source from
+//! the blocked countries and a fresh IPv4 checksum, and is redirected out of the client's veth.
+//! It arrives at the server's veth, where one receiver at a time drops it: geofilter (the real
+//! daemon, native XDP), the LPM-trie variant (native XDP), nftables (an interval set at netdev
+//! ingress) or iptables with an ipset `hash:net` (raw PREROUTING). For the last two the server's
+//! veth has GRO on, which gives it the NAPI instance redirected frames need
+//! (drivers/net/veth.c, `veth_xdp_xmit`), and frames become socket buffers there.
+//!
+//! The generator thread is pinned to CPU 0, and the receiver's NAPI poll runs on the CPU that
+//! scheduled it, so each packet costs generation plus reception on one core: the figures compare
+//! receivers side by side; they are not a NIC's line rate. The count is what the receiver itself
+//! counted as dropped (its own counters), divided by the wall time of the generating syscall.
+
+use std::{
+    net::Ipv4Addr,
+    time::{Duration, Instant},
+};
+
+use aya::{
+    Ebpf,
+    maps::PerCpuArray,
+    programs::{TestRun, TestRunAttrs, TestRunOptions, Xdp, XdpMode, xdp::XdpLinkId},
+};
+use geofilter_common::{
+    COUNTRY_SLOTS, Counter, Verdict, bench as names, country_counter_index, maps as map_names,
+};
+use geofilter_tests::{daemon::Daemon, netns::Pair};
+
+use crate::test_run::{Bench, udp_frame};
+
+/// Live-frame batch size: the kernel's default (64), well inside veth's 256-frame ring.
+const BATCH: u32 = 64;
+/// Generated frames per measured run are sized for about this long...
+const RUN_TIME: Duration = Duration::from_millis(1500);
+/// ...within these bounds.
+const MIN_PACKETS: u32 = 200_000;
+const MAX_PACKETS: u32 = 30_000_000;
+
+pub struct Generator<'a> {
+    pub bench: &'a mut Bench,
+    pub pair: &'a Pair,
+    frame: Vec<u8>,
+}
+
+fn mac(text: &str) -> [u8; 6] {
+    let mut out = [0u8; 6];
+    for (o, part) in out.iter_mut().zip(text.split(':')) {
+        *o = u8::from_str_radix(part, 16).expect("MAC byte");
+    }
+    out
+}
+
+impl<'a> Generator<'a> {
+    /// Configures the generator to send `sources` (IPv4) out of the client's veth.
+    pub fn new(bench: &'a mut Bench, pair: &'a Pair, sources: &[u128]) -> Self {
+        let ifname = std::ffi::CString::new(pair.client_if.clone()).expect("ifname");
+        let ifindex = pair.client.run_in(|| {
+            // SAFETY: a valid NUL-terminated name.
+            unsafe { libc::if_nametoindex(ifname.as_ptr()) }
+        });
+        assert_ne!(ifindex, 0, "no interface {}", pair.client_if);
+        bench.configure(crate::data::Family::V4, sources, ifindex);
+        // Any unicast source MAC will do; the destination must be the server's, or its stack
+        // discards the frame as PACKET_OTHERHOST before netfilter sees it.
+        let mut frame = udp_frame(
+            crate::data::Family::V4,
+            mac(pair.server_mac()),
+            [0x02, 0, 0, 0, 0xbe, 0x01],
+        );
+        // To the server's address, so the stack (iptables) sees a packet for this host.
+        frame[30..34].copy_from_slice(&"10.200.0.2".parse::<Ipv4Addr>().unwrap().octets());
+        Self { bench, pair, frame }
+    }
+
+    /// Sends `count` frames; returns the wall time of the generating syscall.
+    fn send(&mut self, count: u32) -> Duration {
+        let generator = self.bench.program(names::GENERATOR_PROGRAM);
+        let frame = &self.frame;
+        self.pair.client.run_in(|| {
+            pin_to_cpu(0);
+            let start = Instant::now();
+            // Live mode reports no verdict; the receiver's counters show what arrived.
+            generator
+                .test_run(TestRunOptions {
+                    data_in: Some(frame),
+                    repeat: count,
+                    attrs: TestRunAttrs::new().xdp_live_frames(BATCH),
+                    ..TestRunOptions::new()
+                })
+                .expect("BPF_PROG_TEST_RUN with live frames");
+            start.elapsed()
+        })
+    }
+
+    /// Median drop rate (packets per second) over `runs` runs, counting drops with `dropped`.
+    pub fn measure(&mut self, runs: usize, mut dropped: impl FnMut() -> u64) -> Rate {
+        // Calibrate the run length on a short run (which also warms everything up).
+        let before = dropped();
+        let elapsed = self.send(MIN_PACKETS);
+        settle();
+        let seen = dropped() - before;
+        assert!(
+            seen > u64::from(MIN_PACKETS) / 2,
+            "the receiver dropped only {seen} of {MIN_PACKETS} frames: is it filtering?"
+        );
+        let rate = seen as f64 / elapsed.as_secs_f64();
+        let count = (rate * RUN_TIME.as_secs_f64())
+            .clamp(f64::from(MIN_PACKETS), f64::from(MAX_PACKETS)) as u32;
+        let mut rates = Vec::new();
+        let mut delivered = 0.0;
+        for _ in 0..runs {
+            let before = dropped();
+            let elapsed = self.send(count);
+            settle();
+            let seen = dropped() - before;
+            delivered += seen as f64 / f64::from(count);
+            rates.push(seen as f64 / elapsed.as_secs_f64());
+        }
+        rates.sort_by(f64::total_cmp);
+        Rate {
+            mpps: rates[rates.len() / 2] / 1e6,
+            packets: count,
+            dropped_share: delivered / runs as f64,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Rate {
+    pub mpps: f64,
+    /// Frames generated per run.
+    pub packets: u32,
+    /// Share of generated frames the receiver counted as dropped (the rest were lost before it,
+    /// e.g. on a full veth ring).
+    pub dropped_share: f64,
+}
+
+/// Lets the last batch's NAPI poll finish before reading counters.
+fn settle() {
+    std::thread::sleep(Duration::from_millis(20));
+}
+
+fn pin_to_cpu(cpu: usize) {
+    // SAFETY: a zeroed cpu_set_t is valid; the calls only touch this thread's affinity.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpu, &mut set);
+        let rc = libc::sched_setaffinity(0, size_of::<libc::cpu_set_t>(), &set);
+        assert_eq!(
+            rc,
+            0,
+            "sched_setaffinity: {}",
+            std::io::Error::last_os_error()
+        );
+    }
+}
+
+/// Packets the daemon counted as dropped, over all countries.
+pub fn daemon_drops(daemon: &Daemon) -> u64 {
+    let stats = daemon.cli_json(&["stats"]);
+    stats["countries"]
+        .as_array()
+        .expect("countries array")
+        .iter()
+        .map(|c| c["drop"]["packets"].as_u64().unwrap_or(0))
+        .sum()
+}
+
+/// Packets a geofilter-shaped object (the LPM-trie variant) counted as dropped.
+pub fn program_drops(ebpf: &Ebpf) -> u64 {
+    let counters: PerCpuArray<_, Counter> = ebpf
+        .map(map_names::COUNTRY_COUNTERS)
+        .expect("country counters")
+        .try_into()
+        .expect("a per-CPU array");
+    (0..COUNTRY_SLOTS as u16)
+        .map(|c| {
+            counters
+                .get(&country_counter_index(c, Verdict::Drop), 0)
+                .expect("counter")
+                .iter()
+                .map(|v| v.packets)
+                .sum::<u64>()
+        })
+        .sum()
+}
+
+/// Attaches `program` natively to the server's veth (detach it with the returned link).
+pub fn attach(pair: &Pair, program: &mut Xdp) -> XdpLinkId {
+    let iface = pair.server_if.clone();
+    pair.server
+        .run_in(|| program.attach(&iface, XdpMode::Driver))
+        .expect("attaching natively to the server's veth")
+}
+
+/// Sum of the packet counters of every rule in the nftables benchmark table.
+pub fn nft_drops(pair: &Pair) -> u64 {
+    let out = pair
+        .server
+        .command("nft")
+        .args(["-j", "list", "table", "netdev", crate::control::NFT_TABLE])
+        .output()
+        .expect("nft list");
+    assert!(
+        out.status.success(),
+        "nft list: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("nft JSON");
+    let mut total = 0;
+    for item in json["nftables"].as_array().expect("nftables array") {
+        for expr in item["rule"]["expr"].as_array().into_iter().flatten() {
+            total += expr["counter"]["packets"].as_u64().unwrap_or(0);
+        }
+    }
+    total
+}
+
+/// Packets dropped by the iptables/ip6tables raw PREROUTING rules (the `[packets:bytes]` of
+/// `iptables-save -c`).
+pub fn iptables_drops(pair: &Pair) -> u64 {
+    let mut total = 0;
+    for program in ["iptables-save", "ip6tables-save"] {
+        let out = pair
+            .server
+            .command(program)
+            .args(["-c", "-t", "raw"])
+            .output()
+            .expect("iptables-save");
+        assert!(
+            out.status.success(),
+            "{program}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        for line in String::from_utf8_lossy(&out.stdout).lines() {
+            if line.contains("-j DROP")
+                && let Some(counts) = line.strip_prefix('[')
+                && let Some((packets, _)) = counts.split_once(':')
+            {
+                total += packets.parse::<u64>().unwrap_or(0);
+            }
+        }
+    }
+    total
+}

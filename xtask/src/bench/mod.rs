@@ -1,0 +1,152 @@
+//! `cargo xtask bench [--db FILE ...] [--json]`: geofilter against the field, in one run.
+//!
+//! xtask only prepares and starts the run: it fetches the default database, installs the peers
+//! (nftables, iptables, ipset) and tools the run needs, builds the release daemon and the
+//! measuring program, and runs the latter as root (through `sudo -E` when not root). The
+//! measuring program is `geofilter-bench` in the tests crate (`tests/src/bin/geofilter-bench/`),
+//! because it needs the daemon library, aya and the namespace helpers, which xtask must not
+//! depend on (xtask builds them). It prints the table, and with `--json` one JSON object as the
+//! last line of stdout; everything else goes to stderr.
+//!
+//! Default database: the world-size geo-whois-asn-country CSVs (IPv4 + IPv6, ~1M prefixes), the
+//! npm package pinned below, fetched once with `npm pack` into `target/bench-data/`.
+
+use std::{
+    path::{Path, PathBuf},
+    process::Command,
+};
+
+use anyhow::{Context as _, bail};
+use clap::Args;
+
+use crate::{build, cmd, setup};
+
+/// The default database: this exact release, so runs on different days compare.
+const NPM_PACKAGE: &str = "@ip-location-db/geo-whois-asn-country";
+const NPM_VERSION: &str = "2.3.2026061719";
+const CSV_FILES: [&str; 2] = [
+    "geo-whois-asn-country-ipv4.csv",
+    "geo-whois-asn-country-ipv6.csv",
+];
+
+#[derive(Args)]
+pub struct Options {
+    /// Database file; repeat for several (e.g. an IPv4 and an IPv6 file), any format the daemon
+    /// reads. [default: the world-size geo-whois-asn-country CSVs, fetched with npm into
+    /// target/bench-data/]
+    #[arg(long = "db", value_name = "FILE")]
+    dbs: Vec<PathBuf>,
+    /// Also print one JSON object as the last line of standard output.
+    #[arg(long)]
+    json: bool,
+    /// A quick smoke run (3 rounds instead of 11, one live run per receiver): noisier figures.
+    #[arg(long)]
+    quick: bool,
+}
+
+pub fn bench(opts: &Options) -> anyhow::Result<()> {
+    let dbs = if opts.dbs.is_empty() {
+        default_database()?
+    } else {
+        opts.dbs
+            .iter()
+            .map(|p| {
+                p.canonicalize()
+                    .with_context(|| format!("database {}", p.display()))
+            })
+            .collect::<anyhow::Result<_>>()?
+    };
+    cmd::ensure_commands(&[
+        ("ip", "iproute2"),
+        ("nft", "nftables"),
+        ("iptables", "iptables"),
+        ("ipset", "ipset"),
+        ("ethtool", "ethtool"),
+    ])?;
+
+    // Release builds: the figures are about the shipped code (the daemon's CLI and its table
+    // compiler are measured too).
+    let daemon = build::build(&build::Options { release: true })?;
+    let tools_bin = setup::tools_dir().join("bin");
+    let mut cargo = build::cargo(&tools_bin)?;
+    cargo.args([
+        "build",
+        "--release",
+        "--package",
+        "geofilter-tests",
+        "--bin",
+        "geofilter-bench",
+    ]);
+    cmd::run(&mut cargo)?;
+    let engine = cmd::workspace_root().join("target/release/geofilter-bench");
+
+    let mut command = if cmd::is_root() {
+        Command::new(&engine)
+    } else {
+        let mut sudo = Command::new("sudo");
+        sudo.arg("-E").arg(&engine);
+        sudo
+    };
+    for db in &dbs {
+        command.arg("--db").arg(db);
+    }
+    if opts.json {
+        command.arg("--json");
+    }
+    if opts.quick {
+        command.arg("--quick");
+    }
+    command.env("GEOFILTER_BIN", &daemon);
+    cmd::run(&mut command)
+}
+
+/// The default database's CSV files, fetched and unpacked on first use.
+fn default_database() -> anyhow::Result<Vec<PathBuf>> {
+    let dir = cmd::workspace_root()
+        .join("target/bench-data")
+        .join(NPM_VERSION);
+    let files: Vec<PathBuf> = CSV_FILES.iter().map(|f| dir.join(f)).collect();
+    if files.iter().all(|f| f.is_file()) {
+        return Ok(files);
+    }
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    eprintln!(
+        "xtask: fetching {NPM_PACKAGE}@{NPM_VERSION} (about 11 MB) into {}",
+        dir.display()
+    );
+    let spec = format!("{NPM_PACKAGE}@{NPM_VERSION}");
+    let out = Command::new("npm")
+        .args(["pack", "--silent", &spec, "--pack-destination"])
+        .arg(&dir)
+        .output()
+        .context("running npm (install Node.js/npm, or pass --db FILE)")?;
+    if !out.status.success() {
+        bail!(
+            "npm pack {spec} failed: {}\n(pass --db FILE to use a local database)",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let tarball = String::from_utf8(out.stdout)?.trim().to_owned();
+    unpack(&dir.join(&tarball), &dir)?;
+    std::fs::remove_file(dir.join(&tarball)).ok();
+    for f in &files {
+        if !f.is_file() {
+            bail!("{} is not in {spec}", f.display());
+        }
+    }
+    Ok(files)
+}
+
+/// Extracts the CSV files of the npm tarball (`package/<file>`) into `dir`.
+fn unpack(tarball: &Path, dir: &Path) -> anyhow::Result<()> {
+    let members: Vec<String> = CSV_FILES.iter().map(|f| format!("package/{f}")).collect();
+    cmd::run(
+        Command::new("tar")
+            .arg("-xzf")
+            .arg(tarball)
+            .arg("-C")
+            .arg(dir)
+            .arg("--strip-components=1")
+            .args(&members),
+    )
+}
