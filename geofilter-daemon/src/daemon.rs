@@ -195,13 +195,7 @@ impl Daemon {
                 }
                 Ok(addr) => {
                     let found = state.datapath.classify(addr).map_err(|e| e.to_string())?;
-                    Ok(why::explain(
-                        addr,
-                        &found,
-                        &state.db,
-                        &state.saved.dbs,
-                        &state.saved.policy,
-                    ))
+                    Ok(why::explain(addr, &found, &state.db, &state.saved.policy))
                 }
             })
             .collect::<Result<Vec<_>, String>>()?;
@@ -220,13 +214,16 @@ impl Daemon {
 
     /// Reads and compiles the databases off the lock, then swaps the tables in one step each.
     /// A database that fails to load changes nothing.
-    async fn reload(&self, dbs: Vec<PathBuf>) -> Result<Value, String> {
+    async fn reload(&self, dbs: Vec<PathBuf>, embedded: bool) -> Result<Value, String> {
+        if embedded && !dbs.is_empty() {
+            return Err("reload either the embedded database or files, not both".into());
+        }
         let (paths, format) = {
             let state = self.lock();
-            let paths = if dbs.is_empty() {
-                state.saved.dbs.clone()
-            } else {
+            let paths = if embedded || !dbs.is_empty() {
                 dbs
+            } else {
+                state.saved.dbs.clone()
             };
             (paths, state.saved.db_format.clone())
         };
@@ -316,7 +313,7 @@ impl Handler for Daemon {
             Request::Confirm {} => self.confirm(),
             Request::ExceptList {} => Ok(self.exceptions()),
             Request::Why { addresses } => self.why(&addresses),
-            Request::Reload { dbs } => self.reload(dbs).await,
+            Request::Reload { dbs, embedded } => self.reload(dbs, embedded).await,
             Request::Unload {} => {
                 self.shutdown.notify_one();
                 Ok(json!({"unloading": true}))

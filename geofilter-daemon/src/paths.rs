@@ -4,6 +4,7 @@
 //!   maps, one link per interface). `unload` removes this folder and with it the filter.
 //! - `/run/geofilter/`: runtime files (the control socket).
 //! - `/var/lib/geofilter/state.json`: the desired state, saved after every change.
+//! - `/var/lib/geofilter/db/`: databases fetched by `geofilter db update`.
 //!
 //! `GEOFILTER_PIN_ROOT` overrides the bpffs root, so tests and several instances on one host do not
 //! collide.
@@ -14,6 +15,8 @@ use std::path::PathBuf;
 pub const BPFFS_MOUNT: &str = "/sys/fs/bpf";
 pub const RUNTIME_DIR: &str = "/run/geofilter";
 pub const DEFAULT_SOCKET: &str = "/run/geofilter/geofilter.sock";
+/// Where `geofilter db update` stores downloaded databases.
+pub const DEFAULT_DB_DIR: &str = "/var/lib/geofilter/db";
 /// The desired state, restored at start-up (see `state.rs`).
 pub const STATE_FILE: &str = "/var/lib/geofilter/state.json";
 

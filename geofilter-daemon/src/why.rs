@@ -1,7 +1,7 @@
 //! Explaining one classification for `geofilter why`: the kernel's answer, put in words with the
 //! prefix and database it came from and the rule that decided.
 
-use std::{net::IpAddr, path::PathBuf};
+use std::net::IpAddr;
 
 use geofilter_common::{UNKNOWN_COUNTRY, Verdict};
 use serde_json::{Value, json};
@@ -18,7 +18,6 @@ pub fn explain(
     addr: IpAddr,
     found: &Classification,
     db: &CompiledDb,
-    db_paths: &[PathBuf],
     policy: &DesiredPolicy,
 ) -> Value {
     let country = found.info.country;
@@ -33,9 +32,11 @@ pub fn explain(
         };
         format!("{net}/{}", p.len)
     });
-    let source = db_paths
+    // The database file (or the embedded database's label) the prefix came from.
+    let source = db
+        .sources
         .get(usize::from(found.info.source))
-        .map(|p| p.display().to_string());
+        .map(|s| s.path.display().to_string());
     let listed = policy.countries.contains(&country);
     let rule = match (known, policy.mode) {
         (false, _) => format!(

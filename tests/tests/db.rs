@@ -187,6 +187,32 @@ fn the_embedded_database_is_the_default() {
         "drop",
         "after reloading the embedded database",
     );
+    let answer = daemon.ok(&["why", "--json", ru_v4]);
+    let answer: Value = serde_json::from_str(answer.trim()).unwrap();
+    assert_eq!(
+        answer["source"],
+        label.as_str(),
+        "why names the embedded source: {answer}"
+    );
+
+    // Switch to a file that moves the address to NL, and back to the embedded database.
+    let dir = geofilter_tests::scenario::TempDir::new();
+    let moved = dir.0.join("moved.csv");
+    std::fs::write(&moved, "77.88.0.0,77.88.63.255,NL\n").unwrap();
+    daemon.ok(&["db", "reload", "--db", moved.to_str().unwrap()]);
+    assert_why(&daemon, ru_v4, "NL", "pass", "from the file");
+    daemon.ok(&["db", "reload", "--embedded"]);
+    assert_why(
+        &daemon,
+        ru_v4,
+        "RU",
+        "drop",
+        "back on the embedded database",
+    );
+    assert_eq!(
+        daemon.cli_json(&["status"])["database"]["paths"],
+        serde_json::json!([])
+    );
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -303,8 +303,11 @@ pub enum DbCommand {
     Reload {
         /// Database file to load instead of the current ones; repeat for several. [default: the
         /// daemon's current databases; the embedded one if it has none]
-        #[arg(long = "db", value_name = "FILE")]
+        #[arg(long = "db", value_name = "FILE", conflicts_with = "embedded")]
         dbs: Vec<PathBuf>,
+        /// Switch to the database built into the binary.
+        #[arg(long)]
+        embedded: bool,
         #[command(flatten)]
         client: ClientArgs,
     },

@@ -41,7 +41,11 @@ pub fn main(command: DbCommand) -> anyhow::Result<()> {
             no_reload,
             client,
         } => db_update(preset, &urls, &dest, db_format, no_reload, &client),
-        DbCommand::Reload { dbs, client } => reload(&dbs, &client),
+        DbCommand::Reload {
+            dbs,
+            embedded,
+            client,
+        } => reload(&dbs, embedded, &client),
         DbCommand::Pack {
             dbs,
             output,
@@ -219,6 +223,7 @@ fn db_update(
             socket,
             &Request::Reload {
                 dbs: stored.paths.clone(),
+                embedded: false,
             },
         )
         .context("the new database is stored, but the daemon did not load it")?;
@@ -241,14 +246,14 @@ fn reload_text(v: &Value) -> String {
     )
 }
 
-fn reload(dbs: &[PathBuf], client: &ClientArgs) -> anyhow::Result<()> {
+fn reload(dbs: &[PathBuf], embedded: bool, client: &ClientArgs) -> anyhow::Result<()> {
     // The daemon has its own working directory: send absolute paths, and fail here on a missing
     // file rather than there.
     let dbs = dbs
         .iter()
         .map(|p| std::path::absolute(p).with_context(|| format!("resolving {}", p.display())))
         .collect::<anyhow::Result<Vec<_>>>()?;
-    let result = call(&client.socket.socket, &Request::Reload { dbs })?;
+    let result = call(&client.socket.socket, &Request::Reload { dbs, embedded })?;
     if client.json {
         println!("{result}");
     } else {

@@ -28,10 +28,13 @@ pub enum Request {
         #[serde(default)]
         opts: ChangeOptions,
     },
-    /// Re-read the database files (the given ones, or the current ones) and swap the tables.
+    /// Re-read the database files (the given ones, or the current ones; with `embedded`, the
+    /// database built into the binary) and swap the tables.
     Reload {
         #[serde(default)]
         dbs: Vec<std::path::PathBuf>,
+        #[serde(default)]
+        embedded: bool,
     },
 }
 

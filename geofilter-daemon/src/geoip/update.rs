@@ -17,9 +17,7 @@ use std::{
 use indicatif::{ProgressBar, ProgressStyle};
 
 use super::{CompiledDb, DbError, Format, info::format_date};
-
-/// Where `db update` stores databases unless `--dest` says otherwise.
-pub const DEFAULT_DB_DIR: &str = "/var/lib/geofilter/db";
+pub use crate::paths::DEFAULT_DB_DIR;
 
 /// The largest download accepted: the largest real country database (DB-IP lite CSV) is about
 /// 150 MB uncompressed; this stops a wrong URL from filling the disk.
