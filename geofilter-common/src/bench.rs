@@ -3,7 +3,8 @@
 //! Nothing here is used by the filter itself. The benchmark object holds three XDP programs:
 //!
 //! - [`FLOOR_PROGRAM`]: parses the frame exactly as the filter does, then passes it: the cost
-//!   every filter pays before its lookup.
+//!   every filter pays before its lookup. [`DROP_PROGRAM`] is the same but drops: the fastest
+//!   possible receiver of the live test.
 //! - [`DRIVER_PROGRAM`]: run with `BPF_PROG_TEST_RUN` and a large `repeat`; each run writes the
 //!   next source address from [`SOURCES`] into the frame and tail-calls the program under test
 //!   in [`TARGET`] slot 0. Every measured program thus sees a different source on every run and
@@ -23,6 +24,7 @@ pub const NEXT: &str = "GF_BENCH_NEXT";
 pub const MAX_SOURCES: u32 = 1 << 16;
 
 pub const FLOOR_PROGRAM: &str = "bench_floor";
+pub const DROP_PROGRAM: &str = "bench_drop";
 pub const DRIVER_PROGRAM: &str = "bench_driver";
 pub const GENERATOR_PROGRAM: &str = "bench_generator";
 

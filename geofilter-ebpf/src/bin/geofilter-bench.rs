@@ -35,11 +35,11 @@ static GF_BENCH_CFG: Array<BenchConfig, 1> = Array::new();
 #[btf_map]
 static GF_BENCH_NEXT: PerCpuArray<u32, 1> = PerCpuArray::new();
 
-/// Parses like the filter, then passes. `black_box` keeps the compiler from deleting a parse whose
-/// result is otherwise unused.
-#[xdp]
-pub fn bench_floor(ctx: XdpContext) -> u32 {
-    match parse_source(&ctx) {
+/// Parses like the filter. `black_box` keeps the compiler from deleting a parse whose result is
+/// otherwise unused.
+#[inline(always)]
+fn parse_only(ctx: &XdpContext) {
+    match parse_source(ctx) {
         Source::V4(addr, transport) => {
             core::hint::black_box((addr, transport.offset));
         }
@@ -48,7 +48,20 @@ pub fn bench_floor(ctx: XdpContext) -> u32 {
         }
         Source::NotIp | Source::Malformed => {}
     }
+}
+
+/// The test_run floor: parse, pass.
+#[xdp]
+pub fn bench_floor(ctx: XdpContext) -> u32 {
+    parse_only(&ctx);
     xdp_action::XDP_PASS
+}
+
+/// The live floor: parse, drop.
+#[xdp]
+pub fn bench_drop(ctx: XdpContext) -> u32 {
+    parse_only(&ctx);
+    xdp_action::XDP_DROP
 }
 
 /// Writes the next source address into the frame; returns false when the frame or the

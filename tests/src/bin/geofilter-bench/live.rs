@@ -40,8 +40,7 @@ const MIN_PACKETS: u32 = 200_000;
 const MAX_PACKETS: u32 = 30_000_000;
 
 pub struct Generator<'a> {
-    pub bench: &'a mut Bench,
-    pub pair: &'a Pair,
+    pair: &'a Pair,
     frame: Vec<u8>,
 }
 
@@ -55,7 +54,7 @@ fn mac(text: &str) -> [u8; 6] {
 
 impl<'a> Generator<'a> {
     /// Configures the generator to send `sources` (IPv4) out of the client's veth.
-    pub fn new(bench: &'a mut Bench, pair: &'a Pair, sources: &[u128]) -> Self {
+    pub fn new(bench: &mut Bench, pair: &'a Pair, sources: &[u128]) -> Self {
         let ifname = std::ffi::CString::new(pair.client_if.clone()).expect("ifname");
         let ifindex = pair.client.run_in(|| {
             // SAFETY: a valid NUL-terminated name.
@@ -72,12 +71,12 @@ impl<'a> Generator<'a> {
         );
         // To the server's address, so the stack (iptables) sees a packet for this host.
         frame[30..34].copy_from_slice(&"10.200.0.2".parse::<Ipv4Addr>().unwrap().octets());
-        Self { bench, pair, frame }
+        Self { pair, frame }
     }
 
     /// Sends `count` frames; returns the wall time of the generating syscall.
-    fn send(&mut self, count: u32) -> Duration {
-        let generator = self.bench.program(names::GENERATOR_PROGRAM);
+    fn send(&self, bench: &Bench, count: u32) -> Duration {
+        let generator = bench.program(names::GENERATOR_PROGRAM);
         let frame = &self.frame;
         self.pair.client.run_in(|| {
             pin_to_cpu(0);
@@ -96,10 +95,10 @@ impl<'a> Generator<'a> {
     }
 
     /// Median drop rate (packets per second) over `runs` runs, counting drops with `dropped`.
-    pub fn measure(&mut self, runs: usize, mut dropped: impl FnMut() -> u64) -> Rate {
+    pub fn measure(&self, bench: &Bench, runs: usize, mut dropped: impl FnMut() -> u64) -> Rate {
         // Calibrate the run length on a short run (which also warms everything up).
         let before = dropped();
-        let elapsed = self.send(MIN_PACKETS);
+        let elapsed = self.send(bench, MIN_PACKETS);
         settle();
         let seen = dropped() - before;
         assert!(
@@ -113,7 +112,7 @@ impl<'a> Generator<'a> {
         let mut delivered = 0.0;
         for _ in 0..runs {
             let before = dropped();
-            let elapsed = self.send(count);
+            let elapsed = self.send(bench, count);
             settle();
             let seen = dropped() - before;
             delivered += seen as f64 / f64::from(count);
@@ -194,6 +193,28 @@ pub fn attach(pair: &Pair, program: &mut Xdp) -> XdpLinkId {
     pair.server
         .run_in(|| program.attach(&iface, XdpMode::Driver))
         .expect("attaching natively to the server's veth")
+}
+
+/// Frames the server's veth counted as dropped by its XDP program (`ethtool -S`), for receivers
+/// without counters of their own.
+pub fn veth_xdp_drops(pair: &Pair) -> u64 {
+    let out = pair
+        .server
+        .command("ethtool")
+        .args(["-S", &pair.server_if])
+        .output()
+        .expect("ethtool -S");
+    assert!(
+        out.status.success(),
+        "ethtool -S: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.trim().split_once(':'))
+        .filter(|(k, _)| k.starts_with("rx_queue_") && k.ends_with("_xdp_drops"))
+        .map(|(_, v)| v.trim().parse::<u64>().unwrap_or(0))
+        .sum()
 }
 
 /// Sum of the packet counters of every rule in the nftables benchmark table.

@@ -119,6 +119,21 @@ fn main() {
     let world_load = control::world_load(&world, loads);
 
     let pair = Pair::new();
+    let mut rng = Rng(0x6c69_7665);
+    let sources = world.sources(Family::V4, args.sources, &mut rng, |p| world.is_blocked(p));
+    let generator = live::Generator::new(&mut bench, &pair, &sources);
+
+    say("live: the parse-and-drop floor (native XDP)");
+    let link = live::attach(
+        &pair,
+        bench.program_mut(geofilter_common::bench::DROP_PROGRAM),
+    );
+    let drop_floor = generator.measure(&bench, runs, || live::veth_xdp_drops(&pair));
+    bench
+        .program_mut(geofilter_common::bench::DROP_PROGRAM)
+        .detach(link)
+        .expect("detaching the floor");
+
     let codes = world.blocked_codes().join(",");
     let db_args: Vec<String> = world
         .paths
@@ -135,17 +150,13 @@ fn main() {
     let change = control::country_change(&daemon, &world, cycles);
     let memory = control::kernel_memory(&daemon);
 
-    let mut rng = Rng(0x6c69_7665);
-    let sources = world.sources(Family::V4, args.sources, &mut rng, |p| world.is_blocked(p));
-    let mut generator = live::Generator::new(&mut bench, &pair, &sources);
-
     say("live: geofilter (the daemon, native XDP)");
-    let geofilter = generator.measure(runs, || live::daemon_drops(&daemon));
+    let geofilter = generator.measure(&bench, runs, || live::daemon_drops(&daemon));
     daemon.stop();
 
     say("live: the LPM-trie variant (native XDP)");
     let link = live::attach(&pair, lpm.program_mut());
-    let lpm_rate = generator.measure(runs, || live::program_drops(lpm.ebpf()));
+    let lpm_rate = generator.measure(&bench, runs, || live::program_drops(lpm.ebpf()));
     lpm.program_mut()
         .detach(link)
         .expect("detaching the LPM-trie variant");
@@ -166,7 +177,7 @@ fn main() {
         &["-f", nft_file.to_str().expect("UTF-8 path")],
         None,
     );
-    let nft_rate = generator.measure(runs, || live::nft_drops(&pair));
+    let nft_rate = generator.measure(&bench, runs, || live::nft_drops(&pair));
     control::timed(
         &pair.server,
         "nft",
@@ -204,13 +215,14 @@ fn main() {
             None,
         );
     }
-    let ipset_rate = generator.measure(runs, || live::iptables_drops(&pair));
+    let ipset_rate = generator.measure(&bench, runs, || live::iptables_drops(&pair));
     drop(dir);
 
     let results = report::Results {
         world: &world,
         test_run,
         live: report::Live {
+            drop_floor,
             geofilter,
             lpm_trie: lpm_rate,
             nftables: nft_rate,

@@ -13,6 +13,8 @@ use crate::{
 };
 
 pub struct Live {
+    /// A parse-and-drop XDP program: the fastest receiver; not in the JSON.
+    pub drop_floor: Rate,
     pub geofilter: Rate,
     pub lpm_trie: Rate,
     pub nftables: Rate,
@@ -133,6 +135,7 @@ pub fn print(r: &Results, json: bool) {
          generator and receiver on one core, median of runs"
     );
     for (name, rate) in [
+        ("floor: parse + XDP_DROP (native XDP)", l.drop_floor),
         ("geofilter (native XDP)", l.geofilter),
         ("lpm_trie (native XDP)", l.lpm_trie),
         ("nftables (netdev ingress, interval set)", l.nftables),

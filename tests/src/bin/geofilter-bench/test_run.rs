@@ -55,6 +55,7 @@ impl Bench {
             .expect("loading the benchmark object");
         for name in [
             names::FLOOR_PROGRAM,
+            names::DROP_PROGRAM,
             names::DRIVER_PROGRAM,
             names::GENERATOR_PROGRAM,
         ] {
@@ -73,6 +74,13 @@ impl Bench {
     pub fn program(&self, name: &str) -> &Xdp {
         self.ebpf
             .program(name)
+            .and_then(|p| p.try_into().ok())
+            .expect("loaded in Bench::load")
+    }
+
+    pub fn program_mut(&mut self, name: &str) -> &mut Xdp {
+        self.ebpf
+            .program_mut(name)
             .and_then(|p| p.try_into().ok())
             .expect("loaded in Bench::load")
     }
