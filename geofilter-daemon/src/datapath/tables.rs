@@ -119,6 +119,26 @@ impl FamilyTables {
         for index in 0..len {
             held.push(inner.get(&index, 0).map_err(map_err(self.name))?);
         }
+        let bad = |detail: String| DatapathError::BadPin {
+            name: self.name,
+            detail,
+        };
+        if len < ROOT_CHUNKS {
+            return Err(bad(format!(
+                "{len} chunks, fewer than the {ROOT_CHUNKS} of a root"
+            )));
+        }
+        // Walking the marks follows child indices: they must stay inside the array.
+        if let Some(e) = held
+            .iter()
+            .flat_map(|chunk| chunk.entries)
+            .find(|e| e.is_child() && e.child_index() >= len)
+        {
+            return Err(bad(format!(
+                "a child index {} past its {len} chunks",
+                e.child_index()
+            )));
+        }
         let mut table = StrideTable::empty(self.family);
         table.chunks = held
             .iter()
@@ -126,12 +146,6 @@ impl FamilyTables {
                 entries: chunk.entries.map(|e| e.with_exception_mark(false)),
             })
             .collect();
-        if len < ROOT_CHUNKS {
-            return Err(DatapathError::BadPin {
-                name: self.name,
-                detail: format!("{len} chunks, fewer than the {ROOT_CHUNKS} of a root"),
-            });
-        }
         let mut marks = Marks::default();
         for &(addr, len) in &self.exceptions {
             marks.update(&table, addr, len, true);
