@@ -288,3 +288,31 @@ fn graceful_restarts_with_keep_under_traffic_mishandle_nothing() {
         "stopped with --keep"
     );
 }
+
+#[test]
+fn a_database_larger_than_the_tables_may_grow_is_refused_and_the_old_tables_stay() {
+    let scene = Scene::new(&[RU_V4, DE_V4], &["--block", "RU", "--max-table-mib", "1"]);
+    // The embedded world database needs about 23 MiB per family.
+    let out = scene.daemon.cli(&["db", "reload", "--embedded"]);
+    assert!(!out.status.success(), "a 23 MiB table passed a 1 MiB limit");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("MiB limit") && err.contains("current tables stay"),
+        "{err}"
+    );
+    let status = scene.daemon.cli_json(&["status"]);
+    assert_eq!(status["database"]["reload_failures"], 1, "{status}");
+    assert_eq!(
+        status["database"]["prefixes_v4"].as_u64(),
+        Some(29),
+        "the small database is still loaded: {status}"
+    );
+    assert_eq!(kernel_verdict(&scene, RU_V4), "drop");
+    assert_eq!(kernel_verdict(&scene, DE_V4), "pass");
+    let sink = geofilter_tests::traffic::UdpSink::bind(&scene.pair.server, &[ip(SERVER_V4)]);
+    geofilter_tests::traffic::send_udp(&scene.pair.client, ip(RU_V4), ip(SERVER_V4), 30);
+    geofilter_tests::traffic::send_udp(&scene.pair.client, ip(DE_V4), ip(SERVER_V4), 30);
+    let got = sink.collect(Duration::from_millis(300));
+    assert_eq!(got.get(&ip(RU_V4)), None);
+    assert_eq!(got.get(&ip(DE_V4)), Some(&30));
+}

@@ -95,6 +95,11 @@ pub struct RunArgs {
     /// `geofilter run` adopts it without a gap). Without it, exiting detaches and unpins.
     #[arg(long)]
     pub keep: bool,
+    /// Refuse databases whose table for one address family would exceed this many MiB of kernel
+    /// memory (a world database needs about 23 MiB per family). A refused reload keeps the
+    /// current tables.
+    #[arg(long, value_name = "MIB", default_value_t = crate::datapath::DEFAULT_MAX_TABLE_MIB)]
+    pub max_table_mib: usize,
     /// Serve Prometheus metrics on this address (e.g. 127.0.0.1:9753).
     #[arg(long, value_name = "ADDR:PORT")]
     pub metrics: Option<std::net::SocketAddr>,

@@ -86,6 +86,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
     let mut guard = PinRootGuard(fresh.then(|| layout.root.clone()));
 
     let mut datapath = Datapath::load_pinned(&layout)?;
+    datapath.set_table_limit_mib(args.max_table_mib);
     if datapath.adopted {
         info!(pin_root = %layout.root.display(), "adopting the pinned filter of an earlier daemon");
     }

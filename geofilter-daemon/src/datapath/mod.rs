@@ -27,7 +27,7 @@ pub use counters::{Counters, CountryCounters};
 use geofilter_common::{Counter, POLICY_SCHEMA, Policy, maps as names};
 pub use probe::Classification;
 use stride::{Family, StrideTable};
-pub use tables::TableStats;
+pub use tables::{DEFAULT_MAX_TABLE_MIB, TableStats};
 use tables::{FamilyTables, LiveTable};
 
 use crate::paths::PinLayout;
@@ -91,6 +91,16 @@ pub enum DatapathError {
         name: &'static str,
         #[source]
         source: stride::BuildError,
+    },
+    #[error(
+        "table {name} would need {needed_mib} MiB ({chunks} chunks of 1 KiB), more than the \
+         {limit_mib} MiB limit (--max-table-mib); nothing was changed"
+    )]
+    TooLarge {
+        name: &'static str,
+        chunks: usize,
+        needed_mib: usize,
+        limit_mib: usize,
     },
     #[error("pinned map {name} cannot be adopted: {detail}")]
     BadPin { name: &'static str, detail: String },
@@ -211,6 +221,7 @@ impl Datapath {
                 outer: outer_v4,
                 live: placeholder(Family::V4, names::TABLE_V4)?,
                 exceptions: Default::default(),
+                max_chunks: tables::DEFAULT_MAX_TABLE_MIB * 1024,
             },
             v6: FamilyTables {
                 family: Family::V6,
@@ -218,6 +229,7 @@ impl Datapath {
                 outer: outer_v6,
                 live: placeholder(Family::V6, names::TABLE_V6)?,
                 exceptions: Default::default(),
+                max_chunks: tables::DEFAULT_MAX_TABLE_MIB * 1024,
             },
             except_v4,
             except_v6,

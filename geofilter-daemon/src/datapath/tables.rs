@@ -27,6 +27,10 @@ use super::{
 };
 use crate::geoip::Prefix;
 
+/// The largest table (per address family) the daemon builds unless told otherwise: ten times a
+/// world database's (about 23 MiB per family), so only a wrong or hostile file reaches it.
+pub const DEFAULT_MAX_TABLE_MIB: usize = 256;
+
 /// One family's kernel table: an `ARRAY` of chunks.
 pub(super) type TableMap = Array<MapData, Chunk>;
 
@@ -51,6 +55,8 @@ pub(super) struct FamilyTables {
     pub live: LiveTable,
     /// The exception prefixes of this family, as in the kernel's exception trie.
     pub exceptions: BTreeSet<(u128, u8)>,
+    /// Tables needing more chunks than this are refused before any kernel memory is allocated.
+    pub max_chunks: usize,
 }
 
 /// A table the program is using: its compiled form, its kernel array and the marks written there.
@@ -201,6 +207,23 @@ impl FamilyTables {
                 name: self.name,
                 source,
             })?;
+        let chunks = table.chunks.len();
+        if chunks > self.max_chunks {
+            return Err(DatapathError::TooLarge {
+                name: self.name,
+                chunks,
+                needed_mib: chunks.div_ceil(1024),
+                limit_mib: self.max_chunks / 1024,
+            });
+        }
         self.prepare(table)
+    }
+}
+
+impl Datapath {
+    /// Refuses tables larger than `mib` MiB per address family from now on.
+    pub fn set_table_limit_mib(&mut self, mib: usize) {
+        self.v4.max_chunks = mib * 1024;
+        self.v6.max_chunks = mib * 1024;
     }
 }
