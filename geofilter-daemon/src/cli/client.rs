@@ -101,21 +101,28 @@ fn stats_table(v: &Value, previous: Option<(&Value, f64)>) -> String {
             _ => String::new(),
         }
     };
+    let with_rates = previous.is_some();
     let mut s = format!(
-        "{:<8} {:>12} {:>9} {:>12} {:>9} {:>12} {:>14}\n",
-        "country", "passed", "", "dropped", "", "would-drop", "dropped bytes"
+        "{:<8} {:>12} {:>12} {:>12} {:>14}",
+        "country", "passed", "dropped", "would-drop", "dropped bytes"
     );
+    if with_rates {
+        s += &format!(" {:>10} {:>10}", "passed/s", "dropped/s");
+    }
+    s.push('\n');
     for c in v["countries"].as_array().into_iter().flatten() {
         s += &format!(
-            "{:<8} {:>12} {:>9} {:>12} {:>9} {:>12} {:>14}\n",
+            "{:<8} {:>12} {:>12} {:>12} {:>14}",
             c["country"].as_str().unwrap_or("?"),
             packets(c, "pass"),
-            rate(c, "pass"),
             packets(c, "drop"),
-            rate(c, "drop"),
             packets(c, "would_drop"),
-            c["drop"]["bytes"]
+            c["drop"]["bytes"].as_u64().unwrap_or(0),
         );
+        if with_rates {
+            s += &format!(" {:>10} {:>10}", rate(c, "pass"), rate(c, "drop"));
+        }
+        s.push('\n');
     }
     for (name, c) in v["classes"].as_object().into_iter().flatten() {
         s += &format!("class {name}: {} packets\n", c["packets"]);
