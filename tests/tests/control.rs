@@ -23,6 +23,9 @@ struct Windows {
     open: Vec<(u64, u64)>,
 }
 
+/// Per source: the send time of every datagram sent, and the send times that arrived.
+type Traffic = HashMap<IpAddr, (Vec<u64>, HashSet<u64>)>;
+
 /// Margin before a change starts within which a datagram may still be in flight when the change
 /// lands; only used for the "must be delivered" side, never for "must be dropped".
 const IN_FLIGHT_NS: u64 = 20_000_000;
@@ -33,7 +36,7 @@ fn under_traffic(
     pair: &Pair,
     sources: &[&str],
     body: impl FnOnce() -> Windows,
-) -> (Windows, HashMap<IpAddr, (Vec<u64>, HashSet<u64>)>) {
+) -> (Windows, Traffic) {
     let sink = UdpSink::bind(&pair.server, &[ip(SERVER_V4), ip(SERVER_V6)]);
     let senders: Vec<(IpAddr, StampedSender)> = sources
         .iter()
@@ -53,7 +56,7 @@ fn under_traffic(
     let windows = body();
     let sent: Vec<(IpAddr, Vec<u64>)> = senders.into_iter().map(|(a, s)| (a, s.stop())).collect();
     let got = sink.finish(Duration::from_millis(300));
-    let mut result: HashMap<IpAddr, (Vec<u64>, HashSet<u64>)> = HashMap::new();
+    let mut result: Traffic = HashMap::new();
     for (addr, stamps) in sent {
         result.entry(addr).or_default().0 = stamps;
     }
@@ -64,11 +67,7 @@ fn under_traffic(
 }
 
 /// No datagram sent inside a blocked window arrived; every one sent inside an open window did.
-fn check_windows(
-    source: &str,
-    windows: &Windows,
-    traffic: &HashMap<IpAddr, (Vec<u64>, HashSet<u64>)>,
-) {
+fn check_windows(source: &str, windows: &Windows, traffic: &Traffic) {
     let (sent, got) = &traffic[&ip(source)];
     let inside =
         |w: &[(u64, u64)], t: u64, margin: u64| w.iter().any(|&(a, b)| t >= a && t + margin < b);
@@ -103,7 +102,7 @@ fn check_windows(
 }
 
 /// Every datagram from an allowed source arrived.
-fn check_all_delivered(source: &str, traffic: &HashMap<IpAddr, (Vec<u64>, HashSet<u64>)>) {
+fn check_all_delivered(source: &str, traffic: &Traffic) {
     let (sent, got) = &traffic[&ip(source)];
     assert!(
         sent.len() > 100,

@@ -87,7 +87,7 @@ impl Drop for TempDir {
 struct Rng(u64);
 
 impl Rng {
-    fn next(&mut self) -> u64 {
+    fn next_u64(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
         let mut z = self.0;
         z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
@@ -95,7 +95,7 @@ impl Rng {
         z ^ (z >> 31)
     }
     fn u128(&mut self) -> u128 {
-        (u128::from(self.next()) << 64) | u128::from(self.next())
+        (u128::from(self.next_u64()) << 64) | u128::from(self.next_u64())
     }
     /// Uniform in `0..n` (n > 0), up to a negligible bias.
     fn below(&mut self, n: u128) -> u128 {
@@ -145,7 +145,7 @@ fn addresses(sources: &[SourceRanges], v6: bool, seed: u64) -> (Vec<u128>, usize
     let boundaries = out.len();
     let mut rng = Rng(seed);
     for _ in 0..RANDOM {
-        let near = !ranges.is_empty() && !rng.next().is_multiple_of(4);
+        let near = !ranges.is_empty() && !rng.next_u64().is_multiple_of(4);
         let addr = if near {
             let r = ranges[rng.below(ranges.len() as u128) as usize];
             // Within the range or up to its own size outside it on either side.

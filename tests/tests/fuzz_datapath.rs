@@ -63,10 +63,10 @@ fn source(rng: &mut Rng, v6: bool) -> IpAddr {
         // Anywhere at all.
         return if v6 {
             IpAddr::V6(Ipv6Addr::from(
-                u128::from(rng.next()) << 64 | u128::from(rng.next()),
+                u128::from(rng.next_u64()) << 64 | u128::from(rng.next_u64()),
             ))
         } else {
-            IpAddr::V4(Ipv4Addr::from(rng.next() as u32))
+            IpAddr::V4(Ipv4Addr::from(rng.next_u64() as u32))
         };
     }
     if v6 {
@@ -77,7 +77,7 @@ fn source(rng: &mut Rng, v6: bool) -> IpAddr {
 }
 
 fn transport(rng: &mut Rng) -> (u8, Vec<u8>) {
-    let any = rng.next() as u16;
+    let any = rng.next_u64() as u16;
     let port = *rng.pick(&[22u16, 53, 80, 443, 8080, 0, 65535, any]);
     match rng.below(5) {
         0 => (6, {
@@ -116,7 +116,7 @@ fn frame(rng: &mut Rng) -> Vec<u8> {
     let v6 = rng.chance(45);
     let ether_type = match rng.below(20) {
         0 => 0x0806,
-        1 => rng.next() as u16,
+        1 => rng.next_u64() as u16,
         _ if v6 => 0x86dd,
         _ => 0x0800,
     };
@@ -185,7 +185,7 @@ fn frame(rng: &mut Rng) -> Vec<u8> {
         f.extend([0x12, 0x34]);
         let frag = match rng.below(4) {
             0 => 0x2000,
-            1 => rng.next() as u16 & 0x3fff,
+            1 => rng.next_u64() as u16 & 0x3fff,
             _ => 0,
         };
         f.extend_from_slice(&u16::to_be_bytes(frag));

@@ -109,7 +109,7 @@ fn probes(prefixes: &[Prefix], bits: u32, rng: &mut Rng, random: usize) -> Vec<u
 }
 
 fn wide(rng: &mut Rng) -> u128 {
-    u128::from(rng.next()) << 64 | u128::from(rng.next())
+    u128::from(rng.next_u64()) << 64 | u128::from(rng.next_u64())
 }
 
 fn assert_same_answers(

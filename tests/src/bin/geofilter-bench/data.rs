@@ -64,7 +64,7 @@ impl World {
             attempts += 1;
             let p = rng.pick(&prefixes);
             let host = bits - u32::from(p.len);
-            let random = u128::from(rng.next()) << 64 | u128::from(rng.next());
+            let random = u128::from(rng.next_u64()) << 64 | u128::from(rng.next_u64());
             let offset = if host == 0 { 0 } else { random >> (128 - host) };
             let addr = p.addr | offset;
             if seen.insert(addr) {
