@@ -32,7 +32,8 @@ fn main() -> anyhow::Result<()> {
     println!("cargo:rerun-if-env-changed=GEOFILTER_REQUIRE_EBPF");
     println!("cargo:rerun-if-env-changed=AYA_BUILD_SKIP");
     // Fuzzing builds set AYA_BUILD_SKIP: they exercise user-space parsers only.
-    let skip = env::var_os("AYA_BUILD_SKIP").is_some_and(|v| v == "1" || v.eq_ignore_ascii_case("true"));
+    let skip =
+        env::var_os("AYA_BUILD_SKIP").is_some_and(|v| v == "1" || v.eq_ignore_ascii_case("true"));
     if !linker_found || skip {
         if env::var_os("GEOFILTER_REQUIRE_EBPF").is_some() {
             anyhow::bail!("bpf-linker not found in {} or PATH", dirs[0].display());

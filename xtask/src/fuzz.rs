@@ -27,10 +27,20 @@ fn ensure_cargo_fuzz() -> anyhow::Result<std::path::PathBuf> {
     let root = cmd::workspace_root().join("target/fuzz-tools");
     let bin = root.join("bin/cargo-fuzz");
     if !bin.is_file() {
-        eprintln!("xtask: installing cargo-fuzz {CARGO_FUZZ_VERSION} into {}", root.display());
+        eprintln!(
+            "xtask: installing cargo-fuzz {CARGO_FUZZ_VERSION} into {}",
+            root.display()
+        );
         cmd::run(
             Command::new("cargo")
-                .args(["install", "cargo-fuzz", "--version", CARGO_FUZZ_VERSION, "--locked", "--root"])
+                .args([
+                    "install",
+                    "cargo-fuzz",
+                    "--version",
+                    CARGO_FUZZ_VERSION,
+                    "--locked",
+                    "--root",
+                ])
                 .arg(&root)
                 .env("CARGO_TARGET_DIR", root.join("build")),
         )?;
@@ -40,7 +50,8 @@ fn ensure_cargo_fuzz() -> anyhow::Result<std::path::PathBuf> {
 
 /// The targets declared in fuzz/Cargo.toml.
 fn all_targets() -> anyhow::Result<Vec<String>> {
-    let manifest = fs::read_to_string(cmd::workspace_root().join("fuzz/Cargo.toml")).context("reading fuzz/Cargo.toml")?;
+    let manifest = fs::read_to_string(cmd::workspace_root().join("fuzz/Cargo.toml"))
+        .context("reading fuzz/Cargo.toml")?;
     Ok(manifest
         .lines()
         .filter_map(|l| l.strip_prefix("name = \""))
@@ -54,9 +65,15 @@ pub fn fuzz(opts: &Options) -> anyhow::Result<()> {
     setup::ensure()?;
     let tools = ensure_cargo_fuzz()?;
     let mut path = vec![tools];
-    path.extend(std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default()));
+    path.extend(std::env::split_paths(
+        &std::env::var_os("PATH").unwrap_or_default(),
+    ));
     let path = std::env::join_paths(path)?;
-    let targets = if opts.targets.is_empty() { all_targets()? } else { opts.targets.clone() };
+    let targets = if opts.targets.is_empty() {
+        all_targets()?
+    } else {
+        opts.targets.clone()
+    };
     let root = cmd::workspace_root();
     for target in &targets {
         let corpus = root.join("target/fuzz-corpus").join(target);
@@ -69,11 +86,18 @@ pub fn fuzz(opts: &Options) -> anyhow::Result<()> {
                 .args(["+nightly", "fuzz", "run", "--fuzz-dir", "fuzz", target])
                 .arg(&corpus)
                 .arg(root.join("fuzz/seeds").join(target))
-                .args(["--", &format!("-max_total_time={}", opts.seconds), "-max_len=65536", "-rss_limit_mb=2048"])
+                .args([
+                    "--",
+                    &format!("-max_total_time={}", opts.seconds),
+                    "-max_len=65536",
+                    "-rss_limit_mb=2048",
+                ])
                 // Parsers only: the daemon's build script need not build the XDP program.
                 .env("AYA_BUILD_SKIP", "1"),
         )
-        .with_context(|| format!("fuzz target {target} found a failure (see fuzz/artifacts/{target}/)"))?;
+        .with_context(|| {
+            format!("fuzz target {target} found a failure (see fuzz/artifacts/{target}/)")
+        })?;
     }
     Ok(())
 }

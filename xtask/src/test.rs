@@ -64,9 +64,15 @@ pub fn test(opts: &Options) -> anyhow::Result<()> {
     cmd::ensure_commands(&[("ip", "iproute2"), ("curl", "curl")])?;
     for (tier, test) in [
         ("2/3: packet tables (BPF_PROG_TEST_RUN)", "packets"),
-        ("2/3: differential fuzzing against the reference model", "fuzz_datapath"),
+        (
+            "2/3: differential fuzzing against the reference model",
+            "fuzz_datapath",
+        ),
         ("2/3: database exactness (kernel vs reference)", "exactness"),
-        ("2/3: stride tables vs the kernel LPM trie, exception marks", "lookup"),
+        (
+            "2/3: stride tables vs the kernel LPM trie, exception marks",
+            "lookup",
+        ),
         ("3/3: end-to-end (network namespaces)", "e2e"),
         ("3/3: databases: embedded, db update, bad files", "db"),
         ("3/3: control plane end-to-end", "control"),
@@ -96,7 +102,10 @@ pub fn test(opts: &Options) -> anyhow::Result<()> {
     // protocol decoder, from the committed seeds.
     eprintln!("xtask: fuzz smoke: every cargo-fuzz target");
     let seconds = if opts.long { 300 } else { 10 };
-    fuzz::fuzz(&fuzz::Options { seconds, targets: Vec::new() })?;
+    fuzz::fuzz(&fuzz::Options {
+        seconds,
+        targets: Vec::new(),
+    })?;
     eprintln!("xtask: all tiers passed");
     println!(
         "{} passed, {} failed, {} skipped",
