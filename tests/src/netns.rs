@@ -23,14 +23,17 @@ pub fn unique(prefix: &str) -> String {
 }
 
 pub fn sh(program: &str, args: &[&str]) -> Output {
-    let out = Command::new(program)
-        .args(args)
+    checked(Command::new(program).args(args))
+}
+
+/// Runs `command`, failing the test with its command line and stderr unless it succeeds.
+fn checked(command: &mut Command) -> Output {
+    let out = command
         .output()
-        .unwrap_or_else(|e| panic!("cannot run {program}: {e}"));
+        .unwrap_or_else(|e| panic!("cannot run {command:?}: {e}"));
     assert!(
         out.status.success(),
-        "{program} {} failed: {}",
-        args.join(" "),
+        "{command:?} failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
     out
@@ -64,14 +67,7 @@ impl Netns {
         let mut command = Command::new("ip");
         command.args(args);
         self.enter_network_only(&mut command);
-        let out = command.output().expect("running ip");
-        assert!(
-            out.status.success(),
-            "ip {} failed: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        out
+        checked(&mut command)
     }
 
     /// Makes `command` run in this network namespace only (`setns` between fork and exec),
@@ -257,6 +253,12 @@ impl Pair {
             "nud",
             "permanent",
         ]);
+    }
+
+    /// Whether an XDP program is attached to the server's end (`ip link` shows `xdp...`).
+    pub fn server_has_xdp(&self) -> bool {
+        let link = self.server.ip(&["link", "show", "dev", &self.server_if]);
+        String::from_utf8_lossy(&link.stdout).contains("xdp")
     }
 
     pub fn server_mac(&self) -> &str {

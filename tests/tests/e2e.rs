@@ -142,28 +142,14 @@ fn stop_detaches_and_removes_every_pin() {
         s.daemon.log()
     );
     assert!(!root.exists(), "pins left behind at {}", root.display());
-    let link = s
-        .pair
-        .server
-        .ip(&["link", "show", "dev", &s.pair.server_if]);
-    assert!(
-        !String::from_utf8_lossy(&link.stdout).contains("xdp"),
-        "program still attached"
-    );
+    assert!(!s.pair.server_has_xdp(), "program still attached");
 }
 
 #[test]
 fn unload_verb_stops_the_daemon_and_detaches() {
     let mut s = Scene::new(&[RU_V4], &["--block", "RU"]);
     let root = s.daemon.pin_root().expect("pin root visible").to_path_buf();
-    let link = s
-        .pair
-        .server
-        .ip(&["link", "show", "dev", &s.pair.server_if]);
-    assert!(
-        String::from_utf8_lossy(&link.stdout).contains("xdp"),
-        "program attached while running"
-    );
+    assert!(s.pair.server_has_xdp(), "program attached while running");
     let out = std::process::Command::new(geofilter_tests::daemon::binary())
         .args(["unload", "--socket"])
         .arg(&s.daemon.socket)
@@ -181,14 +167,7 @@ fn unload_verb_stops_the_daemon_and_detaches() {
         s.daemon.log()
     );
     assert!(!root.exists(), "pins left behind");
-    let link = s
-        .pair
-        .server
-        .ip(&["link", "show", "dev", &s.pair.server_if]);
-    assert!(
-        !String::from_utf8_lossy(&link.stdout).contains("xdp"),
-        "program still attached"
-    );
+    assert!(!s.pair.server_has_xdp(), "program still attached");
 }
 
 #[test]
