@@ -201,6 +201,18 @@ impl Daemon {
             .map_or(0, |c| c[verdict]["packets"].as_u64().expect("packet count"))
     }
 
+    /// The daemon's peak resident memory so far (`VmHWM` of /proc/PID/status), in bytes.
+    pub fn peak_rss_bytes(&self) -> u64 {
+        let pid = self.child.as_ref().expect("running").id();
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("/proc status");
+        let kib: u64 = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .expect("VmHWM in /proc status");
+        kib * 1024
+    }
+
     /// SIGTERM, then waits (at most 10 s) for a clean exit.
     pub fn stop(&mut self) -> ExitStatus {
         let mut child = self.child.take().expect("running");

@@ -24,6 +24,9 @@ pub struct Live {
 
 pub struct Control {
     pub world_load: WorldLoad,
+    /// Peak resident memory of the real daemon after starting on the world database; not in the
+    /// JSON (the issue fixed its keys).
+    pub daemon_peak_rss: u64,
     pub change: CountryChange,
     pub memory: Vec<MapMemory>,
     pub nft_load: Duration,
@@ -160,6 +163,10 @@ pub fn print(r: &Results, json: bool) {
         c.world_load.chunks_v4,
         c.world_load.chunks_v6,
         c.world_load.runs
+    );
+    println!(
+        "  daemon peak memory          {:>8.1} MiB (VmHWM after start-up: world compile + load)",
+        mib(c.daemon_peak_rss)
     );
     println!(
         "  country change (CLI)        {:>8.2} ms  (median of {} block/unblock of {}, max {:.2} ms)",
