@@ -22,12 +22,14 @@ pub fn call(socket: &Path, request: &Request) -> anyhow::Result<serde_json::Valu
     stream.set_read_timeout(Some(Duration::from_secs(120)))?;
     let mut line = serde_json::to_vec(request)?;
     line.push(b'\n');
-    stream.write_all(&line).context("sending request")?;
+    // A daemon that refuses a request may answer before reading all of it; its answer says why,
+    // which matters more than the broken pipe, so read it even when the write failed.
+    let sent = stream.write_all(&line);
     let mut reply = String::new();
-    BufReader::new(stream)
-        .read_line(&mut reply)
-        .context("reading response")?;
+    let read = BufReader::new(stream).read_line(&mut reply);
     if reply.is_empty() {
+        sent.context("sending request")?;
+        read.context("reading response")?;
         bail!("the daemon closed the connection without answering");
     }
     let response: Response =

@@ -107,12 +107,13 @@ fn peer_allowed(stream: &UnixStream) -> Result<(), String> {
 }
 
 async fn serve_one<H: Handler>(mut stream: UnixStream, handler: &H) -> std::io::Result<()> {
-    let response = match peer_allowed(&stream) {
-        Err(e) => Response::error(e),
-        Ok(()) => match read_request(&mut stream).await {
-            Ok(request) => handler.handle(request).await,
-            Err(e) => Response::error(e),
-        },
+    // The request is read (bounded in size and time) even from a peer that will be refused:
+    // answering before the client has finished writing would close the socket under it, and it
+    // would see a broken pipe instead of the reason.
+    let request = read_request(&mut stream).await;
+    let response = match (peer_allowed(&stream), request) {
+        (Err(e), _) | (Ok(()), Err(e)) => Response::error(e),
+        (Ok(()), Ok(request)) => handler.handle(request).await,
     };
     let mut line = serde_json::to_vec(&response).expect("responses serialize");
     line.push(b'\n');
