@@ -7,7 +7,7 @@ use geofilter_common::{UNKNOWN_COUNTRY, Verdict};
 use serde_json::{Value, json};
 
 use crate::{
-    datapath::Classification,
+    datapath::{Classification, stride::Family},
     geoip::{CompiledDb, country::code_str},
     policy::{DesiredPolicy, Mode},
 };
@@ -23,15 +23,10 @@ pub fn explain(
     let country = found.info.country;
     let known = country != UNKNOWN_COUNTRY;
     let code = code_str(country);
-    let prefix = db.lookup(addr).filter(|p| p.info == found.info).map(|p| {
-        let bits = if addr.is_ipv4() { 32 } else { 128 };
-        let net: IpAddr = if bits == 32 {
-            std::net::Ipv4Addr::from(p.addr as u32).into()
-        } else {
-            std::net::Ipv6Addr::from(p.addr).into()
-        };
-        format!("{net}/{}", p.len)
-    });
+    let prefix = db
+        .lookup(addr)
+        .filter(|p| p.info == found.info)
+        .map(|p| format!("{}/{}", Family::of(addr).ip(p.addr), p.len));
     // The database file (or the embedded database's label) the prefix came from.
     let source = db
         .sources

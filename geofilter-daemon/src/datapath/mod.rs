@@ -117,6 +117,37 @@ pub(crate) fn map_err(name: &'static str) -> impl FnOnce(MapError) -> DatapathEr
     move |source| DatapathError::Map { name, source }
 }
 
+/// Loads `object` with `loader` and its XDP program into the kernel (the verifier runs here).
+pub(crate) fn load_program(loader: &mut EbpfLoader, object: &[u8]) -> Result<Ebpf, DatapathError> {
+    if object.is_empty() {
+        return Err(DatapathError::NotBuilt);
+    }
+    let mut ebpf = loader.load(object).map_err(DatapathError::Object)?;
+    xdp_program(&mut ebpf)?
+        .load()
+        .map_err(DatapathError::Program)?;
+    Ok(ebpf)
+}
+
+/// The object's XDP program.
+pub(crate) fn xdp_program(ebpf: &mut Ebpf) -> Result<&mut Xdp, DatapathError> {
+    ebpf.program_mut(names::PROGRAM)
+        .ok_or(DatapathError::Program(ProgramError::NotLoaded))?
+        .try_into()
+        .map_err(DatapathError::Program)
+}
+
+/// Takes map `name` out of `ebpf` as its typed handle.
+pub(crate) fn take_map<T>(ebpf: &mut Ebpf, name: &'static str) -> Result<T, DatapathError>
+where
+    T: TryFrom<aya::maps::Map, Error = MapError>,
+{
+    ebpf.take_map(name)
+        .ok_or(DatapathError::MissingMap { name })?
+        .try_into()
+        .map_err(map_err(name))
+}
+
 type PolicyMap = Array<MapData, Policy>;
 
 /// A loaded (verified) program and handles on all its maps.
@@ -152,9 +183,6 @@ impl Datapath {
     }
 
     fn load_with(pin: Option<&PinLayout>) -> Result<Self, DatapathError> {
-        if PROGRAM_OBJECT.is_empty() {
-            return Err(DatapathError::NotBuilt);
-        }
         let mut loader = EbpfLoader::new();
         let map_paths: Vec<(&str, std::path::PathBuf)> = match pin {
             Some(layout) => names::PINNED.iter().map(|&n| (n, layout.map(n))).collect(),
@@ -167,41 +195,17 @@ impl Datapath {
         for (name, path) in &map_paths {
             loader.map_pin_path(name, path.as_path());
         }
-        let mut ebpf = loader.load(PROGRAM_OBJECT).map_err(DatapathError::Object)?;
-        let program: &mut Xdp = ebpf
-            .program_mut(names::PROGRAM)
-            .ok_or(DatapathError::Program(ProgramError::NotLoaded))?
-            .try_into()
-            .map_err(DatapathError::Program)?;
-        program.load().map_err(DatapathError::Program)?;
+        let mut ebpf = load_program(&mut loader, PROGRAM_OBJECT)?;
         if let Some(layout) = pin {
-            attach::pin_program(program, layout)?;
+            attach::pin_program(xdp_program(&mut ebpf)?, layout)?;
         }
-        let mut take = |name: &'static str| {
-            ebpf.take_map(name)
-                .ok_or(DatapathError::MissingMap { name })
-        };
-        let policy = take(names::POLICY)?
-            .try_into()
-            .map_err(map_err(names::POLICY))?;
-        let outer_v4 = take(names::TABLE_V4)?
-            .try_into()
-            .map_err(map_err(names::TABLE_V4))?;
-        let outer_v6 = take(names::TABLE_V6)?
-            .try_into()
-            .map_err(map_err(names::TABLE_V6))?;
-        let except_v4 = take(names::EXCEPT_V4)?
-            .try_into()
-            .map_err(map_err(names::EXCEPT_V4))?;
-        let except_v6 = take(names::EXCEPT_V6)?
-            .try_into()
-            .map_err(map_err(names::EXCEPT_V6))?;
-        let country_counters = take(names::COUNTRY_COUNTERS)?
-            .try_into()
-            .map_err(map_err(names::COUNTRY_COUNTERS))?;
-        let class_counters = take(names::CLASS_COUNTERS)?
-            .try_into()
-            .map_err(map_err(names::CLASS_COUNTERS))?;
+        let policy = take_map(&mut ebpf, names::POLICY)?;
+        let outer_v4 = take_map(&mut ebpf, names::TABLE_V4)?;
+        let outer_v6 = take_map(&mut ebpf, names::TABLE_V6)?;
+        let except_v4 = take_map(&mut ebpf, names::EXCEPT_V4)?;
+        let except_v6 = take_map(&mut ebpf, names::EXCEPT_V6)?;
+        let country_counters = take_map(&mut ebpf, names::COUNTRY_COUNTERS)?;
+        let class_counters = take_map(&mut ebpf, names::CLASS_COUNTERS)?;
         // Placeholders until `install_tables` or `adopt` below: nothing reads them before.
         let placeholder = |family, name| -> Result<LiveTable, DatapathError> {
             Ok(LiveTable {

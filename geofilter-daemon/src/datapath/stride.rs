@@ -35,6 +35,22 @@ impl Family {
             Family::V6 => 128,
         }
     }
+
+    /// The address whose number within this family is `addr` (IPv4: below 2^32).
+    pub fn ip(self, addr: u128) -> std::net::IpAddr {
+        match self {
+            Family::V4 => std::net::Ipv4Addr::from(addr as u32).into(),
+            Family::V6 => std::net::Ipv6Addr::from(addr).into(),
+        }
+    }
+
+    pub fn of(addr: std::net::IpAddr) -> Self {
+        if addr.is_ipv4() {
+            Family::V4
+        } else {
+            Family::V6
+        }
+    }
 }
 
 /// Entries of the root: the address's first two bytes.

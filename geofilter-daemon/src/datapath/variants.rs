@@ -11,11 +11,11 @@ use std::time::Duration;
 use aya::{
     Ebpf, EbpfLoader,
     maps::{Array, ArrayOfMaps, LpmTrie, MapData, lpm_trie::Key},
-    programs::{ProgramError, Xdp},
+    programs::Xdp,
 };
 use geofilter_common::{Policy, PrefixInfo, maps as names};
 
-use super::{DatapathError, map_err};
+use super::{DatapathError, load_program, map_err, take_map};
 use crate::geoip::Prefix;
 
 /// The `geofilter-lpm` object (empty when bpf-linker was missing at build time).
@@ -44,31 +44,10 @@ pub struct LpmDatapath {
 impl LpmDatapath {
     /// Loads the variant (unpinned) with an all-pass policy and empty tables.
     pub fn load() -> Result<Self, DatapathError> {
-        if LPM_OBJECT.is_empty() {
-            return Err(DatapathError::NotBuilt);
-        }
-        let mut ebpf = EbpfLoader::new()
-            .load(LPM_OBJECT)
-            .map_err(DatapathError::Object)?;
-        let program: &mut Xdp = ebpf
-            .program_mut(names::PROGRAM)
-            .ok_or(DatapathError::Program(ProgramError::NotLoaded))?
-            .try_into()
-            .map_err(DatapathError::Program)?;
-        program.load().map_err(DatapathError::Program)?;
-        let mut take = |name: &'static str| {
-            ebpf.take_map(name)
-                .ok_or(DatapathError::MissingMap { name })
-        };
-        let policy = take(names::POLICY)?
-            .try_into()
-            .map_err(map_err(names::POLICY))?;
-        let table_v4 = take(names::TABLE_V4)?
-            .try_into()
-            .map_err(map_err(names::TABLE_V4))?;
-        let table_v6 = take(names::TABLE_V6)?
-            .try_into()
-            .map_err(map_err(names::TABLE_V6))?;
+        let mut ebpf = load_program(&mut EbpfLoader::new(), LPM_OBJECT)?;
+        let policy = take_map(&mut ebpf, names::POLICY)?;
+        let table_v4 = take_map(&mut ebpf, names::TABLE_V4)?;
+        let table_v6 = take_map(&mut ebpf, names::TABLE_V6)?;
         let mut lpm = Self {
             ebpf,
             policy,

@@ -10,7 +10,7 @@
 //! - Lines are `1.2.3.0/24`, `2001:db8::/32` or a single address; `#` comments and blank lines
 //!   are skipped; both families may share a file.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use geofilter_common::CountryId;
 
@@ -37,9 +37,13 @@ pub(super) fn read(path: &Path) -> Result<Ranges, DbError> {
         return Ok(out);
     }
     let mut files = Vec::new();
-    for entry in list_dir(path)? {
+    for entry in super::text::list_dir(path)? {
         if entry.is_dir() {
-            files.extend(list_dir(&entry)?.into_iter().filter(|p| p.is_file()));
+            files.extend(
+                super::text::list_dir(&entry)?
+                    .into_iter()
+                    .filter(|p| p.is_file()),
+            );
         } else {
             files.push(entry);
         }
@@ -63,21 +67,6 @@ pub(super) fn read(path: &Path) -> Result<Ranges, DbError> {
         });
     }
     Ok(out)
-}
-
-fn list_dir(dir: &Path) -> Result<Vec<PathBuf>, DbError> {
-    let io = |source| DbError::Io {
-        op: "list",
-        path: dir.to_owned(),
-        source,
-    };
-    let mut paths = std::fs::read_dir(dir)
-        .map_err(io)?
-        .map(|e| e.map(|e| e.path()))
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(io)?;
-    paths.sort();
-    Ok(paths)
 }
 
 /// The country a list file is named for; `None` if the name is not a list's name at all, an

@@ -45,7 +45,7 @@ pub(super) fn read(path: &Path) -> Result<Ranges, DbError> {
 
 /// The Blocks files of a directory, IPv4 first.
 pub(super) fn blocks_files(dir: &Path) -> Result<Vec<PathBuf>, DbError> {
-    let mut found: Vec<PathBuf> = list_dir(dir)?
+    let mut found: Vec<PathBuf> = super::text::list_dir(dir)?
         .into_iter()
         .filter(|p| {
             let n = base_name(p);
@@ -54,21 +54,6 @@ pub(super) fn blocks_files(dir: &Path) -> Result<Vec<PathBuf>, DbError> {
         .collect();
     found.sort_by_key(|p| base_name(p).ends_with("ipv6.csv"));
     Ok(found)
-}
-
-fn list_dir(dir: &Path) -> Result<Vec<PathBuf>, DbError> {
-    let io = |source| DbError::Io {
-        op: "list",
-        path: dir.to_owned(),
-        source,
-    };
-    let mut paths = std::fs::read_dir(dir)
-        .map_err(io)?
-        .map(|e| e.map(|e| e.path()))
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(io)?;
-    paths.sort();
-    Ok(paths)
 }
 
 /// The Locations file for a Blocks file: the same name with `Blocks-IPv4` replaced by
@@ -93,7 +78,7 @@ fn locations_file(blocks: &Path) -> Result<PathBuf, DbError> {
             }
         }
     }
-    let all = list_dir(dir)?;
+    let all = super::text::list_dir(dir)?;
     let pick = |pattern: &str| {
         all.iter()
             .find(|p| base_name(p).contains(pattern) && base_name(p).ends_with(".csv"))

@@ -360,6 +360,22 @@ pub(crate) fn detect(path: &Path) -> Result<Format, DbError> {
     }
 }
 
+/// The entries of a folder, sorted (so readers see files in a stable order).
+pub(crate) fn list_dir(dir: &Path) -> Result<Vec<PathBuf>, DbError> {
+    let io = |source| DbError::Io {
+        op: "list",
+        path: dir.to_owned(),
+        source,
+    };
+    let mut paths = std::fs::read_dir(dir)
+        .map_err(io)?
+        .map(|e| e.map(|e| e.path()))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(io)?;
+    paths.sort();
+    Ok(paths)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -3,12 +3,12 @@
 
 use std::{
     collections::{BTreeSet, HashSet},
-    net::{IpAddr, Ipv4Addr, Ipv6Addr},
     path::PathBuf,
     time::{Duration, Instant},
 };
 
 use geofilter_common::CountryId;
+pub use geofilter_daemon::datapath::stride::Family;
 use geofilter_daemon::geoip::{self, CompiledDb, Prefix, country::code_str};
 use geofilter_tests::rng::Rng;
 
@@ -139,34 +139,12 @@ fn block_end(start: u128, host: u32) -> Option<u128> {
     }
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Family {
-    V4,
-    V6,
-}
-
-impl Family {
-    pub const fn bits(self) -> u32 {
-        match self {
-            Family::V4 => 32,
-            Family::V6 => 128,
-        }
+/// The address as the bytes the benchmark's source array holds (`[u8; 16]`, IPv4 first).
+pub fn source_bytes(family: Family, addr: u128) -> [u8; 16] {
+    let mut out = [0u8; 16];
+    match family {
+        Family::V4 => out[..4].copy_from_slice(&(addr as u32).to_be_bytes()),
+        Family::V6 => out = addr.to_be_bytes(),
     }
-
-    pub fn ip(self, addr: u128) -> IpAddr {
-        match self {
-            Family::V4 => IpAddr::V4(Ipv4Addr::from(addr as u32)),
-            Family::V6 => IpAddr::V6(Ipv6Addr::from(addr)),
-        }
-    }
-
-    /// The address as the bytes the benchmark's source array holds (`[u8; 16]`, IPv4 first).
-    pub fn source_bytes(self, addr: u128) -> [u8; 16] {
-        let mut out = [0u8; 16];
-        match self {
-            Family::V4 => out[..4].copy_from_slice(&(addr as u32).to_be_bytes()),
-            Family::V6 => out = addr.to_be_bytes(),
-        }
-        out
-    }
+    out
 }

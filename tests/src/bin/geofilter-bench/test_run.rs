@@ -21,7 +21,7 @@ use geofilter_daemon::datapath::{
 };
 use geofilter_tests::{frame, rng::Rng};
 
-use crate::data::{Family, World};
+use crate::data::{Family, World, source_bytes};
 
 /// Nanoseconds per packet, medians.
 #[derive(Clone, Copy, Debug, Default)]
@@ -97,7 +97,7 @@ impl Bench {
             .expect("an array");
         for (i, &addr) in sources.iter().enumerate() {
             array
-                .set(i as u32, family.source_bytes(addr), 0)
+                .set(i as u32, source_bytes(family, addr), 0)
                 .expect("writing a source");
         }
         let mut config: Array<&mut MapData, BenchConfig> = self
