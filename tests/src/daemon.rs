@@ -28,9 +28,14 @@ enum Launch {
     /// Network namespace only: it pins into the host's bpffs under a pin root of its own
     /// (`GEOFILTER_PIN_ROOT`), where the test can check that nothing is left.
     Setns { netns: Netns, pin_root: PathBuf },
-    /// `ip netns exec`, as an operator would: a fresh mount namespace without bpffs, which the
-    /// daemon must mount itself. Its pins vanish with that mount namespace.
-    IpNetnsExec { netns: String },
+    /// Under a wrapper command that puts it in the namespace, as an operator would: `ip netns
+    /// exec` (a fresh mount namespace whose /sys hides the host's bpffs), `unshare -m` plus
+    /// `nsenter --net` (a container's private mounts that still see the host's bpffs). The
+    /// daemon is given `pin_root` as GEOFILTER_PIN_ROOT and must pin where the test sees it.
+    Wrapped {
+        wrapper: Vec<String>,
+        pin_root: PathBuf,
+    },
 }
 
 pub struct Daemon {
@@ -55,11 +60,17 @@ impl Daemon {
         )
     }
 
-    /// Starts the daemon under `ip netns exec` (see [`Launch::IpNetnsExec`]).
+    /// Starts the daemon under `ip netns exec` (see [`Launch::Wrapped`]).
     pub fn start_with_ip_netns_exec(ns: &Netns, args: &[&str]) -> Self {
+        Self::start_wrapped(&["ip", "netns", "exec", &ns.name], args)
+    }
+
+    /// Starts the daemon as `<wrapper...> geofilter run <args>` (see [`Launch::Wrapped`]).
+    pub fn start_wrapped(wrapper: &[&str], args: &[&str]) -> Self {
         Self::new(
-            Launch::IpNetnsExec {
-                netns: ns.name.clone(),
+            Launch::Wrapped {
+                wrapper: wrapper.iter().map(|s| s.to_string()).collect(),
+                pin_root: PathBuf::from("/sys/fs/bpf").join(unique("geofilter-test-")),
             },
             args,
         )
@@ -89,9 +100,10 @@ impl Daemon {
                 command.env("GEOFILTER_PIN_ROOT", pin_root);
                 command
             }
-            Launch::IpNetnsExec { netns } => {
-                let mut command = Command::new("ip");
-                command.args(["netns", "exec", netns]).arg(binary());
+            Launch::Wrapped { wrapper, pin_root } => {
+                let mut command = Command::new(&wrapper[0]);
+                command.args(&wrapper[1..]).arg(binary());
+                command.env("GEOFILTER_PIN_ROOT", pin_root);
                 command
             }
         };
@@ -140,12 +152,44 @@ impl Daemon {
         std::fs::read_to_string(self.log_path()).unwrap_or_default()
     }
 
-    /// The bpffs folder this daemon pins into, when the test can see it.
+    /// The bpffs folder this daemon pins into, as the test sees it.
     pub fn pin_root(&self) -> Option<&Path> {
         match &self.launch {
-            Launch::Setns { pin_root, .. } => Some(pin_root),
-            Launch::IpNetnsExec { .. } => None,
+            Launch::Setns { pin_root, .. } | Launch::Wrapped { pin_root, .. } => Some(pin_root),
         }
+    }
+
+    /// Runs a second `geofilter run <args> --socket <socket>` on this daemon's pin root, in the
+    /// same network namespace, and waits (at most 60 s) for it to exit.
+    pub fn second_run(&self, netns: &Netns, args: &[&str], socket: &Path) -> Output {
+        let mut command = Command::new(binary());
+        netns.enter_network_only(&mut command);
+        let pin_root = self.pin_root().expect("pin root");
+        let mut child = command
+            .arg("run")
+            .args(args)
+            .arg("--socket")
+            .arg(socket)
+            .arg("--state-file")
+            .arg(self.dir.join("second-state.json"))
+            .env("GEOFILTER_PIN_ROOT", pin_root)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawning a second geofilter run");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while child.try_wait().expect("waiting").is_none() {
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let out = child.wait_with_output().expect("reaping");
+                panic!(
+                    "the second geofilter run kept running: {}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        child.wait_with_output().expect("second run output")
     }
 
     pub fn state_file(&self) -> PathBuf {
@@ -272,7 +316,7 @@ impl Drop for Daemon {
         let _ = std::fs::remove_dir_all(&self.dir);
         // A daemon that was killed leaves its pins (that is the point of pinning); removing them
         // detaches the filter and frees the maps.
-        if let Launch::Setns { pin_root, .. } = &self.launch {
+        if let Some(pin_root) = self.pin_root() {
             let _ = std::fs::remove_dir_all(pin_root);
         }
     }

@@ -7,7 +7,10 @@ use geofilter_tests::{
     daemon::Daemon,
     netns::{Pair, SERVER_V4, SERVER_V6},
     require_root,
-    scenario::{DE_V4, DE_V6, RU_V4, RU_V4_UNALIGNED, RU_V6, Scene, TempDir, US_V4, ip, write_db},
+    scenario::{
+        DE_V4, DE_V6, RU_V4, RU_V4_UNALIGNED, RU_V6, Scene, TempDir, US_V4, ip, server_for,
+        write_db,
+    },
     traffic::{HttpServer, UdpSink, curl, send_udp},
 };
 
@@ -170,38 +173,193 @@ fn unload_verb_stops_the_daemon_and_detaches() {
     assert!(!s.pair.server_has_xdp(), "program still attached");
 }
 
-#[test]
-fn runs_under_ip_netns_exec_without_bpffs() {
+/// Sources of the embedded world database: RU (Yandex, both families) and others.
+const WORLD_RU: [&str; 3] = [RU_V4, "77.88.8.8", RU_V6];
+const WORLD_OTHERS: [&str; 3] = [DE_V4, US_V4, DE_V6];
+
+/// A pair whose client owns every world source.
+fn world_pair() -> Pair {
     require_root();
     let pair = Pair::new();
-    pair.add_source(ip(RU_V4));
-    pair.add_source(ip(DE_V4));
-    let dir = TempDir::new();
-    let (v4, v6) = write_db(&dir.0);
-    let daemon = Daemon::start_with_ip_netns_exec(
-        &pair.server,
-        &[
-            "--iface",
-            &pair.server_if,
-            "--db",
-            v4.to_str().unwrap(),
-            "--db",
-            v6.to_str().unwrap(),
-            "--block",
-            "RU",
-        ],
-    );
+    for src in WORLD_RU.iter().chain(&WORLD_OTHERS) {
+        pair.add_source(ip(src));
+    }
+    pair
+}
+
+/// Sends `N` datagrams from every world source; asserts that no RU one and every other one
+/// arrived. `when` names the moment in the failure message.
+fn assert_world_ru_dropped(pair: &Pair, when: &str) {
+    const N: u64 = 100;
+    let sink = UdpSink::bind(&pair.server, &[ip(SERVER_V4), ip(SERVER_V6)]);
+    for src in WORLD_RU.iter().chain(&WORLD_OTHERS) {
+        send_udp(&pair.client, ip(src), server_for(src), N);
+    }
+    let got = sink.collect(Duration::from_millis(500));
+    for src in WORLD_RU {
+        assert_eq!(
+            got.get(&ip(src)),
+            None,
+            "{when}: RU source {src} was delivered"
+        );
+    }
+    for src in WORLD_OTHERS {
+        assert_eq!(got.get(&ip(src)), Some(&N), "{when}: from {src}");
+    }
+}
+
+/// Kills the daemon with SIGKILL and checks the filter stays: its pins are where the test sees
+/// them, the program is still attached, RU is still dropped and the rest delivered.
+fn assert_filter_outlives_kill(pair: &Pair, daemon: &mut Daemon) {
+    assert_world_ru_dropped(pair, "while the daemon runs");
+    let root = daemon.pin_root().expect("pin root").to_path_buf();
     assert!(
-        daemon.log().contains("mounted bpffs"),
-        "daemon mounted its own bpffs:\n{}",
+        root.join(format!("links/{}", pair.server_if)).exists(),
+        "the link is pinned under {}; log:\n{}",
+        root.display(),
         daemon.log()
     );
-    let sink = UdpSink::bind(&pair.server, &[ip(SERVER_V4)]);
-    send_udp(&pair.client, ip(RU_V4), ip(SERVER_V4), 50);
-    send_udp(&pair.client, ip(DE_V4), ip(SERVER_V4), 50);
+    daemon.kill();
+    // What ended with the daemon would be gone by now: its mount namespace goes with its last
+    // process, and the kernel releases the link with it.
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(pair.server_has_xdp(), "the program left with the daemon");
+    assert_world_ru_dropped(pair, "after kill -9");
+}
+
+#[test]
+fn filter_outlives_kill_under_ip_netns_exec() {
+    let pair = world_pair();
+    let mut daemon = Daemon::start_with_ip_netns_exec(
+        &pair.server,
+        &["--iface", &pair.server_if, "--block", "RU"],
+    );
+    assert_filter_outlives_kill(&pair, &mut daemon);
+    assert!(
+        daemon.log().contains("bpffs of the outer mount namespace"),
+        "the daemon says where it pinned:\n{}",
+        daemon.log()
+    );
+}
+
+#[test]
+fn filter_outlives_kill_with_private_mounts_that_see_the_hosts_bpffs() {
+    // A container given the host's /sys/fs/bpf, a hardened systemd unit: mounts of its own,
+    // slaves of the host's, so /sys/fs/bpf is the host's bpffs.
+    let pair = world_pair();
+    let netns = format!("--net=/run/netns/{}", pair.server.name);
+    let mut daemon = Daemon::start_wrapped(
+        &[
+            "unshare",
+            "--mount",
+            "--propagation",
+            "slave",
+            "nsenter",
+            &netns,
+        ],
+        &["--iface", &pair.server_if, "--block", "RU"],
+    );
+    assert_filter_outlives_kill(&pair, &mut daemon);
+    assert!(
+        !daemon.log().contains("WILL NOT OUTLIVE"),
+        "no warning where the pins are the host's:\n{}",
+        daemon.log()
+    );
+}
+
+/// Set inside the sandbox that [`filter_outlives_kill_on_a_host_without_bpffs`] re-runs itself in.
+const SANDBOXED: &str = "GEOFILTER_TEST_FRESH_HOST";
+
+#[test]
+fn filter_outlives_kill_on_a_host_without_bpffs() {
+    require_root();
+    if std::env::var_os(SANDBOXED).is_none() {
+        // A fresh machine has no bpffs at /sys/fs/bpf, and once one is mounted it stays: re-run
+        // this test where that holds every time, in a mount and PID namespace of its own (so
+        // /proc/1 is the sandbox's first process) with /sys/fs/bpf unmounted.
+        let me = std::env::current_exe().expect("test binary");
+        let out = std::process::Command::new("unshare")
+            .args([
+                "--mount",
+                "--pid",
+                "--fork",
+                "--mount-proc",
+                "--propagation",
+                "private",
+            ])
+            .args([
+                "sh",
+                "-c",
+                "umount -l /sys/fs/bpf 2>/dev/null; \"$@\"",
+                "sh",
+            ])
+            .arg(me)
+            .args([
+                "--exact",
+                "filter_outlives_kill_on_a_host_without_bpffs",
+                "--nocapture",
+            ])
+            .env(SANDBOXED, "1")
+            .output()
+            .expect("running the sandboxed test");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success() && stdout.contains("1 passed"),
+            "the test on a host without bpffs failed:\n{stdout}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        return;
+    }
+    assert!(
+        !geofilter_daemon::datapath::bpffs::is_bpffs(std::path::Path::new("/sys/fs/bpf")).unwrap(),
+        "the sandbox still has a bpffs at /sys/fs/bpf"
+    );
+    let pair = world_pair();
+    let mut daemon = Daemon::start(&pair.server, &["--iface", &pair.server_if, "--block", "RU"]);
+    assert_filter_outlives_kill(&pair, &mut daemon);
+    assert!(
+        daemon.log().contains("mounted bpffs"),
+        "the daemon mounted a bpffs:\n{}",
+        daemon.log()
+    );
+}
+
+#[test]
+fn a_second_run_on_the_same_pin_root_is_refused_and_changes_nothing() {
+    let s = Scene::new(&[RU_V4, DE_V4], &["--block", "RU"]);
+    let other_socket = s.db_dir.0.join("other.sock");
+    // The operator's `geofilter run` while the service is up: same pin root, same socket; and a
+    // second daemon with a socket of its own and another policy.
+    for socket in [s.daemon.socket.as_path(), other_socket.as_path()] {
+        let mut args: Vec<String> = s.run_args();
+        args.extend(["--block".into(), "DE".into()]);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let out = s.daemon.second_run(&s.pair.server, &args, socket);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "a second daemon started: {err}");
+        assert!(
+            err.contains("another geofilter daemon owns the pin root"),
+            "the refusal says why: {err}"
+        );
+    }
+    let status = s.daemon.cli_json(&["status"]);
+    assert_eq!(
+        status["policy"]["countries"],
+        serde_json::json!(["RU"]),
+        "{status}"
+    );
+    let root = s.daemon.pin_root().unwrap();
+    assert!(root.join("maps/GF_POLICY").exists(), "the pins are intact");
+    let sink = UdpSink::bind(&s.pair.server, &[ip(SERVER_V4)]);
+    send_udp(&s.pair.client, ip(RU_V4), ip(SERVER_V4), 50);
+    send_udp(&s.pair.client, ip(DE_V4), ip(SERVER_V4), 50);
     let got = sink.collect(Duration::from_millis(300));
-    assert_eq!(got.get(&ip(RU_V4)), None);
-    assert_eq!(got.get(&ip(DE_V4)), Some(&50));
+    assert_eq!(
+        got.get(&ip(RU_V4)),
+        None,
+        "RU delivered after the second run"
+    );
+    assert_eq!(got.get(&ip(DE_V4)), Some(&50), "DE after the second run");
 }
 
 #[test]

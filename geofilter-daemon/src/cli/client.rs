@@ -227,7 +227,7 @@ pub fn except_list(args: &ClientArgs) -> anyhow::Result<()> {
 pub fn unload(args: &SocketArgs) -> anyhow::Result<()> {
     if args.socket.exists() && call(&args.socket, &Request::Unload {}).is_ok() {
         // The daemon detaches and unpins before exiting; wait for its pins to go.
-        let root = paths::pin_root();
+        let root = crate::datapath::bpffs::locate(&paths::pin_root());
         for _ in 0..100 {
             if !root.exists() {
                 println!("unloaded");
@@ -236,7 +236,7 @@ pub fn unload(args: &SocketArgs) -> anyhow::Result<()> {
             std::thread::sleep(std::time::Duration::from_millis(50));
         }
     }
-    let root = paths::pin_root();
+    let root = crate::datapath::bpffs::locate(&paths::pin_root());
     if root.exists() {
         std::fs::remove_dir_all(&root).with_context(|| format!("removing {}", root.display()))?;
         println!("removed pinned state at {}", root.display());

@@ -1,8 +1,9 @@
 //! `geofilter run`: load (or adopt), fill, attach, serve until a signal or `unload`, then clean up.
 
-use std::{fs, path::Path, sync::Arc, time::Duration};
+use std::{fs, sync::Arc, time::Duration};
 
 use anyhow::{Context as _, bail};
+use geofilter_common::maps as names;
 use tokio::signal::unix::{SignalKind, signal};
 use tracing::{info, warn};
 
@@ -10,7 +11,11 @@ use super::args::RunArgs;
 use crate::{
     control::server::ControlSocket,
     daemon::{Daemon, State, parse_countries},
-    datapath::{Datapath, XdpModeChoice, bpffs},
+    datapath::{
+        Datapath, XdpModeChoice,
+        bpffs::{self, Persistence, PinRoot},
+        owner::PinRootLock,
+    },
     geoip::{self, Format},
     paths::{self, PinLayout},
     state::{self, SavedState},
@@ -78,11 +83,15 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         "database compiled"
     );
 
-    let layout = PinLayout::new(paths::pin_root());
-    prepare_bpffs(&layout.root)?;
-    let fresh = !layout.root.exists();
-    // A start-up that fails half-way removes what it pinned, but never an earlier daemon's pins:
-    // those are a working filter.
+    let pin_root = bpffs::prepare(&paths::pin_root()).context("preparing the BPF filesystem")?;
+    report_pin_root(&pin_root);
+    // `pin_root` stays alive until exit: its path may go through a file descriptor it holds.
+    let layout = PinLayout::new(pin_root.path.clone());
+    // Taken before anything under the root is read or changed, and held until exit.
+    let _owner = PinRootLock::acquire(&layout.root)?;
+    // Decided under the lock. A start-up that fails half-way removes what it pinned, but never
+    // an earlier daemon's pins: those are a working filter.
+    let fresh = Datapath::pinned_links(&layout).is_empty() && !layout.map(names::POLICY).exists();
     let mut guard = PinRootGuard(fresh.then(|| layout.root.clone()));
 
     let mut datapath = Datapath::load_pinned(&layout)?;
@@ -213,21 +222,29 @@ async fn serve(args: &RunArgs, daemon: Arc<Daemon>) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Mounts bpffs where the pin root lives, if it is not mounted there yet.
-fn prepare_bpffs(root: &Path) -> anyhow::Result<()> {
-    let mount_point = Path::new(paths::BPFFS_MOUNT);
-    if root.starts_with(mount_point)
-        && bpffs::ensure_mounted(mount_point)
-            .with_context(|| format!("mounting bpffs on {}", mount_point.display()))?
-    {
-        info!(mount_point = %mount_point.display(), "mounted bpffs");
+/// Says where the pins went and, loudly, when they will not outlive the daemon.
+fn report_pin_root(pin_root: &PinRoot) {
+    let path = pin_root.path.display();
+    if pin_root.mounted {
+        info!(pin_root = %path, "mounted bpffs");
     }
-    let parent = root.parent().context("pin root has no parent")?;
-    fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
-    if !bpffs::is_bpffs(parent).unwrap_or(false) {
-        bail!("{} is not on a BPF filesystem", parent.display());
+    match pin_root.persistence {
+        Persistence::Host => {}
+        Persistence::Outer { pid } => info!(
+            pin_root = %path, outer_pid = pid,
+            "this daemon has a mount namespace of its own (ip netns exec, unshare -m): pinning \
+             into the bpffs of the outer mount namespace, so the filter outlives the daemon"
+        ),
+        Persistence::PrivateNamespace => warn!(
+            pin_root = %path,
+            "THE FILTER WILL NOT OUTLIVE THIS DAEMON: the bpffs at {} exists only in this \
+             daemon's mount namespace, and the outer namespace's cannot be reached. \
+             Fix: mount bpffs on the host (`mount -t bpf bpf {}`) and give the daemon the host's \
+             {} (container: `-v {}:{}`; systemd: ExecStartPre=+ as in dist/geofilter.service)",
+            paths::BPFFS_MOUNT, paths::BPFFS_MOUNT, paths::BPFFS_MOUNT, paths::BPFFS_MOUNT,
+            paths::BPFFS_MOUNT
+        ),
     }
-    Ok(())
 }
 
 /// Removes the pin root on drop while armed (`Some`).

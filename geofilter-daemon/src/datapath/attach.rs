@@ -58,6 +58,7 @@ fn pin_err(
 /// Creates the pin folders; returns whether an earlier daemon's maps are there to adopt, after
 /// checking that their layout is the one this program was built for.
 pub(super) fn prepare_pin_dirs(layout: &PinLayout) -> Result<bool, DatapathError> {
+    super::bpffs::ensure_on_bpffs(&layout.root)?;
     for dir in [layout.maps(), layout.links()] {
         fs::create_dir_all(&dir).map_err(pin_err("creating", &dir))?;
     }

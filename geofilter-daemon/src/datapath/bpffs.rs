@@ -1,16 +1,71 @@
-//! Making sure a BPF filesystem is mounted where we pin.
+//! Finding a BPF filesystem whose pins outlive the daemon.
 //!
-//! `/sys/fs/bpf` is often not mounted: not at boot on minimal systems, and never inside
-//! `ip netns exec`, which gives the command a fresh mount namespace with a new sysfs. Pinning
-//! needs a bpffs (`BPF_OBJ_PIN` fails with EPERM on other filesystems), so mount one.
+//! A pin lives as long as the bpffs instance (superblock) it is in, and an instance lives as long
+//! as some mount of it exists (each mount of bpffs is a new instance: kernel/bpf/inode.c,
+//! `bpf_get_tree` -> `get_tree_nodev`). So where the daemon pins decides whether the filter
+//! survives it:
+//!
+//! - In the outermost mount namespace it can see, a bpffs mounted at `/sys/fs/bpf` stays until
+//!   reboot: mount one if none is there (a fresh machine has none).
+//! - Under `ip netns exec` (iproute2 unshares the mount namespace and mounts a new sysfs on /sys)
+//!   or `unshare -m`, the daemon is in a mount namespace of its own. A bpffs it mounted there would
+//!   vanish, with every pin and so the XDP link, when the last process in that namespace exits:
+//!   a `kill -9` would detach the filter. Such a daemon pins into the bpffs of the *outer*
+//!   namespace instead: that of its nearest ancestor process in another mount namespace (the
+//!   shell that ran `ip netns exec`). It opens that ancestor's `/proc/PID/root/sys/fs/bpf` once
+//!   and pins below `/proc/self/fd/N/`, so the path keeps working after the ancestor exits
+//!   (bpffs pins are created by an ordinary path walk, `bpf_obj_do_pin` -> `user_path_create`,
+//!   which follows the magic link into the other namespace's mount). If the outer namespace has
+//!   no bpffs yet, one is mounted there by a forked child that `setns`es into it (a
+//!   multi-threaded process may not). Bind-mounting the outer bpffs into our namespace would read
+//!   better, but the kernel refuses a bind mount whose source is in another mount namespace
+//!   (`__do_loopback`: `check_mnt`).
+//! - Where that cannot be done (the ancestor cannot be inspected, as from a hardened systemd unit
+//!   without CAP_SYS_PTRACE) a `/sys/fs/bpf` that is a slave of a mount outside (`master:` in
+//!   mountinfo: systemd's namespaces) is the host's and fine. Otherwise the daemon still runs,
+//!   but says loudly that the filter ends with it, and how to fix that.
+//!
+//! PID 1 is not the reference: on some hosts (this project's CI among them) PID 1 is a
+//! supervisor in a mount namespace of its own that root cannot inspect.
+//!
+//! Verified on 5.10, 6.1, 6.12 and 6.18 (the kernel-matrix tier runs the `ip netns exec` kill
+//! test on each).
 
-use std::{ffi::CString, io, path::Path};
+use std::{
+    ffi::CString,
+    fs, io,
+    os::{
+        fd::{AsRawFd as _, OwnedFd},
+        unix::fs::MetadataExt as _,
+    },
+    path::{Path, PathBuf},
+};
+
+use crate::paths::BPFFS_MOUNT;
 
 /// `BPF_FS_MAGIC` from include/uapi/linux/magic.h.
 const BPF_FS_MAGIC: i64 = 0xcafe4a11;
 
+#[derive(Debug, thiserror::Error)]
+pub enum BpffsError {
+    #[error("{what} {path}: {source}")]
+    Io {
+        what: &'static str,
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("{path} is not on a BPF filesystem, and geofilter only mounts one on {BPFFS_MOUNT}")]
+    NotBpffs { path: PathBuf },
+}
+
+fn io_err(what: &'static str, path: &Path) -> impl FnOnce(io::Error) -> BpffsError + use<> {
+    let path = path.to_path_buf();
+    move |source| BpffsError::Io { what, path, source }
+}
+
 pub fn is_bpffs(path: &Path) -> io::Result<bool> {
-    let c = CString::new(path.as_os_str().as_encoded_bytes()).map_err(io::Error::other)?;
+    let c = cstring(path)?;
     // SAFETY: `c` is NUL-terminated and `st` is a valid out-pointer.
     let mut st: libc::statfs = unsafe { std::mem::zeroed() };
     if unsafe { libc::statfs(c.as_ptr(), &mut st) } != 0 {
@@ -19,27 +74,461 @@ pub fn is_bpffs(path: &Path) -> io::Result<bool> {
     Ok(st.f_type as i64 == BPF_FS_MAGIC)
 }
 
-/// Mounts a bpffs on `mount_point` unless one is already there.
-pub fn ensure_mounted(mount_point: &Path) -> io::Result<bool> {
-    std::fs::create_dir_all(mount_point)?;
-    if is_bpffs(mount_point)? {
-        return Ok(false);
+fn cstring(path: &Path) -> io::Result<CString> {
+    CString::new(path.as_os_str().as_encoded_bytes()).map_err(io::Error::other)
+}
+
+/// Where the pins of a configured pin root really go, and whether they outlive the daemon.
+#[derive(Debug)]
+pub struct PinRoot {
+    /// The path to pin under: the configured root, or the same place in the outer namespace's
+    /// bpffs (below `/proc/self/fd/N`, valid while `self` is alive).
+    pub path: PathBuf,
+    pub persistence: Persistence,
+    /// A bpffs had to be mounted for it (here, or in the outer namespace).
+    pub mounted: bool,
+    /// The outer namespace's `/sys/fs/bpf`, held open for `path`.
+    _outer: Option<OwnedFd>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Persistence {
+    /// The bpffs is the host's: pins stay until unpinned or reboot.
+    Host,
+    /// This daemon has a mount namespace of its own; it pins into the outer namespace's bpffs
+    /// (that of process `pid`).
+    Outer { pid: u32 },
+    /// Only this mount namespace holds the bpffs: the filter ends when its last process exits.
+    PrivateNamespace,
+}
+
+/// What [`plan`] decides from.
+#[derive(Debug, Clone, Copy)]
+pub struct Facts {
+    /// The nearest ancestor in another mount namespace whose `/sys/fs/bpf` we can reach through
+    /// `/proc/PID/root` (None: we are the outermost we can see, or it cannot be inspected).
+    pub outer: Option<u32>,
+    /// Some ancestor is in another mount namespace, reachable or not.
+    pub own_namespace: bool,
+    /// `/sys/fs/bpf` here is a bpffs.
+    pub ours_mounted: bool,
+    /// The outer `/sys/fs/bpf` is a bpffs.
+    pub outer_mounted: bool,
+    /// Ours and the outer one are the same bpffs instance (same device).
+    pub same_instance_as_outer: bool,
+    /// Our `/sys/fs/bpf` mount receives propagation from a mount outside this namespace
+    /// (`master:` in /proc/self/mountinfo): it was mounted outside us, as in a systemd unit's
+    /// namespace, which cannot look into PID 1 without CAP_SYS_PTRACE.
+    pub ours_propagated: bool,
+}
+
+/// What to do about the bpffs at `/sys/fs/bpf`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Plan {
+    /// Pin at the configured path; mount a bpffs there first when `mount`.
+    Here {
+        mount: bool,
+        persistence: Persistence,
+    },
+    /// Pin into the bpffs of process `pid`'s mount namespace; mount one there first when `mount`.
+    Outer { pid: u32, mount: bool },
+}
+
+/// The decision, as a pure function of what was observed (host tests cover every row).
+pub fn plan(f: Facts) -> Plan {
+    if !f.own_namespace {
+        return Plan::Here {
+            mount: !f.ours_mounted,
+            persistence: Persistence::Host,
+        };
     }
-    let target =
-        CString::new(mount_point.as_os_str().as_encoded_bytes()).map_err(io::Error::other)?;
-    let fstype = c"bpf";
+    if f.ours_mounted && (f.same_instance_as_outer || f.ours_propagated) {
+        // A container given the host's /sys/fs/bpf, or a unit whose private namespace still
+        // sees the host's mount: the pins are the host's already.
+        return Plan::Here {
+            mount: false,
+            persistence: Persistence::Host,
+        };
+    }
+    if let Some(pid) = f.outer {
+        return Plan::Outer {
+            pid,
+            mount: !f.outer_mounted,
+        };
+    }
+    Plan::Here {
+        mount: !f.ours_mounted,
+        persistence: Persistence::PrivateNamespace,
+    }
+}
+
+/// Resolves `root` (the configured pin root) to a path whose pins outlive this process where
+/// that can be arranged, mounting a bpffs where one is needed. A root outside `/sys/fs/bpf` is
+/// the caller's choice: it must already be on a bpffs.
+pub fn prepare(root: &Path) -> Result<PinRoot, BpffsError> {
+    let mount_point = Path::new(BPFFS_MOUNT);
+    let Ok(relative) = root.strip_prefix(mount_point) else {
+        ensure_on_bpffs(root)?;
+        return Ok(PinRoot {
+            path: root.to_path_buf(),
+            persistence: Persistence::Host,
+            mounted: false,
+            _outer: None,
+        });
+    };
+    let pin_root = match plan(observe(mount_point)?) {
+        Plan::Here { mount, persistence } => {
+            if mount {
+                mount_bpffs(mount_point)?;
+            }
+            PinRoot {
+                path: root.to_path_buf(),
+                persistence,
+                mounted: mount,
+                _outer: None,
+            }
+        }
+        Plan::Outer { pid, mount } => {
+            if mount {
+                mount_bpffs_in_namespace_of(pid, mount_point)?;
+            }
+            let outer = outer_path(pid, mount_point);
+            let fd: OwnedFd = fs::File::open(&outer)
+                .map_err(io_err("opening", &outer))?
+                .into();
+            let path = PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd())).join(relative);
+            PinRoot {
+                path,
+                persistence: Persistence::Outer { pid },
+                mounted: mount,
+                _outer: Some(fd),
+            }
+        }
+    };
+    ensure_on_bpffs(&pin_root.path)?;
+    Ok(pin_root)
+}
+
+/// Finds where `root`'s pins are without mounting anything (for `unload` with no daemon): here,
+/// or in the outer namespace's bpffs.
+pub fn locate(root: &Path) -> PathBuf {
+    if root.exists() {
+        return root.to_path_buf();
+    }
+    let Ok(relative) = root.strip_prefix(BPFFS_MOUNT) else {
+        return root.to_path_buf();
+    };
+    match outer_process() {
+        (Some(pid), _) => {
+            let there = outer_path(pid, Path::new(BPFFS_MOUNT)).join(relative);
+            if there.exists() {
+                there
+            } else {
+                root.to_path_buf()
+            }
+        }
+        _ => root.to_path_buf(),
+    }
+}
+
+/// Makes sure `root` can be pinned under: a bpffs is mounted on `/sys/fs/bpf` (in this mount
+/// namespace) when `root` is below it, and `root`'s parent is on a bpffs. For the library's own
+/// pinned loads ([`super::Datapath::load_pinned`]); the daemon resolves its root with [`prepare`]
+/// first.
+pub fn ensure_on_bpffs(root: &Path) -> Result<(), BpffsError> {
+    let mount_point = Path::new(BPFFS_MOUNT);
+    if root.starts_with(mount_point) {
+        fs::create_dir_all(mount_point).map_err(io_err("creating", mount_point))?;
+        if !is_bpffs(mount_point).map_err(io_err("checking", mount_point))? {
+            mount_bpffs(mount_point)?;
+        }
+    }
+    let parent = root.parent().unwrap_or(root);
+    fs::create_dir_all(parent).map_err(io_err("creating", parent))?;
+    if !is_bpffs(parent).unwrap_or(false) {
+        return Err(BpffsError::NotBpffs {
+            path: parent.to_path_buf(),
+        });
+    }
+    Ok(())
+}
+
+/// `mount_point` as process `pid` sees it.
+fn outer_path(pid: u32, mount_point: &Path) -> PathBuf {
+    PathBuf::from(format!("/proc/{pid}/root"))
+        .join(mount_point.strip_prefix("/").unwrap_or(mount_point))
+}
+
+fn mount_namespace(pid: &str) -> Option<PathBuf> {
+    fs::read_link(format!("/proc/{pid}/ns/mnt")).ok()
+}
+
+fn parent_of(pid: u32) -> Option<u32> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // `PID (COMM) STATE PPID ...`; COMM may hold spaces and parentheses, so split after the last ')'.
+    stat.rsplit_once(')')?
+        .1
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
+/// The nearest ancestor in another mount namespace whose `/sys/fs/bpf` can be reached, and
+/// whether any ancestor is in another mount namespace at all.
+fn outer_process() -> (Option<u32>, bool) {
+    let Some(ours) = mount_namespace("self") else {
+        return (None, false);
+    };
+    let mut own_namespace = false;
+    let mut pid = std::os::unix::process::parent_id();
+    while pid > 0 {
+        match mount_namespace(&pid.to_string()) {
+            Some(theirs) if theirs != ours => {
+                own_namespace = true;
+                if fs::metadata(outer_path(pid, Path::new(BPFFS_MOUNT))).is_ok() {
+                    return (Some(pid), true);
+                }
+            }
+            // The same namespace, or one we may not inspect (then it is not ours to pin into).
+            _ => {}
+        }
+        pid = parent_of(pid).unwrap_or(0);
+    }
+    (None, own_namespace)
+}
+
+fn observe(mount_point: &Path) -> Result<Facts, BpffsError> {
+    fs::create_dir_all(mount_point).map_err(io_err("creating", mount_point))?;
+    let ours_mounted = is_bpffs(mount_point).map_err(io_err("checking", mount_point))?;
+    let (outer, own_namespace) = outer_process();
+    let outer_mount_point = outer.map(|pid| outer_path(pid, mount_point));
+    let outer_mounted = outer_mount_point
+        .as_deref()
+        .is_some_and(|p| is_bpffs(p).unwrap_or(false));
+    let same_instance = match (
+        outer_mount_point.map(fs::metadata),
+        fs::metadata(mount_point),
+    ) {
+        (Some(Ok(theirs)), Ok(ours)) => ours_mounted && outer_mounted && theirs.dev() == ours.dev(),
+        _ => false,
+    };
+    let mountinfo = fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    Ok(Facts {
+        outer,
+        // An ancestor we cannot inspect (a hardened unit's PID 1) still means a namespace of
+        // our own when mountinfo says our bpffs came from outside.
+        own_namespace: own_namespace || propagated_from_outside(&mountinfo, mount_point),
+        ours_mounted,
+        outer_mounted,
+        same_instance_as_outer: same_instance,
+        ours_propagated: ours_mounted && propagated_from_outside(&mountinfo, mount_point),
+    })
+}
+
+/// Whether the topmost mount on `mount_point` in `mountinfo` (proc(5): `ID PARENT MAJ:MIN ROOT
+/// MOUNT_POINT OPTIONS [OPTIONAL...] - TYPE ...`) is a slave of a mount elsewhere (`master:N`).
+fn propagated_from_outside(mountinfo: &str, mount_point: &Path) -> bool {
+    let Some(wanted) = mount_point.to_str() else {
+        return false;
+    };
+    mountinfo
+        .lines()
+        .rev()
+        .find(|line| line.split(' ').nth(4) == Some(wanted))
+        .is_some_and(|line| {
+            line.split(' ')
+                .skip(6)
+                .take_while(|field| *field != "-")
+                .any(|field| field.starts_with("master:"))
+        })
+}
+
+/// Mounts a bpffs on `mount_point` in this mount namespace.
+fn mount_bpffs(mount_point: &Path) -> Result<(), BpffsError> {
+    let target = cstring(mount_point).map_err(io_err("mounting bpffs on", mount_point))?;
     // SAFETY: all pointers are valid NUL-terminated strings; data may be NULL.
     let rc = unsafe {
         libc::mount(
-            fstype.as_ptr(),
+            c"bpf".as_ptr(),
             target.as_ptr(),
-            fstype.as_ptr(),
+            c"bpf".as_ptr(),
             0,
             std::ptr::null(),
         )
     };
     if rc != 0 {
-        return Err(io::Error::last_os_error());
+        return Err(io_err("mounting bpffs on", mount_point)(
+            io::Error::last_os_error(),
+        ));
     }
-    Ok(true)
+    Ok(())
+}
+
+/// Mounts a bpffs on `mount_point` in process `pid`'s mount namespace. `setns(CLONE_NEWNS)` is
+/// refused to a multi-threaded process (EINVAL: it shares its fs_struct), so a forked child does
+/// it and reports the errno as its exit status.
+fn mount_bpffs_in_namespace_of(pid: u32, mount_point: &Path) -> Result<(), BpffsError> {
+    let what = "mounting bpffs in the outer mount namespace on";
+    let err = io_err(what, mount_point);
+    let ns_path = PathBuf::from(format!("/proc/{pid}/ns/mnt"));
+    let ns = fs::File::open(&ns_path).map_err(io_err("opening", &ns_path))?;
+    let target = cstring(mount_point).map_err(io_err(what, mount_point))?;
+    // SAFETY: between fork and _exit the child calls only async-signal-safe functions (setns,
+    // mount, _exit) on memory prepared before the fork.
+    let child = unsafe { libc::fork() };
+    if child == 0 {
+        unsafe {
+            let errno = if libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNS) != 0
+                || libc::mount(
+                    c"bpf".as_ptr(),
+                    target.as_ptr(),
+                    c"bpf".as_ptr(),
+                    0,
+                    std::ptr::null(),
+                ) != 0
+            {
+                *libc::__errno_location()
+            } else {
+                0
+            };
+            libc::_exit(errno & 0xff);
+        }
+    }
+    if child < 0 {
+        return Err(err(io::Error::last_os_error()));
+    }
+    let mut status = 0;
+    // SAFETY: waiting for our own child.
+    if unsafe { libc::waitpid(child, &mut status, 0) } != child {
+        return Err(err(io::Error::last_os_error()));
+    }
+    match (libc::WIFEXITED(status), libc::WEXITSTATUS(status)) {
+        (true, 0) => Ok(()),
+        (true, errno) => Err(err(io::Error::from_raw_os_error(errno))),
+        _ => Err(err(io::Error::other("the mounting child was killed"))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Facts for a daemon that is in the outermost namespace (`outer: None`, no own namespace)
+    /// or in one of its own under process 42.
+    fn facts(own_namespace: bool, ours: bool, outer_reachable: bool, same: bool) -> Facts {
+        Facts {
+            outer: outer_reachable.then_some(42),
+            own_namespace,
+            ours_mounted: ours,
+            outer_mounted: same,
+            same_instance_as_outer: same,
+            ours_propagated: false,
+        }
+    }
+
+    #[test]
+    fn host_namespace_mounts_when_missing() {
+        assert_eq!(
+            plan(facts(false, false, false, false)),
+            Plan::Here {
+                mount: true,
+                persistence: Persistence::Host
+            }
+        );
+        assert_eq!(
+            plan(facts(false, true, false, false)),
+            Plan::Here {
+                mount: false,
+                persistence: Persistence::Host
+            }
+        );
+    }
+
+    #[test]
+    fn private_namespace_sharing_the_hosts_bpffs_pins_here() {
+        assert_eq!(
+            plan(facts(true, true, true, true)),
+            Plan::Here {
+                mount: false,
+                persistence: Persistence::Host
+            }
+        );
+    }
+
+    #[test]
+    fn a_units_namespace_seeing_the_hosts_mount_pins_here() {
+        // systemd: PID 1 is out of reach, but the mount is the host's (a slave of it).
+        let unit = Facts {
+            ours_propagated: true,
+            ..facts(true, true, false, false)
+        };
+        assert_eq!(
+            plan(unit),
+            Plan::Here {
+                mount: false,
+                persistence: Persistence::Host
+            }
+        );
+    }
+
+    #[test]
+    fn ip_netns_exec_pins_into_the_outer_namespace() {
+        // ip netns exec on a fresh host: a new sysfs hides /sys/fs/bpf, and the outer namespace
+        // has no bpffs either, so it is mounted there.
+        assert_eq!(
+            plan(facts(true, false, true, false)),
+            Plan::Outer {
+                pid: 42,
+                mount: true
+            }
+        );
+        let host_has_one = Facts {
+            outer_mounted: true,
+            ..facts(true, false, true, false)
+        };
+        assert_eq!(
+            plan(host_has_one),
+            Plan::Outer {
+                pid: 42,
+                mount: false
+            }
+        );
+        // A private bpffs of our own is not where a filter should live either.
+        assert!(matches!(
+            plan(facts(true, true, true, false)),
+            Plan::Outer { .. }
+        ));
+    }
+
+    #[test]
+    fn unreachable_outer_namespace_is_private_and_said_so() {
+        assert_eq!(
+            plan(facts(true, false, false, false)),
+            Plan::Here {
+                mount: true,
+                persistence: Persistence::PrivateNamespace
+            }
+        );
+    }
+
+    #[test]
+    fn mountinfo_propagation() {
+        let info = "\
+24 1 0:22 / /sys rw,nosuid shared:7 - sysfs sysfs rw
+30 24 0:27 / /sys/fs/bpf rw,relatime shared:12 master:9 - bpf bpf rw
+";
+        assert!(propagated_from_outside(info, Path::new("/sys/fs/bpf")));
+        let private = "30 24 0:27 / /sys/fs/bpf rw,relatime - bpf bpf rw\n";
+        assert!(!propagated_from_outside(private, Path::new("/sys/fs/bpf")));
+        assert!(!propagated_from_outside(info, Path::new("/sys")));
+    }
+
+    #[test]
+    fn parent_of_this_process() {
+        assert_eq!(
+            parent_of(std::process::id()),
+            Some(std::os::unix::process::parent_id())
+        );
+    }
 }

@@ -12,6 +12,7 @@ pub mod bpffs;
 mod counters;
 mod exceptions;
 pub mod memory;
+pub mod owner;
 mod probe;
 pub mod stride;
 mod tables;
@@ -104,6 +105,8 @@ pub enum DatapathError {
     },
     #[error("pinned map {name} cannot be adopted: {detail}")]
     BadPin { name: &'static str, detail: String },
+    #[error(transparent)]
+    Bpffs(#[from] bpffs::BpffsError),
     #[error("{what} {path}: {source}")]
     Pin {
         what: &'static str,
