@@ -149,7 +149,12 @@ impl Daemon {
     fn confirm(&self) -> Result<Value, String> {
         let mut state = self.lock();
         match state.pending.take() {
-            Some(_) => Ok(json!({"confirmed": true})),
+            Some(_) => {
+                // Until now the state file held the state the change would roll back to (see
+                // `persist`); the confirmed change is the one to restore after a restart.
+                persist(&state);
+                Ok(json!({"confirmed": true}))
+            }
             None => Err("no change is waiting for confirmation".into()),
         }
     }
