@@ -20,7 +20,7 @@ use tracing::{info, warn};
 use crate::{
     changes,
     control::{
-        protocol::{Change, ChangeOptions, MAX_WHY_ADDRESSES, Request, Response},
+        protocol::{Change, ChangeOptions, MAX_CONFIRM_S, MAX_WHY_ADDRESSES, Request, Response},
         server::Handler,
     },
     datapath::{Attachment, Datapath},
@@ -109,6 +109,8 @@ impl Daemon {
     }
 
     fn change(&self, change: &Change, opts: &ChangeOptions) -> Result<Value, String> {
+        // Checked before anything is applied: a bad value must change nothing.
+        let deadline = opts.confirm_s.map(confirm_deadline).transpose()?;
         let mut state = self.lock();
         if opts.confirm_s.is_some() && state.pending.is_some() {
             return Err("another change is waiting for `geofilter confirm`; confirm it or let it roll back first".into());
@@ -135,12 +137,12 @@ impl Daemon {
             });
         }
         let previous = std::mem::replace(&mut state.saved.policy, next);
-        if let Some(secs) = opts.confirm_s {
-            state.pending = Some(Pending {
-                previous,
-                deadline: Instant::now() + Duration::from_secs(secs),
-            });
-            info!(secs, "change applied; rolls back unless confirmed");
+        if let Some(deadline) = deadline {
+            state.pending = Some(Pending { previous, deadline });
+            info!(
+                secs = opts.confirm_s,
+                "change applied; rolls back unless confirmed"
+            );
         }
         persist(&state);
         Ok(report::policy_json(&state.saved.policy))
@@ -276,6 +278,19 @@ impl Daemon {
     }
 }
 
+/// When a change made with `--confirm secs` rolls back, or why `secs` is refused.
+fn confirm_deadline(secs: u64) -> Result<Instant, String> {
+    if !(1..=MAX_CONFIRM_S).contains(&secs) {
+        return Err(format!(
+            "--confirm {secs} refused: the confirmation window is 1 to {MAX_CONFIRM_S} seconds \
+             (24 hours)"
+        ));
+    }
+    Instant::now()
+        .checked_add(Duration::from_secs(secs))
+        .ok_or_else(|| format!("--confirm {secs} refused: the deadline is past this clock's range"))
+}
+
 /// Refuses `next` when it would drop the operator's own connection.
 fn check_lockout(state: &State, next: &DesiredPolicy, caller: &str) -> Result<(), String> {
     let addr: IpAddr = caller
@@ -327,6 +342,26 @@ impl Handler for Daemon {
         match result {
             Ok(v) => Response::ok(v),
             Err(e) => Response::error(e),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn confirm_windows_are_bounded() {
+        for secs in [0, MAX_CONFIRM_S + 1, u64::MAX] {
+            let err = confirm_deadline(secs).unwrap_err();
+            assert!(
+                err.contains(&secs.to_string()) && err.contains("1 to 86400"),
+                "{err}"
+            );
+        }
+        for secs in [1, MAX_CONFIRM_S] {
+            let deadline = confirm_deadline(secs).unwrap();
+            assert!(deadline > Instant::now());
         }
     }
 }
