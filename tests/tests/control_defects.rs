@@ -2,7 +2,22 @@
 //! rollback, bounds, lockout on every change, SIGHUP, `why` explanations), each with the real
 //! daemon and CLI on a veth pair between fresh namespaces.
 
-use geofilter_tests::scenario::Scene;
+use std::time::Duration;
+
+use geofilter_tests::{
+    netns::SERVER_V4,
+    scenario::{DE_V4, RU_V4, Scene, TempDir},
+};
+
+/// What the live program does with packets from `addr`, as `why` reports it.
+fn verdict(scene: &Scene, addr: &str) -> String {
+    let answer = scene.daemon.cli_json(&["why", addr]);
+    let answer = answer.as_array().map_or(&answer, |a| &a[0]);
+    answer["verdict"]
+        .as_str()
+        .unwrap_or_else(|| panic!("why {addr}: {answer}"))
+        .to_owned()
+}
 
 /// The countries of the policy in the daemon's state file.
 fn saved_countries(scene: &Scene) -> serde_json::Value {
@@ -62,4 +77,116 @@ fn an_out_of_range_confirm_window_is_refused_and_changes_nothing() {
     assert!(pending.as_u64().is_some_and(|s| s > 86_000), "{pending}");
     scene.daemon.ok(&["confirm"]);
     assert_eq!(status_countries(&scene), serde_json::json!(["BY", "RU"]));
+}
+
+/// Defect 7: a rollback undoes only the change made with `--confirm`; a later change (here, of
+/// another country) stays, in the kernel and in the state file.
+#[test]
+fn a_rollback_keeps_the_changes_made_after_it() {
+    let scene = Scene::new(&[RU_V4, DE_V4], &["--block", "RU"]);
+    scene.daemon.ok(&["block", "DE", "--confirm", "2"]);
+    scene.daemon.ok(&["block", "CN"]);
+    assert_eq!(saved_countries(&scene), serde_json::json!(["CN", "RU"]));
+    // The same country set again after the confirmed change: the later word stays.
+    scene.daemon.ok(&["unblock", "RU"]);
+    scene.daemon.ok(&["block", "RU"]);
+    std::thread::sleep(Duration::from_millis(2600));
+    let status = scene.daemon.cli_json(&["status"]);
+    assert!(status["pending_confirm_s"].is_null(), "{status}");
+    assert_eq!(
+        status["policy"]["countries"],
+        serde_json::json!(["CN", "RU"])
+    );
+    assert_eq!(saved_countries(&scene), serde_json::json!(["CN", "RU"]));
+    assert_eq!(verdict(&scene, DE_V4), "pass", "DE rolled back");
+    assert_eq!(verdict(&scene, RU_V4), "drop");
+}
+
+/// A CLI verb run as from an SSH session at `from`; its output.
+fn as_ssh(scene: &Scene, from: &str, args: &[&str]) -> std::process::Output {
+    let mut c = scene.daemon.cli_command(args);
+    c.env("SSH_CONNECTION", format!("{from} 51234 {SERVER_V4} 22"));
+    c.output().expect("running the geofilter CLI")
+}
+
+/// The CLI verb failed with a lockout refusal naming `from`.
+fn assert_refused(out: &std::process::Output, from: &str, what: &str) {
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{what} was accepted");
+    assert!(
+        err.contains("refused") && err.contains(from) && err.contains("--force"),
+        "{what}: {err}"
+    );
+}
+
+/// Defect 9: every change that can drop the caller is checked, a database reload included.
+#[test]
+fn every_change_that_would_drop_the_caller_is_refused() {
+    let scene = Scene::new(&[DE_V4], &["--block", "RU"]);
+    // A database that places the caller's DE range in RU.
+    let moved = TempDir::new();
+    let v4 = moved.0.join("v4.csv");
+    std::fs::write(&v4, "46.114.0.0,46.114.255.255,RU\n").unwrap();
+    let v4 = v4.to_str().unwrap();
+    let reload = ["db", "reload", "--db", v4];
+    assert_refused(&as_ssh(&scene, DE_V4, &reload), DE_V4, "db reload");
+    let status = scene.daemon.cli_json(&["status"]);
+    assert_eq!(status["database"]["reloads"], 0, "tables kept: {status}");
+    assert_eq!(
+        status["database"]["sources"].as_array().map(Vec::len),
+        Some(2),
+        "{status}"
+    );
+    assert_eq!(verdict(&scene, DE_V4), "pass");
+    // A reload that keeps the caller placed as before goes through.
+    assert!(as_ssh(&scene, DE_V4, &["db", "reload"]).status.success());
+
+    // Policy changes: unknown drop for an unplaced caller, monitor off, an exception to drop.
+    let unplaced = "192.0.2.9";
+    assert_refused(
+        &as_ssh(&scene, unplaced, &["policy", "unknown", "drop"]),
+        unplaced,
+        "unknown drop",
+    );
+    scene.daemon.ok(&["monitor", "on"]);
+    scene.daemon.ok(&["block", "DE"]);
+    assert_refused(
+        &as_ssh(&scene, DE_V4, &["monitor", "off"]),
+        DE_V4,
+        "monitor off",
+    );
+    scene.daemon.ok(&["monitor", "off", "--force"]);
+    scene.daemon.ok(&["unblock", "DE"]);
+    assert_refused(
+        &as_ssh(&scene, DE_V4, &["except", "add", "--drop", "46.114.0.0/16"]),
+        DE_V4,
+        "a drop exception",
+    );
+
+    // A change that is only safe while a pending change stays is refused: the rollback would run
+    // unattended and drop the caller.
+    assert!(
+        as_ssh(&scene, DE_V4, &["except", "add", DE_V4, "--confirm", "60"])
+            .status
+            .success()
+    );
+    let out = as_ssh(&scene, DE_V4, &["block", "DE"]);
+    assert_refused(&out, DE_V4, "block DE while its exception awaits confirm");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("rolls back"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    scene.daemon.ok(&["confirm"]);
+    assert!(as_ssh(&scene, DE_V4, &["block", "DE"]).status.success());
+
+    // --force applies the reload anyway.
+    scene.daemon.ok(&["except", "del", DE_V4, "--force"]);
+    scene.daemon.ok(&["unblock", "DE"]);
+    assert!(
+        as_ssh(&scene, DE_V4, &["db", "reload", "--db", v4, "--force"])
+            .status
+            .success()
+    );
+    assert_eq!(verdict(&scene, DE_V4), "drop");
 }

@@ -313,6 +313,10 @@ pub enum DbCommand {
         /// Switch to the database built into the binary.
         #[arg(long)]
         embedded: bool,
+        /// Reload even if the new database would drop the address of this SSH session (lockout
+        /// check).
+        #[arg(long)]
+        force: bool,
         #[command(flatten)]
         client: ClientArgs,
     },

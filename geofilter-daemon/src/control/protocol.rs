@@ -35,6 +35,12 @@ pub enum Request {
         dbs: Vec<std::path::PathBuf>,
         #[serde(default)]
         embedded: bool,
+        /// As in [`ChangeOptions`]: a reload that would drop this address is refused unless
+        /// `force` is set.
+        #[serde(default)]
+        caller: Option<String>,
+        #[serde(default)]
+        force: bool,
     },
 }
 
