@@ -286,6 +286,21 @@ impl Daemon {
         )
     }
 
+    /// SIGHUP: re-reads the current databases like `db reload` does, with the same validation
+    /// and lockout check (for the sessions that made changes: a signal carries no caller). A bad
+    /// file is logged and the current tables stay.
+    pub async fn reload_on_sighup(&self) {
+        info!("SIGHUP: re-reading the databases");
+        let protect = self
+            .sessions
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        if let Err(e) = self.reload(Vec::new(), false, &protect).await {
+            warn!(error = %e, "SIGHUP reload failed");
+        }
+    }
+
     /// A reload requested over the socket, protecting the caller's session.
     async fn reload_request(
         &self,

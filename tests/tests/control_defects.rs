@@ -2,11 +2,12 @@
 //! rollback, bounds, lockout on every change, SIGHUP, `why` explanations), each with the real
 //! daemon and CLI on a veth pair between fresh namespaces.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use geofilter_tests::{
     netns::SERVER_V4,
-    scenario::{DE_V4, RU_V4, Scene, TempDir},
+    scenario::{DE_V4, RU_V4, Scene, TempDir, ip},
+    traffic::{HttpServer, curl},
 };
 
 /// What the live program does with packets from `addr`, as `why` reports it.
@@ -189,4 +190,104 @@ fn every_change_that_would_drop_the_caller_is_refused() {
             .success()
     );
     assert_eq!(verdict(&scene, DE_V4), "drop");
+}
+
+/// Waits (at most 10 s) until the daemon's log holds `needle` `times` times.
+fn wait_for_log(scene: &Scene, needle: &str, times: usize) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while scene.daemon.log().matches(needle).count() < times {
+        assert!(
+            Instant::now() < deadline,
+            "no {needle:?} (x{times}) in the log within 10 s:\n{}",
+            scene.daemon.log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Defect 10: SIGHUP re-reads the databases (and is logged) instead of killing the daemon; a bad
+/// file on SIGHUP is logged and the last good tables stay.
+#[test]
+fn sighup_reloads_the_databases_and_keeps_the_last_good_tables() {
+    let mut scene = Scene::new(&[RU_V4, DE_V4], &["--block", "RU"]);
+    let _http = HttpServer::start(&scene.pair, &[ip(SERVER_V4)]);
+    let reachable = |scene: &Scene, src: &str| {
+        curl(&scene.pair.client, ip(src), ip(SERVER_V4), 1)
+            .status
+            .success()
+    };
+    assert!(!reachable(&scene, RU_V4) && reachable(&scene, DE_V4));
+
+    // Unchanged files: the daemon keeps running and filtering.
+    scene.daemon.signal(libc::SIGHUP);
+    wait_for_log(&scene, "database reloaded", 1);
+    assert!(scene.daemon.is_running(), "SIGHUP killed the daemon");
+    assert!(
+        scene.daemon.log().contains("SIGHUP"),
+        "{}",
+        scene.daemon.log()
+    );
+    assert!(!reachable(&scene, RU_V4) && reachable(&scene, DE_V4));
+
+    // The operator's database now places the RU range in NL: SIGHUP picks that up.
+    let v4 = scene.db_dir.0.join("v4.csv");
+    let original = std::fs::read_to_string(&v4).unwrap();
+    std::fs::write(
+        &v4,
+        original.replace("5.45.192.0,5.45.255.255,RU", "5.45.192.0,5.45.255.255,NL"),
+    )
+    .unwrap();
+    scene.daemon.signal(libc::SIGHUP);
+    wait_for_log(&scene, "database reloaded", 2);
+    assert!(
+        reachable(&scene, RU_V4),
+        "the reloaded table places it in NL"
+    );
+    assert_eq!(scene.daemon.cli_json(&["why", RU_V4])["country"], "NL");
+
+    // A broken file: logged, the last good tables stay, the daemon carries on.
+    std::fs::write(&v4, "5.45.192.0,5.45.255.255,RU\nthis is not a range\n").unwrap();
+    scene.daemon.signal(libc::SIGHUP);
+    wait_for_log(&scene, "SIGHUP reload failed", 1);
+    assert!(scene.daemon.is_running());
+    let log = scene.daemon.log();
+    let failure = log
+        .lines()
+        .find(|l| l.contains("SIGHUP reload failed"))
+        .unwrap();
+    assert!(
+        failure.contains("v4.csv"),
+        "the error names the file: {failure}"
+    );
+    assert_eq!(scene.daemon.cli_json(&["why", RU_V4])["country"], "NL");
+    assert!(reachable(&scene, RU_V4) && reachable(&scene, DE_V4));
+    let status = scene.daemon.cli_json(&["status"]);
+    assert_eq!(status["database"]["reloads"], 2, "{status}");
+    assert_eq!(status["database"]["reload_failures"], 1, "{status}");
+
+    // A signal carries no caller: the sessions that made changes are protected instead.
+    assert!(as_ssh(&scene, DE_V4, &["block", "CN"]).status.success());
+    std::fs::write(
+        &v4,
+        original.replace(
+            "46.114.0.0,46.114.255.255,DE",
+            "46.114.0.0,46.114.255.255,RU",
+        ),
+    )
+    .unwrap();
+    scene.daemon.signal(libc::SIGHUP);
+    wait_for_log(&scene, "SIGHUP reload failed", 2);
+    let log = scene.daemon.log();
+    let refusal = log
+        .lines()
+        .rfind(|l| l.contains("SIGHUP reload failed"))
+        .unwrap();
+    assert!(
+        refusal.contains("refused") && refusal.contains(DE_V4),
+        "{refusal}"
+    );
+    assert!(
+        reachable(&scene, DE_V4),
+        "the session's address still passes"
+    );
 }
