@@ -291,3 +291,44 @@ fn sighup_reloads_the_databases_and_keeps_the_last_good_tables() {
         "the session's address still passes"
     );
 }
+
+/// Defect 11: `why` names the exception that decided (its CIDR and action), and the port scope
+/// its country verdict holds for.
+#[test]
+fn why_names_the_exception_or_port_scope_that_decided() {
+    let scene = Scene::new(&[DE_V4], &[]);
+    let _http = HttpServer::start(&scene.pair, &[ip(SERVER_V4)]);
+    scene.daemon.ok(&["except", "add", "--drop", DE_V4]);
+    let answer = scene.daemon.cli_json(&["why", DE_V4]);
+    let reason = answer["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("exception 46.114.1.1/32 (drop) decides") && reason.ends_with("-> drop"),
+        "{answer}"
+    );
+    assert_eq!(answer["exception"]["cidr"], "46.114.1.1/32", "{answer}");
+    assert_eq!(answer["exception"]["action"], "drop", "{answer}");
+    assert!(
+        !curl(&scene.pair.client, ip(DE_V4), ip(SERVER_V4), 1)
+            .status
+            .success(),
+        "and the program agrees"
+    );
+
+    scene.daemon.ok(&["except", "del", DE_V4]);
+    scene.daemon.ok(&["block", "DE"]);
+    scene.daemon.ok(&["ports", "set", "--exempt", "tcp:22"]);
+    let answer = scene.daemon.cli_json(&["why", DE_V4]);
+    let reason = answer["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("DE is blocked (deny list), for packets in the port scope (exempt: tcp:22"),
+        "{answer}"
+    );
+    assert!(answer["exception"].is_null(), "{answer}");
+    // The human form names the exception too.
+    scene.daemon.ok(&["except", "add", "46.114.0.0/16"]);
+    let text = scene.daemon.ok(&["why", DE_V4]);
+    assert!(
+        text.contains("exception 46.114.0.0/16 (pass) decides") && text.contains("-> pass"),
+        "{text}"
+    );
+}
