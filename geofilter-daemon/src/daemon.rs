@@ -132,7 +132,7 @@ impl Daemon {
             (None, None) => {}
         }
         next.policy = applied.policy;
-        let protect = self.protected(caller, opts.force);
+        let protect = protected(caller, opts.force);
         commit(&mut state, next, &protect)?;
         self.remember(caller, opts.force);
         if deadline.is_some() {
@@ -177,11 +177,6 @@ impl Daemon {
             // Keep trying: the pending change stays until its rollback is applied.
             Err(e) => warn!(error = %e, "rolling back an unconfirmed change failed; retrying"),
         }
-    }
-
-    /// The addresses a change must not drop: the caller's, unless forced.
-    fn protected(&self, caller: Option<IpAddr>, force: bool) -> Vec<IpAddr> {
-        caller.filter(|_| !force).into_iter().collect()
     }
 
     /// Remembers the session addresses that made changes, for changes that come with none
@@ -311,11 +306,16 @@ impl Daemon {
     ) -> Result<Value, String> {
         let caller = parse_caller(caller)?;
         let result = self
-            .reload(dbs, embedded, &self.protected(caller, force))
+            .reload(dbs, embedded, &protected(caller, force))
             .await?;
         self.remember(caller, force);
         Ok(result)
     }
+}
+
+/// The addresses a change must not drop: the caller's, unless forced.
+fn protected(caller: Option<IpAddr>, force: bool) -> Vec<IpAddr> {
+    caller.filter(|_| !force).into_iter().collect()
 }
 
 /// The caller's session address, or why it is not one.
