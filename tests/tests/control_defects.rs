@@ -2,7 +2,10 @@
 //! rollback, bounds, lockout on every change, SIGHUP, `why` explanations), each with the real
 //! daemon and CLI on a veth pair between fresh namespaces.
 
-use std::time::{Duration, Instant};
+use std::{
+    io::{Read, Write},
+    time::{Duration, Instant},
+};
 
 use geofilter_tests::{
     netns::SERVER_V4,
@@ -190,6 +193,58 @@ fn every_change_that_would_drop_the_caller_is_refused() {
             .success()
     );
     assert_eq!(verdict(&scene, DE_V4), "drop");
+}
+
+/// Serves `body` once over HTTP on 127.0.0.1 in the server namespace (for `db update`); gives
+/// up after 10 s. Returns the URL.
+fn serve_once(scene: &Scene, body: &'static [u8]) -> (String, std::thread::JoinHandle<()>) {
+    let listener = scene.pair.server.run_in(|| {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        l.set_nonblocking(true).expect("nonblocking");
+        l
+    });
+    let url = format!("http://{}/v4.csv", listener.local_addr().unwrap());
+    let thread = std::thread::spawn(move || {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            let Ok((mut stream, _)) = listener.accept() else {
+                std::thread::sleep(Duration::from_millis(5));
+                continue;
+            };
+            let _ = stream.set_nonblocking(false);
+            let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
+            let _ = stream.read(&mut [0u8; 4096]);
+            let head = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", body.len());
+            let _ = stream.write_all(head.as_bytes());
+            let _ = stream.write_all(body);
+            return;
+        }
+    });
+    (url, thread)
+}
+
+/// Defect 9, `db update`: the reload it asks for is checked like any other change.
+#[test]
+fn db_update_does_not_load_a_database_that_drops_the_caller() {
+    let scene = Scene::new(&[DE_V4], &["--block", "RU"]);
+    let (url, server) = serve_once(&scene, b"46.114.0.0,46.114.255.255,RU\n");
+    let dest = TempDir::new();
+    let mut update = scene.daemon.cli_command(&[
+        "db",
+        "update",
+        "--dest",
+        dest.0.to_str().unwrap(),
+        "--url",
+        &url,
+    ]);
+    scene.pair.server.enter_network_only(&mut update);
+    update.env("SSH_CONNECTION", format!("{DE_V4} 51234 {SERVER_V4} 22"));
+    let out = update.output().expect("running db update");
+    server.join().unwrap();
+    assert_refused(&out, DE_V4, "db update");
+    assert!(dest.0.join("v4.csv").exists(), "the download is stored");
+    assert_eq!(verdict(&scene, DE_V4), "pass", "but not loaded");
+    assert_eq!(scene.daemon.cli_json(&["status"])["database"]["reloads"], 0);
 }
 
 /// Waits (at most 10 s) until the daemon's log holds `needle` `times` times.
