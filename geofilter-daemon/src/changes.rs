@@ -1,5 +1,10 @@
-//! What each policy change does to the desired policy. Parsing happens here, so a change with one
-//! bad country code or CIDR is refused whole, before anything reaches the kernel.
+//! What each policy change does to the desired policy, and how one change made with `--confirm`
+//! is undone alone. Parsing happens here, so a change with one bad country code or CIDR is refused
+//! whole, before anything reaches the kernel.
+
+use std::collections::BTreeSet;
+
+use geofilter_common::CountryId;
 
 use crate::{
     control::protocol::Change,
@@ -12,19 +17,56 @@ fn parse_all<T: std::str::FromStr<Err = String>>(items: &[String]) -> Result<Vec
     items.iter().map(|i| i.parse()).collect()
 }
 
+/// One part of the policy that a change sets independently of the others.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Element {
+    Mode,
+    Unknown,
+    Monitor,
+    /// The port scope as a whole: `ports set` replaces both lists at once.
+    Ports,
+    /// Whether this country is listed.
+    Country(CountryId),
+    /// This exception's action, or its absence.
+    Exception(Cidr),
+}
+
+/// A change's result: the policy after it, and every element it set (even to the value it had).
+#[derive(Debug)]
+pub struct Applied {
+    pub policy: DesiredPolicy,
+    pub touched: BTreeSet<Element>,
+}
+
 /// The policy after `change`, or why the change is refused.
-pub fn apply(current: &DesiredPolicy, change: &Change) -> Result<DesiredPolicy, String> {
+pub fn apply(current: &DesiredPolicy, change: &Change) -> Result<Applied, String> {
     let mut next = current.clone();
+    let mut touched = BTreeSet::new();
     match change {
-        Change::Block { countries } => next.countries.extend(parse_countries(countries)?),
+        Change::Block { countries } => {
+            for c in parse_countries(countries)? {
+                next.countries.insert(c);
+                touched.insert(Element::Country(c));
+            }
+        }
         Change::Unblock { countries } => {
             for c in parse_countries(countries)? {
                 next.countries.remove(&c);
+                touched.insert(Element::Country(c));
             }
         }
-        Change::Mode { mode } => next.mode = *mode,
-        Change::Unknown { action } => next.unknown = *action,
-        Change::Monitor { on } => next.monitor = *on,
+        Change::Mode { mode } => {
+            next.mode = *mode;
+            touched.insert(Element::Mode);
+        }
+        Change::Unknown { action } => {
+            next.unknown = *action;
+            touched.insert(Element::Unknown);
+        }
+        Change::Monitor { on } => {
+            next.monitor = *on;
+            touched.insert(Element::Monitor);
+        }
         Change::ExceptAdd { cidrs, drop } => {
             let action = if *drop {
                 ExceptionAction::Drop
@@ -33,6 +75,7 @@ pub fn apply(current: &DesiredPolicy, change: &Change) -> Result<DesiredPolicy, 
             };
             for cidr in parse_all::<Cidr>(cidrs)? {
                 next.exceptions.insert(cidr, action);
+                touched.insert(Element::Exception(cidr));
             }
         }
         Change::ExceptDel { cidrs } => {
@@ -40,6 +83,7 @@ pub fn apply(current: &DesiredPolicy, change: &Change) -> Result<DesiredPolicy, 
                 if next.exceptions.remove(&cidr).is_none() {
                     return Err(format!("no exception {cidr} to delete"));
                 }
+                touched.insert(Element::Exception(cidr));
             }
         }
         Change::PortsSet { only, exempt } => {
@@ -51,10 +95,105 @@ pub fn apply(current: &DesiredPolicy, change: &Change) -> Result<DesiredPolicy, 
             }
             next.ports.only = parse_all::<PortRange>(only)?.into_iter().collect();
             next.ports.exempt = parse_all::<PortRange>(exempt)?.into_iter().collect();
+            touched.insert(Element::Ports);
         }
-        Change::PortsClear {} => next.ports = Default::default(),
+        Change::PortsClear {} => {
+            next.ports = Default::default();
+            touched.insert(Element::Ports);
+        }
     }
-    Ok(next)
+    Ok(Applied {
+        policy: next,
+        touched,
+    })
+}
+
+/// How to undo one change made with `--confirm`, and only that change.
+///
+/// The rule: a rollback returns every element the confirmed change altered to its value before
+/// that change, unless a later change has set that element since (even to the same value). The
+/// later change is the operator's newer word on it and stays, and so does everything the
+/// confirmed change did not alter. A later `policy` (mode) change counts as setting every country:
+/// it changes what the whole list means, so the list it was made with stays.
+///
+/// So `block BY --confirm 3; block CN` rolls back to the old list plus CN, and
+/// `block BY --confirm 3; unblock BY; block BY` leaves BY blocked.
+#[derive(Clone, Debug)]
+pub struct Undo {
+    before: DesiredPolicy,
+    /// The elements the confirmed change altered that no later change has set.
+    owned: BTreeSet<Element>,
+}
+
+impl Undo {
+    /// The undo of the change that turned `before` into `after`.
+    pub fn new(before: &DesiredPolicy, after: &DesiredPolicy) -> Self {
+        let mut owned = BTreeSet::new();
+        for (element, differs) in [
+            (Element::Mode, before.mode != after.mode),
+            (Element::Unknown, before.unknown != after.unknown),
+            (Element::Monitor, before.monitor != after.monitor),
+            (Element::Ports, before.ports != after.ports),
+        ] {
+            if differs {
+                owned.insert(element);
+            }
+        }
+        owned.extend(
+            before
+                .countries
+                .symmetric_difference(&after.countries)
+                .map(|&c| Element::Country(c)),
+        );
+        owned.extend(
+            before
+                .exceptions
+                .keys()
+                .chain(after.exceptions.keys())
+                .filter(|c| before.exceptions.get(c) != after.exceptions.get(c))
+                .map(|&c| Element::Exception(c)),
+        );
+        Self {
+            before: before.clone(),
+            owned,
+        }
+    }
+
+    /// Hands the elements a later change set over to that change.
+    pub fn later_change(&mut self, touched: &BTreeSet<Element>) {
+        let mode = touched.contains(&Element::Mode);
+        let taken = |e: &Element| touched.contains(e) || mode && matches!(e, Element::Country(_));
+        self.owned.retain(|e| !taken(e));
+    }
+
+    /// `current` with the confirmed change's remaining elements put back.
+    pub fn revert(&self, current: &DesiredPolicy) -> DesiredPolicy {
+        let (before, mut next) = (&self.before, current.clone());
+        for element in &self.owned {
+            match *element {
+                Element::Mode => next.mode = before.mode,
+                Element::Unknown => next.unknown = before.unknown,
+                Element::Monitor => next.monitor = before.monitor,
+                Element::Ports => next.ports = before.ports.clone(),
+                Element::Country(c) => {
+                    if before.countries.contains(&c) {
+                        next.countries.insert(c);
+                    } else {
+                        next.countries.remove(&c);
+                    }
+                }
+                Element::Exception(cidr) => match before.exceptions.get(&cidr) {
+                    Some(&action) => {
+                        next.exceptions.insert(cidr, action);
+                    }
+                    None => {
+                        next.exceptions.remove(&cidr);
+                    }
+                },
+            }
+        }
+        next
+    }
 }
 
 #[cfg(test)]
@@ -99,14 +238,16 @@ mod tests {
                 countries: vec!["ru".into(), "BY".into()],
             },
         )
-        .unwrap();
+        .unwrap()
+        .policy;
         let p = apply(
             &p,
             &Change::Unblock {
                 countries: vec!["by".into()],
             },
         )
-        .unwrap();
+        .unwrap()
+        .policy;
         assert_eq!(p.countries.len(), 1);
         let p = apply(
             &p,
@@ -115,9 +256,117 @@ mod tests {
                 exempt: vec!["tcp:80".into()],
             },
         )
-        .unwrap();
+        .unwrap()
+        .policy;
         assert_eq!(p.ports.exempt.len(), 1);
-        let p = apply(&p, &Change::PortsClear {}).unwrap();
+        let p = apply(&p, &Change::PortsClear {}).unwrap().policy;
         assert!(p.ports.is_everything());
+    }
+
+    fn codes(codes: &[&str]) -> Vec<String> {
+        codes.iter().map(|c| (*c).to_owned()).collect()
+    }
+
+    fn block(countries: &[&str]) -> Change {
+        Change::Block {
+            countries: codes(countries),
+        }
+    }
+
+    fn unblock(countries: &[&str]) -> Change {
+        Change::Unblock {
+            countries: codes(countries),
+        }
+    }
+
+    /// Applies `confirmed` (as with `--confirm`), then `later`, then rolls back; returns the
+    /// policy after the rollback.
+    fn roll_back(base: &DesiredPolicy, confirmed: &Change, later: &[Change]) -> DesiredPolicy {
+        let after = apply(base, confirmed).unwrap().policy;
+        let mut undo = Undo::new(base, &after);
+        let mut current = after;
+        for change in later {
+            let applied = apply(&current, change).unwrap();
+            undo.later_change(&applied.touched);
+            current = applied.policy;
+        }
+        undo.revert(&current)
+    }
+
+    fn countries(p: &DesiredPolicy) -> Vec<String> {
+        p.countries
+            .iter()
+            .map(|&c| crate::geoip::country::code_str(c).to_string())
+            .collect()
+    }
+
+    #[test]
+    fn a_rollback_undoes_only_the_confirmed_change() {
+        let ru = apply(&DesiredPolicy::default(), &block(&["RU"]))
+            .unwrap()
+            .policy;
+        // Alone, the rollback is a plain restore.
+        assert_eq!(roll_back(&ru, &block(&["BY"]), &[]), ru);
+        // A later change of another country stays.
+        let p = roll_back(&ru, &block(&["BY"]), &[block(&["CN"])]);
+        assert_eq!(countries(&p), ["CN", "RU"]);
+        // A later change that set the same country again is the newer word on it.
+        let p = roll_back(&ru, &block(&["BY"]), &[unblock(&["BY"]), block(&["BY"])]);
+        assert_eq!(countries(&p), ["BY", "RU"]);
+        let p = roll_back(&ru, &block(&["BY"]), &[block(&["BY"])]);
+        assert_eq!(countries(&p), ["BY", "RU"]);
+        // An element the confirmed change did not alter is not its to undo.
+        let p = roll_back(&ru, &block(&["RU", "BY"]), &[unblock(&["RU"])]);
+        assert!(countries(&p).is_empty(), "{:?}", countries(&p));
+        // A mode switch takes over the whole list; other elements still roll back.
+        let p = roll_back(
+            &ru,
+            &block(&["BY"]),
+            &[Change::Mode {
+                mode: crate::policy::Mode::AllowOnly,
+            }],
+        );
+        assert_eq!(countries(&p), ["BY", "RU"]);
+        assert_eq!(p.mode, crate::policy::Mode::AllowOnly);
+    }
+
+    #[test]
+    fn a_rollback_restores_exceptions_and_ports_element_by_element() {
+        let mut base = DesiredPolicy::default();
+        base.exceptions
+            .insert("10.0.0.0/8".parse().unwrap(), ExceptionAction::Pass);
+        // The confirmed change turns 10/8 into a drop and adds 192.0.2.0/24; a later change adds
+        // another exception and sets the port scope.
+        let confirmed = Change::ExceptAdd {
+            cidrs: codes(&["10.0.0.0/8", "192.0.2.0/24"]),
+            drop: true,
+        };
+        let later = [
+            Change::ExceptAdd {
+                cidrs: codes(&["198.51.100.0/24"]),
+                drop: false,
+            },
+            Change::PortsSet {
+                only: vec![],
+                exempt: codes(&["tcp:80"]),
+            },
+        ];
+        let p = roll_back(&base, &confirmed, &later);
+        let shown: Vec<String> = p
+            .exceptions
+            .iter()
+            .map(|(c, a)| format!("{c} {a:?}"))
+            .collect();
+        assert_eq!(shown, ["10.0.0.0/8 Pass", "198.51.100.0/24 Pass"]);
+        assert_eq!(p.ports.exempt.len(), 1, "the later port scope stays");
+        // Deleting an exception with --confirm brings it back.
+        let p = roll_back(
+            &base,
+            &Change::ExceptDel {
+                cidrs: codes(&["10.0.0.0/8"]),
+            },
+            &[],
+        );
+        assert_eq!(p, base);
     }
 }

@@ -1,8 +1,9 @@
 //! The running daemon: the loaded datapath, the database it was filled from, the operator's
 //! policy, and the request handlers the control socket calls.
 //!
-//! Requests apply one at a time (one lock). A change is validated whole, checked against lockout,
-//! applied to the kernel, and only then recorded here and in the state file.
+//! Requests apply one at a time (one lock). A change is validated whole, then goes through
+//! [`commit`]: checked against lockout, applied to the kernel, and only then recorded here and in
+//! the state file.
 
 use std::{
     collections::BTreeSet,
@@ -12,22 +13,22 @@ use std::{
     time::{Duration, Instant},
 };
 
-use geofilter_common::{CountryId, UNKNOWN_COUNTRY};
+use geofilter_common::CountryId;
 use serde_json::{Value, json};
 use tokio::sync::Notify;
 use tracing::{info, warn};
 
 use crate::{
-    changes,
+    changes::{self, Undo},
+    commit::{Next, Pending, commit, persist},
     control::{
-        protocol::{Change, ChangeOptions, MAX_WHY_ADDRESSES, Request, Response},
+        protocol::{Change, ChangeOptions, MAX_CONFIRM_S, MAX_WHY_ADDRESSES, Request, Response},
         server::Handler,
     },
     datapath::{Attachment, Datapath},
     geoip::{self, CompiledDb, Format, country::parse_country},
     paths::PinLayout,
-    policy::{self, DesiredPolicy},
-    report, state,
+    report,
     state::SavedState,
     why,
 };
@@ -47,13 +48,13 @@ pub struct State {
     pub reload_failures: u64,
 }
 
-pub struct Pending {
-    pub previous: DesiredPolicy,
-    pub deadline: Instant,
-}
+/// Session addresses remembered for changes that come without one (see [`Daemon::remember`]).
+const MAX_SESSIONS: usize = 8;
 
 pub struct Daemon {
     state: Mutex<State>,
+    /// The session addresses that made changes, oldest first.
+    sessions: Mutex<Vec<IpAddr>>,
     started: Instant,
     /// Signalled by an `unload` request.
     pub shutdown: Notify,
@@ -71,6 +72,7 @@ impl Daemon {
     pub fn new(state: State) -> Self {
         Self {
             state: Mutex::new(state),
+            sessions: Mutex::default(),
             started: Instant::now(),
             shutdown: Notify::new(),
         }
@@ -109,47 +111,48 @@ impl Daemon {
     }
 
     fn change(&self, change: &Change, opts: &ChangeOptions) -> Result<Value, String> {
+        // Checked before anything is applied: a bad value must change nothing.
+        let deadline = opts.confirm_s.map(confirm_deadline).transpose()?;
+        let caller = parse_caller(opts.caller.as_deref())?;
         let mut state = self.lock();
         if opts.confirm_s.is_some() && state.pending.is_some() {
             return Err("another change is waiting for `geofilter confirm`; confirm it or let it roll back first".into());
         }
-        let next = changes::apply(&state.saved.policy, change)?;
-        if let Some(caller) = &opts.caller
-            && !opts.force
-        {
-            check_lockout(&state, &next, caller)?;
+        let applied = changes::apply(&state.saved.policy, change)?;
+        let mut next = Next::unchanged(&state);
+        match (&mut next.pending, deadline) {
+            (_, Some(deadline)) => {
+                next.pending = Some(Pending {
+                    undo: Undo::new(&state.saved.policy, &applied.policy),
+                    deadline,
+                });
+            }
+            // The pending change gives up what this one sets (see `Undo`).
+            (Some(pending), None) => pending.undo.later_change(&applied.touched),
+            (None, None) => {}
         }
-        let State {
-            datapath, saved, ..
-        } = &mut *state;
-        if let Err(e) = policy::apply(datapath, &saved.policy, &next) {
-            // Part of the change may have reached the kernel (an exception inserted before the
-            // policy swap failed): put back what was there, so the kernel keeps the state we
-            // report.
-            let undo = policy::apply(datapath, &next, &saved.policy);
-            return Err(match undo {
-                Ok(()) => format!("change not applied: {e}"),
-                Err(undo) => format!(
-                    "change not applied: {e}; restoring the previous state also failed: {undo}"
-                ),
-            });
+        next.policy = applied.policy;
+        let protect = protected(caller, opts.force);
+        commit(&mut state, next, &protect)?;
+        self.remember(caller, opts.force);
+        if deadline.is_some() {
+            info!(
+                secs = opts.confirm_s,
+                "change applied; rolls back unless confirmed"
+            );
         }
-        let previous = std::mem::replace(&mut state.saved.policy, next);
-        if let Some(secs) = opts.confirm_s {
-            state.pending = Some(Pending {
-                previous,
-                deadline: Instant::now() + Duration::from_secs(secs),
-            });
-            info!(secs, "change applied; rolls back unless confirmed");
-        }
-        persist(&state);
         Ok(report::policy_json(&state.saved.policy))
     }
 
     fn confirm(&self) -> Result<Value, String> {
         let mut state = self.lock();
         match state.pending.take() {
-            Some(_) => Ok(json!({"confirmed": true})),
+            Some(_) => {
+                // Until now the state file held the state the change would roll back to (see
+                // `persist`); the confirmed change is the one to restore after a restart.
+                persist(&state);
+                Ok(json!({"confirmed": true}))
+            }
             None => Err("no change is waiting for confirmation".into()),
         }
     }
@@ -157,27 +160,35 @@ impl Daemon {
     /// Rolls back a change whose confirmation did not arrive in time. Called periodically.
     pub fn expire_pending(&self) {
         let mut state = self.lock();
-        if state
+        let Some(pending) = state
             .pending
             .as_ref()
-            .is_none_or(|p| p.deadline > Instant::now())
-        {
+            .filter(|p| p.deadline <= Instant::now())
+        else {
             return;
+        };
+        let mut next = Next::unchanged(&state);
+        next.policy = pending.undo.revert(&state.saved.policy);
+        next.pending = None;
+        // No lockout check: every change since the pending one was checked against this very
+        // state (see `commit`).
+        match commit(&mut state, next, &[]) {
+            Ok(_) => warn!("change not confirmed in time: rolled back"),
+            // Keep trying: the pending change stays until its rollback is applied.
+            Err(e) => warn!(error = %e, "rolling back an unconfirmed change failed; retrying"),
         }
-        let pending = state.pending.take().expect("checked above");
-        let State {
-            datapath, saved, ..
-        } = &mut *state;
-        match policy::apply(datapath, &saved.policy, &pending.previous) {
-            Ok(()) => {
-                warn!("change not confirmed in time: rolled back");
-                state.saved.policy = pending.previous;
-                persist(&state);
-            }
-            // Keep trying: the previous state is still the one to return to.
-            Err(e) => {
-                warn!(error = %e, "rolling back an unconfirmed change failed; retrying");
-                state.pending = Some(pending);
+    }
+
+    /// Remembers the session addresses that made changes, for changes that come with none
+    /// (SIGHUP). A session that forced a change has said it may be dropped, so it is forgotten.
+    fn remember(&self, caller: Option<IpAddr>, force: bool) {
+        let Some(addr) = caller else { return };
+        let mut sessions = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
+        sessions.retain(|&a| a != addr);
+        if !force {
+            sessions.push(addr);
+            if sessions.len() > MAX_SESSIONS {
+                sessions.remove(0);
             }
         }
     }
@@ -213,8 +224,13 @@ impl Daemon {
     }
 
     /// Reads and compiles the databases off the lock, then swaps the tables in one step each.
-    /// A database that fails to load changes nothing.
-    async fn reload(&self, dbs: Vec<PathBuf>, embedded: bool) -> Result<Value, String> {
+    /// A database that fails to load, or would drop a protected session, changes nothing.
+    async fn reload(
+        &self,
+        dbs: Vec<PathBuf>,
+        embedded: bool,
+        protect: &[IpAddr],
+    ) -> Result<Value, String> {
         if embedded && !dbs.is_empty() {
             return Err("reload either the embedded database or files, not both".into());
         }
@@ -236,10 +252,17 @@ impl Daemon {
         let loaded =
             tokio::task::spawn_blocking(move || geoip::load_or_embedded(&load_paths, format))
                 .await
-                .map_err(|e| e.to_string())?;
+                .map_err(|e| e.to_string());
         let mut state = self.lock();
-        let db = match loaded {
-            Ok(db) => db,
+        let committed = loaded
+            .and_then(|db| db.map_err(|e| e.to_string()))
+            .and_then(|db| {
+                let mut next = Next::unchanged(&state);
+                next.db = Some((db, paths));
+                commit(&mut state, next, protect)
+            });
+        let stats = match committed {
+            Ok(stats) => stats.expect("a reload installs tables"),
             Err(e) => {
                 state.reload_failures += 1;
                 return Err(format!(
@@ -247,19 +270,7 @@ impl Daemon {
                 ));
             }
         };
-        let stats = match state.datapath.install_tables(&db.v4, &db.v6) {
-            Ok(stats) => stats,
-            Err(e) => {
-                state.reload_failures += 1;
-                return Err(format!(
-                    "database not reloaded, the current tables stay: {e}"
-                ));
-            }
-        };
-        state.db = db;
-        state.saved.dbs = paths;
         state.reloads += 1;
-        persist(&state);
         info!(
             prefixes_v4 = stats.prefixes_v4,
             prefixes_v6 = stats.prefixes_v6,
@@ -269,39 +280,65 @@ impl Daemon {
             json!({"prefixes_v4": stats.prefixes_v4, "prefixes_v6": stats.prefixes_v6, "elapsed_ms": stats.elapsed.as_millis() as u64}),
         )
     }
+
+    /// SIGHUP: re-reads the current databases like `db reload` does, with the same validation
+    /// and lockout check (for the sessions that made changes: a signal carries no caller). A bad
+    /// file is logged and the current tables stay.
+    pub async fn reload_on_sighup(&self) {
+        info!("SIGHUP: re-reading the databases");
+        let protect = self
+            .sessions
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        if let Err(e) = self.reload(Vec::new(), false, &protect).await {
+            warn!(error = %e, "SIGHUP reload failed");
+        }
+    }
+
+    /// A reload requested over the socket, protecting the caller's session.
+    async fn reload_request(
+        &self,
+        dbs: Vec<PathBuf>,
+        embedded: bool,
+        caller: Option<&str>,
+        force: bool,
+    ) -> Result<Value, String> {
+        let caller = parse_caller(caller)?;
+        let result = self
+            .reload(dbs, embedded, &protected(caller, force))
+            .await?;
+        self.remember(caller, force);
+        Ok(result)
+    }
 }
 
-/// Refuses `next` when it would drop the operator's own connection.
-fn check_lockout(state: &State, next: &DesiredPolicy, caller: &str) -> Result<(), String> {
-    let addr: IpAddr = caller
-        .parse()
-        .map_err(|_| format!("caller address {caller:?} is not an IP address"))?;
-    let country = state
-        .db
-        .lookup(addr)
-        .map_or(UNKNOWN_COUNTRY, |p| p.info.country);
-    if next.would_drop(addr, country) {
+/// The addresses a change must not drop: the caller's, unless forced.
+fn protected(caller: Option<IpAddr>, force: bool) -> Vec<IpAddr> {
+    caller.filter(|_| !force).into_iter().collect()
+}
+
+/// The caller's session address, or why it is not one.
+fn parse_caller(caller: Option<&str>) -> Result<Option<IpAddr>, String> {
+    caller
+        .map(|c| {
+            c.parse()
+                .map_err(|_| format!("caller address {c:?} is not an IP address"))
+        })
+        .transpose()
+}
+
+/// When a change made with `--confirm secs` rolls back, or why `secs` is refused.
+fn confirm_deadline(secs: u64) -> Result<Instant, String> {
+    if !(1..=MAX_CONFIRM_S).contains(&secs) {
         return Err(format!(
-            "refused: this change would drop your own session's address {addr} ({}). Add it as an \
-             exception first (`geofilter except add {addr}`), or pass --force",
-            report::country_name(country)
+            "--confirm {secs} refused: the confirmation window is 1 to {MAX_CONFIRM_S} seconds \
+             (24 hours)"
         ));
     }
-    Ok(())
-}
-
-/// Saves the desired state; a failure is logged, not fatal: the kernel state is already right.
-fn persist(state: &State) {
-    let mut saved = state.saved.clone();
-    // A pending change is not yet the state to restore after a crash.
-    if let Some(p) = &state.pending {
-        saved.policy = p.previous.clone();
-    }
-    if let Some(path) = &state.state_file
-        && let Err(e) = state::save(path, &saved)
-    {
-        warn!(error = %e, path = %path.display(), "saving the state file failed");
-    }
+    Instant::now()
+        .checked_add(Duration::from_secs(secs))
+        .ok_or_else(|| format!("--confirm {secs} refused: the deadline is past this clock's range"))
 }
 
 impl Handler for Daemon {
@@ -313,7 +350,15 @@ impl Handler for Daemon {
             Request::Confirm {} => self.confirm(),
             Request::ExceptList {} => Ok(self.exceptions()),
             Request::Why { addresses } => self.why(&addresses),
-            Request::Reload { dbs, embedded } => self.reload(dbs, embedded).await,
+            Request::Reload {
+                dbs,
+                embedded,
+                caller,
+                force,
+            } => {
+                self.reload_request(dbs, embedded, caller.as_deref(), force)
+                    .await
+            }
             Request::Unload {} => {
                 self.shutdown.notify_one();
                 Ok(json!({"unloading": true}))
@@ -322,6 +367,26 @@ impl Handler for Daemon {
         match result {
             Ok(v) => Response::ok(v),
             Err(e) => Response::error(e),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn confirm_windows_are_bounded() {
+        for secs in [0, MAX_CONFIRM_S + 1, u64::MAX] {
+            let err = confirm_deadline(secs).unwrap_err();
+            assert!(
+                err.contains(&secs.to_string()) && err.contains("1 to 86400"),
+                "{err}"
+            );
+        }
+        for secs in [1, MAX_CONFIRM_S] {
+            let deadline = confirm_deadline(secs).unwrap();
+            assert!(deadline > Instant::now());
         }
     }
 }

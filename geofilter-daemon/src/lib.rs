@@ -3,6 +3,7 @@
 
 pub mod changes;
 pub mod cli;
+pub mod commit;
 pub mod control;
 pub mod daemon;
 pub mod datapath;

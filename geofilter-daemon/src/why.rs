@@ -1,5 +1,6 @@
 //! Explaining one classification for `geofilter why`: the kernel's answer, put in words with the
-//! prefix and database it came from and the rule that decided.
+//! prefix and database it came from and the rule that decided: an exception, else the country
+//! policy, for the ports the port scope geo-filters.
 
 use std::net::IpAddr;
 
@@ -10,10 +11,18 @@ use crate::{
     datapath::{Classification, stride::Family},
     geoip::{CompiledDb, country::code_str},
     policy::{DesiredPolicy, Mode},
+    rules::{ExceptionAction, PortRange, PortScope},
 };
 
-/// `{"address", "country", "verdict", "prefix", "source", "reason"}`; `verdict` is what happens to
-/// the packet (`pass` in monitor mode even where the policy would drop).
+/// `{"address", "country", "verdict", "prefix", "source", "exception", "ports", "reason"}`;
+/// `verdict` is what happens to the packet (`pass` in monitor mode even where the policy would
+/// drop). `exception` is the exception that decided (`{"cidr", "action"}`), `ports` the port
+/// scope the country verdict holds for, each `null` when there is none.
+///
+/// The order is the program's (geofilter-ebpf/src/filter.rs `decide`): an exception decides
+/// outright, whatever the port; otherwise a packet outside the port scope passes, and the
+/// country policy decides the rest. The probe frame has no transport header, so its verdict is
+/// the one for packets in the scope.
 pub fn explain(
     addr: IpAddr,
     found: &Classification,
@@ -51,6 +60,16 @@ pub fn explain(
         (true, Mode::AllowOnly) if listed => format!("{code} is allowed (allow-only list)"),
         (true, Mode::AllowOnly) => format!("{code} is not on the allow-only list"),
     };
+    let exception = policy.exception_for(addr);
+    let scope = (!policy.ports.is_everything()).then(|| scope_text(&policy.ports));
+    let rule = match (exception, &scope) {
+        (Some((cidr, action)), _) => format!(
+            "exception {cidr} ({}) decides, before the country policy ({rule})",
+            action_str(action)
+        ),
+        (None, Some(scope)) => format!("{rule}, for packets in the port scope ({scope})"),
+        (None, None) => rule,
+    };
     let place = match (&prefix, &source) {
         (Some(p), Some(s)) => format!("{p} from {s}: "),
         (None, Some(s)) => format!("from {s}: "),
@@ -70,6 +89,115 @@ pub fn explain(
         "verdict": verdict,
         "prefix": prefix,
         "source": source,
+        "exception": exception.map(|(cidr, action)| json!({"cidr": cidr.to_string(), "action": action_str(action)})),
+        "ports": scope,
         "reason": reason,
     })
+}
+
+fn action_str(action: ExceptionAction) -> &'static str {
+    match action {
+        ExceptionAction::Pass => "pass",
+        ExceptionAction::Drop => "drop",
+    }
+}
+
+/// The port scope in words, e.g. `geo-filtered: only tcp:22; exempt: tcp:80; other packets pass`.
+fn scope_text(ports: &PortScope) -> String {
+    let list = |set: &std::collections::BTreeSet<PortRange>| {
+        set.iter()
+            .map(PortRange::to_string)
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let mut parts = Vec::new();
+    if !ports.only.is_empty() {
+        parts.push(format!("geo-filtered: only {}", list(&ports.only)));
+    }
+    if !ports.exempt.is_empty() {
+        parts.push(format!("exempt: {}", list(&ports.exempt)));
+    }
+    parts.push(if ports.only.is_empty() {
+        "packets to exempt ports pass".into()
+    } else {
+        "other packets pass".into()
+    });
+    parts.join("; ")
+}
+
+#[cfg(test)]
+mod tests {
+    use geofilter_common::{PrefixInfo, country::country_id};
+
+    use super::*;
+    use crate::geoip::{Prefix, SourceSummary};
+
+    fn explain_with(policy: &DesiredPolicy, verdict: Verdict) -> Value {
+        let de = PrefixInfo {
+            country: country_id(*b"DE").unwrap(),
+            source: 0,
+        };
+        let db = CompiledDb {
+            sources: vec![SourceSummary {
+                path: "v4.csv".into(),
+                format: crate::geoip::Format::RangeCsv,
+                ranges_v4: 1,
+                ranges_v6: 0,
+            }],
+            v4: vec![Prefix {
+                addr: u128::from(u32::from_be_bytes([46, 114, 0, 0])),
+                len: 16,
+                info: de,
+            }],
+            v6: vec![],
+        };
+        let found = Classification { verdict, info: de };
+        explain("46.114.1.1".parse().unwrap(), &found, &db, policy)
+    }
+
+    #[test]
+    fn the_exception_that_decided_is_named() {
+        let mut policy = DesiredPolicy::default();
+        policy
+            .exceptions
+            .insert("46.114.1.1/32".parse().unwrap(), ExceptionAction::Drop);
+        policy
+            .exceptions
+            .insert("46.114.0.0/16".parse().unwrap(), ExceptionAction::Pass);
+        let answer = explain_with(&policy, Verdict::Drop);
+        let reason = answer["reason"].as_str().unwrap();
+        assert_eq!(
+            reason,
+            "46.114.0.0/16 from v4.csv: exception 46.114.1.1/32 (drop) decides, before the \
+             country policy (DE is not blocked (deny list)) -> drop"
+        );
+        assert_eq!(
+            answer["exception"],
+            json!({"cidr": "46.114.1.1/32", "action": "drop"})
+        );
+        assert!(answer["ports"].is_null());
+    }
+
+    #[test]
+    fn a_port_scope_is_named_where_the_country_decided() {
+        let mut policy = DesiredPolicy {
+            countries: [country_id(*b"DE").unwrap()].into(),
+            ..Default::default()
+        };
+        policy.ports.only.insert("tcp:22".parse().unwrap());
+        policy.ports.exempt.insert("tcp:22".parse().unwrap());
+        let answer = explain_with(&policy, Verdict::Drop);
+        assert_eq!(
+            answer["reason"],
+            "46.114.0.0/16 from v4.csv: DE is blocked (deny list), for packets in the port scope \
+             (geo-filtered: only tcp:22; exempt: tcp:22; other packets pass) -> drop"
+        );
+        policy.ports.only.clear();
+        let answer = explain_with(&policy, Verdict::Drop);
+        assert_eq!(
+            answer["ports"],
+            "exempt: tcp:22; packets to exempt ports pass"
+        );
+        assert!(answer["exception"].is_null());
+    }
 }

@@ -257,6 +257,23 @@ impl Daemon {
         kib * 1024
     }
 
+    /// Sends `signal` (e.g. `libc::SIGHUP`) to the running daemon.
+    pub fn signal(&self, signal: i32) {
+        let pid = self.child.as_ref().expect("running").id();
+        // SAFETY: plain kill(2) on our own child.
+        assert_eq!(
+            unsafe { libc::kill(pid as i32, signal) },
+            0,
+            "kill({pid}, {signal})"
+        );
+    }
+
+    /// Whether the daemon process is still running.
+    pub fn is_running(&mut self) -> bool {
+        let child = self.child.as_mut().expect("started");
+        child.try_wait().expect("waiting for geofilter").is_none()
+    }
+
     /// SIGTERM, then waits (at most 10 s) for a clean exit.
     pub fn stop(&mut self) -> ExitStatus {
         let mut child = self.child.take().expect("running");

@@ -129,7 +129,8 @@ pub struct ChangeArgs {
     /// Apply even if the change would drop the address of this SSH session (lockout check).
     #[arg(long)]
     pub force: bool,
-    /// Roll the change back after SECONDS unless `geofilter confirm` follows (commit-confirm).
+    /// Roll the change back after SECONDS (1 to 86400) unless `geofilter confirm` follows
+    /// (commit-confirm). The rollback undoes this change only; later changes stay.
     #[arg(long, value_name = "SECONDS")]
     pub confirm: Option<u64>,
 }
@@ -313,6 +314,10 @@ pub enum DbCommand {
         /// Switch to the database built into the binary.
         #[arg(long)]
         embedded: bool,
+        /// Reload even if the new database would drop the address of this SSH session (lockout
+        /// check).
+        #[arg(long)]
+        force: bool,
         #[command(flatten)]
         client: ClientArgs,
     },

@@ -156,7 +156,7 @@ pub fn stats(args: &StatsArgs) -> anyhow::Result<()> {
 }
 
 /// The address of the SSH session this command runs in, for the daemon's lockout check.
-fn caller() -> Option<String> {
+pub(super) fn caller() -> Option<String> {
     // SSH_CONNECTION: "client_ip client_port server_ip server_port"; SSH_CLIENT: "ip port port".
     ["SSH_CONNECTION", "SSH_CLIENT"]
         .iter()

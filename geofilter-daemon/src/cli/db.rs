@@ -44,8 +44,9 @@ pub fn main(command: DbCommand) -> anyhow::Result<()> {
         DbCommand::Reload {
             dbs,
             embedded,
+            force,
             client,
-        } => reload(&dbs, embedded, &client),
+        } => reload(&dbs, embedded, force, &client),
         DbCommand::Pack {
             dbs,
             output,
@@ -224,6 +225,8 @@ fn db_update(
             &Request::Reload {
                 dbs: stored.paths.clone(),
                 embedded: false,
+                caller: super::client::caller(),
+                force: false,
             },
         )
         .context("the new database is stored, but the daemon did not load it")?;
@@ -246,14 +249,20 @@ fn reload_text(v: &Value) -> String {
     )
 }
 
-fn reload(dbs: &[PathBuf], embedded: bool, client: &ClientArgs) -> anyhow::Result<()> {
+fn reload(dbs: &[PathBuf], embedded: bool, force: bool, client: &ClientArgs) -> anyhow::Result<()> {
     // The daemon has its own working directory: send absolute paths, and fail here on a missing
     // file rather than there.
     let dbs = dbs
         .iter()
         .map(|p| std::path::absolute(p).with_context(|| format!("resolving {}", p.display())))
         .collect::<anyhow::Result<Vec<_>>>()?;
-    let result = call(&client.socket.socket, &Request::Reload { dbs, embedded })?;
+    let request = Request::Reload {
+        dbs,
+        embedded,
+        caller: super::client::caller(),
+        force,
+    };
+    let result = call(&client.socket.socket, &request)?;
     if client.json {
         println!("{result}");
     } else {

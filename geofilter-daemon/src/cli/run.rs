@@ -202,11 +202,21 @@ async fn serve(args: &RunArgs, daemon: Arc<Daemon>) -> anyhow::Result<()> {
             }
         })
     };
+    // Daemons reload on SIGHUP by convention; without a handler it would kill this one (exit 129).
+    let mut sighup = signal(SignalKind::hangup())?;
+    let reloader = {
+        let daemon = daemon.clone();
+        tokio::spawn(async move {
+            while sighup.recv().await.is_some() {
+                daemon.reload_on_sighup().await;
+            }
+        })
+    };
     let metrics = match args.metrics {
         Some(addr) => Some(crate::metrics::spawn(addr, daemon.clone()).await?),
         None => None,
     };
-    info!(socket = %socket.path().display(), "serving; SIGINT/SIGTERM or `geofilter unload` stops");
+    info!(socket = %socket.path().display(), "serving; SIGINT/SIGTERM or `geofilter unload` stops, SIGHUP reloads the databases");
     // Tests and supervisors wait for this line on stdout before sending traffic.
     println!("geofilter: ready");
     tokio::select! {
@@ -216,6 +226,7 @@ async fn serve(args: &RunArgs, daemon: Arc<Daemon>) -> anyhow::Result<()> {
         () = daemon.shutdown.notified() => info!("unload requested"),
     }
     watchdog.abort();
+    reloader.abort();
     if let Some(m) = metrics {
         m.abort();
     }

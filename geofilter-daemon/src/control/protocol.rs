@@ -35,6 +35,12 @@ pub enum Request {
         dbs: Vec<std::path::PathBuf>,
         #[serde(default)]
         embedded: bool,
+        /// As in [`ChangeOptions`]: a reload that would drop this address is refused unless
+        /// `force` is set.
+        #[serde(default)]
+        caller: Option<String>,
+        #[serde(default)]
+        force: bool,
     },
 }
 
@@ -89,10 +95,16 @@ pub struct ChangeOptions {
     pub caller: Option<String>,
     #[serde(default)]
     pub force: bool,
-    /// Roll the change back unless `confirm` arrives within this many seconds.
+    /// Roll the change back unless `confirm` arrives within this many seconds (1 to
+    /// [`MAX_CONFIRM_S`]).
     #[serde(default)]
     pub confirm_s: Option<u64>,
 }
+
+/// Longest commit-confirm window: a day. A rollback meant as a safety net for a lost session
+/// that fires weeks later would surprise more than it protects, and the bound keeps the deadline
+/// arithmetic far from overflowing `Instant`.
+pub const MAX_CONFIRM_S: u64 = 24 * 60 * 60;
 
 /// Addresses per `why` request; the CLI splits longer lists (a request must fit in
 /// [`MAX_REQUEST_BYTES`]).

@@ -1,0 +1,158 @@
+//! The one gate every change passes: a policy change, a database reload (by request or SIGHUP)
+//! and the rollback of an unconfirmed change all become a [`Next`] and go through [`commit`],
+//! which checks lockout, applies to the kernel, and only then records and saves.
+
+use std::{net::IpAddr, path::PathBuf, time::Instant};
+
+use geofilter_common::UNKNOWN_COUNTRY;
+use tracing::warn;
+
+use crate::{
+    changes::Undo,
+    daemon::State,
+    datapath::TableStats,
+    geoip::CompiledDb,
+    policy::{self, DesiredPolicy},
+    report, state,
+};
+
+/// A change made with `--confirm` that rolls back at `deadline` unless confirmed.
+#[derive(Clone, Debug)]
+pub struct Pending {
+    pub undo: Undo,
+    pub deadline: Instant,
+}
+
+/// What the kernel is to enforce after a change.
+pub struct Next {
+    pub policy: DesiredPolicy,
+    /// New tables and the files they came from (a reload), or `None` to keep the current ones.
+    pub db: Option<(CompiledDb, Vec<PathBuf>)>,
+    /// The change waiting for confirmation after this one, if any.
+    pub pending: Option<Pending>,
+}
+
+impl Next {
+    /// The current policy, tables and pending change, to modify one part of.
+    pub fn unchanged(state: &State) -> Self {
+        Self {
+            policy: state.saved.policy.clone(),
+            db: None,
+            pending: state.pending.clone(),
+        }
+    }
+}
+
+/// Checks `next` against lockout for every address in `protect`, applies it to the kernel, and
+/// records it. On error nothing changed: the kernel, the state and the state file keep the last
+/// good state.
+///
+/// The check covers the state right after the change and, while a change waits for
+/// confirmation, the state its rollback would leave: a rollback runs unattended, so a later
+/// change that is only safe while the pending one stays is refused now, not discovered when the
+/// rollback drops the operator. That is also why the rollback itself needs no check.
+pub fn commit(
+    state: &mut State,
+    next: Next,
+    protect: &[IpAddr],
+) -> Result<Option<TableStats>, String> {
+    let db = next.db.as_ref().map_or(&state.db, |(db, _)| db);
+    for &addr in protect {
+        check_lockout(db, &next.policy, addr, "")?;
+        if let Some(pending) = &next.pending {
+            let rolled_back = pending.undo.revert(&next.policy);
+            // Returning to exactly what is enforced now can drop no one new.
+            if next.db.is_some() || rolled_back != state.saved.policy {
+                check_lockout(
+                    db,
+                    &rolled_back,
+                    addr,
+                    " once the change waiting for `geofilter confirm` rolls back (confirm it \
+                     first)",
+                )?;
+            }
+        }
+    }
+    apply_policy(state, &next.policy)?;
+    let stats = match &next.db {
+        Some((db, _)) => match state.datapath.install_tables(&db.v4, &db.v6) {
+            Ok(stats) => Some(stats),
+            Err(e) => {
+                let old = state.saved.policy.clone();
+                let restored = apply_policy_between(state, &next.policy, &old);
+                return Err(match restored {
+                    Ok(()) => format!("tables not installed: {e}"),
+                    Err(undo) => format!("tables not installed: {e}; {undo}"),
+                });
+            }
+        },
+        None => None,
+    };
+    state.saved.policy = next.policy;
+    state.pending = next.pending;
+    if let Some((db, paths)) = next.db {
+        state.db = db;
+        state.saved.dbs = paths;
+    }
+    persist(state);
+    Ok(stats)
+}
+
+fn apply_policy(state: &mut State, new: &DesiredPolicy) -> Result<(), String> {
+    let old = state.saved.policy.clone();
+    apply_policy_between(state, &old, new)
+}
+
+/// Makes the kernel enforce `new` where it enforced `old`; on failure, puts `old` back.
+fn apply_policy_between(
+    state: &mut State,
+    old: &DesiredPolicy,
+    new: &DesiredPolicy,
+) -> Result<(), String> {
+    if old == new {
+        return Ok(());
+    }
+    let Err(e) = policy::apply(&mut state.datapath, old, new) else {
+        return Ok(());
+    };
+    // Part of the change may have reached the kernel (an exception inserted before the policy
+    // swap failed): put back what was there, so the kernel keeps the state we report.
+    Err(match policy::apply(&mut state.datapath, new, old) {
+        Ok(()) => format!("change not applied: {e}"),
+        Err(undo) => {
+            format!("change not applied: {e}; restoring the previous state also failed: {undo}")
+        }
+    })
+}
+
+/// Refuses `policy` with `db` when it would drop `addr`.
+fn check_lockout(
+    db: &CompiledDb,
+    policy: &DesiredPolicy,
+    addr: IpAddr,
+    when: &str,
+) -> Result<(), String> {
+    let country = db.lookup(addr).map_or(UNKNOWN_COUNTRY, |p| p.info.country);
+    if policy.would_drop(addr, country) {
+        return Err(format!(
+            "refused: this change would drop your own session's address {addr} ({}){when}. Add \
+             it as an exception first (`geofilter except add {addr}`), or pass --force",
+            report::country_name(country)
+        ));
+    }
+    Ok(())
+}
+
+/// Saves the desired state; a failure is logged, not fatal: the kernel state is already right.
+pub fn persist(state: &State) {
+    let mut saved = state.saved.clone();
+    // A pending change is not yet the state to restore after a crash.
+    if let Some(p) = &state.pending {
+        saved.policy = p.undo.revert(&saved.policy);
+    }
+    if let Some(path) = &state.state_file
+        && let Err(e) = state::save(path, &saved)
+    {
+        warn!(error = %e, path = %path.display(), "saving the state file failed");
+    }
+}
