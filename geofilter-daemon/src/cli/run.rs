@@ -62,6 +62,10 @@ fn initial_state(args: &RunArgs) -> anyhow::Result<SavedState> {
 }
 
 pub fn run(args: RunArgs) -> anyhow::Result<()> {
+    // A SIGHUP (a supervisor's reload, a closed terminal) must not kill a daemon that is still
+    // starting: ignored until `serve` installs its handler, which then re-reads the databases.
+    // SAFETY: setting a signal disposition has no memory-safety preconditions.
+    unsafe { libc::signal(libc::SIGHUP, libc::SIG_IGN) };
     // Everything that can be checked before touching the kernel is checked first, so bad input
     // never leaves a half-configured filter behind.
     let mut saved = initial_state(&args)?;
