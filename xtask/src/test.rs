@@ -76,6 +76,10 @@ pub fn test(opts: &Options) -> anyhow::Result<()> {
         ("3/3: end-to-end (network namespaces)", "e2e"),
         ("3/3: databases: embedded, db update, bad files", "db"),
         ("3/3: control plane end-to-end", "control"),
+        (
+            "3/3: usability: CLI options, refusals of bad input",
+            "usability",
+        ),
         ("3/3: torture (kills, concurrency, restarts)", "torture"),
     ] {
         eprintln!("xtask: tier {tier}");

@@ -3,7 +3,7 @@
 use anyhow::Context as _;
 use serde_json::Value;
 
-use super::args::{ChangeArgs, ClientArgs, SocketArgs, StatsArgs, WhyArgs};
+use super::args::{ChangeArgs, ClientArgs, StatsArgs, WhyArgs};
 use crate::{
     control::{
         client::call,
@@ -21,7 +21,7 @@ fn print(args: &ClientArgs, value: &Value, human: impl Fn(&Value) -> String) {
 }
 
 pub fn status(args: &ClientArgs) -> anyhow::Result<()> {
-    let v = call(&args.socket.socket, &Request::Status {})?;
+    let v = call(&args.socket, &Request::Status {})?;
     print(args, &v, |v| {
         let text = |v: &Value| v.as_str().unwrap_or("?").to_owned();
         let join = |v: &Value| {
@@ -130,18 +130,18 @@ fn stats_table(v: &Value, previous: Option<(&Value, f64)>) -> String {
     s
 }
 
-pub fn stats(args: &StatsArgs) -> anyhow::Result<()> {
-    let socket = &args.client.socket.socket;
+pub fn stats(client: &ClientArgs, args: &StatsArgs) -> anyhow::Result<()> {
+    let socket = &client.socket;
     if !args.watch {
         let v = call(socket, &Request::Stats {})?;
-        print(&args.client, &v, |v| stats_table(v, None));
+        print(client, &v, |v| stats_table(v, None));
         return Ok(());
     }
     let mut previous: Option<(Value, std::time::Instant)> = None;
     loop {
         let v = call(socket, &Request::Stats {})?;
         let now = std::time::Instant::now();
-        if args.client.json {
+        if client.json {
             println!("{v}");
         } else {
             let prev = previous
@@ -165,17 +165,14 @@ fn caller() -> Option<String> {
 }
 
 /// Sends one policy change with the lockout and commit-confirm options.
-pub fn change(args: &ChangeArgs, change: Change) -> anyhow::Result<()> {
+pub fn change(client: &ClientArgs, args: &ChangeArgs, change: Change) -> anyhow::Result<()> {
     let opts = ChangeOptions {
         caller: caller(),
         force: args.force,
         confirm_s: args.confirm,
     };
-    let v = call(
-        &args.client.socket.socket,
-        &Request::Change { change, opts },
-    )?;
-    print(&args.client, &v, |v| {
+    let v = call(&client.socket, &Request::Change { change, opts })?;
+    print(client, &v, |v| {
         let list = |key: &str| -> String {
             v[key]
                 .as_array()
@@ -205,13 +202,13 @@ pub fn change(args: &ChangeArgs, change: Change) -> anyhow::Result<()> {
 }
 
 pub fn confirm(args: &ClientArgs) -> anyhow::Result<()> {
-    let v = call(&args.socket.socket, &Request::Confirm {})?;
+    let v = call(&args.socket, &Request::Confirm {})?;
     print(args, &v, |_| "confirmed\n".to_owned());
     Ok(())
 }
 
 pub fn except_list(args: &ClientArgs) -> anyhow::Result<()> {
-    let v = call(&args.socket.socket, &Request::ExceptList {})?;
+    let v = call(&args.socket, &Request::ExceptList {})?;
     print(args, &v, |v| {
         v.as_object()
             .into_iter()
@@ -224,7 +221,7 @@ pub fn except_list(args: &ClientArgs) -> anyhow::Result<()> {
 
 /// Asks a running daemon to unload; with no daemon, removes the pinned state directly (which
 /// detaches the filter: pinned links are the only thing keeping it attached).
-pub fn unload(args: &SocketArgs) -> anyhow::Result<()> {
+pub fn unload(args: &ClientArgs) -> anyhow::Result<()> {
     if args.socket.exists() && call(&args.socket, &Request::Unload {}).is_ok() {
         // The daemon detaches and unpins before exiting; wait for its pins to go.
         let root = paths::pin_root();
@@ -273,19 +270,19 @@ fn why_addresses(args: &WhyArgs) -> anyhow::Result<Vec<String>> {
     Ok(out)
 }
 
-pub fn why(args: &WhyArgs) -> anyhow::Result<()> {
+pub fn why(client: &ClientArgs, args: &WhyArgs) -> anyhow::Result<()> {
     use std::io::Write as _;
     let addresses = why_addresses(args)?;
     let mut stdout = std::io::BufWriter::new(std::io::stdout().lock());
     for chunk in addresses.chunks(MAX_WHY_ADDRESSES) {
         let answers = call(
-            &args.client.socket.socket,
+            &client.socket,
             &Request::Why {
                 addresses: chunk.to_vec(),
             },
         )?;
         for a in answers.as_array().into_iter().flatten() {
-            if args.client.json {
+            if client.json {
                 writeln!(stdout, "{a}")?;
             } else {
                 writeln!(

@@ -10,7 +10,7 @@ use std::{
 use anyhow::{Context as _, bail};
 use serde_json::{Value, json};
 
-use super::args::{ClientArgs, DbCommand};
+use super::args::{ClientArgs, DbCommand, GlobalArgs};
 use crate::{
     control::{client::call, protocol::Request},
     geoip::{
@@ -21,31 +21,30 @@ use crate::{
     },
 };
 
-pub fn main(command: DbCommand) -> anyhow::Result<()> {
+pub fn main(command: DbCommand, global: &GlobalArgs) -> anyhow::Result<()> {
+    let client = global.client();
+    let refuse = |verb, socket, json| {
+        global
+            .refuse(verb, socket, json)
+            .map_err(anyhow::Error::msg)
+    };
     match command {
-        DbCommand::Info {
-            dbs,
-            db_format,
-            json,
-        } => db_info(&dbs, db_format, json),
-        DbCommand::Check {
-            files,
-            db_format,
-            json,
-        } => check(&files, db_format, json),
+        DbCommand::Info { dbs, db_format } => {
+            refuse("db info", true, false)?;
+            db_info(&dbs, db_format, client.json)
+        }
+        DbCommand::Check { files, db_format } => {
+            refuse("db check", true, false)?;
+            check(&files, db_format, client.json)
+        }
         DbCommand::Update {
             preset,
             urls,
             dest,
             db_format,
             no_reload,
-            client,
         } => db_update(preset, &urls, &dest, db_format, no_reload, &client),
-        DbCommand::Reload {
-            dbs,
-            embedded,
-            client,
-        } => reload(&dbs, embedded, &client),
+        DbCommand::Reload { dbs, embedded } => reload(&dbs, embedded, &client),
         DbCommand::Pack {
             dbs,
             output,
@@ -54,17 +53,20 @@ pub fn main(command: DbCommand) -> anyhow::Result<()> {
             built,
             origin,
             licence,
-        } => pack(
-            &dbs,
-            &output,
-            PackedMeta {
-                name,
-                version: data_version,
-                built,
-                origin,
-                licence,
-            },
-        ),
+        } => {
+            refuse("db pack", true, true)?;
+            pack(
+                &dbs,
+                &output,
+                PackedMeta {
+                    name,
+                    version: data_version,
+                    built,
+                    origin,
+                    licence,
+                },
+            )
+        }
     }
 }
 
@@ -203,7 +205,7 @@ fn db_update(
             stored.db.countries().len()
         );
     }
-    let socket = &client.socket.socket;
+    let socket = &client.socket;
     if no_reload {
     } else if !socket.exists() {
         if !client.json {
@@ -253,7 +255,7 @@ fn reload(dbs: &[PathBuf], embedded: bool, client: &ClientArgs) -> anyhow::Resul
         .iter()
         .map(|p| std::path::absolute(p).with_context(|| format!("resolving {}", p.display())))
         .collect::<anyhow::Result<Vec<_>>>()?;
-    let result = call(&client.socket.socket, &Request::Reload { dbs, embedded })?;
+    let result = call(&client.socket, &Request::Reload { dbs, embedded })?;
     if client.json {
         println!("{result}");
     } else {
