@@ -3,12 +3,16 @@
 
 use std::{
     path::Path,
-    process::{Command, Output},
+    process::{Command, Output, Stdio},
+    time::{Duration, Instant},
 };
 
+use geofilter_daemon::iface;
 use geofilter_tests::{
     daemon::binary,
-    scenario::{DE_V4, RU_V4, Scene},
+    netns::{Netns, Pair, unique},
+    require_root,
+    scenario::{DE_V4, RU_V4, Scene, TempDir},
 };
 
 /// `geofilter <args>` exactly as given (no `--socket` appended), outside any SSH session.
@@ -131,4 +135,154 @@ fn unload_takes_the_socket_before_or_after_the_verb() {
         let root = scene.daemon.pin_root().expect("pin root").to_owned();
         assert!(!root.exists(), "{position:?}: {} left", root.display());
     }
+}
+
+/// Asks the kernel itself whether it accepts `name`: renames a down dummy interface to it with
+/// SIOCSIFNAME (dev_change_name -> dev_get_valid_name -> dev_valid_name) and back.
+fn kernel_accepts(ns: &Netns, name: &str) -> bool {
+    assert!(name.len() < 16, "SIOCSIFNAME cannot carry {name:?}");
+    ns.run_in(|| {
+        let ifname = |s: &[u8]| {
+            let mut out = [0 as libc::c_char; 16];
+            for (o, &b) in out.iter_mut().zip(s) {
+                *o = b as libc::c_char;
+            }
+            out
+        };
+        let rename = |from: &[u8], to: &[u8]| {
+            // SAFETY: a zeroed ifreq is valid; the socket is closed below.
+            unsafe {
+                let mut req: libc::ifreq = std::mem::zeroed();
+                req.ifr_name = ifname(from);
+                req.ifr_ifru.ifru_newname = ifname(to);
+                let fd = libc::socket(libc::AF_INET, libc::SOCK_DGRAM, 0);
+                assert!(fd >= 0, "socket: {}", std::io::Error::last_os_error());
+                let rc = libc::ioctl(fd, libc::SIOCSIFNAME, &mut req);
+                let err = std::io::Error::last_os_error();
+                libc::close(fd);
+                (rc == 0).then_some(()).ok_or(err)
+            }
+        };
+        match rename(b"gfdummy", name.as_bytes()) {
+            Ok(()) => {
+                rename(name.as_bytes(), b"gfdummy").expect("renaming back");
+                true
+            }
+            Err(e) => {
+                assert_eq!(e.raw_os_error(), Some(libc::EINVAL), "{name:?}: {e}");
+                false
+            }
+        }
+    })
+}
+
+#[test]
+fn interface_names_are_checked_as_the_kernel_checks_them() {
+    require_root();
+    let ns = Netns::new("gf-ifname-");
+    ns.ip(&[
+        "link", "add", "gfdummy", "type", "veth", "peer", "name", "gfpeer",
+    ]);
+    for name in [
+        "eth0",
+        "0123456789abcde",
+        "...",
+        "veth-a.100",
+        "é",
+        "x_y@z",
+        ".",
+        "..",
+        "../maps/X",
+        "a/b",
+        "eth0:1",
+        "a b",
+        "a\tb",
+        "a\nb",
+        "a\u{b}b",
+        "a\u{c}b",
+        "a\rb",
+        // UTF-8 `à` is c3 a0: the kernel's isspace() (lib/ctype.c) counts Latin-1 0xA0 as space.
+        "à",
+        "a\u{a0}",
+    ] {
+        let ours = iface::check_name(name);
+        assert_eq!(
+            ours.is_ok(),
+            kernel_accepts(&ns, name),
+            "{name:?}: we say {ours:?}"
+        );
+    }
+    // Longer than IFNAMSIZ - 1: SIOCSIFNAME truncates, so ask through netlink (`ip link add`).
+    let long = "0123456789abcdef";
+    assert!(iface::check_name(long).is_err());
+    let out = Command::new("ip")
+        .args(["-n", &ns.name, "link", "add", long, "type", "veth"])
+        .output()
+        .expect("ip");
+    assert!(!out.status.success(), "the kernel took a 16-byte name");
+}
+
+/// `geofilter run` in `ns` with a pin root of its own; it must fail, and pin nothing.
+fn run_refused(ns: &Netns, args: &[&str]) -> String {
+    let pin_root = Path::new("/sys/fs/bpf").join(unique("geofilter-test-"));
+    let dir = TempDir::new();
+    let mut command = Command::new(binary());
+    ns.enter_network_only(&mut command);
+    let mut child = command
+        .arg("run")
+        .args(args)
+        .arg("--socket")
+        .arg(dir.0.join("ctl.sock"))
+        .arg("--state-file")
+        .arg(dir.0.join("state.json"))
+        .env("GEOFILTER_PIN_ROOT", &pin_root)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("geofilter run");
+    // A daemon that starts anyway would serve forever: bound the wait.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut ran_on = false;
+    while child
+        .try_wait()
+        .expect("waiting for geofilter run")
+        .is_none()
+    {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            ran_on = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = child.wait_with_output().expect("geofilter run output");
+    let _ = std::fs::remove_dir_all(&pin_root);
+    assert!(
+        !out.status.success() && !ran_on,
+        "geofilter run {} started",
+        args.join(" ")
+    );
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(
+        !pin_root.exists() && !dir.0.join("state.json").exists(),
+        "a refused start left state behind: {err}"
+    );
+    err
+}
+
+#[test]
+fn run_refuses_invalid_and_repeated_interfaces_before_touching_anything() {
+    require_root();
+    let pair = Pair::new();
+    let err = run_refused(&pair.server, &["--iface", "../maps/X"]);
+    assert!(
+        err.contains(r#"interface name "../maps/X" is not valid: contains '/'"#),
+        "{err}"
+    );
+    let iface = pair.server_if.as_str();
+    let err = run_refused(&pair.server, &["--iface", iface, "--iface", iface]);
+    assert!(
+        err.contains(&format!("interface {iface} is given twice")),
+        "{err}"
+    );
 }
