@@ -286,3 +286,24 @@ fn run_refuses_invalid_and_repeated_interfaces_before_touching_anything() {
         "{err}"
     );
 }
+
+#[test]
+fn block_suggests_the_assigned_code_for_reserved_codes_and_names() {
+    let scene = Scene::new(&[], &["--block", "RU"]);
+    for (input, hint) in [
+        ("UK", "did you mean GB (United Kingdom)"),
+        ("el", "did you mean GR (Greece)"),
+        ("Russia", "did you mean RU (Russia)"),
+        ("turkey", "did you mean TR ("),
+    ] {
+        let out = scene.daemon.cli(&["block", input]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "block {input} was accepted");
+        assert!(err.contains(hint), "block {input}: {err}");
+    }
+    assert_eq!(
+        scene.daemon.cli_json(&["status"])["policy"]["countries"],
+        serde_json::json!(["RU"]),
+        "a refused block changed the policy"
+    );
+}
