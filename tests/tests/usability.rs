@@ -2,6 +2,7 @@
 //! clear refusals of bad input — against real daemons on a veth pair between fresh namespaces.
 
 use std::{
+    os::unix::process::CommandExt as _,
     path::Path,
     process::{Command, Output, Stdio},
     time::{Duration, Instant},
@@ -306,4 +307,77 @@ fn block_suggests_the_assigned_code_for_reserved_codes_and_names() {
         serde_json::json!(["RU"]),
         "a refused block changed the policy"
     );
+}
+
+/// `geofilter <args> --socket <daemon's>` as uid/gid 65534, with the daemon's pin root as the
+/// default one (as an operator's shell would see it), or with the real default one.
+fn as_nobody(scene: &Scene, args: &[&str], daemons_pin_root: bool) -> Output {
+    let mut command = scene.daemon.cli_command(args);
+    if daemons_pin_root {
+        let root = scene.daemon.pin_root().expect("pin root");
+        command.env("GEOFILTER_PIN_ROOT", root);
+    } else {
+        command.env_remove("GEOFILTER_PIN_ROOT");
+    }
+    // SAFETY: setgid/setuid between fork and exec only affect the child.
+    unsafe {
+        command.pre_exec(|| {
+            if libc::setgid(65534) != 0 || libc::setuid(65534) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    command.output().expect("running the CLI as nobody")
+}
+
+#[test]
+fn a_caller_without_permission_is_told_so_and_unload_never_claims_nothing_ran() {
+    let mut scene = Scene::new(&[], &["--block", "RU"]);
+    let socket = scene.daemon.socket.display().to_string();
+    let pin_root = scene.daemon.pin_root().expect("pin root").to_owned();
+    for (verb, daemons_pin_root) in [
+        (&["status"][..], true),
+        (&["unload"], true),
+        (&["unload"], false),
+    ] {
+        let out = as_nobody(&scene, verb, daemons_pin_root);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{verb:?} as nobody succeeded: {err}");
+        assert!(
+            err.contains(&format!("permission denied on {socket}: run as root")),
+            "{verb:?}: {err}"
+        );
+        assert!(!err.contains("is `geofilter run` running"), "{err}");
+    }
+    // The refused unload changed nothing.
+    assert_eq!(
+        scene.daemon.cli_json(&["status"])["policy"]["countries"],
+        serde_json::json!(["RU"])
+    );
+    assert!(pin_root.exists());
+
+    // A killed daemon leaves its pins and a socket nobody listens on: unload removes the pins.
+    scene.daemon.kill();
+    let unload = |json: bool| {
+        let mut command = scene.daemon.cli_command(&["unload"]);
+        if json {
+            command.arg("--json");
+        }
+        let out = command
+            .env("GEOFILTER_PIN_ROOT", &pin_root)
+            .output()
+            .expect("unload");
+        assert!(
+            out.status.success(),
+            "unload: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let out = unload(false);
+    assert!(out.contains("removed pinned state"), "{out}");
+    assert!(!pin_root.exists(), "unload left {}", pin_root.display());
+    let out: serde_json::Value = serde_json::from_str(&unload(true)).expect("unload --json");
+    assert_eq!(out["unloaded"], "nothing", "{out}");
 }

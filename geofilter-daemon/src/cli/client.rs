@@ -1,12 +1,12 @@
 //! The client verbs: thin calls over the control socket, printing a table or JSON.
 
 use anyhow::Context as _;
-use serde_json::Value;
+use serde_json::{Value, json};
 
 use super::args::{ChangeArgs, ClientArgs, StatsArgs, WhyArgs};
 use crate::{
     control::{
-        client::call,
+        client::{ConnectError, call},
         protocol::{Change, ChangeOptions, MAX_WHY_ADDRESSES, Request},
     },
     paths,
@@ -219,28 +219,61 @@ pub fn except_list(args: &ClientArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Asks a running daemon to unload; with no daemon, removes the pinned state directly (which
-/// detaches the filter: pinned links are the only thing keeping it attached).
+/// Asks a running daemon to unload; with no daemon (no socket, or nobody listening on it: one
+/// that was killed), removes the pinned state directly, which detaches the filter: pinned links
+/// are the only thing keeping it attached. A daemon that is there but cannot be reached
+/// (permission denied, a timeout) is an error: "nothing to unload" would be false.
 pub fn unload(args: &ClientArgs) -> anyhow::Result<()> {
-    if args.socket.exists() && call(&args.socket, &Request::Unload {}).is_ok() {
-        // The daemon detaches and unpins before exiting; wait for its pins to go.
-        let root = paths::pin_root();
-        for _ in 0..100 {
-            if !root.exists() {
-                println!("unloaded");
-                return Ok(());
-            }
-            std::thread::sleep(std::time::Duration::from_millis(50));
-        }
-    }
     let root = paths::pin_root();
-    if root.exists() {
-        std::fs::remove_dir_all(&root).with_context(|| format!("removing {}", root.display()))?;
-        println!("removed pinned state at {}", root.display());
-    } else {
-        println!("nothing to unload");
-    }
+    let how = match call(&args.socket, &Request::Unload {}) {
+        Ok(_) => {
+            // The daemon detaches and unpins before exiting; wait (at most 5 s) for its pins to go,
+            // and remove what is left if they do not.
+            let mut left = true;
+            for _ in 0..100 {
+                left = pins_present(&root)?;
+                if !left {
+                    break;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            if left {
+                remove_pins(&root)?;
+            }
+            "daemon"
+        }
+        Err(e) if matches!(e.downcast_ref(), Some(ConnectError::NoDaemon { .. })) => {
+            if pins_present(&root)? {
+                remove_pins(&root)?;
+                "pins"
+            } else {
+                "nothing"
+            }
+        }
+        Err(e) => return Err(e.context("nothing unloaded")),
+    };
+    let text = match how {
+        "daemon" => "unloaded".to_owned(),
+        "pins" => format!(
+            "no daemon running; removed pinned state at {}",
+            root.display()
+        ),
+        _ => "nothing to unload".to_owned(),
+    };
+    print(args, &json!({"unloaded": how, "pin_root": root}), |_| {
+        format!("{text}\n")
+    });
     Ok(())
+}
+
+/// Whether the pin root exists; not being allowed to look is an error, not "no".
+fn pins_present(root: &std::path::Path) -> anyhow::Result<bool> {
+    root.try_exists()
+        .with_context(|| format!("cannot check {} (run as root)", root.display()))
+}
+
+fn remove_pins(root: &std::path::Path) -> anyhow::Result<()> {
+    std::fs::remove_dir_all(root).with_context(|| format!("removing {}", root.display()))
 }
 
 /// Addresses from the arguments, `-` expanding to standard input; a bad one is an error naming
