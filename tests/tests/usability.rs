@@ -381,3 +381,60 @@ fn a_caller_without_permission_is_told_so_and_unload_never_claims_nothing_ran() 
     let out: serde_json::Value = serde_json::from_str(&unload(true)).expect("unload --json");
     assert_eq!(out["unloaded"], "nothing", "{out}");
 }
+
+/// `n` distinct host exceptions in 10.0.0.0/8 (outside the test database).
+fn host_cidrs(n: usize) -> Vec<String> {
+    (0..n)
+        .map(|i| format!("10.{}.{}.{}", i >> 16 & 255, i >> 8 & 255, i & 255))
+        .collect()
+}
+
+fn exception_count(scene: &Scene) -> usize {
+    let list = scene.daemon.cli_json(&["except", "list"]);
+    list.as_object().expect("exceptions object").len()
+}
+
+#[test]
+fn ten_thousand_exceptions_in_one_except_add_are_sent_in_parts() {
+    let scene = Scene::new(&[], &["--block", "RU"]);
+    let cidrs = host_cidrs(10_000);
+    let mut add: Vec<&str> = vec!["except", "add", "--drop"];
+    add.extend(cidrs.iter().map(String::as_str));
+
+    // A bad CIDR at the very end: refused before any part is sent.
+    let mut bad = add.clone();
+    bad.push("10.0.0.1/8");
+    let out = scene.daemon.cli(&bad);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("10.0.0.1/8"), "{err}");
+    assert_eq!(
+        exception_count(&scene),
+        0,
+        "a refused list was applied in part"
+    );
+    // --confirm covers one request: refused whole, with the reason.
+    let mut confirm = add.clone();
+    confirm.extend(["--confirm", "60"]);
+    let out = scene.daemon.cli(&confirm);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("--confirm covers one request") && err.contains("nothing was changed"),
+        "{err}"
+    );
+    assert_eq!(exception_count(&scene), 0);
+
+    let out = scene.daemon.cli(&add);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "except add of 10,000: {err}");
+    assert!(err.contains("parts, each applied atomically"), "{err}");
+    assert_eq!(exception_count(&scene), 10_000);
+    let why = scene.daemon.cli_json(&["why", "10.0.39.15"]);
+    assert_eq!(why["verdict"], "drop", "{why}");
+
+    let mut del: Vec<&str> = vec!["except", "del"];
+    del.extend(cidrs.iter().map(String::as_str));
+    scene.daemon.ok(&del);
+    assert_eq!(exception_count(&scene), 0);
+}

@@ -7,7 +7,7 @@ use super::args::{ChangeArgs, ClientArgs, StatsArgs, WhyArgs};
 use crate::{
     control::{
         client::{ConnectError, call},
-        protocol::{Change, ChangeOptions, MAX_WHY_ADDRESSES, Request},
+        protocol::{Change, ChangeOptions, MAX_REQUEST_BYTES, MAX_WHY_ADDRESSES, Request},
     },
     paths,
 };
@@ -164,14 +164,39 @@ fn caller() -> Option<String> {
         .and_then(|v| v.split_whitespace().next().map(str::to_owned))
 }
 
-/// Sends one policy change with the lockout and commit-confirm options.
+/// Sends one policy change with the lockout and commit-confirm options; an exception list too
+/// long for one request goes in parts (see [`super::parts`]), each applied atomically.
 pub fn change(client: &ClientArgs, args: &ChangeArgs, change: Change) -> anyhow::Result<()> {
     let opts = ChangeOptions {
         caller: caller(),
         force: args.force,
         confirm_s: args.confirm,
     };
-    let v = call(&client.socket, &Request::Change { change, opts })?;
+    let requests = super::parts::split(change, &opts).map_err(anyhow::Error::msg)?;
+    let n = requests.len();
+    if n > 1 && args.confirm.is_some() {
+        // One change at a time may wait for `confirm`; parts 2.. would be refused.
+        anyhow::bail!(
+            "--confirm covers one request, and this list needs {n} (a request holds at most \
+             {MAX_REQUEST_BYTES} bytes): send it without --confirm, or in shorter lists; nothing \
+             was changed"
+        );
+    }
+    let mut v = Value::Null;
+    for (i, request) in requests.iter().enumerate() {
+        v = call(&client.socket, request).map_err(|e| match i {
+            0 => e,
+            _ => e.context(format!(
+                "part {} of {n} refused: parts 1-{i} were applied and stay, parts {}-{n} were \
+                 not sent",
+                i + 1,
+                i + 1
+            )),
+        })?;
+    }
+    if n > 1 {
+        eprintln!("geofilter: sent in {n} parts, each applied atomically on its own");
+    }
     print(client, &v, |v| {
         let list = |key: &str| -> String {
             v[key]

@@ -3,6 +3,7 @@
 pub mod args;
 mod client;
 mod db;
+mod parts;
 mod run;
 
 use args::{Cli, Command, ExceptCommand, PolicyCommand, PortsCommand};
