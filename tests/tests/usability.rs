@@ -438,3 +438,42 @@ fn ten_thousand_exceptions_in_one_except_add_are_sent_in_parts() {
     scene.daemon.ok(&del);
     assert_eq!(exception_count(&scene), 0);
 }
+
+#[test]
+fn past_the_exception_limit_the_error_says_so_and_nothing_changes() {
+    let scene = Scene::new(&[], &["--block", "RU"]);
+    let capacity = geofilter_common::maps::EXCEPT_CAPACITY as usize;
+    let cidrs = host_cidrs(capacity + 1);
+    let mut add: Vec<&str> = vec!["except", "add"];
+    add.extend(cidrs[..capacity].iter().map(String::as_str));
+    scene.daemon.ok(&add);
+    assert_eq!(exception_count(&scene), capacity);
+
+    let out = scene
+        .daemon
+        .cli(&["except", "add", &cidrs[capacity], "192.0.2.0/24"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success(),
+        "exception {} was accepted",
+        capacity + 1
+    );
+    assert!(
+        err.contains(&format!("at most {capacity} IPv4 exceptions"))
+            && err.contains("nothing changed"),
+        "{err}"
+    );
+    assert!(!err.contains("restoring"), "{err}");
+    assert_eq!(exception_count(&scene), capacity);
+    let why = scene.daemon.cli_json(&["why", &cidrs[capacity]]);
+    assert!(
+        !why["reason"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("exception"),
+        "the refused exception is in force: {why}"
+    );
+    // The limit is per family: IPv6 still has room.
+    scene.daemon.ok(&["except", "add", "2001:db8::/32"]);
+    assert_eq!(exception_count(&scene), capacity + 1);
+}
