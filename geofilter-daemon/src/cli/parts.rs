@@ -14,12 +14,10 @@ use crate::{
 /// `change` as the requests to send, in order: one, unless it is an exception list too long
 /// for one request. Every CIDR is checked first, so a bad one refuses the whole list.
 pub fn split(change: Change, opts: &ChangeOptions) -> Result<Vec<Request>, String> {
-    let (cidrs, rebuild): (Vec<String>, Box<dyn Fn(Vec<String>) -> Change>) = match change {
-        Change::ExceptAdd { cidrs, drop } => (
-            cidrs,
-            Box::new(move |cidrs| Change::ExceptAdd { cidrs, drop }),
-        ),
-        Change::ExceptDel { cidrs } => (cidrs, Box::new(|cidrs| Change::ExceptDel { cidrs })),
+    // `Some(drop)`: an `except add`; `None`: an `except del`.
+    let (cidrs, add) = match change {
+        Change::ExceptAdd { cidrs, drop } => (cidrs, Some(drop)),
+        Change::ExceptDel { cidrs } => (cidrs, None),
         change => {
             return Ok(vec![Request::Change {
                 change,
@@ -31,7 +29,10 @@ pub fn split(change: Change, opts: &ChangeOptions) -> Result<Vec<Request>, Strin
         cidr.parse::<Cidr>()?;
     }
     let request = |cidrs| Request::Change {
-        change: rebuild(cidrs),
+        change: match add {
+            Some(drop) => Change::ExceptAdd { cidrs, drop },
+            None => Change::ExceptDel { cidrs },
+        },
         opts: opts.clone(),
     };
     // The request line is the envelope plus each quoted CIDR and a comma between two; with the
