@@ -477,3 +477,25 @@ fn past_the_exception_limit_the_error_says_so_and_nothing_changes() {
     scene.daemon.ok(&["except", "add", "2001:db8::/32"]);
     assert_eq!(exception_count(&scene), capacity + 1);
 }
+
+#[test]
+fn the_state_file_forgets_interfaces_no_longer_configured() {
+    let mut scene = Scene::new(&[], &[]);
+    assert!(scene.daemon.stop().success());
+    // An earlier daemon sharing this state file filtered another interface.
+    let path = scene.daemon.state_file();
+    let mut state: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).expect("state file")).expect("JSON");
+    state["attached"]["gone0"] = "native".into();
+    std::fs::write(&path, state.to_string()).expect("writing the state file");
+
+    let args = scene.run_args();
+    scene
+        .daemon
+        .restart(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    let state: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).expect("state file")).expect("JSON");
+    let attached = state["attached"].as_object().expect("attached map");
+    assert!(!attached.contains_key("gone0"), "{state}");
+    assert!(attached.contains_key(&scene.pair.server_if), "{state}");
+}

@@ -53,7 +53,7 @@ fn initial_state(args: &RunArgs) -> anyhow::Result<SavedState> {
     if saved.interfaces.is_empty() {
         bail!("no --iface given, and none in the config or state file");
     }
-    crate::iface::check_names(&saved.interfaces)?;
+    saved.settle_interfaces()?;
     Ok(saved)
 }
 
