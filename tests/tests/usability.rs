@@ -499,3 +499,18 @@ fn the_state_file_forgets_interfaces_no_longer_configured() {
     assert!(!attached.contains_key("gone0"), "{state}");
     assert!(attached.contains_key(&scene.pair.server_if), "{state}");
 }
+
+/// A change that fails half-way is undone by removing what it inserted, including exceptions
+/// it never got to insert: removing an absent exception must succeed, or every undo reports
+/// "restoring the previous state also failed" although the state is restored.
+#[test]
+fn removing_an_exception_that_is_not_there_succeeds() {
+    require_root();
+    let mut dp = geofilter_daemon::datapath::Datapath::load().expect("loading geofilter");
+    dp.install_tables(&[], &[]).expect("empty tables");
+    for cidr in ["192.0.2.0/24", "2001:db8::/32"] {
+        let cidr: geofilter_daemon::rules::Cidr = cidr.parse().unwrap();
+        dp.remove_exception(&cidr)
+            .unwrap_or_else(|e| panic!("removing absent {cidr}: {e}"));
+    }
+}
