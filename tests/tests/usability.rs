@@ -437,6 +437,29 @@ fn ten_thousand_exceptions_in_one_except_add_are_sent_in_parts() {
     del.extend(cidrs.iter().map(String::as_str));
     scene.daemon.ok(&del);
     assert_eq!(exception_count(&scene), 0);
+
+    // A part refused after others were applied (here by the lockout check: the last CIDR is
+    // the caller's own address) says which parts stay.
+    let last = cidrs.last().expect("cidrs");
+    let out = scene
+        .daemon
+        .cli_command(&add)
+        .env("SSH_CONNECTION", format!("{last} 50000 10.200.0.2 22"))
+        .output()
+        .expect("except add");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success(),
+        "the caller's own address was dropped"
+    );
+    assert!(
+        err.contains("were applied and stay, the rest was not sent") && err.contains("refused"),
+        "{err}"
+    );
+    let applied = exception_count(&scene);
+    assert!(applied > 0 && applied < 10_000, "{applied} applied");
+    let why = scene.daemon.cli_json(&["why", last]);
+    assert_eq!(why["verdict"], "pass", "{why}");
 }
 
 #[test]

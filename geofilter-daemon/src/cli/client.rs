@@ -187,9 +187,8 @@ pub fn change(client: &ClientArgs, args: &ChangeArgs, change: Change) -> anyhow:
         v = call(&client.socket, request).map_err(|e| match i {
             0 => e,
             _ => e.context(format!(
-                "part {} of {n} refused: parts 1-{i} were applied and stay, parts {}-{n} were \
+                "part {} of {n} refused: the {i} before it were applied and stay, the rest was \
                  not sent",
-                i + 1,
                 i + 1
             )),
         })?;
