@@ -13,7 +13,7 @@ use geofilter_tests::{
     daemon::binary,
     netns::{Netns, Pair, unique},
     require_root,
-    scenario::{DE_V4, RU_V4, Scene, TempDir},
+    scenario::{DE_V4, RU_V4, Scene, TempDir, write_db},
 };
 
 /// `geofilter <args>` exactly as given (no `--socket` appended), outside any SSH session.
@@ -536,4 +536,64 @@ fn removing_an_exception_that_is_not_there_succeeds() {
         dp.remove_exception(&cidr)
             .unwrap_or_else(|e| panic!("removing absent {cidr}: {e}"));
     }
+}
+
+#[test]
+fn run_serves_the_socket_given_before_the_verb() {
+    require_root();
+    let pair = Pair::new();
+    let dir = TempDir::new();
+    let (v4, _) = write_db(&dir.0);
+    let socket = dir.0.join("ctl.sock");
+    let pin_root = Path::new("/sys/fs/bpf").join(unique("geofilter-test-"));
+    let mut command = Command::new(binary());
+    pair.server.enter_network_only(&mut command);
+    let mut child = command
+        .arg("--socket")
+        .arg(&socket)
+        .args(["run", "--iface", &pair.server_if, "--db"])
+        .arg(&v4)
+        .arg("--state-file")
+        .arg(dir.0.join("state.json"))
+        .env("GEOFILTER_PIN_ROOT", &pin_root)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("geofilter run");
+    let stdout = child.stdout.take().expect("stdout");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead as _;
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if line.contains("geofilter: ready") {
+                let _ = tx.send(());
+            }
+        }
+    });
+    let ready = rx.recv_timeout(Duration::from_secs(60));
+    let status = ready
+        .is_ok()
+        .then(|| geofilter(&["--socket", socket.to_str().unwrap(), "--json", "status"]));
+    let unload = geofilter(&["--socket", socket.to_str().unwrap(), "unload"]);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while child.try_wait().expect("waiting").is_none() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    let _ = std::fs::remove_dir_all(&pin_root);
+    assert!(
+        ready.is_ok(),
+        "geofilter --socket S run did not become ready"
+    );
+    let status = status.expect("status ran");
+    assert!(
+        status.status.success(),
+        "status on the socket run was given: {}",
+        String::from_utf8_lossy(&status.stderr)
+    );
+    assert!(unload.status.success());
 }
