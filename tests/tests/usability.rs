@@ -2,6 +2,7 @@
 //! clear refusals of bad input — against real daemons on a veth pair between fresh namespaces.
 
 use std::{
+    io::{BufRead as _, Read as _},
     os::unix::process::CommandExt as _,
     path::Path,
     process::{Command, Output, Stdio},
@@ -223,49 +224,90 @@ fn interface_names_are_checked_as_the_kernel_checks_them() {
     assert!(!out.status.success(), "the kernel took a 16-byte name");
 }
 
-/// `geofilter run` in `ns` with a pin root of its own; it must fail, and pin nothing.
-fn run_refused(ns: &Netns, args: &[&str]) -> String {
-    let pin_root = Path::new("/sys/fs/bpf").join(unique("geofilter-test-"));
-    let dir = TempDir::new();
-    let mut command = Command::new(binary());
-    ns.enter_network_only(&mut command);
-    let mut child = command
-        .arg("run")
-        .args(args)
-        .arg("--socket")
-        .arg(dir.0.join("ctl.sock"))
-        .arg("--state-file")
-        .arg(dir.0.join("state.json"))
-        .env("GEOFILTER_PIN_ROOT", &pin_root)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("geofilter run");
-    // A daemon that starts anyway would serve forever: bound the wait.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let mut ran_on = false;
-    while child
-        .try_wait()
-        .expect("waiting for geofilter run")
-        .is_none()
-    {
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            ran_on = true;
-            break;
+/// A `geofilter run` of this file's own (the harness's `Daemon` puts its options after the verb
+/// and must become ready): in `ns`, with its own socket, state file and pin root, all removed
+/// (and the process killed) on drop.
+struct Run {
+    child: std::process::Child,
+    dir: TempDir,
+    pin_root: std::path::PathBuf,
+}
+
+impl Run {
+    /// `geofilter [--socket S] run <args> [--socket S] --state-file F`, the socket before the
+    /// verb when `socket_first`.
+    fn spawn(ns: &Netns, args: &[&str], socket_first: bool, stdout: Stdio) -> Self {
+        let dir = TempDir::new();
+        let pin_root = Path::new("/sys/fs/bpf").join(unique("geofilter-test-"));
+        let socket = dir.0.join("ctl.sock");
+        let mut command = Command::new(binary());
+        ns.enter_network_only(&mut command);
+        if socket_first {
+            command.arg("--socket").arg(&socket).arg("run").args(args);
+        } else {
+            command.arg("run").args(args).arg("--socket").arg(&socket);
         }
-        std::thread::sleep(Duration::from_millis(20));
+        let child = command
+            .arg("--state-file")
+            .arg(dir.0.join("state.json"))
+            .env("GEOFILTER_PIN_ROOT", &pin_root)
+            .stdout(stdout)
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("geofilter run");
+        Self {
+            child,
+            dir,
+            pin_root,
+        }
     }
-    let out = child.wait_with_output().expect("geofilter run output");
-    let _ = std::fs::remove_dir_all(&pin_root);
+
+    fn socket(&self) -> String {
+        self.dir.0.join("ctl.sock").display().to_string()
+    }
+
+    /// Waits at most `limit` for the process to exit; `None` if it still runs.
+    fn wait(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("waiting for geofilter run") {
+                return Some(status);
+            }
+            if Instant::now() > deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Run {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.pin_root);
+    }
+}
+
+/// `geofilter run <args>` in `ns`: it must fail, and pin nothing; its stderr.
+fn run_refused(ns: &Netns, args: &[&str]) -> String {
+    let mut run = Run::spawn(ns, args, false, Stdio::null());
+    // A daemon that starts anyway would serve forever: bound the wait.
+    let status = run.wait(Duration::from_secs(30));
+    let mut err = String::new();
+    let _ = run
+        .child
+        .stderr
+        .take()
+        .expect("stderr")
+        .read_to_string(&mut err);
     assert!(
-        !out.status.success() && !ran_on,
-        "geofilter run {} started",
+        status.is_some_and(|s| !s.success()),
+        "geofilter run {} started ({status:?}): {err}",
         args.join(" ")
     );
-    let err = String::from_utf8_lossy(&out.stderr).into_owned();
     assert!(
-        !pin_root.exists() && !dir.0.join("state.json").exists(),
+        !run.pin_root.exists() && !run.dir.0.join("state.json").exists(),
         "a refused start left state behind: {err}"
     );
     err
@@ -542,28 +584,13 @@ fn removing_an_exception_that_is_not_there_succeeds() {
 fn run_serves_the_socket_given_before_the_verb() {
     require_root();
     let pair = Pair::new();
-    let dir = TempDir::new();
-    let (v4, _) = write_db(&dir.0);
-    let socket = dir.0.join("ctl.sock");
-    let pin_root = Path::new("/sys/fs/bpf").join(unique("geofilter-test-"));
-    let mut command = Command::new(binary());
-    pair.server.enter_network_only(&mut command);
-    let mut child = command
-        .arg("--socket")
-        .arg(&socket)
-        .args(["run", "--iface", &pair.server_if, "--db"])
-        .arg(&v4)
-        .arg("--state-file")
-        .arg(dir.0.join("state.json"))
-        .env("GEOFILTER_PIN_ROOT", &pin_root)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("geofilter run");
-    let stdout = child.stdout.take().expect("stdout");
+    let db = TempDir::new();
+    let (v4, _) = write_db(&db.0);
+    let args = ["--iface", &pair.server_if, "--db", v4.to_str().unwrap()];
+    let mut run = Run::spawn(&pair.server, &args, true, Stdio::piped());
+    let stdout = run.child.stdout.take().expect("stdout");
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
-        use std::io::BufRead as _;
         for line in std::io::BufReader::new(stdout)
             .lines()
             .map_while(Result::ok)
@@ -573,27 +600,17 @@ fn run_serves_the_socket_given_before_the_verb() {
             }
         }
     });
-    let ready = rx.recv_timeout(Duration::from_secs(60));
-    let status = ready
-        .is_ok()
-        .then(|| geofilter(&["--socket", socket.to_str().unwrap(), "--json", "status"]));
-    let unload = geofilter(&["--socket", socket.to_str().unwrap(), "unload"]);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while child.try_wait().expect("waiting").is_none() && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let _ = child.kill();
-    let _ = child.wait();
-    let _ = std::fs::remove_dir_all(&pin_root);
+    // An exit closes stdout, which ends the wait early.
     assert!(
-        ready.is_ok(),
+        rx.recv_timeout(Duration::from_secs(60)).is_ok(),
         "geofilter --socket S run did not become ready"
     );
-    let status = status.expect("status ran");
+    let socket = run.socket();
+    ok(&["--socket", &socket, "--json", "status"]);
+    ok(&["--socket", &socket, "unload"]);
     assert!(
-        status.status.success(),
-        "status on the socket run was given: {}",
-        String::from_utf8_lossy(&status.stderr)
+        run.wait(Duration::from_secs(10))
+            .is_some_and(|s| s.success()),
+        "unload did not stop it"
     );
-    assert!(unload.status.success());
 }
