@@ -102,6 +102,7 @@ pub fn apply(current: &DesiredPolicy, change: &Change) -> Result<Applied, String
             touched.insert(Element::Ports);
         }
     }
+    check_exception_capacity(current, &next)?;
     Ok(Applied {
         policy: next,
         touched,
@@ -194,6 +195,28 @@ impl Undo {
         }
         next
     }
+}
+
+/// Refuses a policy with more exceptions in one family than its kernel trie holds, before
+/// anything reaches the kernel (an insert into a full trie fails half-way through a change).
+fn check_exception_capacity(current: &DesiredPolicy, next: &DesiredPolicy) -> Result<(), String> {
+    let capacity = geofilter_common::maps::EXCEPT_CAPACITY as usize;
+    for (family, v4) in [("IPv4", true), ("IPv6", false)] {
+        let count = |p: &DesiredPolicy| {
+            p.exceptions
+                .keys()
+                .filter(|c| c.addr.is_ipv4() == v4)
+                .count()
+        };
+        let (now, wanted) = (count(current), count(next));
+        if wanted > capacity && wanted > now {
+            return Err(format!(
+                "exception limit reached: the filter holds at most {capacity} {family} \
+                 exceptions ({now} now, this change would make {wanted}); nothing changed"
+            ));
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -368,5 +391,31 @@ mod tests {
             &[],
         );
         assert_eq!(p, base);
+    }
+
+    #[test]
+    fn exceptions_past_a_familys_capacity_are_refused_before_the_kernel() {
+        let capacity = geofilter_common::maps::EXCEPT_CAPACITY as usize;
+        let v4 = |i: usize| format!("10.{}.{}.{}", i >> 16 & 255, i >> 8 & 255, i & 255);
+        let add = |cidrs: Vec<String>| Change::ExceptAdd { cidrs, drop: false };
+        let full = apply(
+            &DesiredPolicy::default(),
+            &add((0..capacity).map(v4).collect()),
+        )
+        .unwrap()
+        .policy;
+        let err = apply(&full, &add(vec![v4(capacity)])).unwrap_err();
+        assert_eq!(
+            err,
+            format!(
+                "exception limit reached: the filter holds at most {capacity} IPv4 exceptions \
+                 ({capacity} now, this change would make {}); nothing changed",
+                capacity + 1
+            )
+        );
+        // Replacing an action, the other family, and removing all still work when full.
+        apply(&full, &add(vec![v4(7)])).unwrap();
+        apply(&full, &add(vec!["2001:db8::/32".into()])).unwrap();
+        apply(&full, &Change::ExceptDel { cidrs: vec![v4(0)] }).unwrap();
     }
 }

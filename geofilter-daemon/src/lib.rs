@@ -8,6 +8,7 @@ pub mod control;
 pub mod daemon;
 pub mod datapath;
 pub mod geoip;
+pub mod iface;
 pub mod metrics;
 pub mod paths;
 pub mod policy;

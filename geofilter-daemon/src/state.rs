@@ -54,6 +54,18 @@ impl Default for SavedState {
     }
 }
 
+impl SavedState {
+    /// Checks the interfaces (see [`crate::iface`]) and forgets the attach modes of interfaces no
+    /// longer configured: without it, `attached` kept every interface of every earlier daemon
+    /// that shared the state file.
+    pub fn settle_interfaces(&mut self) -> Result<(), crate::iface::IfaceError> {
+        crate::iface::check_names(&self.interfaces)?;
+        let interfaces = &self.interfaces;
+        self.attached.retain(|iface, _| interfaces.contains(iface));
+        Ok(())
+    }
+}
+
 /// Reads the state file; `None` when there is none.
 pub fn load(path: &Path) -> anyhow::Result<Option<SavedState>> {
     let text = match fs::read_to_string(path) {
@@ -149,5 +161,25 @@ exempt = ["tcp:80"]
         assert_eq!(example.interfaces, ["eth0"]);
         fs::write(&toml_path, "[policy]\ncountries = [\"XX\"]\n").unwrap();
         assert!(format!("{:#}", load_config(&toml_path).unwrap_err()).contains("XX"));
+    }
+
+    #[test]
+    fn attach_modes_of_interfaces_no_longer_configured_are_forgotten() {
+        let mut state = SavedState {
+            interfaces: vec!["eth1".into()],
+            ..Default::default()
+        };
+        state.attached.insert("eth0".into(), XdpModeChoice::Native);
+        state.attached.insert("eth1".into(), XdpModeChoice::Skb);
+        state.settle_interfaces().unwrap();
+        assert_eq!(
+            state.attached.into_iter().collect::<Vec<_>>(),
+            [("eth1".to_owned(), XdpModeChoice::Skb)]
+        );
+        let mut bad = SavedState {
+            interfaces: vec!["../x".into()],
+            ..Default::default()
+        };
+        assert!(bad.settle_interfaces().is_err());
     }
 }

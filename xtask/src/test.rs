@@ -77,6 +77,10 @@ pub fn test(opts: &Options) -> anyhow::Result<()> {
         ("3/3: databases: embedded, db update, bad files", "db"),
         ("3/3: control plane end-to-end", "control"),
         ("3/3: control plane defects (issue 10)", "control_defects"),
+        (
+            "3/3: usability: CLI options, refusals of bad input",
+            "usability",
+        ),
         ("3/3: torture (kills, concurrency, restarts)", "torture"),
     ] {
         eprintln!("xtask: tier {tier}");

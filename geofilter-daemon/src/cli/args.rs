@@ -1,5 +1,9 @@
 //! Command-line types (clap derive). Every verb other than `run` and `db` is a thin client of the
 //! daemon's control socket.
+//!
+//! `--socket` and `--json` are global: accepted before or after the verb (`geofilter --socket S
+//! block RU` and `geofilter block RU --socket S`), as operators type `ip -n`, `git -C` or
+//! `kubectl --context` first. Each verb checks that the ones given apply to it.
 
 use std::path::PathBuf;
 
@@ -19,8 +23,23 @@ use crate::{
     about = "Drop traffic from chosen countries at line rate (XDP)"
 )]
 pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// Options accepted before or after any verb.
+#[derive(Args, Clone, Debug, Default, PartialEq, Eq)]
+pub struct GlobalArgs {
+    /// Control socket: the one `run` serves, the one the other verbs talk to. Accepted before or
+    /// after the verb. [default: /run/geofilter/geofilter.sock]
+    #[arg(long, global = true, value_name = "PATH")]
+    pub socket: Option<PathBuf>,
+    /// Print JSON instead of text (every verb except `run` and `db pack`). Accepted before or
+    /// after the verb.
+    #[arg(long, global = true)]
+    pub json: bool,
 }
 
 #[derive(Subcommand)]
@@ -28,7 +47,7 @@ pub enum Command {
     /// Load the filter, attach it to interfaces and serve the control socket until SIGINT/SIGTERM.
     Run(RunArgs),
     /// Show interfaces, XDP mode, database, policy, exceptions, ports and uptime.
-    Status(ClientArgs),
+    Status,
     /// Show per-country packets and bytes passed, dropped and would-drop, with rates.
     Stats(StatsArgs),
     /// Start dropping traffic from these countries (ISO 3166-1 alpha-2 codes, any case).
@@ -44,12 +63,12 @@ pub enum Command {
     /// Limit geo-filtering to some destination ports, or exempt ports from it.
     Ports(PortsArgs),
     /// Keep the change made with `--confirm` (otherwise it rolls back when its time is up).
-    Confirm(ClientArgs),
+    Confirm,
     /// Explain what the running filter does with packets from these addresses (`-`: read one
     /// address per line from standard input). The verdict comes from the loaded XDP program.
     Why(WhyArgs),
     /// Detach from every interface and remove everything pinned; stops the daemon if it runs.
-    Unload(SocketArgs),
+    Unload,
     /// Country databases: inspect, validate, fetch fresh data, reload the daemon's tables.
     Db(DbArgs),
 }
@@ -72,8 +91,8 @@ pub struct RunArgs {
     /// countries of --config or the state file.
     #[arg(long = "block", value_name = "CC[,CC...]", value_delimiter = ',')]
     pub block: Vec<String>,
-    /// Control socket path.
-    #[arg(long, default_value = paths::DEFAULT_SOCKET)]
+    /// The control socket to serve: the global `--socket` (filled in by [`super::main`]).
+    #[arg(skip = PathBuf::from(paths::DEFAULT_SOCKET))]
     pub socket: PathBuf,
     /// XDP attach mode. `auto` tries native and falls back to skb mode with a warning; `native`
     /// fails on interfaces whose driver lacks XDP support.
@@ -105,27 +124,46 @@ pub struct RunArgs {
     pub metrics: Option<std::net::SocketAddr>,
 }
 
-#[derive(Args, Clone, Debug)]
-pub struct SocketArgs {
-    /// Control socket of the daemon.
-    #[arg(long, default_value = paths::DEFAULT_SOCKET)]
+/// What a client verb does with the global options: which socket, and whether to print JSON.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClientArgs {
     pub socket: PathBuf,
+    pub json: bool,
 }
 
-#[derive(Args, Clone, Debug)]
-pub struct ClientArgs {
-    #[command(flatten)]
-    pub socket: SocketArgs,
-    /// Print JSON instead of a table.
-    #[arg(long)]
-    pub json: bool,
+impl GlobalArgs {
+    /// The options for a verb that talks to the daemon.
+    pub fn client(&self) -> ClientArgs {
+        ClientArgs {
+            socket: self
+                .socket
+                .clone()
+                .unwrap_or_else(|| PathBuf::from(paths::DEFAULT_SOCKET)),
+            json: self.json,
+        }
+    }
+
+    /// Refuses the global options `verb` has no use for: a silently ignored `--socket` or
+    /// `--json` would let the operator believe it did something.
+    pub fn refuse(&self, verb: &str, socket: bool, json: bool) -> Result<(), String> {
+        if socket && let Some(path) = &self.socket {
+            return Err(format!(
+                "`geofilter {verb}` does not talk to the daemon: --socket {} does not apply",
+                path.display()
+            ));
+        }
+        if json && self.json {
+            return Err(format!(
+                "`geofilter {verb}` has no JSON output: --json does not apply"
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// Options of every verb that changes the policy.
 #[derive(Args, Clone, Debug)]
 pub struct ChangeArgs {
-    #[command(flatten)]
-    pub client: ClientArgs,
     /// Apply even if the change would drop the address of this SSH session (lockout check).
     #[arg(long)]
     pub force: bool,
@@ -146,8 +184,6 @@ pub struct CountriesArgs {
 
 #[derive(Args, Clone, Debug)]
 pub struct StatsArgs {
-    #[command(flatten)]
-    pub client: ClientArgs,
     /// Redraw a live table every second, with per-second rates, until interrupted.
     #[arg(long)]
     pub watch: bool,
@@ -209,7 +245,7 @@ pub enum ExceptCommand {
         change: ChangeArgs,
     },
     /// List exceptions.
-    List(ClientArgs),
+    List,
 }
 
 #[derive(Args, Clone, Debug)]
@@ -244,8 +280,6 @@ pub struct WhyArgs {
     /// IPv4 or IPv6 addresses, or `-` for standard input.
     #[arg(required = true)]
     pub addresses: Vec<String>,
-    #[command(flatten)]
-    pub client: ClientArgs,
 }
 
 #[derive(Args, Clone, Debug)]
@@ -266,9 +300,6 @@ pub enum DbCommand {
         /// Database format of every --db file [default: detected per file].
         #[arg(long, value_name = "FORMAT")]
         db_format: Option<Format>,
-        /// Print JSON instead of text.
-        #[arg(long)]
-        json: bool,
     },
     /// Validate database files without loading them into the kernel: each is read whole and
     /// compiled. Exits non-zero, naming file, line and text, if any is invalid.
@@ -278,9 +309,6 @@ pub enum DbCommand {
         /// Database format of every file [default: detected per file].
         #[arg(long, value_name = "FORMAT")]
         db_format: Option<Format>,
-        /// Print one JSON object per file instead of text.
-        #[arg(long)]
-        json: bool,
     },
     /// Download a fresh database, validate it completely, store it atomically in --dest, and
     /// tell a running daemon to load it (the daemon keeps its tables if anything fails).
@@ -301,8 +329,6 @@ pub enum DbCommand {
         /// Only download and store; do not ask the daemon to reload.
         #[arg(long)]
         no_reload: bool,
-        #[command(flatten)]
-        client: ClientArgs,
     },
     /// Make the running daemon re-read its databases (or these files instead) and swap its
     /// tables; an invalid database changes nothing.
@@ -318,8 +344,6 @@ pub enum DbCommand {
         /// check).
         #[arg(long)]
         force: bool,
-        #[command(flatten)]
-        client: ClientArgs,
     },
     /// Compile databases into the packed form the embedded database uses (maintainers only;
     /// see geofilter-daemon/data/README.md).
@@ -347,4 +371,88 @@ pub enum DbCommand {
         #[arg(long)]
         licence: String,
     },
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::{CommandFactory as _, Parser as _};
+
+    use super::*;
+
+    /// Every verb that takes the global options, with the arguments it needs.
+    const VERBS: &[&[&str]] = &[
+        &["run", "--iface", "eth0"],
+        &["status"],
+        &["stats"],
+        &["stats", "--watch"],
+        &["block", "RU"],
+        &["unblock", "RU,BY"],
+        &["policy", "deny"],
+        &["policy", "allow-only", "--force"],
+        &["policy", "unknown", "drop"],
+        &["monitor", "on"],
+        &["except", "add", "192.0.2.1", "--drop"],
+        &["except", "del", "192.0.2.1"],
+        &["except", "list"],
+        &["ports", "set", "--exempt", "tcp:80"],
+        &["ports", "clear", "--confirm", "30"],
+        &["confirm"],
+        &["why", "192.0.2.1"],
+        &["unload"],
+        &["db", "info"],
+        &["db", "check", "a.csv"],
+        &["db", "update", "--no-reload"],
+        &["db", "reload", "--embedded"],
+    ];
+
+    fn parse(args: &[&str]) -> GlobalArgs {
+        let argv = std::iter::once("geofilter").chain(args.iter().copied());
+        match Cli::try_parse_from(argv) {
+            Ok(cli) => cli.global,
+            Err(e) => panic!("geofilter {}: {e}", args.join(" ")),
+        }
+    }
+
+    #[test]
+    fn clap_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn socket_and_json_are_accepted_before_and_after_every_verb() {
+        let given = GlobalArgs {
+            socket: Some("/tmp/s.sock".into()),
+            json: true,
+        };
+        for verb in VERBS {
+            let before = [&["--socket", "/tmp/s.sock", "--json"], *verb].concat();
+            let after = [*verb, &["--socket", "/tmp/s.sock", "--json"]].concat();
+            let split = [&["--json"], *verb, &["--socket=/tmp/s.sock"]].concat();
+            for args in [before, after, split] {
+                assert_eq!(parse(&args), given, "geofilter {}", args.join(" "));
+            }
+            assert_eq!(parse(verb), GlobalArgs::default(), "{verb:?}");
+        }
+    }
+
+    #[test]
+    fn the_default_socket_and_options_that_do_not_apply() {
+        assert_eq!(
+            GlobalArgs::default().client().socket,
+            PathBuf::from(paths::DEFAULT_SOCKET)
+        );
+        let json = parse(&["--json", "run", "--iface", "eth0"]);
+        assert_eq!(
+            json.refuse("run", false, true).unwrap_err(),
+            "`geofilter run` has no JSON output: --json does not apply"
+        );
+        let socket = parse(&["--socket", "/s", "db", "info"]);
+        assert!(
+            socket
+                .refuse("db info", true, false)
+                .unwrap_err()
+                .contains("--socket /s does not apply")
+        );
+        assert_eq!(GlobalArgs::default().refuse("db pack", true, true), Ok(()));
+    }
 }

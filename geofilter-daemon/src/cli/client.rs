@@ -1,13 +1,13 @@
 //! The client verbs: thin calls over the control socket, printing a table or JSON.
 
 use anyhow::Context as _;
-use serde_json::Value;
+use serde_json::{Value, json};
 
-use super::args::{ChangeArgs, ClientArgs, SocketArgs, StatsArgs, WhyArgs};
+use super::args::{ChangeArgs, ClientArgs, StatsArgs, WhyArgs};
 use crate::{
     control::{
-        client::call,
-        protocol::{Change, ChangeOptions, MAX_WHY_ADDRESSES, Request},
+        client::{ConnectError, call},
+        protocol::{Change, ChangeOptions, MAX_REQUEST_BYTES, MAX_WHY_ADDRESSES, Request},
     },
     paths,
 };
@@ -21,7 +21,7 @@ fn print(args: &ClientArgs, value: &Value, human: impl Fn(&Value) -> String) {
 }
 
 pub fn status(args: &ClientArgs) -> anyhow::Result<()> {
-    let v = call(&args.socket.socket, &Request::Status {})?;
+    let v = call(&args.socket, &Request::Status {})?;
     print(args, &v, |v| {
         let text = |v: &Value| v.as_str().unwrap_or("?").to_owned();
         let join = |v: &Value| {
@@ -130,18 +130,18 @@ fn stats_table(v: &Value, previous: Option<(&Value, f64)>) -> String {
     s
 }
 
-pub fn stats(args: &StatsArgs) -> anyhow::Result<()> {
-    let socket = &args.client.socket.socket;
+pub fn stats(client: &ClientArgs, args: &StatsArgs) -> anyhow::Result<()> {
+    let socket = &client.socket;
     if !args.watch {
         let v = call(socket, &Request::Stats {})?;
-        print(&args.client, &v, |v| stats_table(v, None));
+        print(client, &v, |v| stats_table(v, None));
         return Ok(());
     }
     let mut previous: Option<(Value, std::time::Instant)> = None;
     loop {
         let v = call(socket, &Request::Stats {})?;
         let now = std::time::Instant::now();
-        if args.client.json {
+        if client.json {
             println!("{v}");
         } else {
             let prev = previous
@@ -164,18 +164,39 @@ pub(super) fn caller() -> Option<String> {
         .and_then(|v| v.split_whitespace().next().map(str::to_owned))
 }
 
-/// Sends one policy change with the lockout and commit-confirm options.
-pub fn change(args: &ChangeArgs, change: Change) -> anyhow::Result<()> {
+/// Sends one policy change with the lockout and commit-confirm options; an exception list too
+/// long for one request goes in parts (see [`super::parts`]), each applied atomically.
+pub fn change(client: &ClientArgs, args: &ChangeArgs, change: Change) -> anyhow::Result<()> {
     let opts = ChangeOptions {
         caller: caller(),
         force: args.force,
         confirm_s: args.confirm,
     };
-    let v = call(
-        &args.client.socket.socket,
-        &Request::Change { change, opts },
-    )?;
-    print(&args.client, &v, |v| {
+    let requests = super::parts::split(change, &opts).map_err(anyhow::Error::msg)?;
+    let n = requests.len();
+    if n > 1 && args.confirm.is_some() {
+        // One change at a time may wait for `confirm`; parts 2.. would be refused.
+        anyhow::bail!(
+            "--confirm covers one request, and this list needs {n} (a request holds at most \
+             {MAX_REQUEST_BYTES} bytes): send it without --confirm, or in shorter lists; nothing \
+             was changed"
+        );
+    }
+    let mut v = Value::Null;
+    for (i, request) in requests.iter().enumerate() {
+        v = call(&client.socket, request).map_err(|e| match i {
+            0 => e,
+            _ => e.context(format!(
+                "part {} of {n} refused: the {i} before it were applied and stay, the rest was \
+                 not sent",
+                i + 1
+            )),
+        })?;
+    }
+    if n > 1 {
+        eprintln!("geofilter: sent in {n} parts, each applied atomically on its own");
+    }
+    print(client, &v, |v| {
         let list = |key: &str| -> String {
             v[key]
                 .as_array()
@@ -205,13 +226,13 @@ pub fn change(args: &ChangeArgs, change: Change) -> anyhow::Result<()> {
 }
 
 pub fn confirm(args: &ClientArgs) -> anyhow::Result<()> {
-    let v = call(&args.socket.socket, &Request::Confirm {})?;
+    let v = call(&args.socket, &Request::Confirm {})?;
     print(args, &v, |_| "confirmed\n".to_owned());
     Ok(())
 }
 
 pub fn except_list(args: &ClientArgs) -> anyhow::Result<()> {
-    let v = call(&args.socket.socket, &Request::ExceptList {})?;
+    let v = call(&args.socket, &Request::ExceptList {})?;
     print(args, &v, |v| {
         v.as_object()
             .into_iter()
@@ -222,28 +243,61 @@ pub fn except_list(args: &ClientArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Asks a running daemon to unload; with no daemon, removes the pinned state directly (which
-/// detaches the filter: pinned links are the only thing keeping it attached).
-pub fn unload(args: &SocketArgs) -> anyhow::Result<()> {
-    if args.socket.exists() && call(&args.socket, &Request::Unload {}).is_ok() {
-        // The daemon detaches and unpins before exiting; wait for its pins to go.
-        let root = crate::datapath::bpffs::locate(&paths::pin_root());
-        for _ in 0..100 {
-            if !root.exists() {
-                println!("unloaded");
-                return Ok(());
-            }
-            std::thread::sleep(std::time::Duration::from_millis(50));
-        }
-    }
+/// Asks a running daemon to unload; with no daemon (no socket, or nobody listening on it: one
+/// that was killed), removes the pinned state directly, which detaches the filter: pinned links
+/// are the only thing keeping it attached. A daemon that is there but cannot be reached
+/// (permission denied, a timeout) is an error: "nothing to unload" would be false.
+pub fn unload(args: &ClientArgs) -> anyhow::Result<()> {
     let root = crate::datapath::bpffs::locate(&paths::pin_root());
-    if root.exists() {
-        std::fs::remove_dir_all(&root).with_context(|| format!("removing {}", root.display()))?;
-        println!("removed pinned state at {}", root.display());
-    } else {
-        println!("nothing to unload");
-    }
+    let how = match call(&args.socket, &Request::Unload {}) {
+        Ok(_) => {
+            // The daemon detaches and unpins before exiting; wait (at most 5 s) for its pins to go,
+            // and remove what is left if they do not.
+            let mut left = true;
+            for _ in 0..100 {
+                left = pins_present(&root)?;
+                if !left {
+                    break;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            if left {
+                remove_pins(&root)?;
+            }
+            "daemon"
+        }
+        Err(e) if matches!(e.downcast_ref(), Some(ConnectError::NoDaemon { .. })) => {
+            if pins_present(&root)? {
+                remove_pins(&root)?;
+                "pins"
+            } else {
+                "nothing"
+            }
+        }
+        Err(e) => return Err(e.context("nothing unloaded")),
+    };
+    let text = match how {
+        "daemon" => "unloaded".to_owned(),
+        "pins" => format!(
+            "no daemon running; removed pinned state at {}",
+            root.display()
+        ),
+        _ => "nothing to unload".to_owned(),
+    };
+    print(args, &json!({"unloaded": how, "pin_root": root}), |_| {
+        format!("{text}\n")
+    });
     Ok(())
+}
+
+/// Whether the pin root exists; not being allowed to look is an error, not "no".
+fn pins_present(root: &std::path::Path) -> anyhow::Result<bool> {
+    root.try_exists()
+        .with_context(|| format!("cannot check {} (run as root)", root.display()))
+}
+
+fn remove_pins(root: &std::path::Path) -> anyhow::Result<()> {
+    std::fs::remove_dir_all(root).with_context(|| format!("removing {}", root.display()))
 }
 
 /// Addresses from the arguments, `-` expanding to standard input; a bad one is an error naming
@@ -273,19 +327,19 @@ fn why_addresses(args: &WhyArgs) -> anyhow::Result<Vec<String>> {
     Ok(out)
 }
 
-pub fn why(args: &WhyArgs) -> anyhow::Result<()> {
+pub fn why(client: &ClientArgs, args: &WhyArgs) -> anyhow::Result<()> {
     use std::io::Write as _;
     let addresses = why_addresses(args)?;
     let mut stdout = std::io::BufWriter::new(std::io::stdout().lock());
     for chunk in addresses.chunks(MAX_WHY_ADDRESSES) {
         let answers = call(
-            &args.client.socket.socket,
+            &client.socket,
             &Request::Why {
                 addresses: chunk.to_vec(),
             },
         )?;
         for a in answers.as_array().into_iter().flatten() {
-            if args.client.json {
+            if client.json {
                 writeln!(stdout, "{a}")?;
             } else {
                 writeln!(

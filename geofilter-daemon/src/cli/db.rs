@@ -10,7 +10,7 @@ use std::{
 use anyhow::{Context as _, bail};
 use serde_json::{Value, json};
 
-use super::args::{ClientArgs, DbCommand};
+use super::args::{ClientArgs, DbCommand, GlobalArgs};
 use crate::{
     control::{client::call, protocol::Request},
     geoip::{
@@ -21,31 +21,33 @@ use crate::{
     },
 };
 
-pub fn main(command: DbCommand) -> anyhow::Result<()> {
+pub fn main(command: DbCommand, global: &GlobalArgs) -> anyhow::Result<()> {
+    let client = global.client();
+    let refuse = |verb, socket, json| {
+        global
+            .refuse(verb, socket, json)
+            .map_err(anyhow::Error::msg)
+    };
     match command {
-        DbCommand::Info {
-            dbs,
-            db_format,
-            json,
-        } => db_info(&dbs, db_format, json),
-        DbCommand::Check {
-            files,
-            db_format,
-            json,
-        } => check(&files, db_format, json),
+        DbCommand::Info { dbs, db_format } => {
+            refuse("db info", true, false)?;
+            db_info(&dbs, db_format, client.json)
+        }
+        DbCommand::Check { files, db_format } => {
+            refuse("db check", true, false)?;
+            check(&files, db_format, client.json)
+        }
         DbCommand::Update {
             preset,
             urls,
             dest,
             db_format,
             no_reload,
-            client,
         } => db_update(preset, &urls, &dest, db_format, no_reload, &client),
         DbCommand::Reload {
             dbs,
             embedded,
             force,
-            client,
         } => reload(&dbs, embedded, force, &client),
         DbCommand::Pack {
             dbs,
@@ -55,17 +57,20 @@ pub fn main(command: DbCommand) -> anyhow::Result<()> {
             built,
             origin,
             licence,
-        } => pack(
-            &dbs,
-            &output,
-            PackedMeta {
-                name,
-                version: data_version,
-                built,
-                origin,
-                licence,
-            },
-        ),
+        } => {
+            refuse("db pack", true, true)?;
+            pack(
+                &dbs,
+                &output,
+                PackedMeta {
+                    name,
+                    version: data_version,
+                    built,
+                    origin,
+                    licence,
+                },
+            )
+        }
     }
 }
 
@@ -204,7 +209,7 @@ fn db_update(
             stored.db.countries().len()
         );
     }
-    let socket = &client.socket.socket;
+    let socket = &client.socket;
     if no_reload {
     } else if !socket.exists() {
         if !client.json {
@@ -262,7 +267,7 @@ fn reload(dbs: &[PathBuf], embedded: bool, force: bool, client: &ClientArgs) -> 
         caller: super::client::caller(),
         force,
     };
-    let result = call(&client.socket.socket, &request)?;
+    let result = call(&client.socket, &request)?;
     if client.json {
         println!("{result}");
     } else {

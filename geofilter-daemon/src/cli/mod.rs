@@ -3,6 +3,7 @@
 pub mod args;
 mod client;
 mod db;
+mod parts;
 mod run;
 
 use args::{Cli, Command, ExceptCommand, PolicyCommand, PortsCommand};
@@ -10,17 +11,27 @@ use args::{Cli, Command, ExceptCommand, PolicyCommand, PortsCommand};
 use crate::{control::protocol::Change, policy::Mode};
 
 pub fn main(cli: Cli) -> anyhow::Result<()> {
+    let global = cli.global;
+    let client = global.client();
     match cli.command {
-        Command::Run(args) => run::run(args),
-        Command::Status(args) => client::status(&args),
-        Command::Stats(args) => client::stats(&args),
+        Command::Run(mut args) => {
+            global
+                .refuse("run", false, true)
+                .map_err(anyhow::Error::msg)?;
+            args.socket = client.socket;
+            run::run(args)
+        }
+        Command::Status => client::status(&client),
+        Command::Stats(args) => client::stats(&client, &args),
         Command::Block(args) => client::change(
+            &client,
             &args.change,
             Change::Block {
                 countries: args.countries,
             },
         ),
         Command::Unblock(args) => client::change(
+            &client,
             &args.change,
             Change::Unblock {
                 countries: args.countries,
@@ -28,19 +39,21 @@ pub fn main(cli: Cli) -> anyhow::Result<()> {
         ),
         Command::Policy(args) => match args.command {
             PolicyCommand::Deny(change) => {
-                client::change(&change, Change::Mode { mode: Mode::Deny })
+                client::change(&client, &change, Change::Mode { mode: Mode::Deny })
             }
             PolicyCommand::AllowOnly(change) => client::change(
+                &client,
                 &change,
                 Change::Mode {
                     mode: Mode::AllowOnly,
                 },
             ),
             PolicyCommand::Unknown { action, change } => {
-                client::change(&change, Change::Unknown { action })
+                client::change(&client, &change, Change::Unknown { action })
             }
         },
         Command::Monitor(args) => client::change(
+            &client,
             &args.change,
             Change::Monitor {
                 on: args.state == "on",
@@ -51,23 +64,25 @@ pub fn main(cli: Cli) -> anyhow::Result<()> {
                 cidrs,
                 drop,
                 change,
-            } => client::change(&change, Change::ExceptAdd { cidrs, drop }),
+            } => client::change(&client, &change, Change::ExceptAdd { cidrs, drop }),
             ExceptCommand::Del { cidrs, change } => {
-                client::change(&change, Change::ExceptDel { cidrs })
+                client::change(&client, &change, Change::ExceptDel { cidrs })
             }
-            ExceptCommand::List(args) => client::except_list(&args),
+            ExceptCommand::List => client::except_list(&client),
         },
         Command::Ports(args) => match args.command {
             PortsCommand::Set {
                 only,
                 exempt,
                 change,
-            } => client::change(&change, Change::PortsSet { only, exempt }),
-            PortsCommand::Clear { change } => client::change(&change, Change::PortsClear {}),
+            } => client::change(&client, &change, Change::PortsSet { only, exempt }),
+            PortsCommand::Clear { change } => {
+                client::change(&client, &change, Change::PortsClear {})
+            }
         },
-        Command::Confirm(args) => client::confirm(&args),
-        Command::Why(args) => client::why(&args),
-        Command::Unload(args) => client::unload(&args),
-        Command::Db(args) => db::main(args.command),
+        Command::Confirm => client::confirm(&client),
+        Command::Why(args) => client::why(&client, &args),
+        Command::Unload => client::unload(&client),
+        Command::Db(args) => db::main(args.command, &global),
     }
 }

@@ -58,6 +58,7 @@ fn initial_state(args: &RunArgs) -> anyhow::Result<SavedState> {
     if saved.interfaces.is_empty() {
         bail!("no --iface given, and none in the config or state file");
     }
+    saved.settle_interfaces()?;
     Ok(saved)
 }
 

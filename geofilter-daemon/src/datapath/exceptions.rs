@@ -86,11 +86,17 @@ impl Datapath {
                 .map_err(map_err(names::EXCEPT_V6))
         };
         match result {
-            // Already gone is what we wanted.
+            // Already gone is what we wanted. aya's LpmTrie::remove reports the kernel's ENOENT
+            // (trie_delete_elem in kernel/bpf/lpm_trie.c, for a key not in the trie; seen on
+            // 6.18) as a SyscallError, not as KeyNotFound.
             Err(DatapathError::Map {
                 source: aya::maps::MapError::KeyNotFound,
                 ..
             }) => {}
+            Err(DatapathError::Map {
+                source: aya::maps::MapError::SyscallError(e),
+                ..
+            }) if e.io_error.raw_os_error() == Some(libc::ENOENT) => {}
             other => other?,
         }
         if cidr.addr.is_ipv4() {

@@ -391,8 +391,107 @@ pub fn parse_country(s: &str) -> Result<CountryId, UnknownCountry> {
     }
     Err(UnknownCountry {
         input: s.to_owned(),
+        reserved_for: reservation(t).map(|&(_, name, _)| name),
         suggestions: suggest(t),
     })
+}
+
+/// Two-letter codes people type that are not assigned ISO 3166-1 codes, with what they are and
+/// the assigned codes to use instead: the exceptional reservations (`UK`, `SU`,
+/// `FX`, ...; ISO 3166-1 keeps them for the UPU, the EU or the ITU), the transitional
+/// reservations of withdrawn codes (`YU`, `ZR`, ...), and `EL`, the EU's code for Greece.
+///
+/// They are suggestions, never accepted as aliases: the policy and the state file hold only
+/// assigned codes, and what the operator meant by `SU` or `YU` is theirs to say.
+const RESERVATIONS: &[(&str, &str, &[&str])] = &[
+    ("AC", "reserved for Ascension Island", &["SH"]),
+    (
+        "AN",
+        "withdrawn, was the Netherlands Antilles",
+        &["CW", "SX", "BQ"],
+    ),
+    ("BU", "withdrawn, was Burma", &["MM"]),
+    ("CP", "reserved for Clipperton Island", &["FR"]),
+    ("CQ", "reserved for Sark", &["GG"]),
+    ("CS", "withdrawn, was Serbia and Montenegro", &["RS", "ME"]),
+    ("DG", "reserved for Diego Garcia", &["IO"]),
+    ("EA", "reserved for Ceuta and Melilla", &["ES"]),
+    ("EL", "the EU's code for Greece", &["GR"]),
+    ("EU", "reserved for the European Union", &[]),
+    ("EZ", "reserved for the Eurozone", &[]),
+    ("FX", "reserved for Metropolitan France", &["FR"]),
+    ("IC", "reserved for the Canary Islands", &["ES"]),
+    ("SU", "reserved for the Soviet Union", &["RU"]),
+    ("TA", "reserved for Tristan da Cunha", &["SH"]),
+    ("TP", "withdrawn, was East Timor", &["TL"]),
+    ("UK", "reserved for the United Kingdom", &["GB"]),
+    ("UN", "reserved for the United Nations", &[]),
+    ("YU", "withdrawn, was Yugoslavia", &["RS", "ME"]),
+    ("ZR", "withdrawn, was Zaire", &["CD"]),
+];
+
+/// Names people use that are not the short names in [`COUNTRIES`] (former, informal or
+/// English-keyboard spellings), lower case and unaccented, as [`fold`] makes them.
+const OTHER_NAMES: &[(&str, &str)] = &[
+    ("america", "US"),
+    ("britain", "GB"),
+    ("burma", "MM"),
+    ("cape verde", "CV"),
+    ("czech republic", "CZ"),
+    ("east timor", "TL"),
+    ("england", "GB"),
+    ("great britain", "GB"),
+    ("holland", "NL"),
+    ("ivory coast", "CI"),
+    ("macedonia", "MK"),
+    ("northern ireland", "GB"),
+    ("persia", "IR"),
+    ("russian federation", "RU"),
+    ("scotland", "GB"),
+    ("swaziland", "SZ"),
+    ("turkey", "TR"),
+    ("uae", "AE"),
+    ("usa", "US"),
+    ("vatican", "VA"),
+    ("vietnam", "VN"),
+    ("wales", "GB"),
+    ("zaire", "CD"),
+];
+
+/// The reservation of a two-letter input (any case), if ISO 3166-1 has one.
+fn reservation(
+    input: &str,
+) -> Option<&'static (&'static str, &'static str, &'static [&'static str])> {
+    let upper = input.to_ascii_uppercase();
+    RESERVATIONS.iter().find(|(code, _, _)| *code == upper)
+}
+
+/// Lower case without accents or punctuation, so `Turkiye`, `cote divoire` and `Côte d'Ivoire`
+/// meet.
+fn fold(s: &str) -> String {
+    let mut out = String::new();
+    for c in s.to_lowercase().chars() {
+        let c = match c {
+            'à' | 'á' | 'â' | 'ã' | 'ä' | 'å' => 'a',
+            'ç' => 'c',
+            'è' | 'é' | 'ê' | 'ë' => 'e',
+            'ì' | 'í' | 'î' | 'ï' => 'i',
+            'ñ' => 'n',
+            'ò' | 'ó' | 'ô' | 'õ' | 'ö' => 'o',
+            'ù' | 'ú' | 'û' | 'ü' => 'u',
+            'ý' | 'ÿ' => 'y',
+            c => c,
+        };
+        if c.is_alphanumeric() {
+            out.push(c);
+        } else if c.is_whitespace() || c == '-' {
+            // Word breaks stay, once: "Timor-Leste" and "timor leste" meet.
+            if !out.ends_with(' ') && !out.is_empty() {
+                out.push(' ');
+            }
+        }
+    }
+    out.trim_end().to_owned()
 }
 
 /// A user named a country this project does not know.
@@ -400,6 +499,9 @@ pub fn parse_country(s: &str) -> Result<CountryId, UnknownCountry> {
 pub struct UnknownCountry {
     /// What the user typed.
     pub input: String,
+    /// What the code is, when it is a well-known unassigned one (`UK`: "reserved for the United
+    /// Kingdom").
+    pub reserved_for: Option<&'static str>,
     /// Up to three close known countries, best first.
     pub suggestions: Vec<CountryId>,
 }
@@ -407,6 +509,9 @@ pub struct UnknownCountry {
 impl fmt::Display for UnknownCountry {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "unknown country code {:?}", self.input)?;
+        if let Some(what) = self.reserved_for {
+            write!(f, " (not an assigned ISO 3166-1 code: {what})")?;
+        }
         for (i, &id) in self.suggestions.iter().enumerate() {
             f.write_str(if i == 0 { ": did you mean " } else { ", " })?;
             f.write_str(&code_str(id))?;
@@ -424,16 +529,26 @@ impl fmt::Display for UnknownCountry {
 
 impl std::error::Error for UnknownCountry {}
 
-/// Close known countries for a wrong input: for two letters, the codes that differ in one letter
-/// (same first letter first, then keys close on a QWERTY keyboard); for longer input, countries
-/// whose name starts with or contains it.
+/// Close known countries for a wrong input: for a reserved two-letter code, the assigned codes
+/// ISO points to (`UK` → `GB`); then, for two letters, the codes that differ in one letter (same
+/// first letter first, then keys close on a QWERTY keyboard); for longer input, countries whose
+/// name (or [other name](OTHER_NAMES)) is it, starts with it or contains it.
 fn suggest(input: &str) -> Vec<CountryId> {
     let id_of = |code: &str| {
         let b = code.as_bytes();
         country_id([b[0], b[1]]).expect("known codes are letters")
     };
+    let mut out: Vec<CountryId> = Vec::new();
+    let mut add = |id: CountryId| {
+        if out.len() < 3 && !out.contains(&id) {
+            out.push(id);
+        }
+    };
     let upper = input.to_ascii_uppercase();
     if let &[a, b] = upper.as_bytes() {
+        if let Some((_, _, codes)) = reservation(input) {
+            codes.iter().for_each(|c| add(id_of(c)));
+        }
         let mut close: Vec<(u32, &str)> = COUNTRIES
             .iter()
             .filter_map(|&(code, _)| {
@@ -447,27 +562,39 @@ fn suggest(input: &str) -> Vec<CountryId> {
             })
             .collect();
         close.sort();
-        return close.iter().take(3).map(|&(_, code)| id_of(code)).collect();
+        close.iter().for_each(|&(_, code)| add(id_of(code)));
+        return out;
     }
-    if input.chars().count() < 3 {
-        return Vec::new();
+    let wanted = fold(input);
+    if wanted.chars().count() < 3 {
+        return out;
     }
-    let lower = input.to_lowercase();
-    let mut hits: Vec<(bool, &str)> = COUNTRIES
+    // 0: the whole name, 1: its start, 2: inside it.
+    let names = COUNTRIES
         .iter()
-        .filter_map(|&(code, name)| {
-            let name = name.to_lowercase();
-            if name.starts_with(&lower) {
-                Some((false, code))
-            } else if name.contains(&lower) {
-                Some((true, code))
+        .map(|&(code, name)| (code, fold(name)))
+        .chain(
+            OTHER_NAMES
+                .iter()
+                .map(|&(name, code)| (code, name.to_owned())),
+        );
+    let mut hits: Vec<(u8, &str)> = names
+        .filter_map(|(code, name)| {
+            let rank = if name == wanted {
+                0
+            } else if name.starts_with(&wanted) {
+                1
+            } else if name.contains(&wanted) {
+                2
             } else {
-                None
-            }
+                return None;
+            };
+            Some((rank, code))
         })
         .collect();
     hits.sort();
-    hits.iter().take(3).map(|&(_, code)| id_of(code)).collect()
+    hits.iter().for_each(|&(_, code)| add(id_of(code)));
+    out
 }
 
 /// Rough distance between two letters on a QWERTY keyboard (typos hit neighbouring keys).
@@ -565,6 +692,58 @@ mod tests {
         assert!(
             msg.contains("KP (North Korea)") && msg.contains("KR (South Korea)"),
             "{msg}"
+        );
+        let msg = parse_country("uk").unwrap_err().to_string();
+        assert!(
+            msg.starts_with(
+                "unknown country code \"uk\" (not an assigned ISO 3166-1 code: reserved for the \
+                 United Kingdom): did you mean GB (United Kingdom), "
+            ),
+            "{msg}"
+        );
+        let first = |input: &str| parse_country(input).unwrap_err().suggestions[0];
+        for (input, code) in [
+            ("EL", "GR"),
+            ("SU", "RU"),
+            ("FX", "FR"),
+            ("AC", "SH"),
+            ("CQ", "GG"),
+            ("DG", "IO"),
+            ("EA", "ES"),
+            ("IC", "ES"),
+            ("TA", "SH"),
+            ("CP", "FR"),
+            ("YU", "RS"),
+            ("ZR", "CD"),
+            ("TP", "TL"),
+            ("BU", "MM"),
+            ("Russia", "RU"),
+            ("russian federation", "RU"),
+            ("united kingdom", "GB"),
+            ("Britain", "GB"),
+            ("USA", "US"),
+            ("turkiye", "TR"),
+            ("Turkey", "TR"),
+            ("cote d'ivoire", "CI"),
+            ("Ivory Coast", "CI"),
+            ("timor leste", "TL"),
+            ("Vietnam", "VN"),
+            ("niger", "NE"),
+        ] {
+            assert_eq!(code_str(first(input)), code, "{input}");
+        }
+        // Reservations for no single country still get an explanation.
+        let msg = parse_country("EU").unwrap_err().to_string();
+        assert!(msg.contains("reserved for the European Union"), "{msg}");
+        // Every reservation points at assigned codes.
+        for (code, _, codes) in RESERVATIONS {
+            assert!(!known([code.as_bytes()[0], code.as_bytes()[1]]), "{code}");
+            assert!(codes.iter().all(|c| parse_country(c).is_ok()), "{code}");
+        }
+        assert!(
+            OTHER_NAMES
+                .iter()
+                .all(|(n, c)| fold(n) == *n && parse_country(c).is_ok())
         );
         let msg = parse_country("1").unwrap_err().to_string();
         assert_eq!(
