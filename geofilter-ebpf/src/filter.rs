@@ -73,6 +73,17 @@ pub fn filter<T: CountryTables>(ctx: &XdpContext) -> u32 {
             }
             return xdp_action::XDP_PASS;
         }
+        // Fail closed: the kernel would strip the tags and deliver what is inside (parse.rs).
+        Source::TooManyVlanTags => {
+            if probe.is_none() {
+                maps::count_class(PacketClass::TooManyVlanTags, frame_len);
+            }
+            return if policy.flags & POLICY_MONITOR != 0 {
+                xdp_action::XDP_PASS
+            } else {
+                xdp_action::XDP_DROP
+            };
+        }
     };
     let verdict = decide(ctx, policy, info.country, exception, transport);
     match probe {

@@ -39,13 +39,17 @@ fn be16(f: &[u8], at: usize) -> Option<u16> {
 fn parse(f: &[u8]) -> Result<(IpAddr, u8, usize, bool), PacketClass> {
     let mut ether_type = be16(f, 12).ok_or(PacketClass::Malformed)?;
     let mut at = 14;
-    // Up to two VLAN tags, 802.1Q or 802.1ad, in any order.
-    for _ in 0..2 {
-        if ether_type != 0x8100 && ether_type != 0x88a8 {
+    // Up to eight VLAN tags, 802.1Q or 802.1ad, in any order, any VID; a ninth is refused.
+    let vlan = |t: u16| t == 0x8100 || t == 0x88a8;
+    for _ in 0..8 {
+        if !vlan(ether_type) {
             break;
         }
         ether_type = be16(f, at + 2).ok_or(PacketClass::Malformed)?;
         at += 4;
+    }
+    if vlan(ether_type) {
+        return Err(PacketClass::TooManyVlanTags);
     }
     match ether_type {
         0x0800 => {
@@ -143,8 +147,15 @@ pub fn expect(frame: &[u8], db: &CompiledDb, policy: &DesiredPolicy) -> Expected
     let (src, protocol, at, later) = match parse(frame) {
         Ok(parsed) => parsed,
         Err(class) => {
+            // Frames too deep in VLAN tags to classify are dropped, except in monitor mode; all
+            // other frames without a source pass.
+            let action = if class == PacketClass::TooManyVlanTags && !policy.monitor {
+                XDP_DROP
+            } else {
+                XDP_PASS
+            };
             return Expected {
-                action: XDP_PASS,
+                action,
                 class,
                 country: None,
             };

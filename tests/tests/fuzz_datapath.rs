@@ -105,13 +105,29 @@ fn transport(rng: &mut Rng) -> (u8, Vec<u8>) {
 /// extension chains, TCP/UDP/ICMP with short headers; then maybe cut and maybe mutated.
 fn frame(rng: &mut Rng) -> Vec<u8> {
     let mut f = vec![2, 0, 0, 0, 0, 2, 2, 0, 0, 0, 0, 1];
-    for _ in 0..rng.below(4) {
-        if !rng.chance(60) {
-            break;
-        }
-        let tpid = *rng.pick(&[0x8100u16, 0x88a8, 0x8100, 0x9100]);
+    // VLAN stacks of 0-6 tags, now and then up to 10 (past the eight the program follows), half
+    // the VIDs 0 (priority tags, which the kernel strips), the rest anything with any PCP.
+    let tags = if rng.chance(5) {
+        7 + rng.below(4)
+    } else if rng.chance(50) {
+        0
+    } else {
+        rng.below(7)
+    };
+    for _ in 0..tags {
+        // 0x9100 (no VLAN TPID to the kernel) ends the stack, so it is rare.
+        let tpid = if rng.chance(5) {
+            0x9100
+        } else {
+            *rng.pick(&[0x8100u16, 0x88a8])
+        };
+        let tci = if rng.chance(50) {
+            u16::from(rng.byte() & 0xe0) << 8
+        } else {
+            rng.next_u64() as u16
+        };
         f.extend_from_slice(&tpid.to_be_bytes());
-        f.extend_from_slice(&[rng.byte() & 0x0f, rng.byte()]);
+        f.extend_from_slice(&tci.to_be_bytes());
     }
     let v6 = rng.chance(45);
     let ether_type = match rng.below(20) {

@@ -310,16 +310,6 @@ fn packet_table_deny_ru() {
             country: Some((ru, Verdict::Drop)),
         },
         Case {
-            name: "three VLAN tags: not parsed as IP",
-            frame: eth4(
-                &[(ETH_P_8021AD, 1), (ETH_P_8021Q, 2), (ETH_P_8021Q, 3)],
-                &udp4(RU_V4, Ipv4Opts::default()),
-            ),
-            action: XDP_PASS,
-            class: PacketClass::NonIp,
-            country: None,
-        },
-        Case {
             name: "ARP",
             frame: frame::ethernet(&[], ETH_P_ARP, &frame::arp(RU_V4, DST_V4)),
             action: XDP_PASS,
@@ -392,6 +382,163 @@ fn packet_table_deny_ru() {
     }
 }
 
+/// `n` 802.1Q priority tags (VID 0), which the kernel strips one after another and delivers the
+/// packet inside (see parse.rs).
+fn priority_tags(n: usize) -> Vec<(u16, u16)> {
+    vec![(ETH_P_8021Q, 0); n]
+}
+
+#[test]
+fn vlan_stacks_are_classified_by_the_packet_inside() {
+    let dp = datapath(&block_ru());
+    let ru = cc(b"RU");
+    let de = cc(b"DE");
+    let qinq_mix = [
+        (ETH_P_8021AD, 100),
+        (ETH_P_8021Q, 0),
+        (ETH_P_8021AD, 0),
+        (ETH_P_8021Q, 10),
+        (ETH_P_8021Q, 0),
+        (ETH_P_8021Q, 4095),
+    ];
+    let cases = vec![
+        Case {
+            name: "three VID-0 tags IPv4 from RU",
+            frame: eth4(&priority_tags(3), &udp4(RU_V4, Ipv4Opts::default())),
+            action: XDP_DROP,
+            class: PacketClass::Ipv4,
+            country: Some((ru, Verdict::Drop)),
+        },
+        Case {
+            name: "four VID-0 tags IPv4 from RU",
+            frame: eth4(&priority_tags(4), &udp4(RU_V4, Ipv4Opts::default())),
+            action: XDP_DROP,
+            class: PacketClass::Ipv4,
+            country: Some((ru, Verdict::Drop)),
+        },
+        Case {
+            name: "three VID-0 tags IPv6 from RU",
+            frame: frame::ethernet(&priority_tags(3), ETH_P_IPV6, &udp6(RU_V6)),
+            action: XDP_DROP,
+            class: PacketClass::Ipv6,
+            country: Some((ru, Verdict::Drop)),
+        },
+        Case {
+            name: "four VID-0 tags IPv6 from RU",
+            frame: frame::ethernet(&priority_tags(4), ETH_P_IPV6, &udp6(RU_V6)),
+            action: XDP_DROP,
+            class: PacketClass::Ipv6,
+            country: Some((ru, Verdict::Drop)),
+        },
+        Case {
+            name: "three tags, non-zero VIDs (802.1ad, 802.1Q, 802.1Q) IPv4 from RU",
+            frame: eth4(
+                &[(ETH_P_8021AD, 1), (ETH_P_8021Q, 2), (ETH_P_8021Q, 3)],
+                &udp4(RU_V4, Ipv4Opts::default()),
+            ),
+            action: XDP_DROP,
+            class: PacketClass::Ipv4,
+            country: Some((ru, Verdict::Drop)),
+        },
+        Case {
+            name: "six tags, QinQ and VID 0 mixed, IPv4 from RU",
+            frame: eth4(&qinq_mix, &udp4(RU_V4, Ipv4Opts::default())),
+            action: XDP_DROP,
+            class: PacketClass::Ipv4,
+            country: Some((ru, Verdict::Drop)),
+        },
+        Case {
+            name: "six tags, QinQ and VID 0 mixed, IPv6 from RU",
+            frame: frame::ethernet(&qinq_mix, ETH_P_IPV6, &udp6(RU_V6)),
+            action: XDP_DROP,
+            class: PacketClass::Ipv6,
+            country: Some((ru, Verdict::Drop)),
+        },
+        Case {
+            name: "six VID-0 tags IPv4 from DE",
+            frame: eth4(&priority_tags(6), &udp4(DE_V4, Ipv4Opts::default())),
+            action: XDP_PASS,
+            class: PacketClass::Ipv4,
+            country: Some((de, Verdict::Pass)),
+        },
+        Case {
+            name: "six VID-0 tags IPv6 from DE",
+            frame: frame::ethernet(&priority_tags(6), ETH_P_IPV6, &udp6(DE_V6)),
+            action: XDP_PASS,
+            class: PacketClass::Ipv6,
+            country: Some((de, Verdict::Pass)),
+        },
+        Case {
+            name: "eight VID-0 tags (the most followed) IPv4 from RU",
+            frame: eth4(&priority_tags(8), &udp4(RU_V4, Ipv4Opts::default())),
+            action: XDP_DROP,
+            class: PacketClass::Ipv4,
+            country: Some((ru, Verdict::Drop)),
+        },
+        Case {
+            name: "nine VID-0 tags IPv4 from DE: dropped unclassified",
+            frame: eth4(&priority_tags(9), &udp4(DE_V4, Ipv4Opts::default())),
+            action: XDP_DROP,
+            class: PacketClass::TooManyVlanTags,
+            country: None,
+        },
+        Case {
+            name: "twelve VID-0 tags IPv6 from RU: dropped unclassified",
+            frame: frame::ethernet(&priority_tags(12), ETH_P_IPV6, &udp6(RU_V6)),
+            action: XDP_DROP,
+            class: PacketClass::TooManyVlanTags,
+            country: None,
+        },
+        Case {
+            name: "nine tags then nothing: the ninth TPID is all there is",
+            frame: frame::ethernet(&priority_tags(8), ETH_P_8021AD, &[]),
+            action: XDP_DROP,
+            class: PacketClass::TooManyVlanTags,
+            country: None,
+        },
+        Case {
+            name: "five tags then ARP",
+            frame: frame::ethernet(&priority_tags(5), ETH_P_ARP, &frame::arp(RU_V4, DST_V4)),
+            action: XDP_PASS,
+            class: PacketClass::NonIp,
+            country: None,
+        },
+        Case {
+            // 0x9100 is an old pre-802.1ad QinQ TPID; the kernel's eth_type_vlan() does not
+            // know it, so nothing behind it reaches the IP stack.
+            name: "0x9100 tag: not a VLAN TPID to the kernel",
+            frame: eth4(&[(0x9100, 0)], &udp4(RU_V4, Ipv4Opts::default())),
+            action: XDP_PASS,
+            class: PacketClass::NonIp,
+            country: None,
+        },
+        Case {
+            name: "fourth tag cut after its TCI",
+            frame: frame::ethernet(&priority_tags(3), ETH_P_8021Q, &[0, 0]),
+            action: XDP_PASS,
+            class: PacketClass::Malformed,
+            country: None,
+        },
+        Case {
+            name: "five tags, IPv4 header cut before the source address",
+            frame: eth4(&priority_tags(5), &udp4(RU_V4, Ipv4Opts::default())[..14]),
+            action: XDP_PASS,
+            class: PacketClass::Malformed,
+            country: None,
+        },
+        Case {
+            name: "seven tags, IPv6 header cut inside the source address",
+            frame: frame::ethernet(&priority_tags(7), ETH_P_IPV6, &udp6(RU_V6)[..20]),
+            action: XDP_PASS,
+            class: PacketClass::Malformed,
+            country: None,
+        },
+    ];
+    for case in &cases {
+        check_row(&dp, case);
+    }
+}
+
 #[test]
 fn monitor_mode_counts_would_drop_and_passes() {
     let dp = datapath(&DesiredPolicy {
@@ -416,6 +563,16 @@ fn monitor_mode_counts_would_drop_and_passes() {
             action: XDP_PASS,
             class: PacketClass::Ipv6,
             country: Some((cc(b"DE"), Verdict::Pass)),
+        },
+    );
+    check_row(
+        &dp,
+        &Case {
+            name: "monitor: nine VLAN tags pass, counted",
+            frame: eth4(&priority_tags(9), &udp4(RU_V4, Ipv4Opts::default())),
+            action: XDP_PASS,
+            class: PacketClass::TooManyVlanTags,
+            country: None,
         },
     );
 }

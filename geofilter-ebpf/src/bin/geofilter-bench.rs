@@ -46,7 +46,7 @@ fn parse_only(ctx: &XdpContext) {
         Source::V6(addr, transport) => {
             core::hint::black_box((addr, transport.offset));
         }
-        Source::NotIp | Source::Malformed => {}
+        Source::NotIp | Source::Malformed | Source::TooManyVlanTags => {}
     }
 }
 
