@@ -8,6 +8,7 @@
 
 pub mod bench;
 pub mod country;
+pub mod embedded;
 pub mod maps;
 pub mod table;
 

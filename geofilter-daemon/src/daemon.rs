@@ -273,17 +273,23 @@ impl Daemon {
 
 /// Refuses `next` when it would drop the operator's own connection.
 fn check_lockout(state: &State, next: &DesiredPolicy, caller: &str) -> Result<(), String> {
-    let addr: IpAddr = caller
+    let caller: IpAddr = caller
         .parse()
         .map_err(|_| format!("caller address {caller:?} is not an IP address"))?;
+    // `::ffff:a.b.c.d` (sshd on a dual-stack socket) is filtered as a.b.c.d, and so checked.
+    let (addr, embedding) = policy::filtered_as(caller);
     let country = state
         .db
         .lookup(addr)
         .map_or(UNKNOWN_COUNTRY, |p| p.info.country);
     if next.would_drop(addr, country) {
+        let shown = match embedding {
+            Some(kind) => format!("{caller} ({} address of {addr})", kind.name()),
+            None => caller.to_string(),
+        };
         return Err(format!(
-            "refused: this change would drop your own session's address {addr} ({}). Add it as an \
-             exception first (`geofilter except add {addr}`), or pass --force",
+            "refused: this change would drop your own session's address {shown} ({}). Add it as \
+             an exception first (`geofilter except add {addr}`), or pass --force",
             report::country_name(country)
         ));
     }

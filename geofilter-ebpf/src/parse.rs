@@ -2,6 +2,7 @@
 //! bounds check the verifier demands (`data + offset + size <= data_end`).
 
 use aya_ebpf::programs::XdpContext;
+use geofilter_common::{PacketClass, embedded::embedded_ipv4};
 
 const ETH_HLEN: usize = 14;
 const ETH_P_IP: u16 = 0x0800;
@@ -31,7 +32,9 @@ const IPV6_SADDR_OFFSET: usize = 8;
 /// What the parser found: the source address in network byte order with where its transport
 /// header starts, or why there is none.
 pub enum Source {
-    V4([u8; 4], Transport),
+    /// An IPv4 source, from an IPv4 header or embedded in an IPv6 source (then `class` is
+    /// [`PacketClass::Ipv6`]: the frame is counted as what it is, filtered as what it stands for).
+    V4([u8; 4], Transport, PacketClass),
     V6([u8; 16], Transport),
     NotIp,
     Malformed,
@@ -141,6 +144,7 @@ pub fn parse_source(ctx: &XdpContext) -> Source {
                     offset: offset + ((first & 0x0f) as usize) * 4,
                     later_fragment: fragment_offset != 0,
                 },
+                PacketClass::Ipv4,
             )
         }
         ETH_P_IPV6 => {
@@ -155,14 +159,18 @@ pub fn parse_source(ctx: &XdpContext) -> Source {
             };
             let mut addr = [0u8; 16];
             addr.copy_from_slice(&header[IPV6_SADDR_OFFSET..IPV6_SADDR_OFFSET + 16]);
-            Source::V6(
-                addr,
-                Transport {
-                    protocol: header[6],
-                    offset: offset + IPV6_HLEN,
-                    later_fragment: false,
-                },
-            )
+            let transport = Transport {
+                protocol: header[6],
+                offset: offset + IPV6_HLEN,
+                later_fragment: false,
+            };
+            // IPv4-mapped, -compatible, NAT64, 6to4 and Teredo sources stand for an IPv4 host
+            // and are filtered as it (why: geofilter_common::embedded). Looked up as IPv6 they
+            // were unknown, so `::ffff:77.88.8.8` passed a deny list blocking RU (issue 10).
+            match embedded_ipv4(&addr) {
+                Some((v4, _)) => Source::V4(v4, transport, PacketClass::Ipv6),
+                None => Source::V6(addr, transport),
+            }
         }
         // Checked after the IP arms, so IP frames pay nothing for it.
         t if is_vlan(t) => Source::TooManyVlanTags,

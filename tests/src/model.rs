@@ -2,7 +2,7 @@
 //! restated from the documented rules (README "Operating it", parse.rs comments), written
 //! independently of the kernel code so the two can be compared frame by frame.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr};
 
 use geofilter_common::{PacketClass, UNKNOWN_COUNTRY, Verdict};
 use geofilter_daemon::{
@@ -68,10 +68,31 @@ fn parse(f: &[u8]) -> Result<(IpAddr, u8, usize, bool), PacketClass> {
                 return Err(PacketClass::Malformed);
             }
             let src: [u8; 16] = f[at + 8..at + 24].try_into().unwrap();
-            Ok((IpAddr::from(src), f[at + 6], at + 40, false))
+            Ok((IpAddr::V6(src.into()), f[at + 6], at + 40, false))
         }
         _ => Err(PacketClass::NonIp),
     }
+}
+
+/// The address a source is filtered as: IPv6 sources that embed an IPv4 address (IPv4-mapped
+/// `::ffff:0:0/96`, IPv4-compatible `::/96` but not `::` or `::1`, NAT64 `64:ff9b::/96`, 6to4
+/// `2002::/16` with the IPv4 address in bits 16-47, Teredo `2001::/32` with the client's address
+/// inverted in the last 32 bits) are filtered as that IPv4 address.
+fn filtered_as(src: IpAddr) -> IpAddr {
+    let IpAddr::V6(v6) = src else {
+        return src;
+    };
+    let s = v6.segments();
+    let last = Ipv4Addr::new((s[6] >> 8) as u8, s[6] as u8, (s[7] >> 8) as u8, s[7] as u8);
+    let v4 = match s {
+        [0, 0, 0, 0, 0, 0xffff, _, _] => last,
+        [0, 0, 0, 0, 0, 0, _, _] if u32::from(last) > 1 => last,
+        [0x64, 0xff9b, 0, 0, 0, 0, _, _] => last,
+        [0x2002, hi, lo, ..] => Ipv4Addr::from((u32::from(hi) << 16) | u32::from(lo)),
+        [0x2001, 0, ..] => Ipv4Addr::from(!u32::from(last)),
+        _ => return src,
+    };
+    IpAddr::V4(v4)
 }
 
 /// The destination port: IPv6 extension headers are followed, at most eight, and never past
@@ -161,11 +182,13 @@ pub fn expect(frame: &[u8], db: &CompiledDb, policy: &DesiredPolicy) -> Expected
             };
         }
     };
+    // Counted as the frame's family, filtered as the address it stands for.
     let class = if src.is_ipv4() {
         PacketClass::Ipv4
     } else {
         PacketClass::Ipv6
     };
+    let src = filtered_as(src);
     let country = db.lookup(src).map_or(UNKNOWN_COUNTRY, |p| p.info.country);
     let drop = if policy.monitor {
         Verdict::WouldDrop

@@ -657,3 +657,86 @@ fn vlan_stacks_deliver_nothing_from_blocked_sources_native() {
 fn vlan_stacks_deliver_nothing_from_blocked_sources_skb() {
     vlan_stacks_deliver_nothing_from_blocked_sources("skb");
 }
+
+/// Issue 10 defect 4: a packet from `::ffff:77.88.8.8` was delivered under `--block RU`, `why`
+/// called it unknown, and the lockout check let an operator connected that way block herself.
+/// IPv6 sources embedding an IPv4 address are filtered as it (geofilter_common::embedded): none
+/// from RU arrives, the DE ones do (so the kernel delivers such sources, and RU's zero is the
+/// filter's), and `why` and the lockout check say the same.
+#[test]
+fn ipv6_sources_embedding_blocked_ipv4_are_dropped_and_explained() {
+    // RU_V4 = 5.45.200.7 = 052d:c807, DE_V4 = 46.114.1.1 = 2e72:0101.
+    let blocked = [
+        "::ffff:5.45.200.7",
+        "::5.45.200.7",
+        "64:ff9b::5.45.200.7",
+        "2002:52d:c807::1",
+        "2001:0:4136:e378:8000:63bf:fad2:37f8",
+    ];
+    let allowed = [
+        "::ffff:46.114.1.1",
+        "::46.114.1.1",
+        "64:ff9b::46.114.1.1",
+        "2002:2e72:101::1",
+        "2001:0:4136:e378:8000:63bf:d18d:fefe",
+    ];
+    let s = Scene::new(&[RU_V4, DE_V4], &["--block", "RU", "--xdp-mode", "native"]);
+    let raw = RawSender::open(&s.pair);
+    const N: u64 = 50;
+    let sink = UdpSink::bind(&s.pair.server, &[ip(SERVER_V6)]);
+    for src in blocked.iter().chain(&allowed) {
+        raw.send(&raw.udp_frame(&[], ip(src)), N);
+    }
+    let got = sink.collect(Duration::from_millis(500));
+    for src in blocked {
+        assert_eq!(
+            got.get(&ip(src)).copied().unwrap_or(0),
+            0,
+            "datagrams from {src} (a RU IPv4 address) were delivered"
+        );
+    }
+    for src in allowed {
+        assert_eq!(
+            got.get(&ip(src)).copied().unwrap_or(0),
+            N,
+            "datagrams from {src} (a DE IPv4 address)"
+        );
+    }
+    assert_eq!(s.daemon.packets("RU", "drop"), 5 * N, "RU drops");
+    assert_eq!(s.daemon.packets("DE", "pass"), 5 * N, "DE passes");
+
+    for (addr, filtered, country, verdict) in [
+        (blocked[0], RU_V4, "RU", "drop"),
+        (blocked[3], RU_V4, "RU", "drop"),
+        (allowed[1], DE_V4, "DE", "pass"),
+    ] {
+        let answer = &s.daemon.cli_json(&["why", addr]);
+        assert_eq!(answer["filtered_as"], filtered, "{answer}");
+        assert_eq!(answer["country"], country, "{answer}");
+        assert_eq!(answer["verdict"], verdict, "{answer}");
+        assert!(
+            answer["reason"]
+                .as_str()
+                .is_some_and(|r| r.contains("filtered as")),
+            "{answer}"
+        );
+    }
+
+    // Lockout: an SSH session from the IPv4-mapped form of a DE address may not block DE.
+    let mut block_de = s.daemon.cli_command(&["block", "DE"]);
+    block_de.env(
+        "SSH_CONNECTION",
+        format!("::ffff:{DE_V4} 51234 {SERVER_V6} 22"),
+    );
+    let out = block_de.output().expect("running the CLI");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("refused") && err.contains(DE_V4),
+        "blocking the country of an IPv4-mapped caller: {err}"
+    );
+    assert_eq!(
+        s.daemon.cli_json(&["status"])["policy"]["countries"],
+        serde_json::json!(["RU"]),
+        "nothing applied"
+    );
+}

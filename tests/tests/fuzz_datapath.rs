@@ -58,7 +58,34 @@ fn source(rng: &mut Rng, v6: bool) -> IpAddr {
         "2001:db8:1:3::5",
         "2001:db8:1:3::6",
         "fd00::1",
+        // Embedding IPv4 addresses of the pool (filtered as those) and near misses.
+        "::ffff:5.45.200.7",
+        "::ffff:77.88.40.2",
+        "::46.114.9.9",
+        "::1",
+        "::",
+        "64:ff9b::203.0.114.7",
+        "64:ff9b:1::203.0.114.7",
+        "2002:4d58:2802::1",
+        "2002:cb00:7109:ffff::1",
+        "2001:0:4136:e378:8000:63bf:fad2:37f8",
+        "2001:0:4136:e378:8000:63bf:34ff:8ef6",
+        "::fffe:5.45.200.7",
     ];
+    if v6 && rng.chance(5) {
+        // Any IPv4 address, embedded in any of the five ways.
+        let v4 = rng.next_u64() as u32;
+        let (hi, lo) = ((v4 >> 16) as u16, v4 as u16);
+        let (nhi, nlo) = ((!v4 >> 16) as u16, !v4 as u16);
+        let tail = rng.next_u64() as u16;
+        return IpAddr::V6(*rng.pick(&[
+            Ipv6Addr::new(0, 0, 0, 0, 0, 0xffff, hi, lo),
+            Ipv6Addr::new(0, 0, 0, 0, 0, 0, hi, lo),
+            Ipv6Addr::new(0x64, 0xff9b, 0, 0, 0, 0, hi, lo),
+            Ipv6Addr::new(0x2002, hi, lo, tail, 0, 0, 0, tail),
+            Ipv6Addr::new(0x2001, 0, tail, tail, 0, tail, nhi, nlo),
+        ]));
+    }
     if rng.chance(20) {
         // Anywhere at all.
         return if v6 {
@@ -250,6 +277,9 @@ fn policy(rng: &mut Rng) -> DesiredPolicy {
         "2a02:6b8::/48",
         "2001:db8:1:3::/64",
         "2a02:6b9::/32",
+        // Cover the v4 pool, so embedded sources meet exceptions too.
+        "77.88.32.0/20",
+        "46.114.9.9/32",
     ];
     for e in exceptions {
         if rng.chance(25) {

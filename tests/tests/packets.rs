@@ -577,6 +577,116 @@ fn monitor_mode_counts_would_drop_and_passes() {
     );
 }
 
+/// IPv6 sources that embed an IPv4 address, written out by hand (RU_V4 is 5.45.200.7 =
+/// 052d:c807, DE_V4 is 46.114.1.1 = 2e72:0101).
+const RU_MAPPED: Ipv6Addr = Ipv6Addr::new(0, 0, 0, 0, 0, 0xffff, 0x052d, 0xc807);
+const DE_MAPPED: Ipv6Addr = Ipv6Addr::new(0, 0, 0, 0, 0, 0xffff, 0x2e72, 0x0101);
+const RU_COMPATIBLE: Ipv6Addr = Ipv6Addr::new(0, 0, 0, 0, 0, 0, 0x052d, 0xc807);
+const RU_NAT64: Ipv6Addr = Ipv6Addr::new(0x64, 0xff9b, 0, 0, 0, 0, 0x052d, 0xc807);
+const RU_6TO4: Ipv6Addr = Ipv6Addr::new(0x2002, 0x052d, 0xc807, 0, 0, 0, 0, 1);
+const DE_6TO4: Ipv6Addr = Ipv6Addr::new(0x2002, 0x2e72, 0x0101, 0x77, 0, 0, 0, 1);
+/// Teredo server 65.54.227.120, client 5.45.200.7 stored inverted (RFC 4380 section 4).
+const RU_TEREDO: Ipv6Addr =
+    Ipv6Addr::new(0x2001, 0, 0x4136, 0xe378, 0x8000, 0x63bf, 0xfad2, 0x37f8);
+
+fn udp6_row(name: &'static str, src: Ipv6Addr, action: u32, country: (u16, Verdict)) -> Case {
+    Case {
+        name,
+        frame: frame::ethernet(&[], ETH_P_IPV6, &udp6(src)),
+        action,
+        class: PacketClass::Ipv6,
+        country: Some(country),
+    }
+}
+
+#[test]
+fn ipv6_sources_embedding_ipv4_are_filtered_as_that_ipv4_address() {
+    let dp = datapath(&block_ru());
+    let ru = (cc(b"RU"), Verdict::Drop);
+    let de = (cc(b"DE"), Verdict::Pass);
+    let unknown = (UNKNOWN_COUNTRY, Verdict::Pass);
+    let cases = [
+        udp6_row("IPv4-mapped RU", RU_MAPPED, XDP_DROP, ru),
+        udp6_row("IPv4-mapped DE", DE_MAPPED, XDP_PASS, de),
+        udp6_row("IPv4-compatible RU", RU_COMPATIBLE, XDP_DROP, ru),
+        udp6_row("NAT64 well-known prefix RU", RU_NAT64, XDP_DROP, ru),
+        udp6_row("6to4 RU", RU_6TO4, XDP_DROP, ru),
+        udp6_row("6to4 DE", DE_6TO4, XDP_PASS, de),
+        udp6_row("Teredo client in RU", RU_TEREDO, XDP_DROP, ru),
+        udp6_row(
+            "IPv4-mapped unplaced",
+            Ipv6Addr::new(0, 0, 0, 0, 0, 0xffff, 0xc000, 0x0201),
+            XDP_PASS,
+            unknown,
+        ),
+        udp6_row(
+            "::1 is no IPv4-compatible address",
+            Ipv6Addr::LOCALHOST,
+            XDP_PASS,
+            unknown,
+        ),
+        udp6_row(
+            "local-use NAT64 prefix 64:ff9b:1::/48: an IPv6 address",
+            Ipv6Addr::new(0x64, 0xff9b, 1, 0, 0, 0, 0x052d, 0xc807),
+            XDP_PASS,
+            unknown,
+        ),
+        udp6_row(
+            "::fffe:5.45.200.7: an IPv6 address",
+            Ipv6Addr::new(0, 0, 0, 0, 0, 0xfffe, 0x052d, 0xc807),
+            XDP_PASS,
+            unknown,
+        ),
+    ];
+    for case in &cases {
+        check_row(&dp, case);
+    }
+    let allow_de = datapath(&DesiredPolicy {
+        mode: Mode::AllowOnly,
+        countries: [cc(b"DE")].into(),
+        unknown: UnknownAction::Drop,
+        ..Default::default()
+    });
+    check_row(
+        &allow_de,
+        &udp6_row("allow-only DE: 6to4 DE", DE_6TO4, XDP_PASS, de),
+    );
+    check_row(
+        &allow_de,
+        &udp6_row("allow-only DE: NAT64 RU", RU_NAT64, XDP_DROP, ru),
+    );
+}
+
+#[test]
+fn ipv4_exceptions_decide_for_ipv6_sources_embedding_them() {
+    let dp = with_rules(
+        block_ru(),
+        &[
+            ("5.45.200.7/32", ExceptionAction::Pass),
+            ("46.114.0.0/16", ExceptionAction::Drop),
+        ],
+        PortScope::default(),
+    );
+    check_row(
+        &dp,
+        &udp6_row(
+            "IPv4-mapped RU under an IPv4 pass exception",
+            RU_MAPPED,
+            XDP_PASS,
+            (cc(b"RU"), Verdict::Pass),
+        ),
+    );
+    check_row(
+        &dp,
+        &udp6_row(
+            "6to4 DE under an IPv4 drop exception",
+            DE_6TO4,
+            XDP_DROP,
+            (cc(b"DE"), Verdict::Drop),
+        ),
+    );
+}
+
 #[test]
 fn allow_only_with_unknown_dropped() {
     let policy = DesiredPolicy {

@@ -40,7 +40,7 @@ static GF_BENCH_NEXT: PerCpuArray<u32, 1> = PerCpuArray::new();
 #[inline(always)]
 fn parse_only(ctx: &XdpContext) {
     match parse_source(ctx) {
-        Source::V4(addr, transport) => {
+        Source::V4(addr, transport, _) => {
             core::hint::black_box((addr, transport.offset));
         }
         Source::V6(addr, transport) => {
