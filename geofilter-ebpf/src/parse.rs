@@ -14,10 +14,11 @@ const VLAN_HLEN: usize = 4;
 /// `__netif_receive_skb_core` (net/core/dev.c) runs XDP first, then pops one tag with
 /// `skb_vlan_untag`; a VID with a VLAN device goes `another_round` on that device
 /// (`vlan_do_receive`), and a VID-0 (802.1p priority) tag is stripped and the next one examined
-/// (the `check_vlan_id` loop, since 5.3), without limit. Only a non-zero VID without a VLAN device
-/// stops it, as PACKET_OTHERHOST, which `ip_rcv`/`ipv6_rcv` discard. So a blocked source behind
-/// three VID-0 tags reached the stack when the parser gave up after two (issue 10). Both TPIDs are
-/// the kernel's `eth_type_vlan()` set; anything else (0x9100, ...) is no VLAN to it.
+/// (the `check_vlan_id` loop of "net: handle 802.1P vlan 0 packets properly", netdev June 2019,
+/// v5.2), without limit. Only a non-zero VID without a VLAN device stops it, as PACKET_OTHERHOST,
+/// which `ip_rcv`/`ipv6_rcv` discard. So a blocked source behind three VID-0 tags reached the
+/// stack when the parser gave up after two (issue 10). Both TPIDs are the kernel's
+/// `eth_type_vlan()` set; anything else (0x9100, ...) is no VLAN to it.
 ///
 /// Eight covers every real stack (QinQ is two) with room for priority tags; a frame that still
 /// has a tag after eight is [`Source::TooManyVlanTags`], dropped rather than passed, because the
