@@ -8,6 +8,7 @@
 
 pub mod bench;
 pub mod country;
+pub mod embedded;
 pub mod maps;
 pub mod table;
 
@@ -42,20 +43,25 @@ impl Verdict {
 pub enum PacketClass {
     Ipv4 = 0,
     Ipv6 = 1,
-    /// An EtherType that is neither IPv4 nor IPv6 (ARP, LLDP, a third VLAN tag, ...): passed.
+    /// An EtherType that is neither IPv4 nor IPv6 (ARP, LLDP, ...), under up to eight VLAN tags:
+    /// passed.
     NonIp = 2,
     /// Too short for the headers its EtherType announces, or an IP header whose version field
     /// contradicts the EtherType: passed, because the kernel's own stack discards it anyway.
     Malformed = 3,
+    /// More than eight VLAN tags: dropped (passed in monitor mode), because the kernel strips
+    /// any number of VID-0 tags and would deliver the packet inside unfiltered.
+    TooManyVlanTags = 4,
 }
 
 impl PacketClass {
-    pub const COUNT: u32 = 4;
-    pub const ALL: [PacketClass; 4] = [
+    pub const COUNT: u32 = 5;
+    pub const ALL: [PacketClass; 5] = [
         PacketClass::Ipv4,
         PacketClass::Ipv6,
         PacketClass::NonIp,
         PacketClass::Malformed,
+        PacketClass::TooManyVlanTags,
     ];
 
     pub const fn name(self) -> &'static str {
@@ -64,6 +70,7 @@ impl PacketClass {
             PacketClass::Ipv6 => "ipv6",
             PacketClass::NonIp => "non_ip",
             PacketClass::Malformed => "malformed",
+            PacketClass::TooManyVlanTags => "too_many_vlan_tags",
         }
     }
 }
@@ -174,7 +181,8 @@ impl PortSet {
 /// an allow-list into a deny-list).
 ///
 /// 3: country tables became stride tables ([`table`]) instead of LPM tries.
-pub const POLICY_SCHEMA: u32 = 3;
+/// 4: a fifth packet class ([`PacketClass::TooManyVlanTags`]) in the class counters.
+pub const POLICY_SCHEMA: u32 = 4;
 
 /// The whole filtering decision, one value, swapped in one step.
 ///

@@ -2,16 +2,41 @@
 //! is undone alone. Parsing happens here, so a change with one bad country code or CIDR is refused
 //! whole, before anything reaches the kernel.
 
-use std::collections::BTreeSet;
+use std::{
+    collections::BTreeSet,
+    net::{IpAddr, Ipv6Addr},
+};
 
 use geofilter_common::CountryId;
 
 use crate::{
     control::protocol::Change,
     daemon::parse_countries,
-    policy::DesiredPolicy,
+    policy::{self, DesiredPolicy},
     rules::{Cidr, ExceptionAction, PortRange},
 };
+
+/// Refuses an IPv6 exception that no packet can meet: every address in it embeds an IPv4
+/// address, and packets from those are filtered as that IPv4 address, whose exceptions apply
+/// ([`policy::filtered_as`]).
+fn refuse_embedded(cidr: &Cidr) -> Result<(), String> {
+    let IpAddr::V6(first) = cidr.addr else {
+        return Ok(());
+    };
+    let last =
+        Ipv6Addr::from(u128::from(first) | u128::MAX.checked_shr(cidr.len.into()).unwrap_or(0));
+    match (
+        policy::filtered_as(first.into()),
+        policy::filtered_as(last.into()),
+    ) {
+        ((v4, Some(kind)), (_, Some(last_kind))) if kind == last_kind => Err(format!(
+            "exception {cidr} can never apply: packets from {} addresses are filtered as the IPv4 \
+             address they carry ({first} as {v4}), so give the exception as IPv4",
+            kind.name()
+        )),
+        _ => Ok(()),
+    }
+}
 
 fn parse_all<T: std::str::FromStr<Err = String>>(items: &[String]) -> Result<Vec<T>, String> {
     items.iter().map(|i| i.parse()).collect()
@@ -74,6 +99,7 @@ pub fn apply(current: &DesiredPolicy, change: &Change) -> Result<Applied, String
                 ExceptionAction::Pass
             };
             for cidr in parse_all::<Cidr>(cidrs)? {
+                refuse_embedded(&cidr)?;
                 next.exceptions.insert(cidr, action);
                 touched.insert(Element::Exception(cidr));
             }
@@ -251,6 +277,35 @@ mod tests {
         )
         .unwrap_err();
         assert!(err.contains("no exception"), "{err}");
+    }
+
+    #[test]
+    fn ipv6_exceptions_inside_ranges_filtered_as_ipv4_are_refused() {
+        let add = |cidr: &str| {
+            apply(
+                &DesiredPolicy::default(),
+                &Change::ExceptAdd {
+                    cidrs: vec![cidr.into()],
+                    drop: true,
+                },
+            )
+        };
+        for cidr in [
+            "::ffff:77.88.8.8",
+            "::ffff:0:0/96",
+            "2002::/16",
+            "2002:4d58:808::/48",
+            "64:ff9b::/96",
+            "2001::/32",
+            "::77.88.8.0/120",
+        ] {
+            let err = add(cidr).expect_err(cidr);
+            assert!(err.contains("never apply") && err.contains("IPv4"), "{err}");
+        }
+        // Wider ranges also hold ordinary IPv6 addresses, and IPv4 itself is what to write.
+        for cidr in ["2000::/3", "::/0", "::/96", "2001::/16", "77.88.8.8"] {
+            add(cidr).unwrap_or_else(|e| panic!("{cidr}: {e}"));
+        }
     }
 
     #[test]

@@ -128,15 +128,23 @@ fn apply_policy_between(
 /// Refuses `policy` with `db` when it would drop `addr`.
 fn check_lockout(
     db: &CompiledDb,
-    policy: &DesiredPolicy,
+    desired: &DesiredPolicy,
     addr: IpAddr,
     when: &str,
 ) -> Result<(), String> {
-    let country = db.lookup(addr).map_or(UNKNOWN_COUNTRY, |p| p.info.country);
-    if policy.would_drop(addr, country) {
+    // `::ffff:a.b.c.d` (sshd on a dual-stack socket) is filtered as a.b.c.d, and so checked.
+    let (filtered, embedding) = policy::filtered_as(addr);
+    let country = db
+        .lookup(filtered)
+        .map_or(UNKNOWN_COUNTRY, |p| p.info.country);
+    if desired.would_drop(filtered, country) {
+        let shown = match embedding {
+            Some(kind) => format!("{addr} ({} address of {filtered})", kind.name()),
+            None => addr.to_string(),
+        };
         return Err(format!(
-            "refused: this change would drop your own session's address {addr} ({}){when}. Add \
-             it as an exception first (`geofilter except add {addr}`), or pass --force",
+            "refused: this change would drop your own session's address {shown} ({}){when}. Add \
+             it as an exception first (`geofilter except add {filtered}`), or pass --force",
             report::country_name(country)
         ));
     }

@@ -9,6 +9,7 @@ use std::{
 use geofilter_common::{
     ACTION_DROP, ACTION_PASS, CountryId, POLICY_EXCEPTIONS_V4, POLICY_EXCEPTIONS_V6,
     POLICY_MONITOR, POLICY_PORT_SCOPE, POLICY_PORTLESS_IN_SCOPE, Policy, UNKNOWN_COUNTRY,
+    embedded::{Embedding, embedded_ipv4},
 };
 use serde::{Deserialize, Serialize};
 
@@ -16,6 +17,20 @@ use crate::{
     datapath::{Datapath, DatapathError},
     rules::{Cidr, ExceptionAction, PortScope},
 };
+
+/// The address a packet from `addr` is filtered as: the IPv4 address an IPv6 source embeds
+/// (IPv4-mapped, 6to4, NAT64, ...: see [`geofilter_common::embedded`]) with how, else `addr`.
+/// The XDP program applies the same function, so every user-space check that classifies an
+/// address (`why`, the lockout check) goes through this one to answer as the program does.
+pub fn filtered_as(addr: IpAddr) -> (IpAddr, Option<Embedding>) {
+    match addr {
+        IpAddr::V6(v6) => match embedded_ipv4(&v6.octets()) {
+            Some((v4, kind)) => (IpAddr::from(v4), Some(kind)),
+            None => (addr, None),
+        },
+        IpAddr::V4(_) => (addr, None),
+    }
+}
 
 /// How the listed countries are treated.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]

@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 use crate::{
     datapath::{Classification, stride::Family},
     geoip::{CompiledDb, country::code_str},
-    policy::{DesiredPolicy, Mode},
+    policy::{self, DesiredPolicy, Mode},
     rules::{ExceptionAction, PortRange, PortScope},
 };
 
@@ -32,10 +32,12 @@ pub fn explain(
     let country = found.info.country;
     let known = country != UNKNOWN_COUNTRY;
     let code = code_str(country);
+    // The program looked up the IPv4 address an IPv6 source embeds, if it embeds one.
+    let (filtered, embedding) = policy::filtered_as(addr);
     let prefix = db
-        .lookup(addr)
+        .lookup(filtered)
         .filter(|p| p.info == found.info)
-        .map(|p| format!("{}/{}", Family::of(addr).ip(p.addr), p.len));
+        .map(|p| format!("{}/{}", Family::of(filtered).ip(p.addr), p.len));
     // The database file (or the embedded database's label) the prefix came from.
     let source = db
         .sources
@@ -60,7 +62,7 @@ pub fn explain(
         (true, Mode::AllowOnly) if listed => format!("{code} is allowed (allow-only list)"),
         (true, Mode::AllowOnly) => format!("{code} is not on the allow-only list"),
     };
-    let exception = policy.exception_for(addr);
+    let exception = policy.exception_for(filtered);
     let scope = (!policy.ports.is_everything()).then(|| scope_text(&policy.ports));
     let rule = match (exception, &scope) {
         (Some((cidr, action)), _) => format!(
@@ -79,12 +81,16 @@ pub fn explain(
         Verdict::Drop => "drop",
         Verdict::Pass | Verdict::WouldDrop => "pass",
     };
-    let mut reason = format!("{place}{rule} -> {verdict}");
+    let alias = embedding.map_or(String::new(), |kind| {
+        format!("{} address, filtered as {filtered}: ", kind.name())
+    });
+    let mut reason = format!("{alias}{place}{rule} -> {verdict}");
     if found.verdict == Verdict::WouldDrop {
         reason += " (monitor mode: counted as would-drop)";
     }
     json!({
         "address": addr.to_string(),
+        "filtered_as": embedding.map(|_| filtered.to_string()),
         "country": known.then_some(code),
         "verdict": verdict,
         "prefix": prefix,

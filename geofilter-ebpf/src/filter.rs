@@ -41,7 +41,7 @@ pub fn filter<T: CountryTables>(ctx: &XdpContext) -> u32 {
         return xdp_action::XDP_PASS;
     };
     let (class, info, exception, transport) = match parse_source(ctx) {
-        Source::V4(addr, transport) => {
+        Source::V4(addr, transport, class) => {
             let found = T::v4(addr);
             let exception = if policy.flags & POLICY_EXCEPTIONS_V4 != 0 && found.exception_possible
             {
@@ -49,7 +49,7 @@ pub fn filter<T: CountryTables>(ctx: &XdpContext) -> u32 {
             } else {
                 None
             };
-            (PacketClass::Ipv4, found.info, exception, transport)
+            (class, found.info, exception, transport)
         }
         Source::V6(addr, transport) => {
             let found = T::v6(addr);
@@ -72,6 +72,17 @@ pub fn filter<T: CountryTables>(ctx: &XdpContext) -> u32 {
                 maps::count_class(PacketClass::Malformed, frame_len);
             }
             return xdp_action::XDP_PASS;
+        }
+        // Fail closed: the kernel would strip the tags and deliver what is inside (parse.rs).
+        Source::TooManyVlanTags => {
+            if probe.is_none() {
+                maps::count_class(PacketClass::TooManyVlanTags, frame_len);
+            }
+            return if policy.flags & POLICY_MONITOR != 0 {
+                xdp_action::XDP_PASS
+            } else {
+                xdp_action::XDP_DROP
+            };
         }
     };
     let verdict = decide(ctx, policy, info.country, exception, transport);

@@ -138,6 +138,35 @@ pub fn arp(sender: Ipv4Addr, target: Ipv4Addr) -> Vec<u8> {
     a
 }
 
+/// A UDP datagram from `src` to `dst`:`dst_port` carrying `payload`, in an IPv6 packet, with the
+/// checksum over the pseudo-header that IPv6 requires (RFC 8200 section 8.1): receivers drop
+/// zero-checksum UDP over IPv6, so frames sent to a real stack need it.
+pub fn udp6_checksummed(src: Ipv6Addr, dst: Ipv6Addr, dst_port: u16, payload: &[u8]) -> Vec<u8> {
+    let mut datagram = udp(payload);
+    datagram[2..4].copy_from_slice(&dst_port.to_be_bytes());
+    let mut pseudo = Vec::with_capacity(40 + datagram.len());
+    pseudo.extend_from_slice(&src.octets());
+    pseudo.extend_from_slice(&dst.octets());
+    pseudo.extend_from_slice(&(datagram.len() as u32).to_be_bytes());
+    pseudo.extend_from_slice(&[0, 0, 0, IPPROTO_UDP]);
+    pseudo.extend_from_slice(&datagram);
+    // A computed 0 is sent as 0xffff (RFC 768); 0 would mean "no checksum".
+    let sum = match checksum(&pseudo) {
+        0 => 0xffff,
+        sum => sum,
+    };
+    datagram[6..8].copy_from_slice(&sum.to_be_bytes());
+    ipv6(src, dst, IPPROTO_UDP, &datagram)
+}
+
+/// A UDP datagram from `src` to `dst`:`dst_port` in an IPv4 packet (UDP checksum 0, which IPv4
+/// receivers accept).
+pub fn udp4_to(src: Ipv4Addr, dst: Ipv4Addr, dst_port: u16, payload: &[u8]) -> Vec<u8> {
+    let mut datagram = udp(payload);
+    datagram[2..4].copy_from_slice(&dst_port.to_be_bytes());
+    ipv4(src, dst, IPPROTO_UDP, &datagram, Ipv4Opts::default())
+}
+
 fn checksum(bytes: &[u8]) -> u16 {
     let mut sum: u32 = bytes
         .chunks(2)

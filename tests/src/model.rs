@@ -2,7 +2,7 @@
 //! restated from the documented rules (README "Operating it", parse.rs comments), written
 //! independently of the kernel code so the two can be compared frame by frame.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr};
 
 use geofilter_common::{PacketClass, UNKNOWN_COUNTRY, Verdict};
 use geofilter_daemon::{
@@ -39,13 +39,17 @@ fn be16(f: &[u8], at: usize) -> Option<u16> {
 fn parse(f: &[u8]) -> Result<(IpAddr, u8, usize, bool), PacketClass> {
     let mut ether_type = be16(f, 12).ok_or(PacketClass::Malformed)?;
     let mut at = 14;
-    // Up to two VLAN tags, 802.1Q or 802.1ad, in any order.
-    for _ in 0..2 {
-        if ether_type != 0x8100 && ether_type != 0x88a8 {
+    // Up to eight VLAN tags, 802.1Q or 802.1ad, in any order, any VID; a ninth is refused.
+    let vlan = |t: u16| t == 0x8100 || t == 0x88a8;
+    for _ in 0..8 {
+        if !vlan(ether_type) {
             break;
         }
         ether_type = be16(f, at + 2).ok_or(PacketClass::Malformed)?;
         at += 4;
+    }
+    if vlan(ether_type) {
+        return Err(PacketClass::TooManyVlanTags);
     }
     match ether_type {
         0x0800 => {
@@ -64,10 +68,31 @@ fn parse(f: &[u8]) -> Result<(IpAddr, u8, usize, bool), PacketClass> {
                 return Err(PacketClass::Malformed);
             }
             let src: [u8; 16] = f[at + 8..at + 24].try_into().unwrap();
-            Ok((IpAddr::from(src), f[at + 6], at + 40, false))
+            Ok((IpAddr::V6(src.into()), f[at + 6], at + 40, false))
         }
         _ => Err(PacketClass::NonIp),
     }
+}
+
+/// The address a source is filtered as: IPv6 sources that embed an IPv4 address (IPv4-mapped
+/// `::ffff:0:0/96`, IPv4-compatible `::/96` but not `::` or `::1`, NAT64 `64:ff9b::/96`, 6to4
+/// `2002::/16` with the IPv4 address in bits 16-47, Teredo `2001::/32` with the client's address
+/// inverted in the last 32 bits) are filtered as that IPv4 address.
+fn filtered_as(src: IpAddr) -> IpAddr {
+    let IpAddr::V6(v6) = src else {
+        return src;
+    };
+    let s = v6.segments();
+    let last = Ipv4Addr::new((s[6] >> 8) as u8, s[6] as u8, (s[7] >> 8) as u8, s[7] as u8);
+    let v4 = match s {
+        [0, 0, 0, 0, 0, 0xffff, _, _] => last,
+        [0, 0, 0, 0, 0, 0, _, _] if u32::from(last) > 1 => last,
+        [0x64, 0xff9b, 0, 0, 0, 0, _, _] => last,
+        [0x2002, hi, lo, ..] => Ipv4Addr::from((u32::from(hi) << 16) | u32::from(lo)),
+        [0x2001, 0, ..] => Ipv4Addr::from(!u32::from(last)),
+        _ => return src,
+    };
+    IpAddr::V4(v4)
 }
 
 /// The destination port: IPv6 extension headers are followed, at most eight, and never past
@@ -143,18 +168,27 @@ pub fn expect(frame: &[u8], db: &CompiledDb, policy: &DesiredPolicy) -> Expected
     let (src, protocol, at, later) = match parse(frame) {
         Ok(parsed) => parsed,
         Err(class) => {
+            // Frames too deep in VLAN tags to classify are dropped, except in monitor mode; all
+            // other frames without a source pass.
+            let action = if class == PacketClass::TooManyVlanTags && !policy.monitor {
+                XDP_DROP
+            } else {
+                XDP_PASS
+            };
             return Expected {
-                action: XDP_PASS,
+                action,
                 class,
                 country: None,
             };
         }
     };
+    // Counted as the frame's family, filtered as the address it stands for.
     let class = if src.is_ipv4() {
         PacketClass::Ipv4
     } else {
         PacketClass::Ipv6
     };
+    let src = filtered_as(src);
     let country = db.lookup(src).map_or(UNKNOWN_COUNTRY, |p| p.info.country);
     let drop = if policy.monitor {
         Verdict::WouldDrop

@@ -202,7 +202,9 @@ fn check_db(name: &str, sources: &[SourceRanges], db: &CompiledDb) {
                 .info
                 .country;
             let got = (got != UNKNOWN_COUNTRY).then_some(got);
-            let want = index.lookup(ip);
+            // The program classifies an IPv6 source that embeds an IPv4 address (6to4, ...) as
+            // that address (geofilter_common::embedded), whatever the IPv6 table holds there.
+            let want = index.lookup(geofilter_daemon::policy::filtered_as(ip).0);
             known += usize::from(want.is_some());
             if got != want {
                 total_mismatches += 1;

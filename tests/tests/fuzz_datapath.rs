@@ -58,7 +58,34 @@ fn source(rng: &mut Rng, v6: bool) -> IpAddr {
         "2001:db8:1:3::5",
         "2001:db8:1:3::6",
         "fd00::1",
+        // Embedding IPv4 addresses of the pool (filtered as those) and near misses.
+        "::ffff:5.45.200.7",
+        "::ffff:77.88.40.2",
+        "::46.114.9.9",
+        "::1",
+        "::",
+        "64:ff9b::203.0.114.7",
+        "64:ff9b:1::203.0.114.7",
+        "2002:4d58:2802::1",
+        "2002:cb00:7109:ffff::1",
+        "2001:0:4136:e378:8000:63bf:fad2:37f8",
+        "2001:0:4136:e378:8000:63bf:34ff:8ef6",
+        "::fffe:5.45.200.7",
     ];
+    if v6 && rng.chance(5) {
+        // Any IPv4 address, embedded in any of the five ways.
+        let v4 = rng.next_u64() as u32;
+        let (hi, lo) = ((v4 >> 16) as u16, v4 as u16);
+        let (nhi, nlo) = ((!v4 >> 16) as u16, !v4 as u16);
+        let tail = rng.next_u64() as u16;
+        return IpAddr::V6(*rng.pick(&[
+            Ipv6Addr::new(0, 0, 0, 0, 0, 0xffff, hi, lo),
+            Ipv6Addr::new(0, 0, 0, 0, 0, 0, hi, lo),
+            Ipv6Addr::new(0x64, 0xff9b, 0, 0, 0, 0, hi, lo),
+            Ipv6Addr::new(0x2002, hi, lo, tail, 0, 0, 0, tail),
+            Ipv6Addr::new(0x2001, 0, tail, tail, 0, tail, nhi, nlo),
+        ]));
+    }
     if rng.chance(20) {
         // Anywhere at all.
         return if v6 {
@@ -105,13 +132,29 @@ fn transport(rng: &mut Rng) -> (u8, Vec<u8>) {
 /// extension chains, TCP/UDP/ICMP with short headers; then maybe cut and maybe mutated.
 fn frame(rng: &mut Rng) -> Vec<u8> {
     let mut f = vec![2, 0, 0, 0, 0, 2, 2, 0, 0, 0, 0, 1];
-    for _ in 0..rng.below(4) {
-        if !rng.chance(60) {
-            break;
-        }
-        let tpid = *rng.pick(&[0x8100u16, 0x88a8, 0x8100, 0x9100]);
+    // VLAN stacks of 0-6 tags, now and then up to 10 (past the eight the program follows), half
+    // the VIDs 0 (priority tags, which the kernel strips), the rest anything with any PCP.
+    let tags = if rng.chance(5) {
+        7 + rng.below(4)
+    } else if rng.chance(50) {
+        0
+    } else {
+        rng.below(7)
+    };
+    for _ in 0..tags {
+        // 0x9100 (no VLAN TPID to the kernel) ends the stack, so it is rare.
+        let tpid = if rng.chance(5) {
+            0x9100
+        } else {
+            *rng.pick(&[0x8100u16, 0x88a8])
+        };
+        let tci = if rng.chance(50) {
+            u16::from(rng.byte() & 0xe0) << 8
+        } else {
+            rng.next_u64() as u16
+        };
         f.extend_from_slice(&tpid.to_be_bytes());
-        f.extend_from_slice(&[rng.byte() & 0x0f, rng.byte()]);
+        f.extend_from_slice(&tci.to_be_bytes());
     }
     let v6 = rng.chance(45);
     let ether_type = match rng.below(20) {
@@ -234,6 +277,9 @@ fn policy(rng: &mut Rng) -> DesiredPolicy {
         "2a02:6b8::/48",
         "2001:db8:1:3::/64",
         "2a02:6b9::/32",
+        // Cover the v4 pool, so embedded sources meet exceptions too.
+        "77.88.32.0/20",
+        "46.114.9.9/32",
     ];
     for e in exceptions {
         if rng.chance(25) {

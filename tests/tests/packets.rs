@@ -310,16 +310,6 @@ fn packet_table_deny_ru() {
             country: Some((ru, Verdict::Drop)),
         },
         Case {
-            name: "three VLAN tags: not parsed as IP",
-            frame: eth4(
-                &[(ETH_P_8021AD, 1), (ETH_P_8021Q, 2), (ETH_P_8021Q, 3)],
-                &udp4(RU_V4, Ipv4Opts::default()),
-            ),
-            action: XDP_PASS,
-            class: PacketClass::NonIp,
-            country: None,
-        },
-        Case {
             name: "ARP",
             frame: frame::ethernet(&[], ETH_P_ARP, &frame::arp(RU_V4, DST_V4)),
             action: XDP_PASS,
@@ -392,6 +382,163 @@ fn packet_table_deny_ru() {
     }
 }
 
+/// `n` 802.1Q priority tags (VID 0), which the kernel strips one after another and delivers the
+/// packet inside (see parse.rs).
+fn priority_tags(n: usize) -> Vec<(u16, u16)> {
+    vec![(ETH_P_8021Q, 0); n]
+}
+
+#[test]
+fn vlan_stacks_are_classified_by_the_packet_inside() {
+    let dp = datapath(&block_ru());
+    let ru = cc(b"RU");
+    let de = cc(b"DE");
+    let qinq_mix = [
+        (ETH_P_8021AD, 100),
+        (ETH_P_8021Q, 0),
+        (ETH_P_8021AD, 0),
+        (ETH_P_8021Q, 10),
+        (ETH_P_8021Q, 0),
+        (ETH_P_8021Q, 4095),
+    ];
+    let cases = vec![
+        Case {
+            name: "three VID-0 tags IPv4 from RU",
+            frame: eth4(&priority_tags(3), &udp4(RU_V4, Ipv4Opts::default())),
+            action: XDP_DROP,
+            class: PacketClass::Ipv4,
+            country: Some((ru, Verdict::Drop)),
+        },
+        Case {
+            name: "four VID-0 tags IPv4 from RU",
+            frame: eth4(&priority_tags(4), &udp4(RU_V4, Ipv4Opts::default())),
+            action: XDP_DROP,
+            class: PacketClass::Ipv4,
+            country: Some((ru, Verdict::Drop)),
+        },
+        Case {
+            name: "three VID-0 tags IPv6 from RU",
+            frame: frame::ethernet(&priority_tags(3), ETH_P_IPV6, &udp6(RU_V6)),
+            action: XDP_DROP,
+            class: PacketClass::Ipv6,
+            country: Some((ru, Verdict::Drop)),
+        },
+        Case {
+            name: "four VID-0 tags IPv6 from RU",
+            frame: frame::ethernet(&priority_tags(4), ETH_P_IPV6, &udp6(RU_V6)),
+            action: XDP_DROP,
+            class: PacketClass::Ipv6,
+            country: Some((ru, Verdict::Drop)),
+        },
+        Case {
+            name: "three tags, non-zero VIDs (802.1ad, 802.1Q, 802.1Q) IPv4 from RU",
+            frame: eth4(
+                &[(ETH_P_8021AD, 1), (ETH_P_8021Q, 2), (ETH_P_8021Q, 3)],
+                &udp4(RU_V4, Ipv4Opts::default()),
+            ),
+            action: XDP_DROP,
+            class: PacketClass::Ipv4,
+            country: Some((ru, Verdict::Drop)),
+        },
+        Case {
+            name: "six tags, QinQ and VID 0 mixed, IPv4 from RU",
+            frame: eth4(&qinq_mix, &udp4(RU_V4, Ipv4Opts::default())),
+            action: XDP_DROP,
+            class: PacketClass::Ipv4,
+            country: Some((ru, Verdict::Drop)),
+        },
+        Case {
+            name: "six tags, QinQ and VID 0 mixed, IPv6 from RU",
+            frame: frame::ethernet(&qinq_mix, ETH_P_IPV6, &udp6(RU_V6)),
+            action: XDP_DROP,
+            class: PacketClass::Ipv6,
+            country: Some((ru, Verdict::Drop)),
+        },
+        Case {
+            name: "six VID-0 tags IPv4 from DE",
+            frame: eth4(&priority_tags(6), &udp4(DE_V4, Ipv4Opts::default())),
+            action: XDP_PASS,
+            class: PacketClass::Ipv4,
+            country: Some((de, Verdict::Pass)),
+        },
+        Case {
+            name: "six VID-0 tags IPv6 from DE",
+            frame: frame::ethernet(&priority_tags(6), ETH_P_IPV6, &udp6(DE_V6)),
+            action: XDP_PASS,
+            class: PacketClass::Ipv6,
+            country: Some((de, Verdict::Pass)),
+        },
+        Case {
+            name: "eight VID-0 tags (the most followed) IPv4 from RU",
+            frame: eth4(&priority_tags(8), &udp4(RU_V4, Ipv4Opts::default())),
+            action: XDP_DROP,
+            class: PacketClass::Ipv4,
+            country: Some((ru, Verdict::Drop)),
+        },
+        Case {
+            name: "nine VID-0 tags IPv4 from DE: dropped unclassified",
+            frame: eth4(&priority_tags(9), &udp4(DE_V4, Ipv4Opts::default())),
+            action: XDP_DROP,
+            class: PacketClass::TooManyVlanTags,
+            country: None,
+        },
+        Case {
+            name: "twelve VID-0 tags IPv6 from RU: dropped unclassified",
+            frame: frame::ethernet(&priority_tags(12), ETH_P_IPV6, &udp6(RU_V6)),
+            action: XDP_DROP,
+            class: PacketClass::TooManyVlanTags,
+            country: None,
+        },
+        Case {
+            name: "nine tags then nothing: the ninth TPID is all there is",
+            frame: frame::ethernet(&priority_tags(8), ETH_P_8021AD, &[]),
+            action: XDP_DROP,
+            class: PacketClass::TooManyVlanTags,
+            country: None,
+        },
+        Case {
+            name: "five tags then ARP",
+            frame: frame::ethernet(&priority_tags(5), ETH_P_ARP, &frame::arp(RU_V4, DST_V4)),
+            action: XDP_PASS,
+            class: PacketClass::NonIp,
+            country: None,
+        },
+        Case {
+            // 0x9100 is an old pre-802.1ad QinQ TPID; the kernel's eth_type_vlan() does not
+            // know it, so nothing behind it reaches the IP stack.
+            name: "0x9100 tag: not a VLAN TPID to the kernel",
+            frame: eth4(&[(0x9100, 0)], &udp4(RU_V4, Ipv4Opts::default())),
+            action: XDP_PASS,
+            class: PacketClass::NonIp,
+            country: None,
+        },
+        Case {
+            name: "fourth tag cut after its TCI",
+            frame: frame::ethernet(&priority_tags(3), ETH_P_8021Q, &[0, 0]),
+            action: XDP_PASS,
+            class: PacketClass::Malformed,
+            country: None,
+        },
+        Case {
+            name: "five tags, IPv4 header cut before the source address",
+            frame: eth4(&priority_tags(5), &udp4(RU_V4, Ipv4Opts::default())[..14]),
+            action: XDP_PASS,
+            class: PacketClass::Malformed,
+            country: None,
+        },
+        Case {
+            name: "seven tags, IPv6 header cut inside the source address",
+            frame: frame::ethernet(&priority_tags(7), ETH_P_IPV6, &udp6(RU_V6)[..20]),
+            action: XDP_PASS,
+            class: PacketClass::Malformed,
+            country: None,
+        },
+    ];
+    for case in &cases {
+        check_row(&dp, case);
+    }
+}
+
 #[test]
 fn monitor_mode_counts_would_drop_and_passes() {
     let dp = datapath(&DesiredPolicy {
@@ -417,6 +564,126 @@ fn monitor_mode_counts_would_drop_and_passes() {
             class: PacketClass::Ipv6,
             country: Some((cc(b"DE"), Verdict::Pass)),
         },
+    );
+    check_row(
+        &dp,
+        &Case {
+            name: "monitor: nine VLAN tags pass, counted",
+            frame: eth4(&priority_tags(9), &udp4(RU_V4, Ipv4Opts::default())),
+            action: XDP_PASS,
+            class: PacketClass::TooManyVlanTags,
+            country: None,
+        },
+    );
+}
+
+/// IPv6 sources that embed an IPv4 address, written out by hand (RU_V4 is 5.45.200.7 =
+/// 052d:c807, DE_V4 is 46.114.1.1 = 2e72:0101).
+const RU_MAPPED: Ipv6Addr = Ipv6Addr::new(0, 0, 0, 0, 0, 0xffff, 0x052d, 0xc807);
+const DE_MAPPED: Ipv6Addr = Ipv6Addr::new(0, 0, 0, 0, 0, 0xffff, 0x2e72, 0x0101);
+const RU_COMPATIBLE: Ipv6Addr = Ipv6Addr::new(0, 0, 0, 0, 0, 0, 0x052d, 0xc807);
+const RU_NAT64: Ipv6Addr = Ipv6Addr::new(0x64, 0xff9b, 0, 0, 0, 0, 0x052d, 0xc807);
+const RU_6TO4: Ipv6Addr = Ipv6Addr::new(0x2002, 0x052d, 0xc807, 0, 0, 0, 0, 1);
+const DE_6TO4: Ipv6Addr = Ipv6Addr::new(0x2002, 0x2e72, 0x0101, 0x77, 0, 0, 0, 1);
+/// Teredo server 65.54.227.120, client 5.45.200.7 stored inverted (RFC 4380 section 4).
+const RU_TEREDO: Ipv6Addr =
+    Ipv6Addr::new(0x2001, 0, 0x4136, 0xe378, 0x8000, 0x63bf, 0xfad2, 0x37f8);
+
+fn udp6_row(name: &'static str, src: Ipv6Addr, action: u32, country: (u16, Verdict)) -> Case {
+    Case {
+        name,
+        frame: frame::ethernet(&[], ETH_P_IPV6, &udp6(src)),
+        action,
+        class: PacketClass::Ipv6,
+        country: Some(country),
+    }
+}
+
+#[test]
+fn ipv6_sources_embedding_ipv4_are_filtered_as_that_ipv4_address() {
+    let dp = datapath(&block_ru());
+    let ru = (cc(b"RU"), Verdict::Drop);
+    let de = (cc(b"DE"), Verdict::Pass);
+    let unknown = (UNKNOWN_COUNTRY, Verdict::Pass);
+    let cases = [
+        udp6_row("IPv4-mapped RU", RU_MAPPED, XDP_DROP, ru),
+        udp6_row("IPv4-mapped DE", DE_MAPPED, XDP_PASS, de),
+        udp6_row("IPv4-compatible RU", RU_COMPATIBLE, XDP_DROP, ru),
+        udp6_row("NAT64 well-known prefix RU", RU_NAT64, XDP_DROP, ru),
+        udp6_row("6to4 RU", RU_6TO4, XDP_DROP, ru),
+        udp6_row("6to4 DE", DE_6TO4, XDP_PASS, de),
+        udp6_row("Teredo client in RU", RU_TEREDO, XDP_DROP, ru),
+        udp6_row(
+            "IPv4-mapped unplaced",
+            Ipv6Addr::new(0, 0, 0, 0, 0, 0xffff, 0xc000, 0x0201),
+            XDP_PASS,
+            unknown,
+        ),
+        udp6_row(
+            "::1 is no IPv4-compatible address",
+            Ipv6Addr::LOCALHOST,
+            XDP_PASS,
+            unknown,
+        ),
+        udp6_row(
+            "local-use NAT64 prefix 64:ff9b:1::/48: an IPv6 address",
+            Ipv6Addr::new(0x64, 0xff9b, 1, 0, 0, 0, 0x052d, 0xc807),
+            XDP_PASS,
+            unknown,
+        ),
+        udp6_row(
+            "::fffe:5.45.200.7: an IPv6 address",
+            Ipv6Addr::new(0, 0, 0, 0, 0, 0xfffe, 0x052d, 0xc807),
+            XDP_PASS,
+            unknown,
+        ),
+    ];
+    for case in &cases {
+        check_row(&dp, case);
+    }
+    let allow_de = datapath(&DesiredPolicy {
+        mode: Mode::AllowOnly,
+        countries: [cc(b"DE")].into(),
+        unknown: UnknownAction::Drop,
+        ..Default::default()
+    });
+    check_row(
+        &allow_de,
+        &udp6_row("allow-only DE: 6to4 DE", DE_6TO4, XDP_PASS, de),
+    );
+    check_row(
+        &allow_de,
+        &udp6_row("allow-only DE: NAT64 RU", RU_NAT64, XDP_DROP, ru),
+    );
+}
+
+#[test]
+fn ipv4_exceptions_decide_for_ipv6_sources_embedding_them() {
+    let dp = with_rules(
+        block_ru(),
+        &[
+            ("5.45.200.7/32", ExceptionAction::Pass),
+            ("46.114.0.0/16", ExceptionAction::Drop),
+        ],
+        PortScope::default(),
+    );
+    check_row(
+        &dp,
+        &udp6_row(
+            "IPv4-mapped RU under an IPv4 pass exception",
+            RU_MAPPED,
+            XDP_PASS,
+            (cc(b"RU"), Verdict::Pass),
+        ),
+    );
+    check_row(
+        &dp,
+        &udp6_row(
+            "6to4 DE under an IPv4 drop exception",
+            DE_6TO4,
+            XDP_DROP,
+            (cc(b"DE"), Verdict::Drop),
+        ),
     );
 }
 

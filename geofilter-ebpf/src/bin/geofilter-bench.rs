@@ -40,13 +40,13 @@ static GF_BENCH_NEXT: PerCpuArray<u32, 1> = PerCpuArray::new();
 #[inline(always)]
 fn parse_only(ctx: &XdpContext) {
     match parse_source(ctx) {
-        Source::V4(addr, transport) => {
+        Source::V4(addr, transport, _) => {
             core::hint::black_box((addr, transport.offset));
         }
         Source::V6(addr, transport) => {
             core::hint::black_box((addr, transport.offset));
         }
-        Source::NotIp | Source::Malformed => {}
+        Source::NotIp | Source::Malformed | Source::TooManyVlanTags => {}
     }
 }
 
