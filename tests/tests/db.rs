@@ -742,3 +742,168 @@ fn bad_files_are_refused_and_the_daemon_keeps_blocking() {
     ]);
     assert_why(daemon, RU_V4, "RU", "drop", "after a good reload");
 }
+
+// ---------------------------------------------------------------------------------------------
+
+/// What one run of the real binary cost: its output, wall time and peak resident memory.
+struct Measured {
+    out: Output,
+    elapsed: Duration,
+    peak_rss: u64,
+}
+
+/// A peak above this for reading a file of at most a few KiB means the reader expanded it.
+const HOSTILE_PEAK_RSS: u64 = 96 << 20;
+
+/// Runs `geofilter <args>` and measures it with wait4(2), which reports that one child's
+/// `ru_maxrss`. The child may use at most 2 GiB of address space (RLIMIT_AS), so a reader that
+/// expands a hostile file fails the test quickly instead of exhausting the host.
+fn geofilter_measured(args: &[&str]) -> Measured {
+    use std::os::unix::process::CommandExt as _;
+    let mut command = Command::new(binary());
+    command
+        .args(args)
+        .env("GEOFILTER_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    // SAFETY: setrlimit is async-signal-safe; nothing else runs between fork and exec.
+    unsafe {
+        command.pre_exec(|| {
+            let limit = libc::rlimit {
+                rlim_cur: 2 << 30,
+                rlim_max: 2 << 30,
+            };
+            if libc::setrlimit(libc::RLIMIT_AS, &limit) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let started = Instant::now();
+    #[expect(
+        clippy::zombie_processes,
+        reason = "reaped below with wait4(2), which also reports its rusage"
+    )]
+    let mut child = command.spawn().expect("running geofilter");
+    let drain = |mut r: Box<dyn Read + Send>| {
+        std::thread::spawn(move || {
+            let mut buf = Vec::new();
+            let _ = r.read_to_end(&mut buf);
+            buf
+        })
+    };
+    let stdout = drain(Box::new(child.stdout.take().expect("stdout")));
+    let stderr = drain(Box::new(child.stderr.take().expect("stderr")));
+    let deadline = started + Duration::from_secs(120);
+    let mut status = 0;
+    // SAFETY: an all-zero rusage is valid; wait4 fills it.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    loop {
+        // SAFETY: wait4 on our own child, WNOHANG; the status and rusage pointers are valid.
+        let r = unsafe { libc::wait4(child.id() as i32, &mut status, libc::WNOHANG, &mut usage) };
+        if r == child.id() as i32 {
+            break;
+        }
+        assert_eq!(r, 0, "wait4: {}", std::io::Error::last_os_error());
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("geofilter {} ran for over two minutes", args.join(" "));
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let elapsed = started.elapsed();
+    use std::os::unix::process::ExitStatusExt as _;
+    Measured {
+        out: Output {
+            status: std::process::ExitStatus::from_raw(status),
+            stdout: stdout.join().expect("stdout reader"),
+            stderr: stderr.join().expect("stderr reader"),
+        },
+        elapsed,
+        // ru_maxrss is in KiB on Linux (getrusage(2)).
+        peak_rss: usage.ru_maxrss as u64 * 1024,
+    }
+}
+
+/// `db check` refuses `path` within a few seconds and a bounded peak, naming it and `expect`.
+fn assert_check_refuses(path: &Path, expect: &str) {
+    let p = path.to_str().expect("UTF-8 path");
+    let m = geofilter_measured(&["db", "check", p]);
+    let out = text(&m.out);
+    assert!(!m.out.status.success(), "db check accepted {p}: {out}");
+    let stderr = String::from_utf8_lossy(&m.out.stderr);
+    assert!(
+        stderr.contains(&format!("geofilter: invalid database: {p}")) && stderr.contains(expect),
+        "{p}: expected {expect:?}: {out}"
+    );
+    assert!(
+        m.elapsed < Duration::from_secs(10),
+        "{p}: db check took {:?}",
+        m.elapsed
+    );
+    assert!(
+        m.peak_rss < HOSTILE_PEAK_RSS,
+        "{p}: db check peaked at {} MiB (bound {} MiB)",
+        m.peak_rss >> 20,
+        HOSTILE_PEAK_RSS >> 20
+    );
+    eprintln!(
+        "db check {p}: refused in {:?}, peak {} MiB",
+        m.elapsed,
+        m.peak_rss >> 20
+    );
+}
+
+/// A reload of `path` is refused, and the daemon kept its tables and memory bounded.
+fn assert_reload_refused(scene: &Scene, path: &Path, expect: &str) {
+    let daemon = &scene.daemon;
+    let p = path.to_str().expect("UTF-8 path");
+    daemon.reset_peak_rss();
+    let started = Instant::now();
+    let out = daemon.cli(&["db", "reload", "--db", p]);
+    let elapsed = started.elapsed();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success(),
+        "the daemon loaded {p}: {}",
+        text(&out)
+    );
+    assert!(
+        stderr.contains("database not reloaded, the current tables stay")
+            && stderr.contains(expect),
+        "{p}: expected {expect:?}: {stderr}"
+    );
+    assert!(
+        elapsed < Duration::from_secs(10),
+        "{p}: reload took {elapsed:?}"
+    );
+    let peak = daemon.peak_rss_bytes();
+    assert!(
+        peak < HOSTILE_PEAK_RSS,
+        "{p}: the daemon peaked at {} MiB while refusing it",
+        peak >> 20
+    );
+    assert_why(daemon, RU_V4, "RU", "drop", p);
+    assert_why(daemon, DE_V6, "DE", "pass", p);
+}
+
+#[test]
+fn mmdb_graphs_are_refused_quickly_with_bounded_memory() {
+    use geofilter_daemon::geoip::mmdb_writer::Writer;
+    let dir = TempDir::new();
+    let mut files = Vec::new();
+    for (version, levels) in [(4, 24), (4, 32), (6, 128)] {
+        let bytes = Writer::dag(version, levels);
+        assert!(bytes.len() <= 1024, "{} bytes", bytes.len());
+        let path = dir.0.join(format!("dag-v{version}-{levels}.mmdb"));
+        std::fs::write(&path, &bytes).expect("writing the DAG");
+        assert_check_refuses(&path, "not a valid MaxMind DB file: its search tree of");
+        files.push(path);
+    }
+    let scene = Scene::new(&[RU_V4, DE_V4, RU_V6, DE_V6], &["--block", "RU"]);
+    for path in &files {
+        assert_reload_refused(&scene, path, "search tree of");
+    }
+    assert_traffic(&scene.pair, &[RU_V4, RU_V6], &[DE_V4, DE_V6]);
+}
