@@ -8,7 +8,7 @@ use std::{
     collections::BTreeSet,
     net::IpAddr,
     path::PathBuf,
-    sync::{Mutex, MutexGuard},
+    sync::{Arc, Mutex, MutexGuard},
     time::{Duration, Instant},
 };
 
@@ -57,6 +57,9 @@ pub struct Daemon {
     started: Instant,
     /// Signalled by an `unload` request.
     pub shutdown: Notify,
+    /// Held while a reload reads and compiles databases. Reloads run one at a time: four
+    /// concurrent ones held four databases in memory at once (4.2 GB).
+    reloading: Arc<tokio::sync::Mutex<()>>,
 }
 
 /// Parses user-given country codes; all must be valid or nothing is applied.
@@ -73,6 +76,7 @@ impl Daemon {
             state: Mutex::new(state),
             started: Instant::now(),
             shutdown: Notify::new(),
+            reloading: Arc::default(),
         }
     }
 
@@ -218,6 +222,15 @@ impl Daemon {
         if embedded && !dbs.is_empty() {
             return Err("reload either the embedded database or files, not both".into());
         }
+        // A second reload is refused rather than queued: it would only replace the first one's
+        // result, and a caller that waits without knowing why is worse than a clear answer.
+        let Ok(one_at_a_time) = self.reloading.clone().try_lock_owned() else {
+            return Err(
+                "a reload is in progress; the current tables stay. Try again when it has \
+                 finished"
+                    .into(),
+            );
+        };
         let (paths, format) = {
             let state = self.lock();
             let paths = if embedded || !dbs.is_empty() {
@@ -233,10 +246,13 @@ impl Daemon {
             .map_err(|e| e.to_string())?;
         let load_paths = paths.clone();
         // No files (given or current) means the embedded database.
-        let loaded =
-            tokio::task::spawn_blocking(move || geoip::load_or_embedded(&load_paths, format))
-                .await
-                .map_err(|e| e.to_string())?;
+        // The guard travels with the work: if this request is dropped mid-load, the load still
+        // holds it until it ends.
+        let (_one_at_a_time, loaded) = tokio::task::spawn_blocking(move || {
+            (one_at_a_time, geoip::load_or_embedded(&load_paths, format))
+        })
+        .await
+        .map_err(|e| e.to_string())?;
         let mut state = self.lock();
         let db = match loaded {
             Ok(db) => db,

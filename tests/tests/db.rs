@@ -795,7 +795,7 @@ fn geofilter_measured(args: &[&str]) -> Measured {
     };
     let stdout = drain(Box::new(child.stdout.take().expect("stdout")));
     let stderr = drain(Box::new(child.stderr.take().expect("stderr")));
-    let deadline = started + Duration::from_secs(120);
+    let deadline = started + Duration::from_secs(30);
     let mut status = 0;
     // SAFETY: an all-zero rusage is valid; wait4 fills it.
     let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
@@ -808,7 +808,7 @@ fn geofilter_measured(args: &[&str]) -> Measured {
         assert_eq!(r, 0, "wait4: {}", std::io::Error::last_os_error());
         if Instant::now() > deadline {
             let _ = child.kill();
-            panic!("geofilter {} ran for over two minutes", args.join(" "));
+            panic!("geofilter {} ran for over 30 s", args.join(" "));
         }
         std::thread::sleep(Duration::from_millis(10));
     }
@@ -905,5 +905,134 @@ fn mmdb_graphs_are_refused_quickly_with_bounded_memory() {
     for path in &files {
         assert_reload_refused(&scene, path, "search tree of");
     }
+    assert_traffic(&scene.pair, &[RU_V4, RU_V6], &[DE_V4, DE_V6]);
+}
+
+#[test]
+fn special_and_oversized_files_are_refused_without_reading() {
+    let dir = TempDir::new();
+    let fifo = dir.0.join("fifo.mmdb");
+    let c = std::ffi::CString::new(fifo.to_str().expect("UTF-8")).expect("no NUL");
+    // SAFETY: a valid C string; mkfifo(3) only creates the node.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0, "mkfifo");
+    let zero = dir.0.join("zero.mmdb");
+    std::os::unix::fs::symlink("/dev/zero", &zero).expect("symlink to /dev/zero");
+    // Sparse: no disk space, but a size that reading would have to go through.
+    let sparse = |name: &str, size: u64| {
+        let path = dir.0.join(name);
+        std::fs::File::create(&path)
+            .and_then(|f| f.set_len(size))
+            .expect("sparse file");
+        path
+    };
+    let sparse_mmdb = sparse("sparse.mmdb", 2 << 30);
+    let sparse_csv = sparse("sparse.csv", 3 << 30);
+    let cases = [
+        (&fifo, "is a FIFO (named pipe), not a regular file"),
+        (&zero, "is a character device, not a regular file"),
+        (
+            &sparse_mmdb,
+            "is 2048 MiB, more than the 1024 MiB a mmdb database may be",
+        ),
+        (
+            &sparse_csv,
+            "is 3072 MiB, more than the 2048 MiB a range-csv database may be",
+        ),
+    ];
+    for (path, expect) in cases {
+        assert_check_refuses(path, expect);
+    }
+    // A symbolic link to a regular file is fine.
+    let scene = Scene::new(&[RU_V4, DE_V4, RU_V6, DE_V6], &["--block", "RU"]);
+    let link = dir.0.join("link.csv");
+    std::os::unix::fs::symlink(scene.db_dir.0.join("v4.csv"), &link).expect("symlink");
+    let out = geofilter(&["db", "check", link.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out));
+
+    for (path, expect) in cases {
+        assert_reload_refused(&scene, path, expect);
+    }
+    let status = scene.daemon.cli_json(&["status"]);
+    assert_eq!(
+        status["database"]["reload_failures"].as_u64(),
+        Some(cases.len() as u64),
+        "{status}"
+    );
+    assert_traffic(&scene.pair, &[RU_V4, RU_V6], &[DE_V4, DE_V6]);
+}
+
+#[test]
+fn reloads_run_one_at_a_time() {
+    let scene = Scene::new(&[RU_V4, DE_V4, RU_V6, DE_V6], &["--block", "RU"]);
+    let daemon = &scene.daemon;
+    // 315,308 networks: long enough to load that four requests sent together overlap.
+    let big = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../geofilter-daemon/testdata/iptoasn-country/iptoasn-country-ipv4.mmdb");
+    let big = big.to_str().expect("UTF-8 path");
+    // Measure from the same state each time: this database loaded, another load of it running.
+    daemon.ok(&["db", "reload", "--db", big]);
+    daemon.reset_peak_rss();
+    let started = Instant::now();
+    daemon.ok(&["db", "reload", "--db", big]);
+    let one = started.elapsed();
+    let single_peak = daemon.peak_rss_bytes();
+
+    daemon.reset_peak_rss();
+    let children: Vec<_> = (0..4)
+        .map(|_| {
+            daemon
+                .cli_command(&["db", "reload", "--db", big])
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .expect("spawning db reload")
+        })
+        .collect();
+    let outs: Vec<Output> = children
+        .into_iter()
+        .map(|c| c.wait_with_output().expect("db reload"))
+        .collect();
+    let concurrent_peak = daemon.peak_rss_bytes();
+    let ok = outs.iter().filter(|o| o.status.success()).count();
+    let busy = outs
+        .iter()
+        .filter(|o| String::from_utf8_lossy(&o.stderr).contains("a reload is in progress"))
+        .count();
+    let all: Vec<String> = outs.iter().map(text).collect();
+    eprintln!(
+        "one reload: {one:?}, peak {} MiB; four at once: {ok} loaded, {busy} refused, peak {} MiB",
+        single_peak >> 20,
+        concurrent_peak >> 20
+    );
+    assert!(
+        ok >= 1 && busy >= 1 && ok + busy == 4,
+        "one load {one:?}; {ok} succeeded, {busy} refused as busy:\n{}",
+        all.join("\n")
+    );
+    // One load at a time: four requests cost about what one does.
+    assert!(
+        concurrent_peak <= single_peak + single_peak / 4,
+        "four concurrent reloads peaked at {} MiB, one at {} MiB",
+        concurrent_peak >> 20,
+        single_peak >> 20
+    );
+    // A request refused as busy read no database: it is not a failed reload.
+    let status = daemon.cli_json(&["status"]);
+    assert_eq!(
+        status["database"]["reload_failures"].as_u64(),
+        Some(0),
+        "{status}"
+    );
+    // The daemon is idle again: a reload of the scene's files goes through and filters.
+    let (v4, v6) = (scene.db_dir.0.join("v4.csv"), scene.db_dir.0.join("v6.csv"));
+    daemon.ok(&[
+        "db",
+        "reload",
+        "--db",
+        v4.to_str().unwrap(),
+        "--db",
+        v6.to_str().unwrap(),
+    ]);
+    assert_why(daemon, RU_V4, "RU", "drop", "after the concurrent reloads");
     assert_traffic(&scene.pair, &[RU_V4, RU_V6], &[DE_V4, DE_V6]);
 }

@@ -10,7 +10,6 @@ use serde::Serialize;
 
 use super::{
     CompiledDb, DbError, Format, SourceSummary, compile, country::code_str, embedded, read_source,
-    text,
 };
 
 /// Data older than this gets a warning: country assignments move every day, and an old table
@@ -140,8 +139,8 @@ fn source_info(s: &SourceSummary, now: SystemTime) -> Result<SourceInfo, DbError
 
 /// The `build_epoch` in an MMDB file's metadata.
 fn mmdb_build_time(path: &Path) -> Result<SystemTime, DbError> {
-    let reader =
-        maxminddb::Reader::from_source(text::read_all(path)?).map_err(|source| DbError::Mmdb {
+    let reader = maxminddb::Reader::from_source(super::input::read_all(path, Format::Mmdb)?)
+        .map_err(|source| DbError::Mmdb {
             path: path.to_owned(),
             source,
         })?;

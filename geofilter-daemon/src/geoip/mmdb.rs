@@ -8,12 +8,12 @@
 //!   `2002::/16` at the same node. The iterator skips those aliases, so every IPv4 network is
 //!   read once, as IPv4. Data found under `::ffff:0:0/96` that is *not* an alias is IPv4-mapped
 //!   IPv6 and read as IPv4, like in the other formats.
-//! - Gzip-compressed files work too; the file is read into memory (at most ~60 MB for GeoIP2
-//!   City), and a file that is truncated or corrupt fails with the crate's reason.
+//! - Gzip-compressed files work too; the file is read into memory (at most
+//!   [`input::max_size`]; GeoIP2 City is about 130 MB), and a file that is truncated or corrupt
+//!   fails with the crate's reason.
 
 use std::{
     collections::HashMap,
-    fs::File,
     io::{Read, Seek, SeekFrom},
     path::Path,
 };
@@ -22,7 +22,7 @@ use geofilter_common::{CountryId, UNKNOWN_COUNTRY};
 use ipnetwork::IpNetwork;
 use maxminddb::{LookupResult, MaxMindDbError, Metadata, PathElement, Reader, WithinOptions};
 
-use super::{DbError, LineProblem, Ranges, country::CodeReader, text};
+use super::{DbError, Format, LineProblem, Ranges, country::CodeReader, input, text};
 
 /// The MMDB metadata marker; it sits less than 128 KiB before the end of a valid file.
 const METADATA_MARKER: &[u8] = b"\xAB\xCD\xEFMaxMind.com";
@@ -35,8 +35,7 @@ pub(super) fn looks_like_mmdb(path: &Path) -> Result<bool, DbError> {
         path: path.to_owned(),
         source,
     };
-    let mut file = File::open(path).map_err(|e| io("open", e))?;
-    let len = file.metadata().map_err(|e| io("read", e))?.len();
+    let (mut file, len) = input::open_regular(path)?;
     file.seek(SeekFrom::Start(len.saturating_sub(METADATA_WINDOW)))
         .map_err(|e| io("read", e))?;
     let mut tail = Vec::new();
@@ -53,7 +52,7 @@ pub(super) fn read(path: &Path) -> Result<Ranges, DbError> {
         path: path.to_owned(),
         source,
     };
-    let buf = text::read_all(path)?;
+    let buf = input::read_all(path, Format::Mmdb)?;
     let reader = Reader::from_source(buf.as_slice()).map_err(mmdb_err)?;
     check_tree(&buf, reader.metadata(), path)?;
     let mut out = Ranges::default();

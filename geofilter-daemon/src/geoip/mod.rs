@@ -47,6 +47,7 @@ mod compile;
 pub mod country;
 pub mod embedded;
 pub mod info;
+mod input;
 mod maxmind_csv;
 mod mmdb;
 mod range_csv;
