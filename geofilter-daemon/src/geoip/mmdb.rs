@@ -74,7 +74,7 @@ pub(super) fn read(path: &Path) -> Result<Ranges, DbError> {
             None => {
                 let code = record_code(&item).map_err(mmdb_err)?;
                 let c = codes
-                    .parse(code.unwrap_or(""))
+                    .parse(code.unwrap_or(""), || format!("network {network}"))
                     .ok_or_else(|| DbError::Record {
                         path: path.to_owned(),
                         record: format!("network {network}"),
@@ -567,14 +567,22 @@ mod tests {
     #[test]
     fn bad_records_and_files() {
         let mut w = Writer::new(4);
-        let bad = w.value(&V::M(vec![("country_code", V::S("QQ"))]));
+        let bad = w.value(&V::M(vec![("country_code", V::S("Q1"))]));
         w.insert(v4("1.2.3.0"), 24, bad);
         let e = read_bytes("bad.mmdb", &w.finish("country")).unwrap_err();
         assert!(
             e.to_string()
-                .ends_with("bad.mmdb: network 1.2.3.0/24: invalid country code \"QQ\""),
+                .ends_with("bad.mmdb: network 1.2.3.0/24: invalid country code \"Q1\""),
             "{e}"
         );
+        // Two letters that are no country: unknown (with a warning).
+        let mut w = Writer::new(4);
+        let qq = w.value(&V::M(vec![("country_code", V::S("QQ"))]));
+        let de = w.value(&V::M(vec![("country_code", V::S("DE"))]));
+        w.insert(v4("1.2.3.0"), 24, qq);
+        w.insert(v4("1.2.4.0"), 24, de);
+        let s = read_bytes("unassigned.mmdb", &w.finish("country")).unwrap();
+        assert_eq!(s.v4[0].country, UNKNOWN_COUNTRY);
 
         let mut w = Writer::new(4);
         let asn = w.value(&V::M(vec![("autonomous_system_number", V::U32(64500))]));

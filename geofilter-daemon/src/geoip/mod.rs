@@ -27,8 +27,9 @@
 //!   rules above (a small `??` range inside a large `DE` range makes that part unknown), but is
 //!   not written to the table: a lookup miss means unknown anyway. Codes ISO keeps reserved but
 //!   that name no current country (`AN`, `YU`, `UK`, ...; see [`country::RESERVED_CODES`]) are
-//!   unknown too, with a warning: real data still carries a stale `AN`. Any other code that is
-//!   not an ISO 3166-1 country (or `XK`, Kosovo) is an error.
+//!   unknown too, with a warning: real data still carries a stale `AN`. So are two letters ISO
+//!   has not assigned at all (Debian's tor-geoipdb has `OS`), also with a warning, one per code
+//!   and file. A malformed code (digits, punctuation, wrong length) is an error.
 //! - **Case** does not matter in database codes (`ru.zone`); user input goes through
 //!   [`country::parse_country`].
 //! - **IPv4-mapped IPv6** (`::ffff:0:0/96`) in IPv6 input is read as IPv4, so IPv6 files that

@@ -56,7 +56,7 @@ pub(super) fn read(path: &Path) -> Result<Ranges, DbError> {
                 ))));
             }
         }
-        let country = codes.parse(f[1]).ok_or_else(|| {
+        let country = codes.parse(f[1], || format!("line {no}")).ok_or_else(|| {
             err(LineProblem::Country {
                 value: f[1].to_owned(),
             })
@@ -164,8 +164,8 @@ mod tests {
                 ":1: bad start address \"2.0.0.0\"",
             ),
             (
-                "ripencc|QQ|ipv4|2.0.0.0|256|20100712|allocated",
-                ":1: invalid country code \"QQ\"",
+                "ripencc|Q1|ipv4|2.0.0.0|256|20100712|allocated",
+                ":1: invalid country code \"Q1\"",
             ),
             (
                 "ripencc|FR|ipv5|2.0.0.0|256|20100712|allocated",

@@ -202,8 +202,8 @@ fn error_messages_name_file_line_and_text() {
             r#":1: start 9 is after end 8 in ""9","8","RU"""#,
         ),
         (
-            "1.2.3.0,1.2.3.255,QQ",
-            r#":1: invalid country code "QQ" in "1.2.3.0,1.2.3.255,QQ""#,
+            "1.2.3.0,1.2.3.255,Q1",
+            r#":1: invalid country code "Q1" in "1.2.3.0,1.2.3.255,Q1""#,
         ),
         (
             "1.2.3.0,1.2.3.255,Russia",
