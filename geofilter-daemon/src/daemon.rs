@@ -231,14 +231,15 @@ impl Daemon {
                     .into(),
             );
         };
-        let (paths, format) = {
+        let (paths, format, limits) = {
             let state = self.lock();
             let paths = if embedded || !dbs.is_empty() {
                 dbs
             } else {
                 state.saved.dbs.clone()
             };
-            (paths, state.saved.db_format.clone())
+            let limits = geoip::Limits::for_table_mib(state.datapath.table_limit_mib());
+            (paths, state.saved.db_format.clone(), limits)
         };
         let format = format
             .map(|f| f.parse::<Format>())
@@ -249,7 +250,10 @@ impl Daemon {
         // The guard travels with the work: if this request is dropped mid-load, the load still
         // holds it until it ends.
         let (_one_at_a_time, loaded) = tokio::task::spawn_blocking(move || {
-            (one_at_a_time, geoip::load_or_embedded(&load_paths, format))
+            (
+                one_at_a_time,
+                geoip::load_or_embedded(&load_paths, format, &limits),
+            )
         })
         .await
         .map_err(|e| e.to_string())?;

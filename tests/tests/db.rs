@@ -1171,3 +1171,41 @@ fn debian_tor_geoipdb_loads_with_unassigned_codes_as_unknown() {
         samples.len(),
     );
 }
+
+#[test]
+fn loads_beyond_the_table_budget_are_refused_while_reading() {
+    // A 1 MiB budget: 21,845 ranges and 32,768 prefixes per family.
+    let scene = Scene::new(
+        &[RU_V4, DE_V4, RU_V6, DE_V6],
+        &["--block", "RU", "--max-table-mib", "1"],
+    );
+    let dir = TempDir::new();
+    // 30,000 single addresses: more ranges than the budget.
+    let many = dir.0.join("many.csv");
+    let lines: String = (0..30_000u32)
+        .map(|i| {
+            let a = std::net::Ipv4Addr::from(0x0a00_0000 | i << 8 | 1);
+            format!("{a},{a},DE\n")
+        })
+        .collect();
+    std::fs::write(&many, lines).expect("writing many.csv");
+    // 300 unaligned IPv6 ranges of about 220 prefixes each: few ranges, too many prefixes.
+    let wide = dir.0.join("wide.csv");
+    let lines: String = (0x1000..0x1000 + 300u32)
+        .map(|i| format!("{i:x}::1,{i:x}:ffff:ffff:ffff:ffff:ffff:ffff:fffe,DE\n"))
+        .collect();
+    std::fs::write(&wide, lines).expect("writing wide.csv");
+    assert_reload_refused(
+        &scene,
+        &many,
+        "many.csv:21846: more than 21845 IPv4 ranges, the most one load may read with a table \
+         budget of 1 MiB (--max-table-mib)",
+    );
+    assert_reload_refused(
+        &scene,
+        &wide,
+        "wide.csv: compile to more than 32768 IPv6 prefixes, the most a table budget of 1 MiB \
+         (--max-table-mib) allows",
+    );
+    assert_traffic(&scene.pair, &[RU_V4, RU_V6], &[DE_V4, DE_V6]);
+}

@@ -22,8 +22,7 @@ use super::{
 
 const EXTENSIONS: [&str; 6] = ["", "zone", "cidr", "txt", "list", "netset"];
 
-pub(super) fn read(path: &Path) -> Result<Ranges, DbError> {
-    let mut out = Ranges::default();
+pub(super) fn read(path: &Path, mut out: Ranges) -> Result<Ranges, DbError> {
     let mut codes = CodeReader::default();
     if !path.is_dir() {
         let Some(country) = country_of(path, &mut codes) else {
@@ -101,10 +100,11 @@ fn read_list(path: &Path, country: CountryId, out: &mut Ranges) -> Result<(), Db
             )
         })?;
         if v6 {
-            out.push_v6(start, end, country);
+            out.push_v6(start, end, country)
         } else {
-            out.push_v4(start, end, country);
+            out.push_v4(start, end, country)
         }
+        .map_err(|problem| line_error(path, no, problem, line))?;
     }
     Ok(())
 }

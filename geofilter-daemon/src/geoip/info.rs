@@ -8,9 +8,7 @@ use std::{
 
 use serde::Serialize;
 
-use super::{
-    CompiledDb, DbError, Format, SourceSummary, compile, country::code_str, embedded, read_source,
-};
+use super::{CompiledDb, DbError, Format, SourceSummary, country::code_str, embedded, read_source};
 
 /// Data older than this gets a warning: country assignments move every day, and an old table
 /// blocks the wrong customers.
@@ -80,7 +78,7 @@ pub fn describe(paths: &[PathBuf], format: Option<Format>) -> Result<DbInfo, DbE
 /// Checks one file alone: reads it whole and compiles it, like `load` would.
 pub fn check(path: &Path, format: Option<Format>) -> Result<DbInfo, DbError> {
     let source = read_source(path, format)?;
-    let db = compile(vec![source]);
+    let db = super::compile_within(vec![source], &super::Limits::default())?;
     let info = source_info(&db.sources[0], SystemTime::now())?;
     Ok(summarise(vec![info], &db))
 }

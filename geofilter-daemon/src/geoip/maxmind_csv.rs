@@ -24,8 +24,7 @@ use super::{
 /// Most columns looked at in a header.
 const COLUMNS: usize = 16;
 
-pub(super) fn read(path: &Path) -> Result<Ranges, DbError> {
-    let mut out = Ranges::default();
+pub(super) fn read(path: &Path, mut out: Ranges) -> Result<Ranges, DbError> {
     if path.is_dir() {
         let blocks = blocks_files(path)?;
         if blocks.is_empty() {
@@ -213,10 +212,11 @@ fn read_blocks(path: &Path, out: &mut Ranges) -> Result<(), DbError> {
             })?
         };
         if v6 {
-            out.push_v6(start, end, country);
+            out.push_v6(start, end, country)
         } else {
-            out.push_v4(start, end, country);
+            out.push_v4(start, end, country)
         }
+        .map_err(err)?;
     }
     Ok(())
 }

@@ -47,7 +47,7 @@ pub(super) fn looks_like_mmdb(path: &Path) -> Result<bool, DbError> {
         .any(|w| w == METADATA_MARKER))
 }
 
-pub(super) fn read(path: &Path) -> Result<Ranges, DbError> {
+pub(super) fn read(path: &Path, mut out: Ranges) -> Result<Ranges, DbError> {
     let mmdb_err = |source| DbError::Mmdb {
         path: path.to_owned(),
         source,
@@ -55,7 +55,6 @@ pub(super) fn read(path: &Path) -> Result<Ranges, DbError> {
     let buf = input::read_all(path, Format::Mmdb)?;
     let reader = Reader::from_source(buf.as_slice()).map_err(mmdb_err)?;
     check_tree(&buf, reader.metadata(), path)?;
-    let mut out = Ranges::default();
     let mut codes = CodeReader::default();
     // Country databases have a few hundred distinct records behind a million networks.
     let mut by_offset: HashMap<usize, CountryId> = HashMap::new();
@@ -92,14 +91,19 @@ pub(super) fn read(path: &Path) -> Result<Ranges, DbError> {
         match network {
             IpNetwork::V4(n) => {
                 let (start, end) = (u32::from(n.network()), u32::from(n.broadcast()));
-                out.push_v4(start.into(), end.into(), country);
+                out.push_v4(start.into(), end.into(), country)
             }
             IpNetwork::V6(n) => {
                 let start = u128::from(n.network());
                 let end = start | text::host_mask(n.prefix().into(), 128);
-                out.push_v6(start, end, country);
+                out.push_v6(start, end, country)
             }
         }
+        .map_err(|problem| DbError::Record {
+            path: path.to_owned(),
+            record: format!("network {network}"),
+            problem,
+        })?;
     }
     if with_country == 0 && !(out.v4.is_empty() && out.v6.is_empty()) {
         return Err(DbError::Invalid {

@@ -18,9 +18,8 @@ use super::{
 
 /// Reads a range CSV file; `format` is [`Format::RangeCsv`] or [`Format::Tor`] (same syntax),
 /// and only appears in messages.
-pub(super) fn read(path: &Path, format: Format) -> Result<Ranges, DbError> {
+pub(super) fn read(path: &Path, format: Format, mut out: Ranges) -> Result<Ranges, DbError> {
     let mut lines = Lines::open(path, format)?;
-    let mut out = Ranges::default();
     let mut codes = CodeReader::default();
     let mut first = true;
     while let Some((no, line)) = lines.next_line()? {

@@ -216,11 +216,10 @@ pub(crate) fn push_range(
         });
     }
     if v6 {
-        out.push_v6(s, e, country);
+        out.push_v6(s, e, country)
     } else {
-        out.push_v4(s, e, country);
+        out.push_v4(s, e, country)
     }
-    Ok(())
 }
 
 /// Parses a network `1.2.3.0/24`, `2001:db8::/32`, or a single address (a /32 or /128), as

@@ -10,8 +10,8 @@ use std::path::Path;
 
 use super::{DbError, Format, Ranges, range_csv};
 
-pub(super) fn read(path: &Path) -> Result<Ranges, DbError> {
-    range_csv::read(path, Format::Tor)
+pub(super) fn read(path: &Path, out: Ranges) -> Result<Ranges, DbError> {
+    range_csv::read(path, Format::Tor, out)
 }
 
 #[cfg(test)]
