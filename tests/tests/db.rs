@@ -66,6 +66,19 @@ fn assert_why(daemon: &Daemon, addr: &str, country: &str, verdict: &str, when: &
     );
 }
 
+/// Reloads the scene's own database files, which must succeed.
+fn reload_scene_files(scene: &Scene) {
+    let (v4, v6) = (scene.db_dir.0.join("v4.csv"), scene.db_dir.0.join("v6.csv"));
+    scene.daemon.ok(&[
+        "db",
+        "reload",
+        "--db",
+        v4.to_str().unwrap(),
+        "--db",
+        v6.to_str().unwrap(),
+    ]);
+}
+
 /// Sends UDP from every source and checks which arrive: all of `allowed`, none of `blocked`.
 fn assert_traffic(pair: &Pair, blocked: &[&str], allowed: &[&str]) {
     const N: u64 = 50;
@@ -731,15 +744,7 @@ fn bad_files_are_refused_and_the_daemon_keeps_blocking() {
     assert!(String::from_utf8_lossy(&out.stdout).contains(&format!("{}: ok", good.display())));
     assert!(String::from_utf8_lossy(&out.stderr).contains("1 of 2 database file(s) invalid"));
     // And a good reload still works afterwards.
-    let (v4, v6) = (scene.db_dir.0.join("v4.csv"), scene.db_dir.0.join("v6.csv"));
-    daemon.ok(&[
-        "db",
-        "reload",
-        "--db",
-        v4.to_str().unwrap(),
-        "--db",
-        v6.to_str().unwrap(),
-    ]);
+    reload_scene_files(&scene);
     assert_why(daemon, RU_V4, "RU", "drop", "after a good reload");
 }
 
@@ -1019,15 +1024,7 @@ fn reloads_run_one_at_a_time() {
         "{status}"
     );
     // The daemon is idle again: a reload of the scene's files goes through and filters.
-    let (v4, v6) = (scene.db_dir.0.join("v4.csv"), scene.db_dir.0.join("v6.csv"));
-    daemon.ok(&[
-        "db",
-        "reload",
-        "--db",
-        v4.to_str().unwrap(),
-        "--db",
-        v6.to_str().unwrap(),
-    ]);
+    reload_scene_files(&scene);
     assert_why(daemon, RU_V4, "RU", "drop", "after the concurrent reloads");
     assert_traffic(&scene.pair, &[RU_V4, RU_V6], &[DE_V4, DE_V6]);
 }
