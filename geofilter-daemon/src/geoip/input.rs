@@ -121,17 +121,21 @@ pub(crate) fn read_all(path: &Path, format: Format) -> Result<Vec<u8>, DbError> 
     let mut buf = Vec::new();
     open(path, format)?
         .read_to_end(&mut buf)
-        .map_err(
-            |source| match source.get_ref().and_then(|e| e.downcast_ref::<Oversize>()) {
-                Some(_) => too_large(path, format, "decompresses to over", max_size(format)),
-                None => DbError::Io {
-                    op: "read",
-                    path: path.to_owned(),
-                    source,
-                },
-            },
-        )?;
+        .map_err(|source| {
+            oversize(path, format, &source).unwrap_or_else(|| DbError::Io {
+                op: "read",
+                path: path.to_owned(),
+                source,
+            })
+        })?;
     Ok(buf)
+}
+
+/// The error for a read that failed because the gzip stream of [`open`] passed [`max_size`].
+pub(crate) fn oversize(path: &Path, format: Format, e: &io::Error) -> Option<DbError> {
+    e.get_ref()
+        .is_some_and(|e| e.is::<Oversize>())
+        .then(|| too_large(path, format, "decompresses to over", max_size(format)))
 }
 
 /// A decompressed stream that fails once it has produced more than `left` bytes.
@@ -192,5 +196,14 @@ mod tests {
                 max_size(Format::Tor) >> 20
             )
         );
+        // Readers turn it into the file's error, not "read failed (truncated or corrupt?)".
+        let e = oversize(Path::new("geoip.gz"), Format::Tor, &e).unwrap();
+        assert_eq!(
+            e.to_string(),
+            "geoip.gz: decompresses to over 2048 MiB, more than the 2048 MiB a tor database may \
+             be; not a GeoIP database"
+        );
+        let other = io::Error::other("disk on fire");
+        assert!(oversize(Path::new("x"), Format::Tor, &other).is_none());
     }
 }

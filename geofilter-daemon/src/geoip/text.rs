@@ -46,10 +46,14 @@ impl Lines {
             let n = (&mut self.reader)
                 .take(MAX_LINE as u64 + 2)
                 .read_until(b'\n', &mut self.buf)
-                .map_err(|source| DbError::ReadAt {
-                    path: self.path.clone(),
-                    line: self.line + 1,
-                    source,
+                .map_err(|source| {
+                    super::input::oversize(&self.path, self.format, &source).unwrap_or_else(|| {
+                        DbError::ReadAt {
+                            path: self.path.clone(),
+                            line: self.line + 1,
+                            source,
+                        }
+                    })
                 })?;
             if n == 0 {
                 return Ok(None);
