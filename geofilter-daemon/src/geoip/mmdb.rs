@@ -672,7 +672,7 @@ mod tests {
             let nodes = rng.random_range(1..=128);
             let mut w = Writer::new(version);
             let de = w.value(&V::M(vec![("country_code", V::S("DE"))]));
-            let mut record = |rng: &mut StdRng| match rng.random_range(0..10) {
+            let record = |rng: &mut StdRng| match rng.random_range(0..10) {
                 0 => Rec::Empty,
                 1 => de,
                 _ => Rec::Node(rng.random_range(0..nodes)),
