@@ -222,8 +222,8 @@ impl Daemon {
         if embedded && !dbs.is_empty() {
             return Err("reload either the embedded database or files, not both".into());
         }
-        // A second reload is refused rather than queued: it would only replace the first one's
-        // result, and a caller that waits without knowing why is worse than a clear answer.
+        // A second reload is refused rather than queued: a queue would hold each caller waiting
+        // without saying why, and the operator can retry once the first has finished.
         let Ok(one_at_a_time) = self.reloading.clone().try_lock_owned() else {
             return Err(
                 "a reload is in progress; the current tables stay. Try again when it has \
