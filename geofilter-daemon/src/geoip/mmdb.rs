@@ -18,7 +18,7 @@ use std::{
     path::Path,
 };
 
-use geofilter_common::{CountryId, UNKNOWN_COUNTRY};
+use geofilter_common::UNKNOWN_COUNTRY;
 use ipnetwork::IpNetwork;
 use maxminddb::{LookupResult, MaxMindDbError, Metadata, PathElement, Reader, WithinOptions};
 
@@ -56,8 +56,9 @@ pub(super) fn read(path: &Path, mut out: Ranges) -> Result<Ranges, DbError> {
     let reader = Reader::from_source(buf.as_slice()).map_err(mmdb_err)?;
     check_tree(&buf, reader.metadata(), path)?;
     let mut codes = CodeReader::default();
-    // Country databases have a few hundred distinct records behind a million networks.
-    let mut by_offset: HashMap<usize, CountryId> = HashMap::new();
+    // Country databases have a few hundred distinct records behind a million networks: decode
+    // each once, but count every network in the warnings about its code.
+    let mut by_offset: HashMap<usize, &str> = HashMap::new();
     let mut with_country = 0usize;
     for item in reader
         .networks(WithinOptions::default())
@@ -68,23 +69,23 @@ pub(super) fn read(path: &Path, mut out: Ranges) -> Result<Ranges, DbError> {
         let Some(offset) = item.offset() else {
             continue;
         };
-        let country = match by_offset.get(&offset) {
-            Some(&c) => c,
+        let code = match by_offset.get(&offset) {
+            Some(&code) => code,
             None => {
-                let code = record_code(&item).map_err(mmdb_err)?;
-                let c = codes
-                    .parse(code.unwrap_or(""), || format!("network {network}"))
-                    .ok_or_else(|| DbError::Record {
-                        path: path.to_owned(),
-                        record: format!("network {network}"),
-                        problem: LineProblem::Country {
-                            value: code.unwrap_or("").to_owned(),
-                        },
-                    })?;
-                by_offset.insert(offset, c);
-                c
+                let code = record_code(&item).map_err(mmdb_err)?.unwrap_or("");
+                by_offset.insert(offset, code);
+                code
             }
         };
+        let country = codes
+            .parse(code, || format!("network {network}"))
+            .ok_or_else(|| DbError::Record {
+                path: path.to_owned(),
+                record: format!("network {network}"),
+                problem: LineProblem::Country {
+                    value: code.to_owned(),
+                },
+            })?;
         if country != UNKNOWN_COUNTRY {
             with_country += 1;
         }
@@ -585,8 +586,10 @@ mod tests {
         let de = w.value(&V::M(vec![("country_code", V::S("DE"))]));
         w.insert(v4("1.2.3.0"), 24, qq);
         w.insert(v4("1.2.4.0"), 24, de);
+        w.insert(v4("1.2.5.0"), 24, qq);
         let s = read_bytes("unassigned.mmdb", &w.finish("country")).unwrap();
         assert_eq!(s.v4[0].country, UNKNOWN_COUNTRY);
+        assert_eq!(s.v4[2].country, UNKNOWN_COUNTRY);
 
         let mut w = Writer::new(4);
         let asn = w.value(&V::M(vec![("autonomous_system_number", V::U32(64500))]));
