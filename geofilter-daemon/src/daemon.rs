@@ -9,7 +9,7 @@ use std::{
     collections::BTreeSet,
     net::IpAddr,
     path::PathBuf,
-    sync::{Mutex, MutexGuard},
+    sync::{Arc, Mutex, MutexGuard},
     time::{Duration, Instant},
 };
 
@@ -58,6 +58,9 @@ pub struct Daemon {
     started: Instant,
     /// Signalled by an `unload` request.
     pub shutdown: Notify,
+    /// Held while a reload reads and compiles databases. Reloads run one at a time: four
+    /// concurrent ones held four databases in memory at once (4.2 GB).
+    reloading: Arc<tokio::sync::Mutex<()>>,
 }
 
 /// Parses user-given country codes; all must be valid or nothing is applied.
@@ -75,6 +78,7 @@ impl Daemon {
             sessions: Mutex::default(),
             started: Instant::now(),
             shutdown: Notify::new(),
+            reloading: Arc::default(),
         }
     }
 
@@ -234,14 +238,24 @@ impl Daemon {
         if embedded && !dbs.is_empty() {
             return Err("reload either the embedded database or files, not both".into());
         }
-        let (paths, format) = {
+        // A second reload is refused rather than queued: a queue would hold each caller waiting
+        // without saying why, and the operator can retry once the first has finished.
+        let Ok(one_at_a_time) = self.reloading.clone().try_lock_owned() else {
+            return Err(
+                "a reload is in progress; the current tables stay. Try again when it has \
+                 finished"
+                    .into(),
+            );
+        };
+        let (paths, format, limits) = {
             let state = self.lock();
             let paths = if embedded || !dbs.is_empty() {
                 dbs
             } else {
                 state.saved.dbs.clone()
             };
-            (paths, state.saved.db_format.clone())
+            let limits = geoip::Limits::for_table_mib(state.datapath.table_limit_mib());
+            (paths, state.saved.db_format.clone(), limits)
         };
         let format = format
             .map(|f| f.parse::<Format>())
@@ -249,10 +263,19 @@ impl Daemon {
             .map_err(|e| e.to_string())?;
         let load_paths = paths.clone();
         // No files (given or current) means the embedded database.
-        let loaded =
-            tokio::task::spawn_blocking(move || geoip::load_or_embedded(&load_paths, format))
-                .await
-                .map_err(|e| e.to_string());
+        // The guard travels with the work: if this request is dropped mid-load, the load still
+        // holds it until it ends; here it is held until the new tables are committed.
+        let joined = tokio::task::spawn_blocking(move || {
+            (
+                one_at_a_time,
+                geoip::load_or_embedded(&load_paths, format, &limits),
+            )
+        })
+        .await;
+        let (_one_at_a_time, loaded) = match joined {
+            Ok((guard, db)) => (Some(guard), Ok(db)),
+            Err(e) => (None, Err(e.to_string())),
+        };
         let mut state = self.lock();
         let committed = loaded
             .and_then(|db| db.map_err(|e| e.to_string()))

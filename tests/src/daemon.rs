@@ -274,6 +274,13 @@ impl Daemon {
         child.try_wait().expect("waiting for geofilter").is_none()
     }
 
+    /// Starts [`peak_rss_bytes`](Self::peak_rss_bytes) afresh from the current resident size
+    /// (`echo 5 > /proc/PID/clear_refs`, Linux 4.0+), to measure one operation's peak.
+    pub fn reset_peak_rss(&self) {
+        let pid = self.child.as_ref().expect("running").id();
+        std::fs::write(format!("/proc/{pid}/clear_refs"), "5").expect("resetting VmHWM");
+    }
+
     /// SIGTERM, then waits (at most 10 s) for a clean exit.
     pub fn stop(&mut self) -> ExitStatus {
         let mut child = self.child.take().expect("running");

@@ -66,6 +66,19 @@ fn assert_why(daemon: &Daemon, addr: &str, country: &str, verdict: &str, when: &
     );
 }
 
+/// Reloads the scene's own database files, which must succeed.
+fn reload_scene_files(scene: &Scene) {
+    let (v4, v6) = (scene.db_dir.0.join("v4.csv"), scene.db_dir.0.join("v6.csv"));
+    scene.daemon.ok(&[
+        "db",
+        "reload",
+        "--db",
+        v4.to_str().unwrap(),
+        "--db",
+        v6.to_str().unwrap(),
+    ]);
+}
+
 /// Sends UDP from every source and checks which arrive: all of `allowed`, none of `blocked`.
 fn assert_traffic(pair: &Pair, blocked: &[&str], allowed: &[&str]) {
     const N: u64 = 50;
@@ -460,9 +473,9 @@ fn db_update_fetches_validates_stores_and_reloads() {
         ),
         (
             "an invalid country code on line 2",
-            Reply::Ok(b"5.45.192.0,5.45.255.255,DE\n198.51.100.0,198.51.100.255,QQ\n".to_vec()),
+            Reply::Ok(b"5.45.192.0,5.45.255.255,DE\n198.51.100.0,198.51.100.255,Q1\n".to_vec()),
             "world-v4.csv",
-            &["world-v4.csv:2: invalid country code \"QQ\""],
+            &["world-v4.csv:2: invalid country code \"Q1\""],
         ),
         (
             "HTTP 404",
@@ -588,8 +601,8 @@ fn bad_corpus() -> Vec<BadFile> {
         ),
         bad(
             "invalid-code.csv",
-            b"1.2.3.0,1.2.3.255,DE\n1.2.4.0,1.2.4.255,QQ\n",
-            &[":2: invalid country code \"QQ\" in \"1.2.4.0,1.2.4.255,QQ\""],
+            b"1.2.3.0,1.2.3.255,DE\n1.2.4.0,1.2.4.255,Q1\n",
+            &[":2: invalid country code \"Q1\" in \"1.2.4.0,1.2.4.255,Q1\""],
         ),
         bad(
             "mixed-families.csv",
@@ -731,14 +744,465 @@ fn bad_files_are_refused_and_the_daemon_keeps_blocking() {
     assert!(String::from_utf8_lossy(&out.stdout).contains(&format!("{}: ok", good.display())));
     assert!(String::from_utf8_lossy(&out.stderr).contains("1 of 2 database file(s) invalid"));
     // And a good reload still works afterwards.
-    let (v4, v6) = (scene.db_dir.0.join("v4.csv"), scene.db_dir.0.join("v6.csv"));
-    daemon.ok(&[
-        "db",
-        "reload",
-        "--db",
-        v4.to_str().unwrap(),
-        "--db",
-        v6.to_str().unwrap(),
-    ]);
+    reload_scene_files(&scene);
     assert_why(daemon, RU_V4, "RU", "drop", "after a good reload");
+}
+
+// ---------------------------------------------------------------------------------------------
+
+/// What one run of the real binary cost: its output, wall time and peak resident memory.
+struct Measured {
+    out: Output,
+    elapsed: Duration,
+    peak_rss: u64,
+}
+
+/// A peak above this for reading a file of at most a few KiB means the reader expanded it.
+const HOSTILE_PEAK_RSS: u64 = 96 << 20;
+
+/// Runs `geofilter <args>` under `/usr/bin/time`, which reports that one process's peak
+/// resident size. Not getrusage/wait4 from here: exec(2) folds the old address space's peak
+/// into the new program's `ru_maxrss`, so a child of this (large, multi-test) process would
+/// report this process's peak. The child may use at most 2 GiB of address space (`ulimit -v`,
+/// then exec), so a reader that expands a hostile file fails the test quickly instead of
+/// exhausting the host.
+fn geofilter_measured(args: &[&str]) -> Measured {
+    let time = Path::new("/usr/bin/time");
+    assert!(
+        time.is_file(),
+        "this test measures peak memory with /usr/bin/time (Debian package `time`)"
+    );
+    let dir = TempDir::new();
+    let report = dir.0.join("maxrss");
+    let started = Instant::now();
+    let mut child = Command::new(time)
+        .arg("-f")
+        .arg("%M")
+        .arg("-o")
+        .arg(&report)
+        .args(["sh", "-c", "ulimit -v 2097152 && exec \"$0\" \"$@\""])
+        .arg(binary())
+        .args(args)
+        .env("GEOFILTER_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("running geofilter under /usr/bin/time");
+    // Bounded: a reader blocked for good (a FIFO) is killed after 30 s.
+    let deadline = started + Duration::from_secs(30);
+    while child.try_wait().expect("waiting for geofilter").is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("geofilter {} ran for over 30 s", args.join(" "));
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let elapsed = started.elapsed();
+    let out = child.wait_with_output().expect("geofilter output");
+    let kib = std::fs::read_to_string(&report).unwrap_or_default();
+    // `time` adds "Command exited with non-zero status N" before the number.
+    let kib: u64 = kib
+        .lines()
+        .last()
+        .and_then(|l| l.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no peak in /usr/bin/time's report {kib:?}"));
+    Measured {
+        out,
+        elapsed,
+        peak_rss: kib * 1024,
+    }
+}
+
+/// `db check` refuses `path` within a few seconds and a bounded peak, naming it and `expect`.
+fn assert_check_refuses(path: &Path, expect: &str) {
+    let p = path.to_str().expect("UTF-8 path");
+    let m = geofilter_measured(&["db", "check", p]);
+    let out = text(&m.out);
+    assert!(!m.out.status.success(), "db check accepted {p}: {out}");
+    let stderr = String::from_utf8_lossy(&m.out.stderr);
+    assert!(
+        stderr.contains(&format!("geofilter: invalid database: {p}")) && stderr.contains(expect),
+        "{p}: expected {expect:?}: {out}"
+    );
+    assert!(
+        m.elapsed < Duration::from_secs(10),
+        "{p}: db check took {:?}",
+        m.elapsed
+    );
+    assert!(
+        m.peak_rss < HOSTILE_PEAK_RSS,
+        "{p}: db check peaked at {} MiB (bound {} MiB)",
+        m.peak_rss >> 20,
+        HOSTILE_PEAK_RSS >> 20
+    );
+    eprintln!(
+        "db check {p}: refused in {:?}, peak {} MiB",
+        m.elapsed,
+        m.peak_rss >> 20
+    );
+}
+
+/// A reload of `path` is refused, and the daemon kept its tables and memory bounded.
+fn assert_reload_refused(scene: &Scene, path: &Path, expect: &str) {
+    let daemon = &scene.daemon;
+    let p = path.to_str().expect("UTF-8 path");
+    daemon.reset_peak_rss();
+    let started = Instant::now();
+    let out = daemon.cli(&["db", "reload", "--db", p]);
+    let elapsed = started.elapsed();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success(),
+        "the daemon loaded {p}: {}",
+        text(&out)
+    );
+    assert!(
+        stderr.contains("database not reloaded, the current tables stay")
+            && stderr.contains(expect),
+        "{p}: expected {expect:?}: {stderr}"
+    );
+    assert!(
+        elapsed < Duration::from_secs(10),
+        "{p}: reload took {elapsed:?}"
+    );
+    let peak = daemon.peak_rss_bytes();
+    assert!(
+        peak < HOSTILE_PEAK_RSS,
+        "{p}: the daemon peaked at {} MiB while refusing it",
+        peak >> 20
+    );
+    assert_why(daemon, RU_V4, "RU", "drop", p);
+    assert_why(daemon, DE_V6, "DE", "pass", p);
+}
+
+#[test]
+fn mmdb_graphs_are_refused_quickly_with_bounded_memory() {
+    use geofilter_daemon::geoip::mmdb_writer::Writer;
+    let dir = TempDir::new();
+    let mut files = Vec::new();
+    for (version, levels) in [(4, 24), (4, 32), (6, 128)] {
+        let bytes = Writer::dag(version, levels);
+        assert!(bytes.len() <= 1024, "{} bytes", bytes.len());
+        let path = dir.0.join(format!("dag-v{version}-{levels}.mmdb"));
+        std::fs::write(&path, &bytes).expect("writing the DAG");
+        assert_check_refuses(&path, "not a valid MaxMind DB file: its search tree of");
+        files.push(path);
+    }
+    let scene = Scene::new(&[RU_V4, DE_V4, RU_V6, DE_V6], &["--block", "RU"]);
+    for path in &files {
+        assert_reload_refused(&scene, path, "search tree of");
+    }
+    assert_traffic(&scene.pair, &[RU_V4, RU_V6], &[DE_V4, DE_V6]);
+}
+
+#[test]
+fn special_and_oversized_files_are_refused_without_reading() {
+    let dir = TempDir::new();
+    let fifo = dir.0.join("fifo.mmdb");
+    let c = std::ffi::CString::new(fifo.to_str().expect("UTF-8")).expect("no NUL");
+    // SAFETY: a valid C string; mkfifo(3) only creates the node.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0, "mkfifo");
+    let zero = dir.0.join("zero.mmdb");
+    std::os::unix::fs::symlink("/dev/zero", &zero).expect("symlink to /dev/zero");
+    // Sparse: no disk space, but a size that reading would have to go through.
+    let sparse = |name: &str, size: u64| {
+        let path = dir.0.join(name);
+        std::fs::File::create(&path)
+            .and_then(|f| f.set_len(size))
+            .expect("sparse file");
+        path
+    };
+    let sparse_mmdb = sparse("sparse.mmdb", 2 << 30);
+    let sparse_csv = sparse("sparse.csv", 3 << 30);
+    let cases = [
+        (&fifo, "is a FIFO (named pipe), not a regular file"),
+        (&zero, "is a character device, not a regular file"),
+        (
+            &sparse_mmdb,
+            "is 2048 MiB, more than the 1024 MiB a mmdb database may be",
+        ),
+        (
+            &sparse_csv,
+            "is 3072 MiB, more than the 2048 MiB a range-csv database may be",
+        ),
+    ];
+    for (path, expect) in cases {
+        assert_check_refuses(path, expect);
+    }
+    // A symbolic link to a regular file is fine.
+    let scene = Scene::new(&[RU_V4, DE_V4, RU_V6, DE_V6], &["--block", "RU"]);
+    let link = dir.0.join("link.csv");
+    std::os::unix::fs::symlink(scene.db_dir.0.join("v4.csv"), &link).expect("symlink");
+    let out = geofilter(&["db", "check", link.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out));
+
+    for (path, expect) in cases {
+        assert_reload_refused(&scene, path, expect);
+    }
+    let status = scene.daemon.cli_json(&["status"]);
+    assert_eq!(
+        status["database"]["reload_failures"].as_u64(),
+        Some(cases.len() as u64),
+        "{status}"
+    );
+    assert_traffic(&scene.pair, &[RU_V4, RU_V6], &[DE_V4, DE_V6]);
+}
+
+#[test]
+fn reloads_run_one_at_a_time() {
+    let scene = Scene::new(&[RU_V4, DE_V4, RU_V6, DE_V6], &["--block", "RU"]);
+    let daemon = &scene.daemon;
+    // 315,308 networks: long enough to load that four requests sent together overlap.
+    let big = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../geofilter-daemon/testdata/iptoasn-country/iptoasn-country-ipv4.mmdb");
+    let big = big.to_str().expect("UTF-8 path");
+    // Measure from the same state each time: this database loaded, another load of it running.
+    daemon.ok(&["db", "reload", "--db", big]);
+    // What a load adds to the resident size it starts from.
+    let reset = || {
+        daemon.reset_peak_rss();
+        daemon.peak_rss_bytes()
+    };
+    let base = reset();
+    let started = Instant::now();
+    daemon.ok(&["db", "reload", "--db", big]);
+    let one = started.elapsed();
+    let single_peak = daemon.peak_rss_bytes();
+    let single = single_peak.saturating_sub(base);
+
+    let base = reset();
+    let children: Vec<_> = (0..4)
+        .map(|_| {
+            daemon
+                .cli_command(&["db", "reload", "--db", big])
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .expect("spawning db reload")
+        })
+        .collect();
+    let outs: Vec<Output> = children
+        .into_iter()
+        .map(|c| c.wait_with_output().expect("db reload"))
+        .collect();
+    let concurrent_peak = daemon.peak_rss_bytes();
+    let concurrent = concurrent_peak.saturating_sub(base);
+    let ok = outs.iter().filter(|o| o.status.success()).count();
+    let busy = outs
+        .iter()
+        .filter(|o| String::from_utf8_lossy(&o.stderr).contains("a reload is in progress"))
+        .count();
+    let all: Vec<String> = outs.iter().map(text).collect();
+    eprintln!(
+        "one reload: {one:?}, peak {} MiB (+{} MiB); four at once: {ok} loaded, {busy} refused, \
+         peak {} MiB (+{} MiB)",
+        single_peak >> 20,
+        single >> 20,
+        concurrent_peak >> 20,
+        concurrent >> 20
+    );
+    assert!(
+        ok >= 1 && busy >= 1 && ok + busy == 4,
+        "one load {one:?}; {ok} succeeded, {busy} refused as busy:\n{}",
+        all.join("\n")
+    );
+    // One load at a time: four requests cost about what one does (allocator arenas make it
+    // vary by some tens of MiB; four loads at once cost over three times one).
+    assert!(
+        concurrent < 2 * single,
+        "four concurrent reloads added {} MiB, one added {} MiB",
+        concurrent >> 20,
+        single >> 20
+    );
+    // A request refused as busy read no database: it is not a failed reload.
+    let status = daemon.cli_json(&["status"]);
+    assert_eq!(
+        status["database"]["reload_failures"].as_u64(),
+        Some(0),
+        "{status}"
+    );
+    // The daemon is idle again: a reload of the scene's files goes through and filters.
+    reload_scene_files(&scene);
+    assert_why(daemon, RU_V4, "RU", "drop", "after the concurrent reloads");
+    assert_traffic(&scene.pair, &[RU_V4, RU_V6], &[DE_V4, DE_V6]);
+}
+
+// ---------------------------------------------------------------------------------------------
+
+/// Debian's `tor-geoipdb` (`/usr/share/tor/geoip{,6}`), fetched by the test itself with
+/// `apt-get download` and unpacked with `dpkg-deb -x` into `target/tor-geoipdb/` (kept for the
+/// next run): the real package's files, so CI needs nothing installed by hand. Fails, naming the
+/// command, when the package cannot be fetched.
+fn tor_geoipdb() -> (PathBuf, PathBuf) {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/tor-geoipdb");
+    let share = root.join("usr/share/tor");
+    let files = (share.join("geoip"), share.join("geoip6"));
+    if files.0.is_file() && files.1.is_file() {
+        return files;
+    }
+    let download = root.join("download");
+    std::fs::create_dir_all(&download).expect("target/tor-geoipdb/download");
+    let run = |command: &mut Command| {
+        let out = command.output().expect("running apt-get / dpkg-deb");
+        assert!(
+            out.status.success(),
+            "{command:?} failed (this test needs Debian's tor-geoipdb from the apt sources): {}",
+            text(&out)
+        );
+    };
+    run(Command::new("apt-get")
+        .args(["download", "tor-geoipdb"])
+        .current_dir(&download));
+    let deb = std::fs::read_dir(&download)
+        .expect("download folder")
+        .map(|e| e.expect("entry").path())
+        .find(|p| p.extension().is_some_and(|e| e == "deb"))
+        .expect("apt-get download left no .deb");
+    run(Command::new("dpkg-deb").arg("-x").arg(&deb).arg(&root));
+    assert!(
+        files.0.is_file() && files.1.is_file(),
+        "{deb:?} has no geoip files"
+    );
+    files
+}
+
+/// Rows of a Tor geoip file: (1-based line, first address, code), comments skipped.
+fn tor_rows(path: &Path) -> Vec<(usize, std::net::IpAddr, String)> {
+    let content = std::fs::read_to_string(path).expect("reading a tor geoip file");
+    content
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.starts_with('#') && !l.trim().is_empty())
+        .map(|(i, l)| {
+            let f: Vec<&str> = l.split(',').collect();
+            let start = match f[0].parse::<u32>() {
+                Ok(n) => std::net::IpAddr::V4(n.into()),
+                Err(_) => f[0].parse().expect("a tor row's start address"),
+            };
+            (i + 1, start, f[2].to_owned())
+        })
+        .collect()
+}
+
+#[test]
+fn debian_tor_geoipdb_loads_with_unassigned_codes_as_unknown() {
+    require_root();
+    let (geoip, geoip6) = tor_geoipdb();
+    let (g4, g6) = (geoip.to_str().unwrap(), geoip6.to_str().unwrap());
+    let rows4 = tor_rows(&geoip);
+    let rows6 = tor_rows(&geoip6);
+    // The row that made the whole load fail: two letters, but no ISO 3166-1 country.
+    let os: Vec<_> = rows6.iter().filter(|r| r.2 == "OS").collect();
+    assert_eq!(os.len(), 1, "the package's geoip6 has one OS row");
+    let (os_line, os_addr, _) = os[0];
+
+    let out = Command::new(binary())
+        .args(["db", "check", g4, g6])
+        .env("GEOFILTER_LOG", "warn")
+        .output()
+        .expect("db check");
+    assert!(
+        out.status.success(),
+        "db check refused the package: {}",
+        text(&out)
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let warning = format!(
+        "{g6}: country code OS is not assigned in ISO 3166-1 (seen 1 time(s), first at line \
+         {os_line}); read as unknown"
+    );
+    assert!(
+        stderr.contains(&warning),
+        "expected {warning:?} in:\n{stderr}"
+    );
+    // One warning per code, not per row: CS has hundreds of rows in geoip.
+    assert!(rows4.iter().filter(|r| r.2 == "CS").count() > 1);
+    assert_eq!(stderr.matches("country code CS ").count(), 1, "{stderr}");
+
+    // What the file says, against what the running filter answers.
+    let expected = |code: &str| match geofilter_daemon::geoip::country::database_country(code) {
+        Some(id) if id != geofilter_common::UNKNOWN_COUNTRY => code_str(id),
+        _ => "unknown".to_owned(),
+    };
+    let mut samples: Vec<(std::net::IpAddr, String)> = Vec::new();
+    for rows in [&rows4, &rows6] {
+        samples.extend(
+            rows.iter()
+                .step_by(rows.len() / 7)
+                .map(|(_, addr, code)| (*addr, expected(code))),
+        );
+    }
+    samples.push((*os_addr, "unknown".to_owned()));
+    let ru = rows4.iter().find(|r| r.2 == "RU").expect("an RU row");
+    samples.push((ru.1, "RU".to_owned()));
+
+    let pair = Pair::new();
+    let daemon = Daemon::start(
+        &pair.server,
+        &[
+            "--iface",
+            &pair.server_if,
+            "--db",
+            g4,
+            "--db",
+            g6,
+            "--block",
+            "RU",
+        ],
+    );
+    assert!(
+        daemon.log().contains(&warning),
+        "the daemon does not warn about OS:\n{}",
+        daemon.log()
+    );
+    for (addr, country) in &samples {
+        let verdict = if country == "RU" { "drop" } else { "pass" };
+        assert_why(&daemon, &addr.to_string(), country, verdict, "tor-geoipdb");
+    }
+    eprintln!(
+        "tor-geoipdb: {} + {} rows; checked {} addresses: {samples:?}",
+        rows4.len(),
+        rows6.len(),
+        samples.len(),
+    );
+}
+
+#[test]
+fn loads_beyond_the_table_budget_are_refused_while_reading() {
+    // A 1 MiB budget: 21,845 ranges and 32,768 prefixes per family.
+    let scene = Scene::new(
+        &[RU_V4, DE_V4, RU_V6, DE_V6],
+        &["--block", "RU", "--max-table-mib", "1"],
+    );
+    let dir = TempDir::new();
+    // 30,000 single addresses: more ranges than the budget.
+    let many = dir.0.join("many.csv");
+    let lines: String = (0..30_000u32)
+        .map(|i| {
+            let a = std::net::Ipv4Addr::from(0x0a00_0000 | i << 8 | 1);
+            format!("{a},{a},DE\n")
+        })
+        .collect();
+    std::fs::write(&many, lines).expect("writing many.csv");
+    // 300 unaligned IPv6 ranges of about 220 prefixes each: few ranges, too many prefixes.
+    let wide = dir.0.join("wide.csv");
+    let lines: String = (0x1000..0x1000 + 300u32)
+        .map(|i| format!("{i:x}::1,{i:x}:ffff:ffff:ffff:ffff:ffff:ffff:fffe,DE\n"))
+        .collect();
+    std::fs::write(&wide, lines).expect("writing wide.csv");
+    assert_reload_refused(
+        &scene,
+        &many,
+        "many.csv:21846: more than 21845 IPv4 ranges, the most one load may read with a table \
+         budget of 1 MiB (--max-table-mib)",
+    );
+    assert_reload_refused(
+        &scene,
+        &wide,
+        "wide.csv: compile to more than 32768 IPv6 prefixes, the most a table budget of 1 MiB \
+         (--max-table-mib) allows",
+    );
+    assert_traffic(&scene.pair, &[RU_V4, RU_V6], &[DE_V4, DE_V6]);
 }

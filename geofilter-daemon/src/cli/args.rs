@@ -115,8 +115,9 @@ pub struct RunArgs {
     #[arg(long)]
     pub keep: bool,
     /// Refuse databases whose table for one address family would exceed this many MiB of kernel
-    /// memory (a world database needs about 23 MiB per family). A refused reload keeps the
-    /// current tables.
+    /// memory (a world database needs about 23 MiB per family). Loading is bounded by it too:
+    /// the ranges read and the prefixes compiled per family may each take at most this much
+    /// memory, checked while reading. A refused reload keeps the current tables.
     #[arg(long, value_name = "MIB", default_value_t = crate::datapath::DEFAULT_MAX_TABLE_MIB)]
     pub max_table_mib: usize,
     /// Serve Prometheus metrics on this address (e.g. 127.0.0.1:9753).

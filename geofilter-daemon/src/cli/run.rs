@@ -77,7 +77,9 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         .transpose()
         .map_err(anyhow::Error::msg)?;
     // No database anywhere (flags, config, state file) means the one compiled into the binary.
-    let db = geoip::load_or_embedded(&saved.dbs, format).context("loading the country database")?;
+    let limits = geoip::Limits::for_table_mib(args.max_table_mib);
+    let db = geoip::load_or_embedded(&saved.dbs, format, &limits)
+        .context("loading the country database")?;
     if saved.dbs.is_empty() {
         let database = geoip::embedded::meta().label();
         info!(%database, "no --db given: using the embedded database");

@@ -226,4 +226,10 @@ impl Datapath {
         self.v4.max_chunks = mib * 1024;
         self.v6.max_chunks = mib * 1024;
     }
+
+    /// The table budget per address family, in MiB; database loads are bounded by it too
+    /// ([`crate::geoip::Limits`]).
+    pub fn table_limit_mib(&self) -> usize {
+        self.v4.max_chunks / 1024
+    }
 }

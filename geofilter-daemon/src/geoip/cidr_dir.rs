@@ -16,16 +16,16 @@ use geofilter_common::CountryId;
 
 use super::{
     DbError, Format, LineProblem, Ranges,
-    country::database_country,
+    country::CodeReader,
     text::{Lines, base_name, line_error, parse_network},
 };
 
 const EXTENSIONS: [&str; 6] = ["", "zone", "cidr", "txt", "list", "netset"];
 
-pub(super) fn read(path: &Path) -> Result<Ranges, DbError> {
-    let mut out = Ranges::default();
+pub(super) fn read(path: &Path, mut out: Ranges) -> Result<Ranges, DbError> {
+    let mut codes = CodeReader::default();
     if !path.is_dir() {
-        let Some(country) = country_of(path)? else {
+        let Some(country) = country_of(path, &mut codes) else {
             return Err(DbError::Invalid {
                 path: path.to_owned(),
                 reason: "cannot tell the country from the file name; per-country lists are \
@@ -34,6 +34,7 @@ pub(super) fn read(path: &Path) -> Result<Ranges, DbError> {
             });
         };
         read_list(path, country, &mut out)?;
+        codes.warn(path);
         return Ok(out);
     }
     let mut files = Vec::new();
@@ -50,7 +51,7 @@ pub(super) fn read(path: &Path) -> Result<Ranges, DbError> {
     }
     let mut lists = 0;
     for file in files {
-        match country_of(&file)? {
+        match country_of(&file, &mut codes) {
             Some(country) => {
                 read_list(&file, country, &mut out)?;
                 lists += 1;
@@ -66,12 +67,13 @@ pub(super) fn read(path: &Path) -> Result<Ranges, DbError> {
                     .into(),
         });
     }
+    codes.warn(path);
     Ok(out)
 }
 
-/// The country a list file is named for; `None` if the name is not a list's name at all, an
-/// error if it looks like one but the code is not a country (`qq.zone`).
-fn country_of(path: &Path) -> Result<Option<CountryId>, DbError> {
+/// The country a list file is named for, or `None` if the name is not a list's name at all. A
+/// code that is well-formed but no country (`qq.zone`) is unknown, with a warning.
+fn country_of(path: &Path, codes: &mut CodeReader) -> Option<CountryId> {
     let name = base_name(path);
     let (stem, ext) = name.split_once('.').unwrap_or((&name, ""));
     let code = stem.split(['-', '_']).next().unwrap_or("");
@@ -79,18 +81,9 @@ fn country_of(path: &Path) -> Result<Option<CountryId>, DbError> {
         || !code.bytes().all(|b| b.is_ascii_alphabetic())
         || !EXTENSIONS.contains(&ext)
     {
-        return Ok(None);
+        return None;
     }
-    match database_country(code) {
-        Some(id) => Ok(Some(id)),
-        None => Err(DbError::Record {
-            path: path.to_owned(),
-            record: "file name".into(),
-            problem: LineProblem::Country {
-                value: code.to_owned(),
-            },
-        }),
-    }
+    codes.parse(code, || format!("file {name}"))
 }
 
 fn read_list(path: &Path, country: CountryId, out: &mut Ranges) -> Result<(), DbError> {
@@ -107,10 +100,11 @@ fn read_list(path: &Path, country: CountryId, out: &mut Ranges) -> Result<(), Db
             )
         })?;
         if v6 {
-            out.push_v6(start, end, country);
+            out.push_v6(start, end, country)
         } else {
-            out.push_v4(start, end, country);
+            out.push_v4(start, end, country)
         }
+        .map_err(|problem| line_error(path, no, problem, line))?;
     }
     Ok(())
 }
@@ -177,13 +171,10 @@ mod tests {
         let (_dir, path) = file("list.txt", b"1.2.3.0/24\n");
         let e = read_source(&path, Some(Format::CidrDir)).unwrap_err();
         assert!(e.to_string().ends_with("list.txt: cannot tell the country from the file name; per-country lists are named like de.zone or de.cidr"), "{e}");
+        // A code that is no country makes the list unknown (with a warning), not an error.
         let (_dir, path) = file("qq.zone", b"1.2.3.0/24\n");
-        let e = read_source(&path, None).unwrap_err();
-        assert!(
-            e.to_string()
-                .ends_with("qq.zone: file name: invalid country code \"qq\""),
-            "{e}"
-        );
+        let s = read_source(&path, None).unwrap();
+        assert_eq!(s.v4[0].country, geofilter_common::UNKNOWN_COUNTRY);
         let (_dir, path) = file("de.zone", b"1.2.3.0/24\n# c\n1.2.3.0-1.2.3.9\n");
         let e = read_source(&path, None).unwrap_err();
         assert!(

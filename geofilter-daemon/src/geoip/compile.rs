@@ -15,9 +15,27 @@ use std::{cmp::Reverse, collections::BinaryHeap};
 
 use geofilter_common::{CountryId, PrefixInfo, UNKNOWN_COUNTRY};
 
-use super::{CompiledDb, MAX_SOURCES, Prefix, Range, SourceRanges, SourceSummary, text::host_mask};
+use super::{
+    CompiledDb, DbError, Limits, MAX_SOURCES, Prefix, Range, SourceRanges, SourceSummary,
+    text::host_mask,
+};
 
-/// Compiles the ranges of `sources` (in `--db` order) into the prefix table.
+/// Compiles the ranges of `sources` (in `--db` order) into the prefix table, without a
+/// [`Limits`] budget: for data already bounded (the embedded database, tests).
+///
+/// # Panics
+/// As [`compile_within`].
+pub fn compile(sources: Vec<SourceRanges>) -> CompiledDb {
+    let unbounded = Limits {
+        ranges: usize::MAX,
+        prefixes: usize::MAX,
+        table_mib: usize::MAX,
+    };
+    compile_within(sources, &unbounded).expect("no limit to exceed")
+}
+
+/// Compiles the ranges of `sources` (in `--db` order) into the prefix table, or refuses them
+/// once a family has more ranges or prefixes than `limits` allow.
 ///
 /// Ranges with `start > end` or outside their family are ignored (the readers never produce
 /// them).
@@ -25,11 +43,29 @@ use super::{CompiledDb, MAX_SOURCES, Prefix, Range, SourceRanges, SourceSummary,
 /// # Panics
 /// With more than 65,536 sources ([`PrefixInfo::source`] is a `u16`); [`super::load`] refuses
 /// that many files first.
-pub fn compile(sources: Vec<SourceRanges>) -> CompiledDb {
+pub fn compile_within(sources: Vec<SourceRanges>, limits: &Limits) -> Result<CompiledDb, DbError> {
     assert!(
         sources.len() <= MAX_SOURCES,
         "at most {MAX_SOURCES} database files"
     );
+    let over = |what, family, unit, limit| DbError::OverBudget {
+        files: sources
+            .iter()
+            .map(|s| s.path.display().to_string())
+            .collect::<Vec<_>>()
+            .join(", "),
+        what,
+        family,
+        unit,
+        limit,
+        table_mib: limits.table_mib,
+    };
+    for (v6, family) in [(false, "IPv4"), (true, "IPv6")] {
+        let total: usize = sources.iter().map(|s| self::family(s, v6).len()).sum();
+        if total > limits.ranges {
+            return Err(over("together hold", family, "ranges", limits.ranges));
+        }
+    }
     let summaries = sources
         .iter()
         .map(|s| SourceSummary {
@@ -40,16 +76,18 @@ pub fn compile(sources: Vec<SourceRanges>) -> CompiledDb {
         })
         .collect();
     // The families are independent; compile them side by side.
+    let max = limits.prefixes;
     let (v4, v6) = std::thread::scope(|scope| {
-        let v4 = scope.spawn(|| compile_family(&sources, false));
-        let v6 = compile_family(&sources, true);
+        let v4 = scope.spawn(|| compile_family(&sources, false, max));
+        let v6 = compile_family(&sources, true, max);
         (v4.join().expect("IPv4 compile thread panicked"), v6)
     });
-    CompiledDb {
+    let too_many = |family| over("compile to", family, "prefixes", max);
+    Ok(CompiledDb {
         sources: summaries,
-        v4,
-        v6,
-    }
+        v4: v4.ok_or_else(|| too_many("IPv4"))?,
+        v6: v6.ok_or_else(|| too_many("IPv6"))?,
+    })
 }
 
 /// One input range with its priority.
@@ -63,7 +101,8 @@ struct Item {
     source: u16,
 }
 
-fn compile_family(sources: &[SourceRanges], v6: bool) -> Vec<Prefix> {
+/// The family's prefixes, or `None` once there would be more than `max_prefixes`.
+fn compile_family(sources: &[SourceRanges], v6: bool, max_prefixes: usize) -> Option<Vec<Prefix>> {
     let (bits, max) = if v6 {
         (128, u128::MAX)
     } else {
@@ -92,9 +131,11 @@ fn compile_family(sources: &[SourceRanges], v6: bool) -> Vec<Prefix> {
     }
 
     let mut out = Emitter {
-        out: Vec::with_capacity(total * 2),
+        out: Vec::with_capacity(total.saturating_mul(2).min(max_prefixes)),
         bits,
         pending: None,
+        max: max_prefixes,
+        over: false,
     };
     if items.windows(2).all(|w| w[0].end < w[1].start) {
         for i in &items {
@@ -157,10 +198,16 @@ struct Emitter {
     out: Vec<Prefix>,
     bits: u32,
     pending: Option<(u128, u128, PrefixInfo)>,
+    /// The most prefixes `out` may hold; past it, `over` is set and nothing more is kept.
+    max: usize,
+    over: bool,
 }
 
 impl Emitter {
     fn push(&mut self, start: u128, end: u128, country: CountryId, source: u16) {
+        if self.over {
+            return;
+        }
         let info = PrefixInfo { country, source };
         if let Some((_, pending_end, pending_info)) = &mut self.pending
             && *pending_info == info
@@ -178,12 +225,17 @@ impl Emitter {
             && info.country != UNKNOWN_COUNTRY
         {
             split_into_prefixes(start, end, self.bits, info, &mut self.out);
+            // One segment adds at most 2 * (bits - 1) prefixes past the limit before this.
+            if self.out.len() > self.max {
+                self.over = true;
+                self.out = Vec::new();
+            }
         }
     }
 
-    fn finish(mut self) -> Vec<Prefix> {
+    fn finish(mut self) -> Option<Vec<Prefix>> {
         self.flush();
-        self.out
+        (!self.over).then_some(self.out)
     }
 }
 

@@ -276,8 +276,8 @@ pub const PSEUDO_CODES: &[&str] = &["??", "--", "-", "ZZ", "XX", "EU", "AP", "A1
 /// stale records (`AN` Netherlands Antilles, `YU`, `CS`, `TP`, ...), exceptional reservations
 /// (`UK`, `FX`, `SU`, `AC`, ...) and the indeterminate ones. The geo-whois-asn-country data of
 /// June 2026 carries one `AN` row. Databases are read with these as unknown (and a warning), so
-/// one stale row does not make a whole world database unusable; a code that was never assigned
-/// at all is still an error.
+/// one stale row does not make a whole world database unusable; so are codes that were never
+/// assigned (they warn as "not assigned" rather than "withdrawn or reserved").
 pub const RESERVED_CODES: &[&str] = &[
     "AC", "AN", "BU", "CP", "CS", "DG", "DY", "EA", "EW", "EZ", "FL", "FX", "IC", "JA", "LF", "NT",
     "PI", "RA", "RB", "RC", "RH", "RI", "RL", "RM", "RN", "RP", "SU", "TA", "TP", "UK", "UN", "WG",
@@ -311,67 +311,70 @@ pub fn code_str(id: CountryId) -> String {
 /// A country code from a database row.
 ///
 /// Case-insensitive (per-country list files are named `ru.zone`), surrounding blanks ignored.
-/// Returns `Some(id)` for a known country, `Some(UNKNOWN_COUNTRY)` for a pseudo-code, a
-/// [reserved code](RESERVED_CODES) or an empty field, and `None` for anything else, which the
-/// readers report as an error with file and line: a database with codes we cannot place is more
-/// likely misread than right.
+/// Returns `Some(id)` for a known country; `Some(UNKNOWN_COUNTRY)` for a pseudo-code, an empty
+/// field, a [reserved code](RESERVED_CODES) and any other two letters ISO 3166-1 has not
+/// assigned (Debian's tor-geoipdb of 2026 carries `OS` and `AB`); and `None` for anything
+/// malformed (digits, punctuation, wrong length), which the readers report as an error with
+/// file and line: such a column is more likely misread than right.
 pub fn database_country(s: &str) -> Option<CountryId> {
     classify(s).map(|(id, _)| id)
 }
 
-/// [`database_country`], and whether the code was a [reserved](RESERVED_CODES) one.
-fn classify(s: &str) -> Option<(CountryId, bool)> {
+/// Why a database code reads as unknown, for the warning (`None`: nothing to warn about).
+type Stale = Option<&'static str>;
+
+/// [`database_country`], and what to warn about.
+fn classify(s: &str) -> Option<(CountryId, Stale)> {
     let s = s.trim();
     match s.as_bytes() {
-        [] => Some((UNKNOWN_COUNTRY, false)),
-        &[a, b] => {
+        [] => Some((UNKNOWN_COUNTRY, None)),
+        &[a, b] if a.is_ascii_alphabetic() && b.is_ascii_alphabetic() => {
             let code = [a.to_ascii_uppercase(), b.to_ascii_uppercase()];
             let is = |list: &[&str]| list.iter().any(|p| p.as_bytes() == code);
             if known(code) {
-                country_id(code).map(|id| (id, false))
+                country_id(code).map(|id| (id, None))
             } else if is(PSEUDO_CODES) {
-                Some((UNKNOWN_COUNTRY, false))
+                Some((UNKNOWN_COUNTRY, None))
             } else if is(RESERVED_CODES) {
-                Some((UNKNOWN_COUNTRY, true))
+                Some((UNKNOWN_COUNTRY, Some("withdrawn or reserved")))
             } else {
-                None
+                Some((UNKNOWN_COUNTRY, Some("not assigned")))
             }
         }
-        _ if PSEUDO_CODES.contains(&s) => Some((UNKNOWN_COUNTRY, false)),
+        _ if PSEUDO_CODES.contains(&s) => Some((UNKNOWN_COUNTRY, None)),
         _ => None,
     }
 }
 
-/// [`database_country`] for a reader: counts the reserved codes it met, to warn once per file.
+/// [`database_country`] for a reader: counts the codes it read as unknown with a warning, to
+/// warn once per code (with a count and the first place) rather than once per row.
 #[derive(Debug, Default)]
 pub(crate) struct CodeReader {
-    reserved: std::collections::BTreeMap<String, usize>,
+    /// Code (upper case) -> why, how many rows, where first.
+    stale: std::collections::BTreeMap<String, (&'static str, usize, String)>,
 }
 
 impl CodeReader {
-    pub(crate) fn parse(&mut self, s: &str) -> Option<CountryId> {
-        let (id, reserved) = classify(s)?;
-        if reserved {
-            *self
-                .reserved
+    /// Parses one row's code; `at` says where the row is (`line 12`, `network 1.2.3.0/24`), and
+    /// is only called the first time a code needs a warning.
+    pub(crate) fn parse(&mut self, s: &str, at: impl FnOnce() -> String) -> Option<CountryId> {
+        let (id, stale) = classify(s)?;
+        if let Some(why) = stale {
+            self.stale
                 .entry(s.trim().to_ascii_uppercase())
-                .or_default() += 1;
+                .or_insert_with(|| (why, 0, at()))
+                .1 += 1;
         }
         Some(id)
     }
 
-    /// Logs the reserved codes met in `path`, if any.
+    /// Logs one warning per code of `path` that was read as unknown.
     pub(crate) fn warn(&self, path: &std::path::Path) {
-        if !self.reserved.is_empty() {
-            let codes: Vec<String> = self
-                .reserved
-                .iter()
-                .map(|(c, n)| format!("{c} ({n}x)"))
-                .collect();
+        for (code, (why, rows, first)) in &self.stale {
             tracing::warn!(
-                path = %path.display(),
-                codes = %codes.join(", "),
-                "database uses withdrawn or reserved country codes; those ranges are read as unknown"
+                "{}: country code {code} is {why} in ISO 3166-1 (seen {rows} time(s), first at \
+                 {first}); read as unknown",
+                path.display()
             );
         }
     }
@@ -655,12 +658,32 @@ mod tests {
                 "{reserved}"
             );
         }
+        // Two letters ISO has not assigned: unknown too (Debian's tor-geoipdb has `OS`).
+        for unassigned in ["QQ", "AA", "os", "AB"] {
+            assert_eq!(
+                database_country(unassigned),
+                Some(UNKNOWN_COUNTRY),
+                "{unassigned}"
+            );
+        }
         let mut reader = CodeReader::default();
-        assert_eq!(reader.parse("an"), Some(UNKNOWN_COUNTRY));
-        assert_eq!(reader.parse("AN"), Some(UNKNOWN_COUNTRY));
-        assert_eq!(reader.parse("DE"), Some(id("DE")));
-        assert_eq!(reader.reserved.get("AN"), Some(&2));
-        for bad in ["QQ", "AA", "R", "RUS", "1.2", "R?", "É"] {
+        let at = |n: u32| move || format!("line {n}");
+        assert_eq!(reader.parse("an", at(1)), Some(UNKNOWN_COUNTRY));
+        assert_eq!(reader.parse("AN", at(2)), Some(UNKNOWN_COUNTRY));
+        assert_eq!(reader.parse("OS", at(3)), Some(UNKNOWN_COUNTRY));
+        assert_eq!(reader.parse("DE", at(4)), Some(id("DE")));
+        assert_eq!(reader.parse("??", at(5)), Some(UNKNOWN_COUNTRY));
+        assert_eq!(
+            reader.stale.get("AN"),
+            Some(&("withdrawn or reserved", 2, "line 1".to_owned()))
+        );
+        assert_eq!(
+            reader.stale.get("OS"),
+            Some(&("not assigned", 1, "line 3".to_owned()))
+        );
+        assert_eq!(reader.stale.len(), 2);
+        // Malformed: still errors.
+        for bad in ["R", "RUS", "1.2", "R?", "É", "12", "R1", "1R", "r-"] {
             assert_eq!(database_country(bad), None, "{bad}");
         }
     }

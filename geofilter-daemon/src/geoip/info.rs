@@ -8,10 +8,7 @@ use std::{
 
 use serde::Serialize;
 
-use super::{
-    CompiledDb, DbError, Format, SourceSummary, compile, country::code_str, embedded, read_source,
-    text,
-};
+use super::{CompiledDb, DbError, Format, SourceSummary, country::code_str, embedded, read_source};
 
 /// Data older than this gets a warning: country assignments move every day, and an old table
 /// blocks the wrong customers.
@@ -81,7 +78,7 @@ pub fn describe(paths: &[PathBuf], format: Option<Format>) -> Result<DbInfo, DbE
 /// Checks one file alone: reads it whole and compiles it, like `load` would.
 pub fn check(path: &Path, format: Option<Format>) -> Result<DbInfo, DbError> {
     let source = read_source(path, format)?;
-    let db = compile(vec![source]);
+    let db = super::compile_within(vec![source], &super::Limits::default())?;
     let info = source_info(&db.sources[0], SystemTime::now())?;
     Ok(summarise(vec![info], &db))
 }
@@ -140,8 +137,8 @@ fn source_info(s: &SourceSummary, now: SystemTime) -> Result<SourceInfo, DbError
 
 /// The `build_epoch` in an MMDB file's metadata.
 fn mmdb_build_time(path: &Path) -> Result<SystemTime, DbError> {
-    let reader =
-        maxminddb::Reader::from_source(text::read_all(path)?).map_err(|source| DbError::Mmdb {
+    let reader = maxminddb::Reader::from_source(super::input::read_all(path, Format::Mmdb)?)
+        .map_err(|source| DbError::Mmdb {
             path: path.to_owned(),
             source,
         })?;

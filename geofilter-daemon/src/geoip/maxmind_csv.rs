@@ -24,8 +24,7 @@ use super::{
 /// Most columns looked at in a header.
 const COLUMNS: usize = 16;
 
-pub(super) fn read(path: &Path) -> Result<Ranges, DbError> {
-    let mut out = Ranges::default();
+pub(super) fn read(path: &Path, mut out: Ranges) -> Result<Ranges, DbError> {
     if path.is_dir() {
         let blocks = blocks_files(path)?;
         if blocks.is_empty() {
@@ -143,11 +142,13 @@ fn read_locations(path: &Path) -> Result<HashMap<u32, CountryId>, DbError> {
         let id = f[id_at]
             .parse::<u32>()
             .map_err(|_| err(LineProblem::Other(format!("bad geoname_id {:?}", f[id_at]))))?;
-        let country = codes.parse(f[code_at]).ok_or_else(|| {
-            err(LineProblem::Country {
-                value: f[code_at].to_owned(),
-            })
-        })?;
+        let country = codes
+            .parse(f[code_at], || format!("line {no}"))
+            .ok_or_else(|| {
+                err(LineProblem::Country {
+                    value: f[code_at].to_owned(),
+                })
+            })?;
         map.insert(id, country);
     }
     codes.warn(path);
@@ -211,10 +212,11 @@ fn read_blocks(path: &Path, out: &mut Ranges) -> Result<(), DbError> {
             })?
         };
         if v6 {
-            out.push_v6(start, end, country);
+            out.push_v6(start, end, country)
         } else {
-            out.push_v4(start, end, country);
+            out.push_v4(start, end, country)
         }
+        .map_err(err)?;
     }
     Ok(())
 }
@@ -321,9 +323,9 @@ mod tests {
         assert_eq!(
             err_of(
                 &format!("{head}1.2.3.0/24,2921044,,\n"),
-                "geoname_id,country_iso_code\n1,QQ\n"
+                "geoname_id,country_iso_code\n1,Q1\n"
             ),
-            "DIR/GeoIP2-Country-Locations-en.csv:2: invalid country code \"QQ\" in \"1,QQ\""
+            "DIR/GeoIP2-Country-Locations-en.csv:2: invalid country code \"Q1\" in \"1,Q1\""
         );
         let (_dir, path) = file("x-Blocks-IPv4.csv", b"network,geoname_id\n");
         assert!(read_source(&path, None).is_err());

@@ -8,21 +8,21 @@
 //!   `2002::/16` at the same node. The iterator skips those aliases, so every IPv4 network is
 //!   read once, as IPv4. Data found under `::ffff:0:0/96` that is *not* an alias is IPv4-mapped
 //!   IPv6 and read as IPv4, like in the other formats.
-//! - Gzip-compressed files work too; the file is read into memory (at most ~60 MB for GeoIP2
-//!   City), and a file that is truncated or corrupt fails with the crate's reason.
+//! - Gzip-compressed files work too; the file is read into memory (at most
+//!   [`input::max_size`]; GeoIP2 City is about 130 MB), and a file that is truncated or corrupt
+//!   fails with the crate's reason.
 
 use std::{
     collections::HashMap,
-    fs::File,
     io::{Read, Seek, SeekFrom},
     path::Path,
 };
 
-use geofilter_common::{CountryId, UNKNOWN_COUNTRY};
+use geofilter_common::UNKNOWN_COUNTRY;
 use ipnetwork::IpNetwork;
-use maxminddb::{LookupResult, MaxMindDbError, PathElement, Reader, WithinOptions};
+use maxminddb::{LookupResult, MaxMindDbError, Metadata, PathElement, Reader, WithinOptions};
 
-use super::{DbError, LineProblem, Ranges, country::CodeReader, text};
+use super::{DbError, Format, LineProblem, Ranges, country::CodeReader, input, text};
 
 /// The MMDB metadata marker; it sits less than 128 KiB before the end of a valid file.
 const METADATA_MARKER: &[u8] = b"\xAB\xCD\xEFMaxMind.com";
@@ -35,8 +35,7 @@ pub(super) fn looks_like_mmdb(path: &Path) -> Result<bool, DbError> {
         path: path.to_owned(),
         source,
     };
-    let mut file = File::open(path).map_err(|e| io("open", e))?;
-    let len = file.metadata().map_err(|e| io("read", e))?.len();
+    let (mut file, len) = input::open_regular(path)?;
     file.seek(SeekFrom::Start(len.saturating_sub(METADATA_WINDOW)))
         .map_err(|e| io("read", e))?;
     let mut tail = Vec::new();
@@ -48,17 +47,18 @@ pub(super) fn looks_like_mmdb(path: &Path) -> Result<bool, DbError> {
         .any(|w| w == METADATA_MARKER))
 }
 
-pub(super) fn read(path: &Path) -> Result<Ranges, DbError> {
+pub(super) fn read(path: &Path, mut out: Ranges) -> Result<Ranges, DbError> {
     let mmdb_err = |source| DbError::Mmdb {
         path: path.to_owned(),
         source,
     };
-    let buf = text::read_all(path)?;
-    let reader = Reader::from_source(buf).map_err(mmdb_err)?;
-    let mut out = Ranges::default();
+    let buf = input::read_all(path, Format::Mmdb)?;
+    let reader = Reader::from_source(buf.as_slice()).map_err(mmdb_err)?;
+    check_tree(&buf, reader.metadata(), path)?;
     let mut codes = CodeReader::default();
-    // Country databases have a few hundred distinct records behind a million networks.
-    let mut by_offset: HashMap<usize, CountryId> = HashMap::new();
+    // Country databases have a few hundred distinct records behind a million networks: decode
+    // each once, but count every network in the warnings about its code.
+    let mut by_offset: HashMap<usize, &str> = HashMap::new();
     let mut with_country = 0usize;
     for item in reader
         .networks(WithinOptions::default())
@@ -69,37 +69,42 @@ pub(super) fn read(path: &Path) -> Result<Ranges, DbError> {
         let Some(offset) = item.offset() else {
             continue;
         };
-        let country = match by_offset.get(&offset) {
-            Some(&c) => c,
+        let code = match by_offset.get(&offset) {
+            Some(&code) => code,
             None => {
-                let code = record_code(&item).map_err(mmdb_err)?;
-                let c = codes
-                    .parse(code.unwrap_or(""))
-                    .ok_or_else(|| DbError::Record {
-                        path: path.to_owned(),
-                        record: format!("network {network}"),
-                        problem: LineProblem::Country {
-                            value: code.unwrap_or("").to_owned(),
-                        },
-                    })?;
-                by_offset.insert(offset, c);
-                c
+                let code = record_code(&item).map_err(mmdb_err)?.unwrap_or("");
+                by_offset.insert(offset, code);
+                code
             }
         };
+        let country = codes
+            .parse(code, || format!("network {network}"))
+            .ok_or_else(|| DbError::Record {
+                path: path.to_owned(),
+                record: format!("network {network}"),
+                problem: LineProblem::Country {
+                    value: code.to_owned(),
+                },
+            })?;
         if country != UNKNOWN_COUNTRY {
             with_country += 1;
         }
         match network {
             IpNetwork::V4(n) => {
                 let (start, end) = (u32::from(n.network()), u32::from(n.broadcast()));
-                out.push_v4(start.into(), end.into(), country);
+                out.push_v4(start.into(), end.into(), country)
             }
             IpNetwork::V6(n) => {
                 let start = u128::from(n.network());
                 let end = start | text::host_mask(n.prefix().into(), 128);
-                out.push_v6(start, end, country);
+                out.push_v6(start, end, country)
             }
         }
+        .map_err(|problem| DbError::Record {
+            path: path.to_owned(),
+            record: format!("network {network}"),
+            problem,
+        })?;
     }
     if with_country == 0 && !(out.v4.is_empty() && out.v6.is_empty()) {
         return Err(DbError::Invalid {
@@ -113,6 +118,97 @@ pub(super) fn read(path: &Path) -> Result<Ranges, DbError> {
     }
     codes.warn(path);
     Ok(out)
+}
+
+/// Refuses a search tree that is not a tree before the network iterator walks it.
+///
+/// The format calls the search tree a binary trie, but nothing in a file stops a record from
+/// pointing at a node that another record already points at. The crate's iterator walks every
+/// path (depth first, bounded only by the address width), so 32 nodes that each point twice at
+/// the next expand to 2^32 networks, and 128 such nodes to 2^128 steps: a 432-byte file kept a
+/// reader allocating until it died. In a tree of `n` nodes every node is reached once, so a walk
+/// visits at most `2n + 1` records (the root, then each node's two records); the only node a
+/// valid file reaches more than once is the IPv4 subtree of an IPv6 tree (aliased at
+/// `::ffff:0:0/96`, `2001::/32`, `2002::/16`), and the iterator skips those aliases without
+/// entering them. This walk follows the iterator's order and alias rule exactly and stops after
+/// `2n + 1` visits, so it costs O(n) and the iterator afterwards does no more than that.
+fn check_tree(buf: &[u8], meta: &Metadata, path: &Path) -> Result<(), DbError> {
+    let nodes = meta.node_count as usize;
+    let tree = Tree {
+        buf,
+        record_bits: meta.record_size,
+        nodes,
+    };
+    let bits: u32 = if meta.ip_version == 6 { 128 } else { 32 };
+    // The crate finds the IPv4 subtree by following 96 zero bits from the root.
+    let ipv4_start = if bits == 128 {
+        let mut node = 0;
+        for _ in 0..96 {
+            if node >= nodes {
+                break;
+            }
+            node = tree.record(node, 0);
+        }
+        node
+    } else {
+        0
+    };
+    let limit = 2 * nodes as u64 + 1;
+    let mut visits = 0u64;
+    // (node or record value, depth, whether every bit so far is zero)
+    let mut stack = vec![(0usize, 0u32, true)];
+    while let Some((node, depth, zeros)) = stack.pop() {
+        visits += 1;
+        if visits > limit {
+            return Err(DbError::Invalid {
+                path: path.to_owned(),
+                reason: format!(
+                    "not a valid MaxMind DB file: its search tree of {nodes} nodes is walked more \
+                     than {limit} times, so its nodes are shared (a graph, not a tree) and it \
+                     would expand to far more networks than the file holds"
+                ),
+            });
+        }
+        // The iterator's alias rule: the IPv4 subtree reached by any path with a bit set in the
+        // first 96 is an alias, not entered.
+        let alias = bits == 128 && ipv4_start != 0 && node == ipv4_start && !zeros;
+        // Only internal nodes are entered; a node deeper than the address width is a cycle,
+        // which the iterator reports itself as soon as it gets there (in the same order).
+        if alias || node >= nodes || depth >= bits {
+            continue;
+        }
+        stack.push((tree.record(node, 1), depth + 1, zeros && depth >= 96));
+        stack.push((tree.record(node, 0), depth + 1, zeros));
+    }
+    Ok(())
+}
+
+/// The search tree at the start of an MMDB file, whose size the crate has checked.
+struct Tree<'a> {
+    buf: &'a [u8],
+    record_bits: u16,
+    nodes: usize,
+}
+
+impl Tree<'_> {
+    /// Record `side` (0 left, 1 right) of `node`: 24, 28 or 32 bits, big-endian; with 28 bits
+    /// the middle byte holds the high nibbles of both records (MaxMind DB spec, "Search Tree").
+    fn record(&self, node: usize, side: usize) -> usize {
+        debug_assert!(node < self.nodes);
+        let be = |b: &[u8]| b.iter().fold(0usize, |v, &x| v << 8 | usize::from(x));
+        match self.record_bits {
+            24 => be(&self.buf[node * 6 + side * 3..][..3]),
+            28 => {
+                let n = &self.buf[node * 7..][..7];
+                if side == 0 {
+                    usize::from(n[3] >> 4) << 24 | be(&n[..3])
+                } else {
+                    usize::from(n[3] & 0x0f) << 24 | be(&n[4..])
+                }
+            }
+            _ => be(&self.buf[node * 8 + side * 4..][..4]),
+        }
+    }
 }
 
 /// The country code of one record, trying the known layouts in turn. A field of an unexpected
@@ -217,6 +313,31 @@ pub mod writer {
             }
             let bit = (addr >> (bits - len) & 1) as usize;
             self.nodes[node][bit] = rec;
+        }
+
+        /// Sets both records of node `n` directly, adding nodes up to it: for trees `insert`
+        /// cannot build, such as shared subtrees (hostile input).
+        pub fn set_node(&mut self, n: usize, records: [Rec; 2]) {
+            if self.nodes.len() <= n {
+                self.nodes.resize(n + 1, [Rec::Empty; 2]);
+            }
+            self.nodes[n] = records;
+        }
+
+        /// A database of `levels` nodes where node i points twice at node i + 1 and the last
+        /// node twice at `{country: {iso_code: RU}}`: 432 bytes that expand to 2^levels
+        /// networks (issue 10, defect 3).
+        pub fn dag(ip_version: u16, levels: usize) -> Vec<u8> {
+            let mut w = Writer::new(ip_version);
+            let ru = w.value(&V::M(vec![(
+                "country",
+                V::M(vec![("iso_code", V::S("RU"))]),
+            )]));
+            for i in 0..levels - 1 {
+                w.set_node(i, [Rec::Node(i + 1); 2]);
+            }
+            w.set_node(levels - 1, [ru; 2]);
+            w.finish("GeoIP2-Country")
         }
 
         /// The node reached by following `addr`'s first `len` bits.
@@ -451,14 +572,24 @@ mod tests {
     #[test]
     fn bad_records_and_files() {
         let mut w = Writer::new(4);
-        let bad = w.value(&V::M(vec![("country_code", V::S("QQ"))]));
+        let bad = w.value(&V::M(vec![("country_code", V::S("Q1"))]));
         w.insert(v4("1.2.3.0"), 24, bad);
         let e = read_bytes("bad.mmdb", &w.finish("country")).unwrap_err();
         assert!(
             e.to_string()
-                .ends_with("bad.mmdb: network 1.2.3.0/24: invalid country code \"QQ\""),
+                .ends_with("bad.mmdb: network 1.2.3.0/24: invalid country code \"Q1\""),
             "{e}"
         );
+        // Two letters that are no country: unknown (with a warning).
+        let mut w = Writer::new(4);
+        let qq = w.value(&V::M(vec![("country_code", V::S("QQ"))]));
+        let de = w.value(&V::M(vec![("country_code", V::S("DE"))]));
+        w.insert(v4("1.2.3.0"), 24, qq);
+        w.insert(v4("1.2.4.0"), 24, de);
+        w.insert(v4("1.2.5.0"), 24, qq);
+        let s = read_bytes("unassigned.mmdb", &w.finish("country")).unwrap();
+        assert_eq!(s.v4[0].country, UNKNOWN_COUNTRY);
+        assert_eq!(s.v4[2].country, UNKNOWN_COUNTRY);
 
         let mut w = Writer::new(4);
         let asn = w.value(&V::M(vec![("autonomous_system_number", V::U32(64500))]));
@@ -493,6 +624,86 @@ mod tests {
         // Metadata cut short.
         let e = read_bytes("short.mmdb", &good[..good.len() - 20]).unwrap_err();
         assert!(matches!(e, DbError::Mmdb { .. }), "{e:?}");
+    }
+
+    #[test]
+    fn shared_subtrees_are_refused_before_expanding() {
+        for (version, levels) in [(4, 24), (4, 32), (6, 32), (6, 128)] {
+            let bytes = Writer::dag(version, levels);
+            let started = std::time::Instant::now();
+            let e = read_bytes("dag.mmdb", &bytes).unwrap_err();
+            assert!(
+                e.to_string().contains(&format!(
+                    "dag.mmdb: not a valid MaxMind DB file: its search tree of {levels} nodes is \
+                     walked more than {} times",
+                    2 * levels + 1
+                )),
+                "{e}"
+            );
+            assert!(started.elapsed() < std::time::Duration::from_secs(1));
+        }
+        // One shared node is enough; a cycle is the crate's to report.
+        let mut w = Writer::new(4);
+        let de = w.value(&V::M(vec![("country_code", V::S("DE"))]));
+        w.set_node(0, [Rec::Node(1), Rec::Node(2)]);
+        w.set_node(1, [Rec::Node(2), de]);
+        w.set_node(2, [de, de]);
+        assert!(read_bytes("shared.mmdb", &w.finish("x")).is_err());
+        let mut w = Writer::new(4);
+        w.set_node(0, [Rec::Node(1), Rec::Empty]);
+        w.set_node(1, [Rec::Node(0), Rec::Empty]);
+        let e = read_bytes("cycle.mmdb", &w.finish("x")).unwrap_err();
+        assert!(e.to_string().contains("cycle"), "{e}");
+    }
+
+    /// The acceptance bound of issue 10: no file up to 1 KiB makes the reader expand. Random
+    /// search trees of up to 128 nodes (768 bytes of tree, records pointing anywhere: other
+    /// nodes, back up, the empty record, the data) are refused or read into at most
+    /// `2 * nodes + 1` ranges, quickly.
+    #[test]
+    fn random_small_trees_never_expand() {
+        use rand::{Rng, SeedableRng, rngs::StdRng};
+        let seed = std::env::var("GEOFILTER_FUZZ_SEED")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(rand::random);
+        let mut rng = StdRng::seed_from_u64(seed);
+        let started = std::time::Instant::now();
+        let (mut read, mut refused) = (0, 0);
+        for _ in 0..500 {
+            let version = if rng.random() { 4 } else { 6 };
+            let nodes = rng.random_range(1..=128);
+            let mut w = Writer::new(version);
+            let de = w.value(&V::M(vec![("country_code", V::S("DE"))]));
+            let record = |rng: &mut StdRng| match rng.random_range(0..10) {
+                0 => Rec::Empty,
+                1 => de,
+                _ => Rec::Node(rng.random_range(0..nodes)),
+            };
+            for n in 0..nodes {
+                let records = [record(&mut rng), record(&mut rng)];
+                w.set_node(n, records);
+            }
+            let bytes = w.finish("country");
+            assert!(bytes.len() <= 1024);
+            match read_bytes("random.mmdb", &bytes) {
+                Ok(s) => {
+                    assert!(s.v4.len() + s.v6.len() <= 2 * nodes + 1, "seed {seed}");
+                    read += 1;
+                }
+                Err(_) => refused += 1,
+            }
+        }
+        eprintln!("seed {seed}: {read} read, {refused} refused");
+        assert!(
+            read > 0 && refused > 0,
+            "seed {seed}: {read} read, {refused} refused"
+        );
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(20),
+            "seed {seed}: {:?}",
+            started.elapsed()
+        );
     }
 
     #[test]

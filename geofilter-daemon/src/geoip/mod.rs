@@ -27,8 +27,9 @@
 //!   rules above (a small `??` range inside a large `DE` range makes that part unknown), but is
 //!   not written to the table: a lookup miss means unknown anyway. Codes ISO keeps reserved but
 //!   that name no current country (`AN`, `YU`, `UK`, ...; see [`country::RESERVED_CODES`]) are
-//!   unknown too, with a warning: real data still carries a stale `AN`. Any other code that is
-//!   not an ISO 3166-1 country (or `XK`, Kosovo) is an error.
+//!   unknown too, with a warning: real data still carries a stale `AN`. So are two letters ISO
+//!   has not assigned at all (Debian's tor-geoipdb has `OS`), also with a warning, one per code
+//!   and file. A malformed code (digits, punctuation, wrong length) is an error.
 //! - **Case** does not matter in database codes (`ru.zone`); user input goes through
 //!   [`country::parse_country`].
 //! - **IPv4-mapped IPv6** (`::ffff:0:0/96`) in IPv6 input is read as IPv4, so IPv6 files that
@@ -47,6 +48,7 @@ mod compile;
 pub mod country;
 pub mod embedded;
 pub mod info;
+mod input;
 mod maxmind_csv;
 mod mmdb;
 mod range_csv;
@@ -67,7 +69,7 @@ use std::{
 use geofilter_common::{CountryId, PrefixInfo};
 use serde::{Deserialize, Serialize};
 
-pub use self::compile::compile;
+pub use self::compile::{compile, compile_within};
 #[doc(hidden)]
 pub use self::mmdb::writer as mmdb_writer;
 
@@ -215,10 +217,20 @@ impl CompiledDb {
 /// The most database files one table can name: [`PrefixInfo::source`] is a `u16`.
 const MAX_SOURCES: usize = u16::MAX as usize + 1;
 
-/// Reads and compiles database files, in order (later files win ties, see the module docs).
+/// [`load_within`] the default [`Limits`].
+pub fn load(paths: &[PathBuf], format: Option<Format>) -> Result<CompiledDb, DbError> {
+    load_within(paths, format, &Limits::default())
+}
+
+/// Reads and compiles database files, in order (later files win ties, see the module docs),
+/// refusing them once they exceed `limits`.
 ///
 /// `format` forces one format for every file; `None` detects each file's format.
-pub fn load(paths: &[PathBuf], format: Option<Format>) -> Result<CompiledDb, DbError> {
+pub fn load_within(
+    paths: &[PathBuf],
+    format: Option<Format>,
+    limits: &Limits,
+) -> Result<CompiledDb, DbError> {
     if paths.is_empty() {
         return Err(DbError::NoFiles);
     }
@@ -237,7 +249,7 @@ pub fn load(paths: &[PathBuf], format: Option<Format>) -> Result<CompiledDb, DbE
     results.resize_with(paths.len(), || None);
     if threads <= 1 {
         for (slot, path) in results.iter_mut().zip(paths) {
-            *slot = Some(read_source(path, format));
+            *slot = Some(read_source_within(path, format, limits));
         }
     } else {
         let chunk = paths.len().div_ceil(threads);
@@ -245,7 +257,7 @@ pub fn load(paths: &[PathBuf], format: Option<Format>) -> Result<CompiledDb, DbE
             for (slots, paths) in results.chunks_mut(chunk).zip(paths.chunks(chunk)) {
                 s.spawn(move || {
                     for (slot, path) in slots.iter_mut().zip(paths) {
-                        *slot = Some(read_source(path, format));
+                        *slot = Some(read_source_within(path, format, limits));
                     }
                 });
             }
@@ -255,16 +267,20 @@ pub fn load(paths: &[PathBuf], format: Option<Format>) -> Result<CompiledDb, DbE
         .into_iter()
         .map(|r| r.expect("every file was read"))
         .collect::<Result<Vec<_>, _>>()?;
-    Ok(compile(sources))
+    compile::compile_within(sources, limits)
 }
 
 /// [`load`], or the [embedded](embedded) database when `paths` is empty: an empty database list
 /// (on the command line, in the state file, in a reload request) means "the embedded one".
-pub fn load_or_embedded(paths: &[PathBuf], format: Option<Format>) -> Result<CompiledDb, DbError> {
+pub fn load_or_embedded(
+    paths: &[PathBuf],
+    format: Option<Format>,
+    limits: &Limits,
+) -> Result<CompiledDb, DbError> {
     if paths.is_empty() {
         embedded::load()
     } else {
-        load(paths, format)
+        load_within(paths, format, limits)
     }
 }
 
@@ -274,17 +290,27 @@ pub fn load_or_embedded(paths: &[PathBuf], format: Option<Format>) -> Result<Com
 /// files (any format) are recognised by their magic bytes. A file without a single range is an
 /// error ([`DbError::Empty`]): it is almost always the wrong file or the wrong format.
 pub fn read_source(path: &Path, format: Option<Format>) -> Result<SourceRanges, DbError> {
+    read_source_within(path, format, &Limits::default())
+}
+
+/// [`read_source`], refusing a file with more ranges than `limits` allow.
+pub fn read_source_within(
+    path: &Path,
+    format: Option<Format>,
+    limits: &Limits,
+) -> Result<SourceRanges, DbError> {
     let format = match format {
         Some(f) => f,
         None => detect(path)?,
     };
+    let out = Ranges::new(limits);
     let ranges = match format {
-        Format::RangeCsv => range_csv::read(path, Format::RangeCsv)?,
-        Format::Tor => tor::read(path)?,
-        Format::Mmdb => mmdb::read(path)?,
-        Format::MaxmindCsv => maxmind_csv::read(path)?,
-        Format::CidrDir => cidr_dir::read(path)?,
-        Format::Rir => rir::read(path)?,
+        Format::RangeCsv => range_csv::read(path, Format::RangeCsv, out)?,
+        Format::Tor => tor::read(path, out)?,
+        Format::Mmdb => mmdb::read(path, out)?,
+        Format::MaxmindCsv => maxmind_csv::read(path, out)?,
+        Format::CidrDir => cidr_dir::read(path, out)?,
+        Format::Rir => rir::read(path, out)?,
         Format::Embedded => {
             return Err(DbError::Invalid {
                 path: path.to_owned(),
@@ -398,6 +424,21 @@ pub enum DbError {
     NoFiles,
     #[error("too many database files: {count} (at most {max})")]
     TooManyFiles { count: usize, max: usize },
+    /// The files together hold more ranges, or compile to more prefixes, than
+    /// [`Limits`] allow.
+    #[error(
+        "{files}: {what} more than {limit} {family} {unit}, the most a table budget of \
+         {table_mib} MiB (--max-table-mib) allows"
+    )]
+    OverBudget {
+        /// The files, joined with ", ".
+        files: String,
+        what: &'static str,
+        family: &'static str,
+        unit: &'static str,
+        limit: usize,
+        table_mib: usize,
+    },
 }
 
 /// What is wrong with one line or record.
@@ -420,61 +461,132 @@ pub enum LineProblem {
     Country { value: String },
     #[error("not UTF-8 text")]
     NotUtf8,
+    #[error(
+        "more than {limit} {family} ranges, the most one load may read with a table budget of \
+         {table_mib} MiB (--max-table-mib)"
+    )]
+    TooMany {
+        family: &'static str,
+        limit: usize,
+        table_mib: usize,
+    },
     #[error("{0}")]
     Other(String),
 }
 
-/// Both families' ranges of one file while it is read.
-#[derive(Debug, Default)]
+/// How much one load may produce per address family, from the table budget
+/// (`--max-table-mib`, [`crate::datapath::DEFAULT_MAX_TABLE_MIB`] unless given).
+///
+/// Reading and compiling keep every range and every prefix in memory, so a file that is small
+/// on disk but expands (an MMDB graph, gzip, short lines of wide unaligned ranges that split
+/// into hundreds of prefixes each) could otherwise cost far more than the table it is for. The
+/// budget in bytes bounds each: ranges read per family (per file, and all files together) and
+/// prefixes compiled per family, each at most the budget's size in memory. A world database
+/// (about 350,000 ranges and 600,000 prefixes per family, a 23 MiB table) uses a tenth of the
+/// default 256 MiB.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    pub ranges: usize,
+    pub prefixes: usize,
+    /// The budget they come from, for messages.
+    pub table_mib: usize,
+}
+
+impl Limits {
+    pub fn for_table_mib(table_mib: usize) -> Self {
+        let bytes = table_mib.saturating_mul(1 << 20);
+        Self {
+            ranges: bytes / std::mem::size_of::<Range>(),
+            prefixes: bytes / std::mem::size_of::<Prefix>(),
+            table_mib,
+        }
+    }
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self::for_table_mib(crate::datapath::DEFAULT_MAX_TABLE_MIB)
+    }
+}
+
+/// Both families' ranges of one file while it is read, at most [`Limits::ranges`] each.
+#[derive(Debug)]
 pub(crate) struct Ranges {
     pub v4: Vec<Range>,
     pub v6: Vec<Range>,
+    limits: Limits,
 }
 
 impl Ranges {
+    pub(crate) fn new(limits: &Limits) -> Self {
+        Self {
+            v4: Vec::new(),
+            v6: Vec::new(),
+            limits: *limits,
+        }
+    }
+
     /// Adds an IPv4 range (values below 2^32).
-    pub(crate) fn push_v4(&mut self, start: u128, end: u128, country: CountryId) {
+    pub(crate) fn push_v4(
+        &mut self,
+        start: u128,
+        end: u128,
+        country: CountryId,
+    ) -> Result<(), LineProblem> {
         debug_assert!(start <= end && end <= u32::MAX as u128);
-        self.v4.push(Range {
-            start,
-            end,
-            country,
-        });
+        push_within(&mut self.v4, &self.limits, "IPv4", start, end, country)
     }
 
     /// Adds an IPv6 range; the part inside `::ffff:0:0/96` goes to IPv4 (see the module docs).
-    pub(crate) fn push_v6(&mut self, start: u128, end: u128, country: CountryId) {
+    pub(crate) fn push_v6(
+        &mut self,
+        start: u128,
+        end: u128,
+        country: CountryId,
+    ) -> Result<(), LineProblem> {
         debug_assert!(start <= end);
         const MAPPED: u128 = 0xffff_u128 << 32;
         const MAPPED_END: u128 = MAPPED | u32::MAX as u128;
+        let limits = self.limits;
+        let mut v6 = |start, end| push_within(&mut self.v6, &limits, "IPv6", start, end, country);
         if end < MAPPED || start > MAPPED_END {
-            self.v6.push(Range {
-                start,
-                end,
-                country,
-            });
-            return;
+            return v6(start, end);
         }
         if start < MAPPED {
-            self.v6.push(Range {
-                start,
-                end: MAPPED - 1,
-                country,
-            });
+            v6(start, MAPPED - 1)?;
+        }
+        if end > MAPPED_END {
+            v6(MAPPED_END + 1, end)?;
         }
         self.push_v4(
             start.max(MAPPED) - MAPPED,
             end.min(MAPPED_END) - MAPPED,
             country,
-        );
-        if end > MAPPED_END {
-            self.v6.push(Range {
-                start: MAPPED_END + 1,
-                end,
-                country,
-            });
-        }
+        )
     }
+}
+
+fn push_within(
+    list: &mut Vec<Range>,
+    limits: &Limits,
+    family: &'static str,
+    start: u128,
+    end: u128,
+    country: CountryId,
+) -> Result<(), LineProblem> {
+    if list.len() >= limits.ranges {
+        return Err(LineProblem::TooMany {
+            family,
+            limit: limits.ranges,
+            table_mib: limits.table_mib,
+        });
+    }
+    list.push(Range {
+        start,
+        end,
+        country,
+    });
+    Ok(())
 }
 
 #[cfg(test)]

@@ -12,15 +12,14 @@ use std::path::Path;
 
 use super::{
     DbError, Format, LineProblem, Ranges,
-    country::CodeReader,
+    country::{CodeReader, database_country},
     text::{Lines, line_error, parse_addr, push_range, split_fields},
 };
 
 /// Reads a range CSV file; `format` is [`Format::RangeCsv`] or [`Format::Tor`] (same syntax),
 /// and only appears in messages.
-pub(super) fn read(path: &Path, format: Format) -> Result<Ranges, DbError> {
+pub(super) fn read(path: &Path, format: Format, mut out: Ranges) -> Result<Ranges, DbError> {
     let mut lines = Lines::open(path, format)?;
-    let mut out = Ranges::default();
     let mut codes = CodeReader::default();
     let mut first = true;
     while let Some((no, line)) = lines.next_line()? {
@@ -35,7 +34,7 @@ pub(super) fn read(path: &Path, format: Format) -> Result<Ranges, DbError> {
             }));
         }
         let Some(start) = parse_addr(f[0]) else {
-            if header_allowed && f[2].len() != 2 && codes.parse(f[2]).is_none() {
+            if header_allowed && f[2].len() != 2 && database_country(f[2]).is_none() {
                 continue;
             }
             return Err(err(LineProblem::Address {
@@ -49,7 +48,7 @@ pub(super) fn read(path: &Path, format: Format) -> Result<Ranges, DbError> {
                 value: f[1].to_owned(),
             })
         })?;
-        let country = codes.parse(f[2]).ok_or_else(|| {
+        let country = codes.parse(f[2], || format!("line {no}")).ok_or_else(|| {
             err(LineProblem::Country {
                 value: f[2].to_owned(),
             })

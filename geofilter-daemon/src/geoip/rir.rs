@@ -17,9 +17,8 @@ use super::{
     text::{Addr, Lines, host_mask, line_error, parse_addr, split_fields},
 };
 
-pub(super) fn read(path: &Path) -> Result<Ranges, DbError> {
+pub(super) fn read(path: &Path, mut out: Ranges) -> Result<Ranges, DbError> {
     let mut lines = Lines::open(path, Format::Rir)?;
-    let mut out = Ranges::default();
     let mut codes = CodeReader::default();
     while let Some((no, line)) = lines.next_line()? {
         let err = |problem| line_error(path, no, problem, line);
@@ -56,7 +55,7 @@ pub(super) fn read(path: &Path) -> Result<Ranges, DbError> {
                 ))));
             }
         }
-        let country = codes.parse(f[1]).ok_or_else(|| {
+        let country = codes.parse(f[1], || format!("line {no}")).ok_or_else(|| {
             err(LineProblem::Country {
                 value: f[1].to_owned(),
             })
@@ -79,7 +78,7 @@ pub(super) fn read(path: &Path) -> Result<Ranges, DbError> {
                 if end > u32::MAX.into() {
                     return Err(bad_value("address count (beyond 255.255.255.255)"));
                 }
-                out.push_v4(start, end, country);
+                out.push_v4(start, end, country).map_err(err)?;
             }
             ("ipv6", Some(Addr::V6(start))) => {
                 let len: u32 = f[4]
@@ -88,7 +87,8 @@ pub(super) fn read(path: &Path) -> Result<Ranges, DbError> {
                     .filter(|&l| l <= 128)
                     .ok_or_else(|| bad_value("prefix length"))?;
                 let host = host_mask(len, 128);
-                out.push_v6(start & !host, start | host, country);
+                out.push_v6(start & !host, start | host, country)
+                    .map_err(err)?;
             }
             _ => return Err(bad_start()),
         }
@@ -164,8 +164,8 @@ mod tests {
                 ":1: bad start address \"2.0.0.0\"",
             ),
             (
-                "ripencc|QQ|ipv4|2.0.0.0|256|20100712|allocated",
-                ":1: invalid country code \"QQ\"",
+                "ripencc|Q1|ipv4|2.0.0.0|256|20100712|allocated",
+                ":1: invalid country code \"Q1\"",
             ),
             (
                 "ripencc|FR|ipv5|2.0.0.0|256|20100712|allocated",

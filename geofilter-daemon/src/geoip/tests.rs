@@ -149,8 +149,9 @@ fn range_csv_ip2location_integers() {
 
 #[test]
 fn mapped_ranges_split_at_the_mapped_block() {
-    let mut out = Ranges::default();
-    out.push_v6(v6("::fffe:0:0"), v6("::1:0:0:1"), cc("DE"));
+    let mut out = Ranges::new(&Limits::default());
+    out.push_v6(v6("::fffe:0:0"), v6("::1:0:0:1"), cc("DE"))
+        .unwrap();
     assert_eq!(out.v4, [r(0, u32::MAX as u128, cc("DE"))]);
     assert_eq!(
         out.v6,
@@ -202,8 +203,8 @@ fn error_messages_name_file_line_and_text() {
             r#":1: start 9 is after end 8 in ""9","8","RU"""#,
         ),
         (
-            "1.2.3.0,1.2.3.255,QQ",
-            r#":1: invalid country code "QQ" in "1.2.3.0,1.2.3.255,QQ""#,
+            "1.2.3.0,1.2.3.255,Q1",
+            r#":1: invalid country code "Q1" in "1.2.3.0,1.2.3.255,Q1""#,
         ),
         (
             "1.2.3.0,1.2.3.255,Russia",
@@ -393,4 +394,54 @@ fn load_orders_files_and_summarises() {
             bad.display()
         )
     );
+}
+
+#[test]
+fn loads_are_bounded_by_the_table_budget() {
+    let one = Limits::for_table_mib(1);
+    assert_eq!(one.ranges, (1 << 20) / std::mem::size_of::<Range>());
+    assert_eq!(one.prefixes, (1 << 20) / std::mem::size_of::<Prefix>());
+    let limits = Limits {
+        ranges: 3,
+        prefixes: 40,
+        table_mib: 1,
+    };
+    let line = |i: u32| format!("{i}.0.0.0,{i}.0.0.255,DE\n");
+    let lines = |n: std::ops::RangeInclusive<u32>| n.map(line).collect::<String>();
+    // One file past the limit: refused at the line that would exceed it.
+    let (_d1, four) = file("four.csv", lines(1..=4).as_bytes());
+    let e = read_source_within(&four, None, &limits).unwrap_err();
+    assert!(
+        e.to_string().ends_with(
+            "four.csv:4: more than 3 IPv4 ranges, the most one load may read with a table \
+             budget of 1 MiB (--max-table-mib) in \"4.0.0.0,4.0.0.255,DE\""
+        ),
+        "{e}"
+    );
+    // Each file fits, together they do not.
+    let (_d2, a) = file("a.csv", lines(1..=2).as_bytes());
+    let (_d3, b) = file("b.csv", lines(3..=4).as_bytes());
+    let e = load_within(&[a.clone(), b.clone()], None, &limits).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        format!(
+            "{}, {}: together hold more than 3 IPv4 ranges, the most a table budget of 1 MiB \
+             (--max-table-mib) allows",
+            a.display(),
+            b.display()
+        )
+    );
+    // One unaligned range splits into 62 prefixes.
+    let (_d4, wide) = file("wide.csv", b"0.0.0.1,255.255.255.254,DE\n");
+    let e = load_within(std::slice::from_ref(&wide), None, &limits).unwrap_err();
+    assert!(
+        e.to_string()
+            .ends_with("wide.csv: compile to more than 40 IPv4 prefixes, the most a table budget of 1 MiB (--max-table-mib) allows"),
+        "{e}"
+    );
+    let roomy = Limits {
+        prefixes: 62,
+        ..limits
+    };
+    assert_eq!(load_within(&[wide], None, &roomy).unwrap().v4.len(), 62);
 }

@@ -1,14 +1,12 @@
-//! Shared pieces of the text readers: opening (with gzip detection), bounded line reading, CSV
+//! Shared pieces of the text readers: bounded line reading (files opened by [`super::input`]), CSV
 //! fields, addresses, and the error constructors that name file and line.
 
 use std::{
-    fs::File,
-    io::{BufRead, BufReader, Read},
+    io::{BufRead, Read},
     net::{Ipv4Addr, Ipv6Addr},
     path::{Path, PathBuf},
 };
 
-use flate2::bufread::MultiGzDecoder;
 use geofilter_common::CountryId;
 
 use super::{DbError, Format, LineProblem, Ranges};
@@ -19,54 +17,6 @@ pub(crate) const MAX_LINE: usize = 64 * 1024;
 
 /// The length messages cut offending text to.
 const SNIPPET: usize = 80;
-
-/// Opens a file for reading, transparently decompressing gzip (recognised by its magic bytes
-/// `1f 8b`, whatever the file is called).
-pub(crate) fn open(path: &Path) -> Result<Box<dyn BufRead + Send>, DbError> {
-    let file = File::open(path).map_err(|source| DbError::Io {
-        op: "open",
-        path: path.to_owned(),
-        source,
-    })?;
-    let mut reader = BufReader::with_capacity(256 * 1024, file);
-    let magic = reader.fill_buf().map_err(|source| DbError::Io {
-        op: "read",
-        path: path.to_owned(),
-        source,
-    })?;
-    if magic.starts_with(&[0x1f, 0x8b]) {
-        Ok(Box::new(BufReader::with_capacity(
-            256 * 1024,
-            MultiGzDecoder::new(reader),
-        )))
-    } else {
-        Ok(Box::new(reader))
-    }
-}
-
-/// The largest file [`read_all`] accepts (after decompression): GeoIP2 City, the largest real
-/// MMDB, is about 130 MB; the cap keeps a gzip bomb from exhausting memory.
-pub(crate) const MAX_FILE: u64 = 1 << 30;
-
-/// Reads a whole file into memory, decompressing gzip.
-pub(crate) fn read_all(path: &Path) -> Result<Vec<u8>, DbError> {
-    let mut buf = Vec::new();
-    open(path)?
-        .take(MAX_FILE + 1)
-        .read_to_end(&mut buf)
-        .map_err(|source| DbError::Io {
-            op: "read",
-            path: path.to_owned(),
-            source,
-        })?;
-    if buf.len() as u64 > MAX_FILE {
-        return Err(DbError::Invalid {
-            path: path.to_owned(),
-            reason: format!("larger than {} MiB; not a GeoIP database", MAX_FILE >> 20),
-        });
-    }
-    Ok(buf)
-}
 
 /// The lines of a text database: blank lines and `#` comments skipped, line ends (`\n`, `\r\n`)
 /// and a UTF-8 byte-order mark removed, every line at most [`MAX_LINE`] bytes.
@@ -81,7 +31,7 @@ pub(crate) struct Lines {
 impl Lines {
     pub(crate) fn open(path: &Path, format: Format) -> Result<Self, DbError> {
         Ok(Self {
-            reader: open(path)?,
+            reader: super::input::open(path, format)?,
             path: path.to_owned(),
             format,
             buf: Vec::with_capacity(256),
@@ -96,10 +46,14 @@ impl Lines {
             let n = (&mut self.reader)
                 .take(MAX_LINE as u64 + 2)
                 .read_until(b'\n', &mut self.buf)
-                .map_err(|source| DbError::ReadAt {
-                    path: self.path.clone(),
-                    line: self.line + 1,
-                    source,
+                .map_err(|source| {
+                    super::input::oversize(&self.path, self.format, &source).unwrap_or_else(|| {
+                        DbError::ReadAt {
+                            path: self.path.clone(),
+                            line: self.line + 1,
+                            source,
+                        }
+                    })
                 })?;
             if n == 0 {
                 return Ok(None);
@@ -266,11 +220,10 @@ pub(crate) fn push_range(
         });
     }
     if v6 {
-        out.push_v6(s, e, country);
+        out.push_v6(s, e, country)
     } else {
-        out.push_v4(s, e, country);
+        out.push_v4(s, e, country)
     }
-    Ok(())
 }
 
 /// Parses a network `1.2.3.0/24`, `2001:db8::/32`, or a single address (a /32 or /128), as

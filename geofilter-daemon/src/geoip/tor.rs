@@ -10,8 +10,8 @@ use std::path::Path;
 
 use super::{DbError, Format, Ranges, range_csv};
 
-pub(super) fn read(path: &Path) -> Result<Ranges, DbError> {
-    range_csv::read(path, Format::Tor)
+pub(super) fn read(path: &Path, out: Ranges) -> Result<Ranges, DbError> {
+    range_csv::read(path, Format::Tor, out)
 }
 
 #[cfg(test)]
@@ -56,6 +56,20 @@ mod tests {
         let (_dir, path) = file("geoip.gz", &gzip(&content));
         let z = read_source(&path, None).unwrap();
         assert_eq!((z.format, z.v4), (Format::Tor, s.v4));
+        // Two letters ISO 3166-1 has not assigned (Debian's geoip6 has `OS`): unknown, not an
+        // error; a malformed code still is, with file and line.
+        let (_dir, path) = file(
+            "geoip6",
+            b"2a14:1c3:1000::,2a14:1c3:17ff::,OS\n::1,::1,DE\n",
+        );
+        let s = read_source(&path, None).unwrap();
+        assert_eq!(s.v6[0].country, UNKNOWN_COUNTRY);
+        let (_dir, path) = file("geoip6", b"::1,::1,DE\n::2,::2,O5\n");
+        let e = read_source(&path, None).unwrap_err().to_string();
+        assert!(
+            e.ends_with(":2: invalid country code \"O5\" in \"::2,::2,O5\""),
+            "{e}"
+        );
         // Errors name the format that was expected.
         let mut long = content.clone();
         long.extend(std::iter::repeat_n(b'1', 100_000));
