@@ -25,7 +25,7 @@ use crate::{
         protocol::{Change, ChangeOptions, MAX_CONFIRM_S, MAX_WHY_ADDRESSES, Request, Response},
         server::Handler,
     },
-    datapath::{Attachment, Datapath},
+    datapath::{Attachment, Datapath, bpffs::PinRoot},
     geoip::{self, CompiledDb, Format, country::parse_country},
     paths::PinLayout,
     report,
@@ -40,6 +40,8 @@ pub struct State {
     pub saved: SavedState,
     pub attachments: Vec<Attachment>,
     pub layout: PinLayout,
+    /// Where the pins really are; it holds the descriptor `layout`'s paths may go through.
+    pub pin_root: PinRoot,
     /// Where `saved` is written after every change (`None`: nowhere).
     pub state_file: Option<PathBuf>,
     /// A change applied with `--confirm` that rolls back at `deadline` unless confirmed.
@@ -108,7 +110,8 @@ impl Daemon {
             },
             "policy": report::policy_json(&state.saved.policy),
             "pending_confirm_s": state.pending.as_ref().map(|p| p.deadline.saturating_duration_since(Instant::now()).as_secs()),
-            "pin_root": state.layout.root,
+            "pin_root": state.pin_root.configured,
+            "pins": state.pin_root.persistence.describe(),
             "state_file": state.state_file,
             "uptime_s": self.started.elapsed().as_secs(),
         })

@@ -241,6 +241,15 @@ fn filter_outlives_kill_under_ip_netns_exec() {
         &pair.server,
         &["--iface", &pair.server_if, "--block", "RU"],
     );
+    let status = daemon.cli_json(&["status"]);
+    let root = daemon.pin_root().unwrap().display().to_string();
+    assert_eq!(status["pin_root"], root.as_str(), "{status}");
+    assert!(
+        status["pins"]
+            .as_str()
+            .is_some_and(|p| p.contains("outer mount namespace")),
+        "status says where the pins are: {status}"
+    );
     assert_filter_outlives_kill(&pair, &mut daemon);
     assert!(
         daemon.log().contains("bpffs of the outer mount namespace"),

@@ -92,7 +92,8 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
 
     let pin_root = bpffs::prepare(&paths::pin_root()).context("preparing the BPF filesystem")?;
     report_pin_root(&pin_root);
-    // `pin_root` stays alive until exit: its path may go through a file descriptor it holds.
+    // `pin_root` stays alive until exit (in `State`): its path may go through a file
+    // descriptor it holds.
     let layout = PinLayout::new(pin_root.path.clone());
     // Taken before anything under the root is read or changed, and held until exit.
     let _owner = PinRootLock::acquire(&layout.root)?;
@@ -160,6 +161,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         saved,
         attachments,
         layout,
+        pin_root,
         state_file: Some(args.state_file.clone()),
         pending: None,
         reloads: 0,

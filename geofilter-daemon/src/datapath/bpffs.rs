@@ -81,6 +81,8 @@ fn cstring(path: &Path) -> io::Result<CString> {
 /// Where the pins of a configured pin root really go, and whether they outlive the daemon.
 #[derive(Debug)]
 pub struct PinRoot {
+    /// The root as configured (`GEOFILTER_PIN_ROOT` or the default), as operators see it.
+    pub configured: PathBuf,
     /// The path to pin under: the configured root, or the same place in the outer namespace's
     /// bpffs (below `/proc/self/fd/N`, valid while `self` is alive).
     pub path: PathBuf,
@@ -100,6 +102,22 @@ pub enum Persistence {
     Outer { pid: u32 },
     /// Only this mount namespace holds the bpffs: the filter ends when its last process exits.
     PrivateNamespace,
+}
+
+impl Persistence {
+    /// For `status`: where the pins are, and whether they outlive the daemon.
+    pub fn describe(self) -> String {
+        match self {
+            Persistence::Host => "host bpffs: the filter outlives the daemon".into(),
+            Persistence::Outer { pid } => format!(
+                "bpffs of the outer mount namespace (process {pid}'s): the filter outlives the \
+                 daemon"
+            ),
+            Persistence::PrivateNamespace => {
+                "this mount namespace only: THE FILTER ENDS WITH THE DAEMON".into()
+            }
+        }
+    }
 }
 
 /// What [`plan`] decides from.
@@ -170,6 +188,7 @@ pub fn prepare(root: &Path) -> Result<PinRoot, BpffsError> {
     let Ok(relative) = root.strip_prefix(mount_point) else {
         ensure_on_bpffs(root)?;
         return Ok(PinRoot {
+            configured: root.to_path_buf(),
             path: root.to_path_buf(),
             persistence: Persistence::Host,
             mounted: false,
@@ -182,6 +201,7 @@ pub fn prepare(root: &Path) -> Result<PinRoot, BpffsError> {
                 mount_bpffs(mount_point)?;
             }
             PinRoot {
+                configured: root.to_path_buf(),
                 path: root.to_path_buf(),
                 persistence,
                 mounted: mount,
@@ -198,6 +218,7 @@ pub fn prepare(root: &Path) -> Result<PinRoot, BpffsError> {
                 .into();
             let path = PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd())).join(relative);
             PinRoot {
+                configured: root.to_path_buf(),
                 path,
                 persistence: Persistence::Outer { pid },
                 mounted: mount,
