@@ -178,11 +178,6 @@ impl StrideTable {
             entry = first;
         }
     }
-
-    /// Bytes the kernel array holding this table takes for its values.
-    pub fn value_bytes(&self) -> usize {
-        self.chunks.len() * size_of::<Chunk>()
-    }
 }
 
 struct Builder {
