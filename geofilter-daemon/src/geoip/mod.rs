@@ -39,8 +39,7 @@
 //!   `6.0.0.0,7.81.167.144,US`).
 //!
 //! `reference::reference_lookup` (test builds and the `test-helpers` feature) restates these rules
-//! as a plain scan over all ranges; tests
-//! compare the compiled table with it.
+//! as a plain scan over all ranges; tests compare the compiled table with it.
 //!
 //! [`UNKNOWN_COUNTRY`]: geofilter_common::UNKNOWN_COUNTRY
 
