@@ -29,7 +29,7 @@ use crate::{
         server::Handler,
     },
     datapath::{Attachment, Datapath, bpffs::PinRoot},
-    geoip::{self, CompiledDb, Format, country::parse_country},
+    geoip::{self, CompiledDb, country::parse_country},
     paths::PinLayout,
     report,
     state::SavedState,
@@ -268,12 +268,8 @@ impl Daemon {
                 state.saved.dbs.clone()
             };
             let limits = geoip::Limits::for_table_mib(state.datapath.table_limit_mib());
-            (paths, state.saved.db_format.clone(), limits)
+            (paths, state.saved.db_format, limits)
         };
-        let format = format
-            .map(|f| f.parse::<Format>())
-            .transpose()
-            .map_err(ControlError::Refused)?;
         let load_paths = paths.clone();
         // No files (given or current) means the embedded database.
         // The guard travels with the work: if this request is dropped mid-load, the load still
