@@ -17,6 +17,8 @@ use geofilter_common::CountryId;
 use tokio::sync::Notify;
 use tracing::{info, warn};
 
+// `State` lives with the gate that changes it; it is named here too because the daemon owns it.
+pub use crate::commit::State;
 use crate::{
     changes::{self, Undo},
     commit::{Next, Pending, commit, persist},
@@ -28,30 +30,9 @@ use crate::{
         },
         server::Handler,
     },
-    datapath::{Attachment, Datapath, bpffs::PinRoot},
-    geoip::{self, CompiledDb, country::parse_country},
-    paths::PinLayout,
-    report,
-    state::SavedState,
-    why,
+    geoip::{self, country::parse_country},
+    report, why,
 };
-
-/// Everything a request may read or change.
-pub struct State {
-    pub datapath: Datapath,
-    pub db: CompiledDb,
-    pub saved: SavedState,
-    pub attachments: Vec<Attachment>,
-    pub layout: PinLayout,
-    /// Where the pins really are; it holds the descriptor `layout`'s paths may go through.
-    pub pin_root: PinRoot,
-    /// Where `saved` is written after every change (`None`: nowhere).
-    pub state_file: Option<PathBuf>,
-    /// A change applied with `--confirm` that rolls back at `deadline` unless confirmed.
-    pub pending: Option<Pending>,
-    pub reloads: u64,
-    pub reload_failures: u64,
-}
 
 /// Session addresses remembered for changes that come without one (see [`Daemon::remember`]).
 const MAX_SESSIONS: usize = 8;
