@@ -1,6 +1,7 @@
 //! The one gate every change passes: a policy change, a database reload (by request or SIGHUP)
 //! and the rollback of an unconfirmed change all become a [`Next`] and go through [`commit`],
-//! which checks lockout, applies to the kernel, and only then records and saves.
+//! which checks lockout, applies to the kernel, and only then records and saves. The [`State`]
+//! it changes is defined here with it.
 
 use std::{net::IpAddr, path::PathBuf, time::Instant};
 
