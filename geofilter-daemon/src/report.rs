@@ -1,16 +1,18 @@
-//! JSON renderings of the daemon's state for `status`, `stats` and the change verbs.
+//! The daemon's state in the reply types for `stats`, and country names as the output shows them.
 
-use geofilter_common::{Counter, PacketClass, UNKNOWN_COUNTRY, Verdict};
-use serde_json::{Value, json};
+use geofilter_common::{PacketClass, UNKNOWN_COUNTRY, Verdict};
 
-use crate::{datapath::Counters, geoip::country::code_str, policy::DesiredPolicy};
+use crate::{
+    control::protocol::{Count, CountryCounters, StatsReply},
+    datapath::Counters,
+    geoip::country::code_str,
+};
 
-pub fn policy_json(policy: &DesiredPolicy) -> Value {
-    serde_json::to_value(policy).expect("policy serializes")
-}
-
-fn counter(c: &Counter) -> Value {
-    json!({"packets": c.packets, "bytes": c.bytes})
+fn count(c: &geofilter_common::Counter) -> Count {
+    Count {
+        packets: c.packets,
+        bytes: c.bytes,
+    }
 }
 
 pub fn country_name(id: u16) -> String {
@@ -21,22 +23,26 @@ pub fn country_name(id: u16) -> String {
     }
 }
 
-/// `{"countries": [{"country", "pass", "drop", "would_drop"}...], "classes": {...}}`.
-pub fn counters_json(counters: &Counters) -> Value {
-    let countries: Vec<Value> = counters
+/// The counters, one row per country seen, and one per packet class.
+pub fn stats(counters: &Counters) -> StatsReply {
+    let countries = counters
         .countries
         .iter()
-        .map(|(&id, row)| {
-            let mut entry = json!({ "country": country_name(id) });
-            for verdict in Verdict::ALL {
-                entry[verdict.name()] = counter(&row[verdict as usize]);
-            }
-            entry
+        .map(|(&id, row)| CountryCounters {
+            country: country_name(id),
+            pass: count(&row[Verdict::Pass as usize]),
+            drop: count(&row[Verdict::Drop as usize]),
+            would_drop: count(&row[Verdict::WouldDrop as usize]),
         })
         .collect();
-    let mut classes = json!({});
-    for class in PacketClass::ALL {
-        classes[class.name()] = counter(&counters.classes[class as usize]);
-    }
-    json!({ "countries": countries, "classes": classes })
+    let classes = PacketClass::ALL
+        .into_iter()
+        .map(|class| {
+            (
+                class.name().to_owned(),
+                count(&counters.classes[class as usize]),
+            )
+        })
+        .collect();
+    StatsReply { countries, classes }
 }

@@ -175,7 +175,7 @@ pub struct Prefix {
 }
 
 /// What one database file contributed, for `status` output.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SourceSummary {
     pub path: PathBuf,
     pub format: Format,
