@@ -11,7 +11,7 @@ use geofilter_common::CountryId;
 
 use crate::{
     control::protocol::Change,
-    daemon::parse_countries,
+    country::parse_user_codes,
     policy::{self, DesiredPolicy},
     rules::{Cidr, ExceptionAction, PortRange},
 };
@@ -69,13 +69,13 @@ pub fn apply(current: &DesiredPolicy, change: &Change) -> Result<Applied, String
     let mut touched = BTreeSet::new();
     match change {
         Change::Block { countries } => {
-            for c in parse_countries(countries)? {
+            for c in parse_user_codes(countries).map_err(|e| e.to_string())? {
                 next.countries.insert(c);
                 touched.insert(Element::Country(c));
             }
         }
         Change::Unblock { countries } => {
-            for c in parse_countries(countries)? {
+            for c in parse_user_codes(countries).map_err(|e| e.to_string())? {
                 next.countries.remove(&c);
                 touched.insert(Element::Country(c));
             }
@@ -374,7 +374,7 @@ mod tests {
     fn countries(p: &DesiredPolicy) -> Vec<String> {
         p.countries
             .iter()
-            .map(|&c| crate::geoip::country::code_str(c).to_string())
+            .map(|&c| crate::country::code_str(c).to_string())
             .collect()
     }
 

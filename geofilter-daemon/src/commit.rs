@@ -13,7 +13,7 @@ use crate::{
     datapath::TableStats,
     geoip::CompiledDb,
     policy::{self, DesiredPolicy},
-    report, state,
+    state,
 };
 
 /// A change made with `--confirm` that rolls back at `deadline` unless confirmed.
@@ -145,7 +145,7 @@ fn check_lockout(
         return Err(format!(
             "refused: this change would drop your own session's address {shown} ({}){when}. Add \
              it as an exception first (`geofilter except add {filtered}`), or pass --force",
-            report::country_name(country)
+            crate::country::code_or_unknown(country)
         ));
     }
     Ok(())

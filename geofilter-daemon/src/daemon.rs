@@ -6,14 +6,12 @@
 //! the state file.
 
 use std::{
-    collections::BTreeSet,
     net::IpAddr,
     path::PathBuf,
     sync::{Arc, Mutex, MutexGuard},
     time::{Duration, Instant},
 };
 
-use geofilter_common::CountryId;
 use serde_json::{Value, json};
 use tokio::sync::Notify;
 use tracing::{info, warn};
@@ -26,7 +24,7 @@ use crate::{
         server::Handler,
     },
     datapath::{Attachment, Datapath, bpffs::PinRoot},
-    geoip::{self, CompiledDb, Format, country::parse_country},
+    geoip::{self, CompiledDb, Format},
     paths::PinLayout,
     report,
     state::SavedState,
@@ -63,14 +61,6 @@ pub struct Daemon {
     /// Held while a reload reads and compiles databases. Reloads run one at a time: four
     /// concurrent ones held four databases in memory at once (4.2 GB).
     reloading: Arc<tokio::sync::Mutex<()>>,
-}
-
-/// Parses user-given country codes; all must be valid or nothing is applied.
-pub fn parse_countries(codes: &[String]) -> Result<BTreeSet<CountryId>, String> {
-    codes
-        .iter()
-        .map(|c| parse_country(c).map_err(|e| e.to_string()))
-        .collect()
 }
 
 impl Daemon {

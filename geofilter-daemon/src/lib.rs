@@ -5,6 +5,7 @@ pub mod changes;
 pub mod cli;
 pub mod commit;
 pub mod control;
+pub mod country;
 pub mod daemon;
 pub mod datapath;
 pub mod geoip;

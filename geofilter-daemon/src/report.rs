@@ -1,9 +1,9 @@
 //! JSON renderings of the daemon's state for `status`, `stats` and the change verbs.
 
-use geofilter_common::{Counter, PacketClass, UNKNOWN_COUNTRY, Verdict};
+use geofilter_common::{Counter, PacketClass, Verdict};
 use serde_json::{Value, json};
 
-use crate::{datapath::Counters, geoip::country::code_str, policy::DesiredPolicy};
+use crate::{country::code_or_unknown, datapath::Counters, policy::DesiredPolicy};
 
 pub fn policy_json(policy: &DesiredPolicy) -> Value {
     serde_json::to_value(policy).expect("policy serializes")
@@ -13,21 +13,13 @@ fn counter(c: &Counter) -> Value {
     json!({"packets": c.packets, "bytes": c.bytes})
 }
 
-pub fn country_name(id: u16) -> String {
-    if id == UNKNOWN_COUNTRY {
-        "unknown".to_owned()
-    } else {
-        code_str(id)
-    }
-}
-
 /// `{"countries": [{"country", "pass", "drop", "would_drop"}...], "classes": {...}}`.
 pub fn counters_json(counters: &Counters) -> Value {
     let countries: Vec<Value> = counters
         .countries
         .iter()
         .map(|(&id, row)| {
-            let mut entry = json!({ "country": country_name(id) });
+            let mut entry = json!({ "country": code_or_unknown(id) });
             for verdict in Verdict::ALL {
                 entry[verdict.name()] = counter(&row[verdict as usize]);
             }

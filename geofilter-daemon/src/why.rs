@@ -8,8 +8,9 @@ use geofilter_common::{UNKNOWN_COUNTRY, Verdict};
 use serde_json::{Value, json};
 
 use crate::{
+    country::code_str,
     datapath::{Classification, stride::Family},
-    geoip::{CompiledDb, country::code_str},
+    geoip::CompiledDb,
     policy::{self, DesiredPolicy, Mode},
     rules::{ExceptionAction, PortRange, PortScope},
 };

@@ -19,7 +19,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use geofilter_daemon::geoip::{country::code_str, embedded};
+use geofilter_daemon::{country::code_str, geoip::embedded};
 use geofilter_tests::{
     daemon::{Daemon, binary},
     netns::{Netns, Pair},
@@ -1122,7 +1122,7 @@ fn debian_tor_geoipdb_loads_with_unassigned_codes_as_unknown() {
     assert_eq!(stderr.matches("country code CS ").count(), 1, "{stderr}");
 
     // What the file says, against what the running filter answers.
-    let expected = |code: &str| match geofilter_daemon::geoip::country::database_country(code) {
+    let expected = |code: &str| match geofilter_daemon::country::parse_database_code(code) {
         Some(id) if id != geofilter_common::UNKNOWN_COUNTRY => code_str(id),
         _ => "unknown".to_owned(),
     };

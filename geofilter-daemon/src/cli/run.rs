@@ -10,7 +10,8 @@ use tracing::{info, warn};
 use super::args::RunArgs;
 use crate::{
     control::server::ControlSocket,
-    daemon::{Daemon, State, parse_countries},
+    country::parse_user_codes,
+    daemon::{Daemon, State},
     datapath::{
         Datapath, XdpModeChoice,
         bpffs::{self, Persistence, PinRoot},
@@ -50,7 +51,7 @@ fn initial_state(args: &RunArgs) -> anyhow::Result<SavedState> {
         saved.db_format = Some(format.to_string());
     }
     if !args.block.is_empty() {
-        saved.policy.countries = parse_countries(&args.block).map_err(anyhow::Error::msg)?;
+        saved.policy.countries = parse_user_codes(&args.block)?;
     }
     if let Some(mode) = args.xdp_mode {
         saved.xdp_mode = mode;

@@ -371,7 +371,7 @@ mod tests {
     fn segments(db: &[Prefix], bits: u32) -> Vec<(u128, u128, String, u16)> {
         let mut out: Vec<(u128, u128, String, u16)> = Vec::new();
         for p in db {
-            let code = super::super::country::code_str(p.info.country);
+            let code = crate::country::code_str(p.info.country);
             let last = last_addr(p.addr, p.len, bits);
             if let Some(prev) = out.last_mut()
                 && prev.1 + 1 == p.addr

@@ -39,10 +39,9 @@ use geofilter_common::{CountryId, UNKNOWN_COUNTRY};
 use serde::{Deserialize, Serialize};
 
 use super::{
-    CompiledDb, DbError, Format, Prefix, Range, SourceRanges, compile,
-    compile::last_addr,
-    country::{code_str, database_country},
+    CompiledDb, DbError, Format, Prefix, Range, SourceRanges, compile, compile::last_addr,
 };
+use crate::country::{code_str, parse_database_code};
 
 /// The packed database compiled into the binary.
 static EMBEDDED: &[u8] = include_bytes!("../../data/geo-whois-asn-country.gfdb");
@@ -258,7 +257,7 @@ fn family(r: &mut Cursor, max: u128) -> Result<Vec<Range>, String> {
         let code = r.take(2)?;
         let country: Option<CountryId> = std::str::from_utf8(code)
             .ok()
-            .and_then(database_country)
+            .and_then(parse_database_code)
             .filter(|&c| c != UNKNOWN_COUNTRY);
         range.country =
             country.ok_or_else(|| format!("range {i} has an invalid country {code:?}"))?;

@@ -8,7 +8,8 @@ use std::{
 
 use serde::Serialize;
 
-use super::{CompiledDb, DbError, Format, SourceSummary, country::code_str, embedded, read_source};
+use super::{CompiledDb, DbError, Format, SourceSummary, embedded, read_source};
+use crate::country::code_str;
 
 /// Data older than this gets a warning: country assignments move every day, and an old table
 /// blocks the wrong customers.

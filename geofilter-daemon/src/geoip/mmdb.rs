@@ -22,7 +22,8 @@ use geofilter_common::UNKNOWN_COUNTRY;
 use ipnetwork::IpNetwork;
 use maxminddb::{LookupResult, MaxMindDbError, Metadata, PathElement, Reader, WithinOptions};
 
-use super::{DbError, Format, LineProblem, Ranges, country::CodeReader, input, text};
+use super::{DbError, Format, LineProblem, Ranges, input, text};
+use crate::country::CodeReader;
 
 /// The MMDB metadata marker; it sits less than 128 KiB before the end of a valid file.
 const METADATA_MARKER: &[u8] = b"\xAB\xCD\xEFMaxMind.com";
@@ -434,14 +435,13 @@ pub mod writer {
 mod tests {
     use super::{
         super::{
-            DbError, Format, compile,
-            country::database_country,
-            read_source,
+            DbError, Format, compile, read_source,
             tests::{cc, file, gzip, ip, r, testdata, v4, v6},
         },
         writer::{Rec, V, Writer},
         *,
     };
+    use crate::country::parse_database_code;
 
     /// GeoLite2 Country layout.
     fn geolite2<'a>(country: Option<&'a str>, registered: Option<&'a str>) -> V<'a> {
@@ -726,7 +726,7 @@ mod tests {
                     .decode_path(&[PathElement::Key("country_code")])
                     .unwrap();
                 let want = want
-                    .and_then(database_country)
+                    .and_then(parse_database_code)
                     .filter(|&c| c != UNKNOWN_COUNTRY);
                 assert_eq!(db.lookup(addr).map(|p| p.info.country), want, "{addr}");
             }

@@ -26,12 +26,12 @@
 //!   empty code mean "no country" ([`UNKNOWN_COUNTRY`]). Such a range still takes part in the two
 //!   rules above (a small `??` range inside a large `DE` range makes that part unknown), but is
 //!   not written to the table: a lookup miss means unknown anyway. Codes ISO keeps reserved but
-//!   that name no current country (`AN`, `YU`, `UK`, ...; see [`country::RESERVED_CODES`]) are
+//!   that name no current country (`AN`, `YU`, `UK`, ...; see [`crate::country::table::RESERVED_CODES`]) are
 //!   unknown too, with a warning: real data still carries a stale `AN`. So are two letters ISO
 //!   has not assigned at all (Debian's tor-geoipdb has `OS`), also with a warning, one per code
 //!   and file. A malformed code (digits, punctuation, wrong length) is an error.
 //! - **Case** does not matter in database codes (`ru.zone`); user input goes through
-//!   [`country::parse_country`].
+//!   [`crate::country::parse_user_code`].
 //! - **IPv4-mapped IPv6** (`::ffff:0:0/96`) in IPv6 input is read as IPv4, so IPv6 files that
 //!   repeat the IPv4 space that way (IP2Location) also fill the IPv4 table.
 //! - The result is then merged (adjacent pieces with the same country and file become one) and
@@ -45,7 +45,6 @@
 
 mod cidr_dir;
 mod compile;
-pub mod country;
 pub mod embedded;
 pub mod info;
 mod input;
