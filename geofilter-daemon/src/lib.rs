@@ -8,6 +8,7 @@ pub mod control;
 pub mod country;
 pub mod daemon;
 pub mod datapath;
+pub mod family;
 pub mod geoip;
 pub mod iface;
 pub mod metrics;

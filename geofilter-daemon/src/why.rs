@@ -9,7 +9,8 @@ use serde_json::{Value, json};
 
 use crate::{
     country::code_str,
-    datapath::{Classification, stride::Family},
+    datapath::Classification,
+    family::Family,
     geoip::CompiledDb,
     policy::{self, DesiredPolicy, Mode},
     rules::{ExceptionAction, PortRange, PortScope},

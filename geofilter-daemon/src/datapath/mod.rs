@@ -27,11 +27,11 @@ use aya::{
 pub use counters::{Counters, CountryCounters};
 use geofilter_common::{Counter, POLICY_SCHEMA, Policy, maps as names};
 pub use probe::Classification;
-use stride::{Family, StrideTable};
+use stride::StrideTable;
 pub use tables::{DEFAULT_MAX_TABLE_MIB, TableStats};
 use tables::{FamilyTables, LiveTable};
 
-use crate::paths::PinLayout;
+use crate::{family::Family, paths::PinLayout};
 
 /// The program object built by `build.rs`; empty when bpf-linker was missing at build time.
 static PROGRAM_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/geofilter"));

@@ -16,9 +16,9 @@ use std::{cmp::Reverse, collections::BinaryHeap};
 use geofilter_common::{CountryId, PrefixInfo, UNKNOWN_COUNTRY};
 
 use super::{
-    CompiledDb, DbError, Limits, MAX_SOURCES, Prefix, Range, SourceRanges, SourceSummary,
-    text::host_mask,
+    CompiledDb, DbError, Limits, MAX_SOURCES, Prefix, SourceRanges, SourceSummary, text::host_mask,
 };
+use crate::family::Family;
 
 /// Compiles the ranges of `sources` (in `--db` order) into the prefix table, without a
 /// [`Limits`] budget: for data already bounded (the embedded database, tests).
@@ -60,10 +60,15 @@ pub fn compile_within(sources: Vec<SourceRanges>, limits: &Limits) -> Result<Com
         limit,
         table_mib: limits.table_mib,
     };
-    for (v6, family) in [(false, "IPv4"), (true, "IPv6")] {
-        let total: usize = sources.iter().map(|s| self::family(s, v6).len()).sum();
+    for family in Family::ALL {
+        let total: usize = sources.iter().map(|s| s.ranges(family).len()).sum();
         if total > limits.ranges {
-            return Err(over("together hold", family, "ranges", limits.ranges));
+            return Err(over(
+                "together hold",
+                family.name(),
+                "ranges",
+                limits.ranges,
+            ));
         }
     }
     let summaries = sources
@@ -78,15 +83,15 @@ pub fn compile_within(sources: Vec<SourceRanges>, limits: &Limits) -> Result<Com
     // The families are independent; compile them side by side.
     let max = limits.prefixes;
     let (v4, v6) = std::thread::scope(|scope| {
-        let v4 = scope.spawn(|| compile_family(&sources, false, max));
-        let v6 = compile_family(&sources, true, max);
+        let v4 = scope.spawn(|| compile_family(&sources, Family::V4, max));
+        let v6 = compile_family(&sources, Family::V6, max);
         (v4.join().expect("IPv4 compile thread panicked"), v6)
     });
-    let too_many = |family| over("compile to", family, "prefixes", max);
+    let too_many = |family: Family| over("compile to", family.name(), "prefixes", max);
     Ok(CompiledDb {
         sources: summaries,
-        v4: v4.ok_or_else(|| too_many("IPv4"))?,
-        v6: v6.ok_or_else(|| too_many("IPv6"))?,
+        v4: v4.ok_or_else(|| too_many(Family::V4))?,
+        v6: v6.ok_or_else(|| too_many(Family::V6))?,
     })
 }
 
@@ -102,17 +107,17 @@ struct Item {
 }
 
 /// The family's prefixes, or `None` once there would be more than `max_prefixes`.
-fn compile_family(sources: &[SourceRanges], v6: bool, max_prefixes: usize) -> Option<Vec<Prefix>> {
-    let (bits, max) = if v6 {
-        (128, u128::MAX)
-    } else {
-        (32, u32::MAX as u128)
-    };
-    let total: usize = sources.iter().map(|s| family(s, v6).len()).sum();
+fn compile_family(
+    sources: &[SourceRanges],
+    family: Family,
+    max_prefixes: usize,
+) -> Option<Vec<Prefix>> {
+    let (bits, max) = (family.bits(), family.max());
+    let total: usize = sources.iter().map(|s| s.ranges(family).len()).sum();
     assert!(total < u32::MAX as usize, "too many ranges");
     let mut items = Vec::with_capacity(total);
     for (source, s) in sources.iter().enumerate() {
-        for r in family(s, v6) {
+        for r in s.ranges(family) {
             if r.start > r.end || r.start > max {
                 continue;
             }
@@ -145,10 +150,6 @@ fn compile_family(sources: &[SourceRanges], v6: bool, max_prefixes: usize) -> Op
         sweep(&items, &mut out);
     }
     out.finish()
-}
-
-fn family(s: &SourceRanges, v6: bool) -> &[Range] {
-    if v6 { &s.v6 } else { &s.v4 }
 }
 
 /// Emits the winning segments of overlapping, start-sorted `items` in address order.
@@ -284,7 +285,7 @@ mod tests {
 
     use super::{
         super::{
-            Format,
+            Format, Range,
             tests::{cc, ip, v4},
         },
         *,

@@ -71,6 +71,7 @@ use serde::{Deserialize, Serialize};
 pub use self::compile::{compile, compile_within};
 #[doc(hidden)]
 pub use self::mmdb::writer as mmdb_writer;
+use crate::family::Family;
 
 /// An inclusive range of addresses of one family with one country.
 ///
@@ -161,6 +162,16 @@ pub struct SourceRanges {
     pub format: Format,
     pub v4: Vec<Range>,
     pub v6: Vec<Range>,
+}
+
+impl SourceRanges {
+    /// The ranges of one family.
+    pub fn ranges(&self, family: Family) -> &[Range] {
+        match family {
+            Family::V4 => &self.v4,
+            Family::V6 => &self.v6,
+        }
+    }
 }
 
 /// One prefix of the compiled table.

@@ -8,7 +8,7 @@ use std::{
 };
 
 use geofilter_common::CountryId;
-pub use geofilter_daemon::datapath::stride::Family;
+pub use geofilter_daemon::family::Family;
 use geofilter_daemon::{
     country::code_str,
     geoip::{self, CompiledDb, Prefix},
