@@ -12,11 +12,7 @@
 //!   [`input::max_size`]; GeoIP2 City is about 130 MB), and a file that is truncated or corrupt
 //!   fails with the crate's reason.
 
-use std::{
-    collections::HashMap,
-    io::{Read, Seek, SeekFrom},
-    path::Path,
-};
+use std::{collections::HashMap, path::Path};
 
 use geofilter_common::UNKNOWN_COUNTRY;
 use ipnetwork::IpNetwork;
@@ -26,28 +22,7 @@ use super::{DbError, Format, LineProblem, Ranges, input, text};
 use crate::country::CodeReader;
 
 /// The MMDB metadata marker; it sits less than 128 KiB before the end of a valid file.
-const METADATA_MARKER: &[u8] = b"\xAB\xCD\xEFMaxMind.com";
-const METADATA_WINDOW: u64 = 128 * 1024;
-
-/// Does the file end like an MMDB (metadata marker in its last 128 KiB)?
-pub(super) fn looks_like_mmdb(path: &Path) -> Result<bool, DbError> {
-    let io = |op, source| DbError::Io {
-        op,
-        path: path.to_owned(),
-        source,
-    };
-    let (mut file, len) = input::open_regular(path)?;
-    file.seek(SeekFrom::Start(len.saturating_sub(METADATA_WINDOW)))
-        .map_err(|e| io("read", e))?;
-    let mut tail = Vec::new();
-    file.take(METADATA_WINDOW)
-        .read_to_end(&mut tail)
-        .map_err(|e| io("read", e))?;
-    Ok(tail
-        .windows(METADATA_MARKER.len())
-        .any(|w| w == METADATA_MARKER))
-}
-
+pub(super) const METADATA_MARKER: &[u8] = b"\xAB\xCD\xEFMaxMind.com";
 pub(super) fn read(path: &Path, mut out: Ranges) -> Result<Ranges, DbError> {
     let mmdb_err = |source| DbError::Mmdb {
         path: path.to_owned(),
