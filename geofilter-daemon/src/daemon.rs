@@ -24,7 +24,7 @@ use crate::{
         server::Handler,
     },
     datapath::{Attachment, Datapath, bpffs::PinRoot},
-    geoip::{self, CompiledDb, Format},
+    geoip::{self, CompiledDb, DatabaseSource, Format},
     paths::PinLayout,
     report,
     state::SavedState,
@@ -261,7 +261,7 @@ impl Daemon {
         let joined = tokio::task::spawn_blocking(move || {
             (
                 one_at_a_time,
-                geoip::load_or_embedded(&load_paths, format, &limits),
+                geoip::load_source(&DatabaseSource::from_paths(&load_paths, format), &limits),
             )
         })
         .await;

@@ -148,7 +148,7 @@ mod tests {
         let db = CompiledDb {
             sources: vec![SourceSummary {
                 path: "v4.csv".into(),
-                format: crate::geoip::Format::RangeCsv,
+                format: crate::geoip::Format::RangeCsv.into(),
                 ranges_v4: 1,
                 ranges_v6: 0,
             }],

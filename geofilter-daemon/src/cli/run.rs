@@ -17,7 +17,7 @@ use crate::{
         bpffs::{self, Persistence, PinRoot},
         owner::PinRootLock,
     },
-    geoip::{self, Format},
+    geoip::{self, DatabaseSource, Format},
     paths::{self, PinLayout},
     state::{self, SavedState},
 };
@@ -79,7 +79,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         .map_err(anyhow::Error::msg)?;
     // No database anywhere (flags, config, state file) means the one compiled into the binary.
     let limits = geoip::Limits::for_table_mib(args.max_table_mib);
-    let db = geoip::load_or_embedded(&saved.dbs, format, &limits)
+    let db = geoip::load_source(&DatabaseSource::from_paths(&saved.dbs, format), &limits)
         .context("loading the country database")?;
     if saved.dbs.is_empty() {
         let database = geoip::embedded::meta().label();

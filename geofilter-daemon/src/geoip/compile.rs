@@ -362,7 +362,7 @@ mod tests {
         };
         SourceRanges {
             path: PathBuf::from("t.csv"),
-            format: Format::RangeCsv,
+            format: Format::RangeCsv.into(),
             v4: conv(v4),
             v6: conv(v6),
         }
@@ -574,7 +574,7 @@ mod tests {
             db.sources,
             [SourceSummary {
                 path: PathBuf::from("t.csv"),
-                format: Format::RangeCsv,
+                format: Format::RangeCsv.into(),
                 ranges_v4: 1,
                 ranges_v6: 1,
             }]

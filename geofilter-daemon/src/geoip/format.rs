@@ -1,9 +1,9 @@
 //! Database file formats (`--db-format`), and where a database comes from: files of those
 //! formats, or the one compiled into the binary.
 
-use std::{fmt, str::FromStr};
+use std::{fmt, path::PathBuf, str::FromStr};
 
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// A database file format (`--db-format`); detected from the path and content when not given.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -24,9 +24,6 @@ pub enum Format {
     CidrDir,
     /// RIR delegated statistics (`delegated-ripencc-extended-latest`).
     Rir,
-    /// The database compiled into the binary ([`embedded`]); not a file format, so not in
-    /// [`Format::ALL`] and not accepted by `--db-format`.
-    Embedded,
 }
 
 impl Format {
@@ -48,7 +45,6 @@ impl Format {
             Format::Tor => "tor",
             Format::CidrDir => "cidr-dir",
             Format::Rir => "rir",
-            Format::Embedded => "embedded",
         }
     }
 }
@@ -73,5 +69,86 @@ impl FromStr for Format {
                     names.join(", ")
                 )
             })
+    }
+}
+
+/// Where a database comes from: the one compiled into the binary, or files.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DatabaseSource {
+    /// The database compiled into the binary ([`super::embedded`]).
+    Embedded,
+    /// Files read in order (later files win ties); `format` forces one format for every file,
+    /// `None` detects each.
+    Files {
+        paths: Vec<PathBuf>,
+        format: Option<Format>,
+    },
+}
+
+impl DatabaseSource {
+    /// The source a database list names: an empty list (on the command line, in the state file,
+    /// in a reload request) means the embedded database.
+    pub fn from_paths(paths: &[PathBuf], format: Option<Format>) -> Self {
+        if paths.is_empty() {
+            DatabaseSource::Embedded
+        } else {
+            DatabaseSource::Files {
+                paths: paths.to_vec(),
+                format,
+            }
+        }
+    }
+}
+
+/// What one source of a compiled table was read as: a file [`Format`], or the embedded database.
+/// Written as the format's name or `"embedded"` (`status`, `db info --json`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum SourceFormat {
+    File(Format),
+    Embedded,
+}
+
+impl SourceFormat {
+    pub const fn name(self) -> &'static str {
+        match self {
+            SourceFormat::File(f) => f.name(),
+            SourceFormat::Embedded => "embedded",
+        }
+    }
+}
+
+impl From<Format> for SourceFormat {
+    fn from(f: Format) -> Self {
+        SourceFormat::File(f)
+    }
+}
+
+impl PartialEq<Format> for SourceFormat {
+    fn eq(&self, other: &Format) -> bool {
+        *self == SourceFormat::File(*other)
+    }
+}
+
+impl fmt::Display for SourceFormat {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl Serialize for SourceFormat {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.name())
+    }
+}
+
+impl<'de> Deserialize<'de> for SourceFormat {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let name = String::deserialize(d)?;
+        if name == SourceFormat::Embedded.name() {
+            return Ok(SourceFormat::Embedded);
+        }
+        name.parse::<Format>()
+            .map(SourceFormat::File)
+            .map_err(serde::de::Error::custom)
     }
 }

@@ -44,6 +44,7 @@
 //! [`UNKNOWN_COUNTRY`]: geofilter_common::UNKNOWN_COUNTRY
 
 mod cidr_dir;
+pub mod codec;
 mod compile;
 mod detect;
 pub mod embedded;
@@ -69,7 +70,7 @@ pub(crate) use self::types::Ranges;
 pub use self::{
     compile::{compile, compile_within},
     error::{DbError, LineProblem},
-    format::Format,
+    format::{DatabaseSource, Format, SourceFormat},
     types::{CompiledDb, Limits, Prefix, Range, SourceRanges, SourceSummary},
 };
 
@@ -129,17 +130,11 @@ pub fn load_within(
     compile::compile_within(sources, limits)
 }
 
-/// [`load`], or the [embedded](embedded) database when `paths` is empty: an empty database list
-/// (on the command line, in the state file, in a reload request) means "the embedded one".
-pub fn load_or_embedded(
-    paths: &[PathBuf],
-    format: Option<Format>,
-    limits: &Limits,
-) -> Result<CompiledDb, DbError> {
-    if paths.is_empty() {
-        embedded::load()
-    } else {
-        load_within(paths, format, limits)
+/// Reads and compiles a database: the [embedded](embedded) one, or files with [`load_within`].
+pub fn load_source(source: &DatabaseSource, limits: &Limits) -> Result<CompiledDb, DbError> {
+    match source {
+        DatabaseSource::Embedded => embedded::load(),
+        DatabaseSource::Files { paths, format } => load_within(paths, *format, limits),
     }
 }
 
@@ -170,12 +165,6 @@ pub fn read_source_within(
         Format::MaxmindCsv => maxmind_csv::read(path, out)?,
         Format::CidrDir => cidr_dir::read(path, out)?,
         Format::Rir => rir::read(path, out)?,
-        Format::Embedded => {
-            return Err(DbError::Invalid {
-                path: path.to_owned(),
-                reason: "the embedded database is not read from a file".into(),
-            });
-        }
     };
     if ranges.v4.is_empty() && ranges.v6.is_empty() {
         return Err(DbError::Empty {
@@ -185,7 +174,7 @@ pub fn read_source_within(
     }
     Ok(SourceRanges {
         path: path.to_owned(),
-        format,
+        format: format.into(),
         v4: ranges.v4,
         v6: ranges.v6,
     })

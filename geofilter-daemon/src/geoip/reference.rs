@@ -132,7 +132,7 @@ mod tests {
     fn reference_rules() {
         let s = |v4| SourceRanges {
             path: "t".into(),
-            format: Format::RangeCsv,
+            format: Format::RangeCsv.into(),
             v4,
             v6: Vec::new(),
         };
@@ -277,7 +277,7 @@ mod tests {
                 let v6 = gen_family(u128::MAX);
                 sources.push(SourceRanges {
                     path: format!("r{round}").into(),
-                    format: Format::RangeCsv,
+                    format: Format::RangeCsv.into(),
                     v4,
                     v6,
                 });

@@ -7,7 +7,7 @@ use std::{collections::BTreeSet, net::IpAddr, path::PathBuf};
 use geofilter_common::{CountryId, PrefixInfo};
 use serde::Serialize;
 
-use super::{Format, LineProblem, compile};
+use super::{LineProblem, SourceFormat, compile};
 use crate::family::Family;
 
 /// An inclusive range of addresses of one family with one country.
@@ -25,7 +25,7 @@ pub struct Range {
 #[derive(Clone, Debug)]
 pub struct SourceRanges {
     pub path: PathBuf,
-    pub format: Format,
+    pub format: SourceFormat,
     pub v4: Vec<Range>,
     pub v6: Vec<Range>,
 }
@@ -53,7 +53,7 @@ pub struct Prefix {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct SourceSummary {
     pub path: PathBuf,
-    pub format: Format,
+    pub format: SourceFormat,
     pub ranges_v4: usize,
     pub ranges_v6: usize,
 }
