@@ -31,7 +31,7 @@ use geofilter_common::{CountryId, UNKNOWN_COUNTRY};
 use serde::{Deserialize, Serialize};
 
 use super::{
-    CompiledDb, DbError, Prefix, Range, SourceFormat, SourceRanges, compile, compile::last_addr,
+    CompiledDb, DbError, Prefix, Range, SourceFormat, SourceRanges, compile, prefixes::last_addr,
 };
 use crate::country::{code_str, parse_database_code};
 

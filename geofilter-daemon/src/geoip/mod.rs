@@ -54,6 +54,7 @@ pub mod info;
 mod input;
 mod maxmind_csv;
 mod mmdb;
+mod prefixes;
 mod range_csv;
 pub mod reference;
 mod rir;

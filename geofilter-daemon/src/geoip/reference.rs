@@ -162,7 +162,7 @@ mod tests {
         }
         for (v6, table) in [(false, &db.v4), (true, &db.v6)] {
             assert!(table.windows(2).all(|w| {
-                super::super::compile::last_addr(w[0].addr, w[0].len, if v6 { 128 } else { 32 })
+                super::super::prefixes::last_addr(w[0].addr, w[0].len, if v6 { 128 } else { 32 })
                     < w[1].addr
             }));
         }

@@ -7,7 +7,7 @@ use std::{collections::BTreeSet, net::IpAddr, path::PathBuf};
 use geofilter_common::{CountryId, PrefixInfo};
 use serde::Serialize;
 
-use super::{LineProblem, SourceFormat, compile};
+use super::{LineProblem, SourceFormat, prefixes};
 use crate::family::Family;
 
 /// An inclusive range of addresses of one family with one country.
@@ -77,7 +77,7 @@ impl CompiledDb {
         };
         let i = table.partition_point(|p| p.addr <= addr).checked_sub(1)?;
         let p = &table[i];
-        (addr <= compile::last_addr(p.addr, p.len, bits)).then_some(p)
+        (addr <= prefixes::last_addr(p.addr, p.len, bits)).then_some(p)
     }
 
     /// Every country that has at least one prefix.
