@@ -27,10 +27,6 @@ use super::{
 };
 use crate::{family::Family, geoip::Prefix};
 
-/// The largest table (per address family) the daemon builds unless told otherwise: ten times a
-/// world database's (about 23 MiB per family), so only a wrong or hostile file reaches it.
-pub const DEFAULT_MAX_TABLE_MIB: usize = 256;
-
 /// One family's kernel table: an `ARRAY` of chunks.
 pub(super) type TableMap = Array<MapData, Chunk>;
 

@@ -72,7 +72,9 @@ pub use self::{
     compile::{compile, compile_within},
     error::{DbError, LineProblem},
     format::{DatabaseSource, Format, SourceFormat},
-    types::{CompiledDb, Limits, Prefix, Range, SourceRanges, SourceSummary},
+    types::{
+        CompiledDb, DEFAULT_MAX_TABLE_MIB, Limits, Prefix, Range, SourceRanges, SourceSummary,
+    },
 };
 
 /// The most database files one table can name: [`PrefixInfo::source`] is a `u16`.

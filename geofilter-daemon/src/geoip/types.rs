@@ -90,8 +90,12 @@ impl CompiledDb {
     }
 }
 
+/// The largest table (per address family) the daemon builds unless told otherwise: ten times a
+/// world database's (about 23 MiB per family), so only a wrong or hostile file reaches it.
+pub const DEFAULT_MAX_TABLE_MIB: usize = 256;
+
 /// How much one load may produce per address family, from the table budget
-/// (`--max-table-mib`, [`crate::datapath::DEFAULT_MAX_TABLE_MIB`] unless given).
+/// (`--max-table-mib`, [`DEFAULT_MAX_TABLE_MIB`] unless given).
 ///
 /// Reading and compiling keep every range and every prefix in memory, so a file that is small
 /// on disk but expands (an MMDB graph, gzip, short lines of wide unaligned ranges that split
@@ -121,7 +125,7 @@ impl Limits {
 
 impl Default for Limits {
     fn default() -> Self {
-        Self::for_table_mib(crate::datapath::DEFAULT_MAX_TABLE_MIB)
+        Self::for_table_mib(DEFAULT_MAX_TABLE_MIB)
     }
 }
 
