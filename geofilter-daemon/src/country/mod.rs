@@ -1,6 +1,6 @@
 //! Country codes, in one place: which two-letter codes are countries ([`table`]), how database
-//! files write them ([`database`]), how users type them (here), and what a user probably meant by
-//! a wrong one ([`suggest`]).
+//! files write them ([`parse_database_code`]), how users type them ([`parse_user_code`]), and
+//! what a user probably meant by a wrong one ([`UnknownCountry`]).
 //!
 //! [`geofilter_common::country`] only numbers the codes `AA..=ZZ` (the numbering the kernel
 //! shares); this module decides which of them are real, so a typo such as `--block RX` fails

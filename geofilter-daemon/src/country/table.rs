@@ -262,7 +262,8 @@ pub const COUNTRIES: &[(&str, &str)] = &[
 
 /// Codes that databases use for "no single country": `??` and `ZZ`/`XX` (unknown), `EU`/`AP`
 /// (a whole region; IPFire/Tor and old MaxMind data), `A1`/`A2`/`O1` (anonymous proxy, satellite,
-/// other: legacy MaxMind), `-` (IP2Location LITE). They all mean [`UNKNOWN_COUNTRY`].
+/// other: legacy MaxMind), `-` (IP2Location LITE). They all mean
+/// [`UNKNOWN_COUNTRY`](geofilter_common::UNKNOWN_COUNTRY).
 pub const PSEUDO_CODES: &[&str] = &["??", "--", "-", "ZZ", "XX", "EU", "AP", "A1", "A2", "O1"];
 
 /// Codes ISO 3166 keeps reserved but that name no current country: withdrawn ones still found in

@@ -64,7 +64,7 @@ pub enum DbError {
     #[error("too many database files: {count} (at most {max})")]
     TooManyFiles { count: usize, max: usize },
     /// The files together hold more ranges, or compile to more prefixes, than
-    /// [`Limits`] allow.
+    /// [`Limits`](super::Limits) allow.
     #[error(
         "{files}: {what} more than {limit} {family} {unit}, the most a table budget of \
          {table_mib} MiB (--max-table-mib) allows"

@@ -133,7 +133,7 @@ pub fn load_within(
     compile::compile_within(sources, limits)
 }
 
-/// Reads and compiles a database: the [embedded](embedded) one, or files with [`load_within`].
+/// Reads and compiles a database: the [embedded] one, or files with [`load_within`].
 pub fn load_source(source: &DatabaseSource, limits: &Limits) -> Result<CompiledDb, DbError> {
     match source {
         DatabaseSource::Embedded => embedded::load(),
