@@ -238,4 +238,5 @@ mod pod {
     unsafe impl aya::Pod for super::Policy {}
     unsafe impl aya::Pod for super::table::Chunk {}
     unsafe impl aya::Pod for super::bench::BenchConfig {}
+    unsafe impl aya::Pod for super::WhyProbe {}
 }

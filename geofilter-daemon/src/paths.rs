@@ -13,7 +13,7 @@ use std::path::PathBuf;
 
 /// Where the kernel's BPF filesystem is normally mounted.
 pub const BPFFS_MOUNT: &str = "/sys/fs/bpf";
-pub const RUNTIME_DIR: &str = "/run/geofilter";
+/// In the systemd unit's `RuntimeDirectory=geofilter` (dist/geofilter.service).
 pub const DEFAULT_SOCKET: &str = "/run/geofilter/geofilter.sock";
 /// Where `geofilter db update` stores downloaded databases.
 pub const DEFAULT_DB_DIR: &str = "/var/lib/geofilter/db";

@@ -388,8 +388,9 @@ fn db_update_fetches_validates_stores_and_reloads() {
     let dest = TempDir::new();
     let dest_str = dest.0.to_str().expect("UTF-8 temp path");
     // `db update` runs in the server's namespace, where the HTTP server is.
-    let update = |urls: &[&str]| -> Output {
+    let update_with = |extra: &[&str], urls: &[&str]| -> Output {
         let mut args = vec!["db", "update", "--dest", dest_str];
+        args.extend(extra);
         for u in urls {
             args.extend(["--url", u]);
         }
@@ -400,6 +401,7 @@ fn db_update_fetches_validates_stores_and_reloads() {
             .output()
             .expect("running db update")
     };
+    let update = |urls: &[&str]| update_with(&[], urls);
 
     let new_v4 = b"5.45.192.0,5.45.255.255,DE\n46.114.0.0,46.114.255.255,DE\n198.51.100.0,198.51.100.255,RU\n";
     let new_v6 = b"2a02:6b8::,2a02:6b8:ffff:ffff:ffff:ffff:ffff:ffff,RU\n";
@@ -525,6 +527,36 @@ fn db_update_fetches_validates_stores_and_reloads() {
         Some(reloads),
         "{status}"
     );
+
+    // `--no-reload`: a good set is stored, but the running daemon is left alone.
+    let later_v4 = b"5.45.192.0,5.45.255.255,DE\n198.51.100.0,198.51.100.255,DE\n";
+    let later_url = server.put("/later/world-v4.csv", Reply::Ok(later_v4.to_vec()));
+    let out = update_with(&["--no-reload"], &[&later_url, &v6_url]);
+    assert!(
+        out.status.success(),
+        "db update --no-reload: {}",
+        text(&out)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        !stdout.contains("reloaded") && !stdout.contains("no daemon"),
+        "--no-reload: {stdout}"
+    );
+    assert_eq!(std::fs::read(&stored[0]).unwrap(), later_v4);
+    let status = daemon.cli_json(&["status"]);
+    assert_eq!(
+        status["database"]["reloads"].as_u64(),
+        Some(reloads),
+        "--no-reload reloaded: {status}"
+    );
+    assert_why(
+        daemon,
+        BECOMES_RU,
+        "RU",
+        "drop",
+        "after db update --no-reload",
+    );
+
     // Real packets agree with `why`.
     assert_traffic(&scene.pair, &[BECOMES_RU], &[MOVES_TO_DE, DE_V4]);
 }

@@ -346,17 +346,25 @@ fn a_second_run_on_the_same_pin_root_is_refused_and_changes_nothing() {
     let other_socket = s.db_dir.0.join("other.sock");
     // The operator's `geofilter run` while the service is up: same pin root, same socket; and a
     // second daemon with a socket of its own and another policy.
-    for socket in [s.daemon.socket.as_path(), other_socket.as_path()] {
+    for (socket, refusal) in [
+        // Refused before the kernel is touched: the socket is served.
+        (
+            s.daemon.socket.as_path(),
+            "another geofilter daemon is already serving",
+        ),
+        // Refused by the pin root's lock.
+        (
+            other_socket.as_path(),
+            "another geofilter daemon owns the pin root",
+        ),
+    ] {
         let mut args: Vec<String> = s.run_args();
         args.extend(["--block".into(), "DE".into()]);
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         let out = s.daemon.second_run(&s.pair.server, &args, socket);
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(!out.status.success(), "a second daemon started: {err}");
-        assert!(
-            err.contains("another geofilter daemon owns the pin root"),
-            "the refusal says why: {err}"
-        );
+        assert!(err.contains(refusal), "the refusal says why: {err}");
     }
     let status = s.daemon.cli_json(&["status"]);
     assert_eq!(
@@ -577,7 +585,9 @@ fn a_foreign_xdp_program_is_not_replaced_without_force() {
     let mut second_args: Vec<&str> = args.iter().map(String::as_str).collect();
     second_args.extend(["--block", "RU"]);
     let try_second = |extra: &[&str]| {
-        let pin = "/sys/fs/bpf/geofilter-second";
+        let pin = format!("/sys/fs/bpf/{}", unique("geofilter-second-"));
+        let socket = first.db_dir.0.join("second.sock");
+        let state_file = first.db_dir.0.join("second.json");
         let out = first
             .pair
             .server
@@ -585,17 +595,15 @@ fn a_foreign_xdp_program_is_not_replaced_without_force() {
             .arg("run")
             .args(&second_args)
             .args(extra)
-            .args([
-                "--socket",
-                "/tmp/geofilter-second.sock",
-                "--state-file",
-                "/tmp/geofilter-second.json",
-            ])
-            .env("GEOFILTER_PIN_ROOT", pin)
+            .arg("--socket")
+            .arg(&socket)
+            .arg("--state-file")
+            .arg(&state_file)
+            .env("GEOFILTER_PIN_ROOT", &pin)
             .output()
             .unwrap();
-        let _ = std::fs::remove_dir_all(pin);
-        let _ = std::fs::remove_file("/tmp/geofilter-second.json");
+        let _ = std::fs::remove_dir_all(&pin);
+        let _ = std::fs::remove_file(&state_file);
         out
     };
     let out = try_second(&[]);

@@ -39,6 +39,8 @@ pub fn test(opts: &Options) -> anyhow::Result<()> {
         "--exclude",
         "geofilter-tests",
         "--exclude",
+        "geofilter-bench",
+        "--exclude",
         "geofilter-ebpf",
     ]);
     if !opts.args.is_empty() {

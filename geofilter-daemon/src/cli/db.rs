@@ -210,8 +210,7 @@ fn db_update(
         );
     }
     let socket = &client.socket;
-    if no_reload {
-    } else if !socket.exists() {
+    if !no_reload && !socket.exists() {
         if !client.json {
             let dbs: Vec<String> = stored
                 .paths
@@ -224,7 +223,7 @@ fn db_update(
                 dbs.join(" ")
             );
         }
-    } else {
+    } else if !no_reload {
         let result = call(
             socket,
             &Request::Reload {

@@ -13,11 +13,11 @@ use crate::{
     country::parse_user_codes,
     daemon::{Daemon, State},
     datapath::{
-        Datapath, XdpModeChoice,
+        Attachment, Datapath, XdpModeChoice,
         bpffs::{self, Persistence, PinRoot},
         owner::PinRootLock,
     },
-    geoip::{self, DatabaseSource, Format},
+    geoip::{self, CompiledDb, DatabaseSource, Format},
     paths::{self, PinLayout},
     state::{self, SavedState},
 };
@@ -68,9 +68,32 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
     // starting: ignored until `serve` installs its handler, which then re-reads the databases.
     // SAFETY: setting a signal disposition has no memory-safety preconditions.
     unsafe { libc::signal(libc::SIGHUP, libc::SIG_IGN) };
-    // Everything that can be checked before touching the kernel is checked first, so bad input
-    // never leaves a half-configured filter behind.
-    let mut saved = initial_state(&args)?;
+    let (saved, db) = prepare(&args)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    // Bound before the kernel is touched: a socket another daemon serves refuses this start
+    // while nothing has changed yet. Clients that connect before `serve` wait in the backlog.
+    let socket = runtime.block_on(async { ControlSocket::bind(&args.socket) })?;
+    let Started {
+        state,
+        owner,
+        mut guard,
+    } = start(&args, saved, db)?;
+    // From here on the filter is running: a crash (even a panic) must leave it in place.
+    guard.0 = None;
+    let (state, served) = serve_until_stopped(&args, runtime, socket, state)?;
+    let stopped = teardown(&args, state, guard);
+    drop(owner);
+    served.and(stopped)
+}
+
+/// Everything that can be checked before touching the kernel, so bad input never leaves a
+/// half-configured filter behind: the desired state and its compiled database.
+fn prepare(args: &RunArgs) -> anyhow::Result<(SavedState, CompiledDb)> {
+    let saved = initial_state(args)?;
     let format = saved
         .db_format
         .as_deref()
@@ -90,18 +113,32 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         prefixes_v6 = db.v6.len(),
         "database compiled"
     );
+    Ok((saved, db))
+}
 
+/// A filter that is running, with what its owner must hold until exit.
+struct Started {
+    state: State,
+    /// The pin root's lock, held until the daemon is done with the root.
+    owner: PinRootLock,
+    /// Armed while start-up may still fail: it then removes what this daemon pinned.
+    guard: PinRootGuard,
+}
+
+/// Finds or mounts the bpffs, takes the pin root, loads (or adopts) the program, fills tables
+/// and policy, and attaches to every interface.
+fn start(args: &RunArgs, mut saved: SavedState, db: CompiledDb) -> anyhow::Result<Started> {
     let pin_root = bpffs::prepare(&paths::pin_root()).context("preparing the BPF filesystem")?;
     report_pin_root(&pin_root);
     // `pin_root` stays alive until exit (in `State`): its path may go through a file
     // descriptor it holds.
     let layout = PinLayout::new(pin_root.path.clone());
-    // Taken before anything under the root is read or changed, and held until exit.
-    let _owner = PinRootLock::acquire(&layout.root)?;
+    // Taken before anything under the root is read or changed.
+    let owner = PinRootLock::acquire(&layout.root)?;
     // Decided under the lock. A start-up that fails half-way removes what it pinned, but never
     // an earlier daemon's pins: those are a working filter.
     let fresh = Datapath::pinned_links(&layout).is_empty() && !layout.map(names::POLICY).exists();
-    let mut guard = PinRootGuard(fresh.then(|| layout.root.clone()));
+    let guard = PinRootGuard(fresh.then(|| layout.root.clone()));
 
     let mut datapath = Datapath::load_pinned(&layout)?;
     datapath.set_table_limit_mib(args.max_table_mib);
@@ -115,11 +152,43 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
     );
     datapath.sync_exceptions(&saved.policy.exceptions)?;
     datapath.set_policy(&saved.policy.compile())?;
+    let attachments = attach_all(&mut datapath, &mut saved, &layout, args.force, fresh)?;
+    if let Err(e) = state::save(&args.state_file, &saved) {
+        warn!(error = %e, "saving the state file failed");
+    }
+    let state = State {
+        datapath,
+        db,
+        saved,
+        attachments,
+        layout,
+        pin_root,
+        state_file: Some(args.state_file.clone()),
+        pending: None,
+        reloads: 0,
+        reload_failures: 0,
+    };
+    Ok(Started {
+        state,
+        owner,
+        guard,
+    })
+}
 
+/// Attaches to every configured interface (swapping into an earlier daemon's links where there
+/// are some), and lets go of interfaces no longer configured. A fresh start that fails half-way
+/// detaches what it attached.
+fn attach_all(
+    datapath: &mut Datapath,
+    saved: &mut SavedState,
+    layout: &PinLayout,
+    force: bool,
+    fresh: bool,
+) -> anyhow::Result<Vec<Attachment>> {
     let mut attachments = Vec::new();
     for iface in &saved.interfaces {
-        let attachment = datapath
-            .attach(iface, saved.xdp_mode, &layout, args.force)
+        let mut attachment = datapath
+            .attach(iface, saved.xdp_mode, layout, force)
             .inspect_err(|_| {
                 if fresh {
                     for a in attachments.drain(..) {
@@ -127,7 +196,6 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
                     }
                 }
             })?;
-        let mut attachment = attachment;
         match attachment.mode {
             // Adopted: the link does not say in which mode it was attached; the state does.
             XdpModeChoice::Auto => {
@@ -145,45 +213,38 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         attachments.push(attachment);
     }
     // Interfaces an earlier daemon filtered that are no longer wanted.
-    for iface in Datapath::pinned_links(&layout) {
+    for iface in Datapath::pinned_links(layout) {
         if !saved.interfaces.contains(&iface) {
             info!(%iface, "detaching from an interface no longer configured");
             let _ = fs::remove_file(layout.link(&iface));
         }
     }
-    // From here on the filter is running: a crash (even a panic) must leave it in place.
-    guard.0 = None;
-    if let Err(e) = state::save(&args.state_file, &saved) {
-        warn!(error = %e, "saving the state file failed");
-    }
-    let state = State {
-        datapath,
-        db,
-        saved,
-        attachments,
-        layout,
-        pin_root,
-        state_file: Some(args.state_file.clone()),
-        pending: None,
-        reloads: 0,
-        reload_failures: 0,
-    };
+    Ok(attachments)
+}
 
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .context("starting the async runtime")?;
+/// Serves the control socket (and metrics) until a signal or `unload`; returns the state for
+/// teardown with how serving ended.
+fn serve_until_stopped(
+    args: &RunArgs,
+    runtime: tokio::runtime::Runtime,
+    socket: ControlSocket,
+    state: State,
+) -> anyhow::Result<(State, anyhow::Result<()>)> {
     let daemon = Arc::new(Daemon::new(state));
-    let served = runtime.block_on(serve(&args, daemon.clone()));
+    let served = runtime.block_on(serve(args, socket, daemon.clone()));
     drop(runtime);
-
     let state = Arc::try_unwrap(daemon)
         .map_err(|_| anyhow::anyhow!("control tasks still hold the daemon"))?
         .into_state();
+    Ok((state, served))
+}
+
+/// With `--keep`, leaves the filter attached; otherwise detaches every interface and removes
+/// the pin root.
+fn teardown(args: &RunArgs, state: State, mut guard: PinRootGuard) -> anyhow::Result<()> {
     if args.keep {
-        info!(pin_root = %state.layout.root.display(), "exiting; the filter stays attached (--keep)");
-        return served;
+        info!(pin_root = %state.pin_root.configured.display(), "exiting; the filter stays attached (--keep)");
+        return Ok(());
     }
     for a in state.attachments {
         let iface = a.iface.clone();
@@ -195,11 +256,10 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
     guard.0 = Some(state.layout.root.clone());
     guard.remove()?;
     info!("detached and unpinned; bye");
-    served
+    Ok(())
 }
 
-async fn serve(args: &RunArgs, daemon: Arc<Daemon>) -> anyhow::Result<()> {
-    let socket = ControlSocket::bind(&args.socket)?;
+async fn serve(args: &RunArgs, socket: ControlSocket, daemon: Arc<Daemon>) -> anyhow::Result<()> {
     let mut sigint = signal(SignalKind::interrupt())?;
     let mut sigterm = signal(SignalKind::terminate())?;
     let watchdog = {

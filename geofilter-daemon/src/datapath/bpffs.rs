@@ -31,6 +31,9 @@
 //! Verified on 5.10, 6.1, 6.12 and 6.18 (the kernel-matrix tier runs the `ip netns exec` kill
 //! test on each).
 
+mod mount;
+mod plan;
+
 use std::{
     ffi::CString,
     fs, io,
@@ -41,6 +44,13 @@ use std::{
     path::{Path, PathBuf},
 };
 
+use self::{
+    mount::{
+        mount_bpffs, mount_bpffs_in_namespace_of, outer_path, outer_process,
+        propagated_from_outside,
+    },
+    plan::{Facts, Plan, plan},
+};
 use crate::paths::BPFFS_MOUNT;
 
 /// `BPF_FS_MAGIC` from include/uapi/linux/magic.h.
@@ -117,66 +127,6 @@ impl Persistence {
                 "this mount namespace only: THE FILTER ENDS WITH THE DAEMON".into()
             }
         }
-    }
-}
-
-/// What [`plan`] decides from.
-#[derive(Debug, Clone, Copy)]
-pub struct Facts {
-    /// The nearest ancestor in another mount namespace whose `/sys/fs/bpf` we can reach through
-    /// `/proc/PID/root` (None: we are the outermost we can see, or it cannot be inspected).
-    pub outer: Option<u32>,
-    /// Some ancestor is in another mount namespace, reachable or not.
-    pub own_namespace: bool,
-    /// `/sys/fs/bpf` here is a bpffs.
-    pub ours_mounted: bool,
-    /// The outer `/sys/fs/bpf` is a bpffs.
-    pub outer_mounted: bool,
-    /// Ours and the outer one are the same bpffs instance (same device).
-    pub same_instance_as_outer: bool,
-    /// Our `/sys/fs/bpf` mount receives propagation from a mount outside this namespace
-    /// (`master:` in /proc/self/mountinfo): it was mounted outside us, as in a systemd unit's
-    /// namespace, which cannot look into PID 1 without CAP_SYS_PTRACE.
-    pub ours_propagated: bool,
-}
-
-/// What to do about the bpffs at `/sys/fs/bpf`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Plan {
-    /// Pin at the configured path; mount a bpffs there first when `mount`.
-    Here {
-        mount: bool,
-        persistence: Persistence,
-    },
-    /// Pin into the bpffs of process `pid`'s mount namespace; mount one there first when `mount`.
-    Outer { pid: u32, mount: bool },
-}
-
-/// The decision, as a pure function of what was observed (host tests cover every row).
-pub fn plan(f: Facts) -> Plan {
-    if !f.own_namespace {
-        return Plan::Here {
-            mount: !f.ours_mounted,
-            persistence: Persistence::Host,
-        };
-    }
-    if f.ours_mounted && (f.same_instance_as_outer || f.ours_propagated) {
-        // A container given the host's /sys/fs/bpf, or a unit whose private namespace still
-        // sees the host's mount: the pins are the host's already.
-        return Plan::Here {
-            mount: false,
-            persistence: Persistence::Host,
-        };
-    }
-    if let Some(pid) = f.outer {
-        return Plan::Outer {
-            pid,
-            mount: !f.outer_mounted,
-        };
-    }
-    Plan::Here {
-        mount: !f.ours_mounted,
-        persistence: Persistence::PrivateNamespace,
     }
 }
 
@@ -274,51 +224,6 @@ pub fn ensure_on_bpffs(root: &Path) -> Result<(), BpffsError> {
     Ok(())
 }
 
-/// `mount_point` as process `pid` sees it.
-fn outer_path(pid: u32, mount_point: &Path) -> PathBuf {
-    PathBuf::from(format!("/proc/{pid}/root"))
-        .join(mount_point.strip_prefix("/").unwrap_or(mount_point))
-}
-
-fn mount_namespace(pid: &str) -> Option<PathBuf> {
-    fs::read_link(format!("/proc/{pid}/ns/mnt")).ok()
-}
-
-fn parent_of(pid: u32) -> Option<u32> {
-    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // `PID (COMM) STATE PPID ...`; COMM may hold spaces and parentheses, so split after the last ')'.
-    stat.rsplit_once(')')?
-        .1
-        .split_whitespace()
-        .nth(1)?
-        .parse()
-        .ok()
-}
-
-/// The nearest ancestor in another mount namespace whose `/sys/fs/bpf` can be reached, and
-/// whether any ancestor is in another mount namespace at all.
-fn outer_process() -> (Option<u32>, bool) {
-    let Some(ours) = mount_namespace("self") else {
-        return (None, false);
-    };
-    let mut own_namespace = false;
-    let mut pid = std::os::unix::process::parent_id();
-    while pid > 0 {
-        match mount_namespace(&pid.to_string()) {
-            Some(theirs) if theirs != ours => {
-                own_namespace = true;
-                if fs::metadata(outer_path(pid, Path::new(BPFFS_MOUNT))).is_ok() {
-                    return (Some(pid), true);
-                }
-            }
-            // The same namespace, or one we may not inspect (then it is not ours to pin into).
-            _ => {}
-        }
-        pid = parent_of(pid).unwrap_or(0);
-    }
-    (None, own_namespace)
-}
-
 fn observe(mount_point: &Path) -> Result<Facts, BpffsError> {
     fs::create_dir_all(mount_point).map_err(io_err("creating", mount_point))?;
     let ours_mounted = is_bpffs(mount_point).map_err(io_err("checking", mount_point))?;
@@ -345,211 +250,4 @@ fn observe(mount_point: &Path) -> Result<Facts, BpffsError> {
         same_instance_as_outer: same_instance,
         ours_propagated: ours_mounted && propagated_from_outside(&mountinfo, mount_point),
     })
-}
-
-/// Whether the topmost mount on `mount_point` in `mountinfo` (proc(5): `ID PARENT MAJ:MIN ROOT
-/// MOUNT_POINT OPTIONS [OPTIONAL...] - TYPE ...`) is a slave of a mount elsewhere (`master:N`).
-fn propagated_from_outside(mountinfo: &str, mount_point: &Path) -> bool {
-    let Some(wanted) = mount_point.to_str() else {
-        return false;
-    };
-    mountinfo
-        .lines()
-        .rev()
-        .find(|line| line.split(' ').nth(4) == Some(wanted))
-        .is_some_and(|line| {
-            line.split(' ')
-                .skip(6)
-                .take_while(|field| *field != "-")
-                .any(|field| field.starts_with("master:"))
-        })
-}
-
-/// Mounts a bpffs on `mount_point` in this mount namespace.
-fn mount_bpffs(mount_point: &Path) -> Result<(), BpffsError> {
-    let target = cstring(mount_point).map_err(io_err("mounting bpffs on", mount_point))?;
-    // SAFETY: all pointers are valid NUL-terminated strings; data may be NULL.
-    let rc = unsafe {
-        libc::mount(
-            c"bpf".as_ptr(),
-            target.as_ptr(),
-            c"bpf".as_ptr(),
-            0,
-            std::ptr::null(),
-        )
-    };
-    if rc != 0 {
-        return Err(io_err("mounting bpffs on", mount_point)(
-            io::Error::last_os_error(),
-        ));
-    }
-    Ok(())
-}
-
-/// Mounts a bpffs on `mount_point` in process `pid`'s mount namespace. `setns(CLONE_NEWNS)` is
-/// refused to a multi-threaded process (EINVAL: it shares its fs_struct), so a forked child does
-/// it and reports the errno as its exit status.
-fn mount_bpffs_in_namespace_of(pid: u32, mount_point: &Path) -> Result<(), BpffsError> {
-    let what = "mounting bpffs in the outer mount namespace on";
-    let err = io_err(what, mount_point);
-    let ns_path = PathBuf::from(format!("/proc/{pid}/ns/mnt"));
-    let ns = fs::File::open(&ns_path).map_err(io_err("opening", &ns_path))?;
-    let target = cstring(mount_point).map_err(io_err(what, mount_point))?;
-    // SAFETY: between fork and _exit the child calls only async-signal-safe functions (setns,
-    // mount, _exit) on memory prepared before the fork.
-    let child = unsafe { libc::fork() };
-    if child == 0 {
-        unsafe {
-            let errno = if libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNS) != 0
-                || libc::mount(
-                    c"bpf".as_ptr(),
-                    target.as_ptr(),
-                    c"bpf".as_ptr(),
-                    0,
-                    std::ptr::null(),
-                ) != 0
-            {
-                *libc::__errno_location()
-            } else {
-                0
-            };
-            libc::_exit(errno & 0xff);
-        }
-    }
-    if child < 0 {
-        return Err(err(io::Error::last_os_error()));
-    }
-    let mut status = 0;
-    // SAFETY: waiting for our own child.
-    if unsafe { libc::waitpid(child, &mut status, 0) } != child {
-        return Err(err(io::Error::last_os_error()));
-    }
-    match (libc::WIFEXITED(status), libc::WEXITSTATUS(status)) {
-        (true, 0) => Ok(()),
-        (true, errno) => Err(err(io::Error::from_raw_os_error(errno))),
-        _ => Err(err(io::Error::other("the mounting child was killed"))),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// Facts for a daemon that is in the outermost namespace (`outer: None`, no own namespace)
-    /// or in one of its own under process 42.
-    fn facts(own_namespace: bool, ours: bool, outer_reachable: bool, same: bool) -> Facts {
-        Facts {
-            outer: outer_reachable.then_some(42),
-            own_namespace,
-            ours_mounted: ours,
-            outer_mounted: same,
-            same_instance_as_outer: same,
-            ours_propagated: false,
-        }
-    }
-
-    #[test]
-    fn host_namespace_mounts_when_missing() {
-        assert_eq!(
-            plan(facts(false, false, false, false)),
-            Plan::Here {
-                mount: true,
-                persistence: Persistence::Host
-            }
-        );
-        assert_eq!(
-            plan(facts(false, true, false, false)),
-            Plan::Here {
-                mount: false,
-                persistence: Persistence::Host
-            }
-        );
-    }
-
-    #[test]
-    fn private_namespace_sharing_the_hosts_bpffs_pins_here() {
-        assert_eq!(
-            plan(facts(true, true, true, true)),
-            Plan::Here {
-                mount: false,
-                persistence: Persistence::Host
-            }
-        );
-    }
-
-    #[test]
-    fn a_units_namespace_seeing_the_hosts_mount_pins_here() {
-        // systemd: PID 1 is out of reach, but the mount is the host's (a slave of it).
-        let unit = Facts {
-            ours_propagated: true,
-            ..facts(true, true, false, false)
-        };
-        assert_eq!(
-            plan(unit),
-            Plan::Here {
-                mount: false,
-                persistence: Persistence::Host
-            }
-        );
-    }
-
-    #[test]
-    fn ip_netns_exec_pins_into_the_outer_namespace() {
-        // ip netns exec on a fresh host: a new sysfs hides /sys/fs/bpf, and the outer namespace
-        // has no bpffs either, so it is mounted there.
-        assert_eq!(
-            plan(facts(true, false, true, false)),
-            Plan::Outer {
-                pid: 42,
-                mount: true
-            }
-        );
-        let host_has_one = Facts {
-            outer_mounted: true,
-            ..facts(true, false, true, false)
-        };
-        assert_eq!(
-            plan(host_has_one),
-            Plan::Outer {
-                pid: 42,
-                mount: false
-            }
-        );
-        // A private bpffs of our own is not where a filter should live either.
-        assert!(matches!(
-            plan(facts(true, true, true, false)),
-            Plan::Outer { .. }
-        ));
-    }
-
-    #[test]
-    fn unreachable_outer_namespace_is_private_and_said_so() {
-        assert_eq!(
-            plan(facts(true, false, false, false)),
-            Plan::Here {
-                mount: true,
-                persistence: Persistence::PrivateNamespace
-            }
-        );
-    }
-
-    #[test]
-    fn mountinfo_propagation() {
-        let info = "\
-24 1 0:22 / /sys rw,nosuid shared:7 - sysfs sysfs rw
-30 24 0:27 / /sys/fs/bpf rw,relatime shared:12 master:9 - bpf bpf rw
-";
-        assert!(propagated_from_outside(info, Path::new("/sys/fs/bpf")));
-        let private = "30 24 0:27 / /sys/fs/bpf rw,relatime - bpf bpf rw\n";
-        assert!(!propagated_from_outside(private, Path::new("/sys/fs/bpf")));
-        assert!(!propagated_from_outside(info, Path::new("/sys")));
-    }
-
-    #[test]
-    fn parent_of_this_process() {
-        assert_eq!(
-            parent_of(std::process::id()),
-            Some(std::os::unix::process::parent_id())
-        );
-    }
 }

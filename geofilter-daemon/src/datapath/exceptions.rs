@@ -20,8 +20,6 @@
 //!
 //! [`ENTRY_EXCEPTION`]: geofilter_common::table::ENTRY_EXCEPTION
 
-use std::net::IpAddr;
-
 use aya::maps::lpm_trie::Key;
 use geofilter_common::{EXCEPTION_DROP, EXCEPTION_PASS, maps as names};
 
@@ -110,11 +108,12 @@ impl Datapath {
 impl Datapath {
     /// Whether a packet from `addr` would look the exception trie up (its family has exceptions
     /// and its path through the live table carries a mark), read from the kernel's table itself.
-    /// For tests and diagnostics: one map read per table level.
-    pub fn exception_lookup_needed(&self, addr: IpAddr) -> Result<bool, DatapathError> {
+    /// For the privileged tests (the `test-helpers` feature): one map read per table level.
+    #[cfg(feature = "test-helpers")]
+    pub fn exception_lookup_needed(&self, addr: std::net::IpAddr) -> Result<bool, DatapathError> {
         let (family, key) = match addr {
-            IpAddr::V4(a) => (&self.v4, a.octets().to_vec()),
-            IpAddr::V6(a) => (&self.v6, a.octets().to_vec()),
+            std::net::IpAddr::V4(a) => (&self.v4, a.octets().to_vec()),
+            std::net::IpAddr::V6(a) => (&self.v6, a.octets().to_vec()),
         };
         if family.exceptions.is_empty() {
             return Ok(false);

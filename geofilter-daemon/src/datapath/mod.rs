@@ -11,11 +11,13 @@ mod attach;
 pub mod bpffs;
 mod counters;
 mod exceptions;
+#[cfg(feature = "test-helpers")]
 pub mod memory;
 pub mod owner;
 mod probe;
 pub mod stride;
 mod tables;
+#[cfg(feature = "test-helpers")]
 pub mod variants;
 
 pub use attach::{Attachment, XdpModeChoice};

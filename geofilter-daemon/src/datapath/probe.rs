@@ -20,6 +20,7 @@ pub struct Classification {
 
 /// `struct xdp_md` from include/uapi/linux/bpf.h: test_run takes the metadata length from `data`.
 #[repr(C)]
+#[derive(Clone, Copy)]
 struct XdpMd {
     data: u32,
     data_end: u32,
@@ -29,10 +30,16 @@ struct XdpMd {
     egress_ifindex: u32,
 }
 
+const _: () = assert!(size_of::<XdpMd>() == 6 * size_of::<u32>());
+// SAFETY: `repr(C)` u32 fields only, no padding (size asserted above), every bit pattern valid.
+unsafe impl aya::Pod for XdpMd {}
+
 const META_LEN: usize = size_of::<WhyProbe>();
 
-fn as_bytes<T>(value: &T) -> &[u8] {
-    // SAFETY: `T` is a plain `repr(C)` record without padding (WhyProbe, XdpMd).
+/// The bytes of a record the kernel reads (the probe metadata, the test-run context).
+fn as_bytes<T: aya::Pod>(value: &T) -> &[u8] {
+    // SAFETY: `Pod` types have no padding, so all `size_of::<T>()` bytes behind the reference are
+    // initialised, and the slice borrows `value` for its lifetime.
     unsafe { std::slice::from_raw_parts((value as *const T).cast::<u8>(), size_of::<T>()) }
 }
 

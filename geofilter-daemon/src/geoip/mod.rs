@@ -38,8 +38,8 @@
 //!   split into the fewest CIDR prefixes per piece (ranges are often not CIDR-aligned, e.g.
 //!   `6.0.0.0,7.81.167.144,US`).
 //!
-//! [`reference::reference_lookup`] restates these rules as a plain scan over all ranges; tests
-//! compare the compiled table with it.
+//! `reference::reference_lookup` (test builds and the `test-helpers` feature) restates these rules
+//! as a plain scan over all ranges; tests compare the compiled table with it.
 //!
 //! [`UNKNOWN_COUNTRY`]: geofilter_common::UNKNOWN_COUNTRY
 
@@ -54,8 +54,11 @@ pub mod info;
 mod input;
 mod maxmind_csv;
 mod mmdb;
+#[cfg(any(test, feature = "test-helpers"))]
+pub mod mmdb_writer;
 mod prefixes;
 mod range_csv;
+#[cfg(any(test, feature = "test-helpers"))]
 pub mod reference;
 mod rir;
 mod text;
@@ -65,8 +68,6 @@ pub mod update;
 
 use std::path::{Path, PathBuf};
 
-#[doc(hidden)]
-pub use self::mmdb::writer as mmdb_writer;
 pub(crate) use self::types::Ranges;
 pub use self::{
     compile::{compile, compile_within},

@@ -3,10 +3,10 @@
 //! xtask only prepares and starts the run: it fetches the default database, installs the peers
 //! (nftables, iptables, ipset) and tools the run needs, builds the release daemon and the
 //! measuring program, and runs the latter as root (through `sudo -E` when not root). The
-//! measuring program is `geofilter-bench` in the tests crate (`tests/src/bin/geofilter-bench/`),
-//! because it needs the daemon library, aya and the namespace helpers, which xtask must not
-//! depend on (xtask builds them). It prints the table, and with `--json` one JSON object as the
-//! last line of stdout; everything else goes to stderr.
+//! measuring program is the `geofilter-bench` crate (`bench/`), because it needs the daemon
+//! library, aya and the namespace helpers, which xtask must not depend on (xtask builds them). It
+//! prints the table, and with `--json` one JSON object as the last line of stdout; everything else
+//! goes to stderr.
 //!
 //! Default database: the world-size geo-whois-asn-country CSVs (IPv4 + IPv6, ~1M prefixes), the
 //! npm package pinned below, fetched once with `npm pack` into `target/bench-data/`.
@@ -73,7 +73,7 @@ pub fn bench(opts: &Options) -> anyhow::Result<()> {
         "build",
         "--release",
         "--package",
-        "geofilter-tests",
+        "geofilter-bench",
         "--bin",
         "geofilter-bench",
     ]);

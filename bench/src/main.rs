@@ -1,7 +1,8 @@
 //! `geofilter-bench`: the measuring half of `cargo xtask bench`, which builds it (release) and
-//! runs it as root with the database files. It lives in the tests crate because it needs what the
-//! privileged tests need: the daemon library (database compiler, datapath, program variants),
-//! aya, and the namespace and daemon helpers; xtask itself stays free of them.
+//! runs it as root with the database files. A crate of its own, out of the default members: it
+//! needs what the privileged tests need (the daemon library with its `test-helpers` feature for
+//! the program variants and map memory, aya, and the tests crate's namespace and daemon helpers),
+//! and xtask itself stays free of them.
 //!
 //! Sections, in order (see each module): `test_run` (ns per packet through BPF_PROG_TEST_RUN),
 //! `control` (database load, country change latency, kernel memory, nftables/ipset load times),
