@@ -1,6 +1,6 @@
 //! What each policy change does to the desired policy, and how one change made with `--confirm`
-//! is undone alone. Parsing happens here, so a change with one bad country code or CIDR is refused
-//! whole, before anything reaches the kernel.
+//! is undone alone. A change arrives parsed (see [`crate::control::protocol`]), so one with a
+//! bad country code or CIDR was refused whole before it got here.
 
 use std::{
     collections::BTreeSet,
@@ -11,9 +11,8 @@ use geofilter_common::CountryId;
 
 use crate::{
     control::protocol::Change,
-    country::parse_user_codes,
     policy::{self, DesiredPolicy},
-    rules::{Cidr, ExceptionAction, PortRange},
+    rules::{Cidr, ExceptionAction},
 };
 
 /// Refuses an IPv6 exception that no packet can meet: every address in it embeds an IPv4
@@ -36,10 +35,6 @@ fn refuse_embedded(cidr: &Cidr) -> Result<(), String> {
         )),
         _ => Ok(()),
     }
-}
-
-fn parse_all<T: std::str::FromStr<Err = String>>(items: &[String]) -> Result<Vec<T>, String> {
-    items.iter().map(|i| i.parse()).collect()
 }
 
 /// One part of the policy that a change sets independently of the others.
@@ -69,13 +64,13 @@ pub fn apply(current: &DesiredPolicy, change: &Change) -> Result<Applied, String
     let mut touched = BTreeSet::new();
     match change {
         Change::Block { countries } => {
-            for c in parse_user_codes(countries).map_err(|e| e.to_string())? {
+            for &c in countries {
                 next.countries.insert(c);
                 touched.insert(Element::Country(c));
             }
         }
         Change::Unblock { countries } => {
-            for c in parse_user_codes(countries).map_err(|e| e.to_string())? {
+            for &c in countries {
                 next.countries.remove(&c);
                 touched.insert(Element::Country(c));
             }
@@ -98,14 +93,14 @@ pub fn apply(current: &DesiredPolicy, change: &Change) -> Result<Applied, String
             } else {
                 ExceptionAction::Pass
             };
-            for cidr in parse_all::<Cidr>(cidrs)? {
+            for &cidr in cidrs {
                 refuse_embedded(&cidr)?;
                 next.exceptions.insert(cidr, action);
                 touched.insert(Element::Exception(cidr));
             }
         }
         Change::ExceptDel { cidrs } => {
-            for cidr in parse_all::<Cidr>(cidrs)? {
+            for &cidr in cidrs {
                 if next.exceptions.remove(&cidr).is_none() {
                     return Err(format!("no exception {cidr} to delete"));
                 }
@@ -119,8 +114,8 @@ pub fn apply(current: &DesiredPolicy, change: &Change) -> Result<Applied, String
                         .into(),
                 );
             }
-            next.ports.only = parse_all::<PortRange>(only)?.into_iter().collect();
-            next.ports.exempt = parse_all::<PortRange>(exempt)?.into_iter().collect();
+            next.ports.only = only.iter().copied().collect();
+            next.ports.exempt = exempt.iter().copied().collect();
             touched.insert(Element::Ports);
         }
         Change::PortsClear {} => {
@@ -249,30 +244,33 @@ fn check_exception_capacity(current: &DesiredPolicy, next: &DesiredPolicy) -> Re
 mod tests {
     use super::*;
 
+    /// Items as a request carries them, parsed.
+    fn parsed<T: std::str::FromStr<Err: std::fmt::Debug>>(items: &[&str]) -> Vec<T> {
+        items.iter().map(|i| i.parse().unwrap()).collect()
+    }
+
+    fn set(codes: &[&str]) -> BTreeSet<CountryId> {
+        codes
+            .iter()
+            .map(|c| crate::country::parse_user_code(c).unwrap())
+            .collect()
+    }
+
     #[test]
     fn one_bad_item_refuses_the_whole_change() {
+        // Items are parsed when the request is decoded: one bad one refuses all of it.
+        let decode =
+            |v: serde_json::Value| serde_json::from_value::<Change>(v).unwrap_err().to_string();
+        let err = decode(serde_json::json!({"kind": "block", "countries": ["RU", "XQ"]}));
+        assert!(err.contains("XQ"), "{err}");
+        let err = decode(serde_json::json!({"kind": "except_add",
+            "cidrs": ["10.0.0.0/8", "10.0.0.1/8"]}));
+        assert!(err.contains("host bits"), "{err}");
         let base = DesiredPolicy::default();
         let err = apply(
             &base,
-            &Change::Block {
-                countries: vec!["RU".into(), "XQ".into()],
-            },
-        )
-        .unwrap_err();
-        assert!(err.contains("XQ"), "{err}");
-        let err = apply(
-            &base,
-            &Change::ExceptAdd {
-                cidrs: vec!["10.0.0.0/8".into(), "10.0.0.1/8".into()],
-                drop: false,
-            },
-        )
-        .unwrap_err();
-        assert!(err.contains("host bits"), "{err}");
-        let err = apply(
-            &base,
             &Change::ExceptDel {
-                cidrs: vec!["10.0.0.0/8".into()],
+                cidrs: parsed(&["10.0.0.0/8"]),
             },
         )
         .unwrap_err();
@@ -285,7 +283,7 @@ mod tests {
             apply(
                 &DesiredPolicy::default(),
                 &Change::ExceptAdd {
-                    cidrs: vec![cidr.into()],
+                    cidrs: parsed(&[cidr]),
                     drop: true,
                 },
             )
@@ -313,7 +311,7 @@ mod tests {
         let p = apply(
             &DesiredPolicy::default(),
             &Change::Block {
-                countries: vec!["ru".into(), "BY".into()],
+                countries: set(&["ru", "BY"]),
             },
         )
         .unwrap()
@@ -321,7 +319,7 @@ mod tests {
         let p = apply(
             &p,
             &Change::Unblock {
-                countries: vec!["by".into()],
+                countries: set(&["by"]),
             },
         )
         .unwrap()
@@ -331,7 +329,7 @@ mod tests {
             &p,
             &Change::PortsSet {
                 only: vec![],
-                exempt: vec!["tcp:80".into()],
+                exempt: parsed(&["tcp:80"]),
             },
         )
         .unwrap()
@@ -341,19 +339,15 @@ mod tests {
         assert!(p.ports.is_everything());
     }
 
-    fn codes(codes: &[&str]) -> Vec<String> {
-        codes.iter().map(|c| (*c).to_owned()).collect()
-    }
-
     fn block(countries: &[&str]) -> Change {
         Change::Block {
-            countries: codes(countries),
+            countries: set(countries),
         }
     }
 
     fn unblock(countries: &[&str]) -> Change {
         Change::Unblock {
-            countries: codes(countries),
+            countries: set(countries),
         }
     }
 
@@ -416,17 +410,17 @@ mod tests {
         // The confirmed change turns 10/8 into a drop and adds 192.0.2.0/24; a later change adds
         // another exception and sets the port scope.
         let confirmed = Change::ExceptAdd {
-            cidrs: codes(&["10.0.0.0/8", "192.0.2.0/24"]),
+            cidrs: parsed(&["10.0.0.0/8", "192.0.2.0/24"]),
             drop: true,
         };
         let later = [
             Change::ExceptAdd {
-                cidrs: codes(&["198.51.100.0/24"]),
+                cidrs: parsed(&["198.51.100.0/24"]),
                 drop: false,
             },
             Change::PortsSet {
                 only: vec![],
-                exempt: codes(&["tcp:80"]),
+                exempt: parsed(&["tcp:80"]),
             },
         ];
         let p = roll_back(&base, &confirmed, &later);
@@ -441,7 +435,7 @@ mod tests {
         let p = roll_back(
             &base,
             &Change::ExceptDel {
-                cidrs: codes(&["10.0.0.0/8"]),
+                cidrs: parsed(&["10.0.0.0/8"]),
             },
             &[],
         );
@@ -451,8 +445,12 @@ mod tests {
     #[test]
     fn exceptions_past_a_familys_capacity_are_refused_before_the_kernel() {
         let capacity = geofilter_common::maps::EXCEPT_CAPACITY as usize;
-        let v4 = |i: usize| format!("10.{}.{}.{}", i >> 16 & 255, i >> 8 & 255, i & 255);
-        let add = |cidrs: Vec<String>| Change::ExceptAdd { cidrs, drop: false };
+        let v4 = |i: usize| -> Cidr {
+            format!("10.{}.{}.{}", i >> 16 & 255, i >> 8 & 255, i & 255)
+                .parse()
+                .unwrap()
+        };
+        let add = |cidrs: Vec<Cidr>| Change::ExceptAdd { cidrs, drop: false };
         let full = apply(
             &DesiredPolicy::default(),
             &add((0..capacity).map(v4).collect()),
@@ -470,7 +468,7 @@ mod tests {
         );
         // Replacing an action, the other family, and removing all still work when full.
         apply(&full, &add(vec![v4(7)])).unwrap();
-        apply(&full, &add(vec!["2001:db8::/32".into()])).unwrap();
+        apply(&full, &add(parsed(&["2001:db8::/32"]))).unwrap();
         apply(&full, &Change::ExceptDel { cidrs: vec![v4(0)] }).unwrap();
     }
 }

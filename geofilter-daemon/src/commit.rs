@@ -1,6 +1,7 @@
 //! The one gate every change passes: a policy change, a database reload (by request or SIGHUP)
 //! and the rollback of an unconfirmed change all become a [`Next`] and go through [`commit`],
-//! which checks lockout, applies to the kernel, and only then records and saves.
+//! which checks lockout, applies to the kernel, and only then records and saves. The [`State`]
+//! it changes is defined here with it.
 
 use std::{net::IpAddr, path::PathBuf, time::Instant};
 
@@ -9,12 +10,29 @@ use tracing::warn;
 
 use crate::{
     changes::Undo,
-    daemon::State,
-    datapath::TableStats,
+    datapath::{Attachment, Datapath, TableStats, bpffs::PinRoot},
     geoip::CompiledDb,
+    paths::PinLayout,
     policy::{self, DesiredPolicy},
-    state,
+    state::{self, SavedState},
 };
+
+/// Everything a request may read or change.
+pub struct State {
+    pub datapath: Datapath,
+    pub db: CompiledDb,
+    pub saved: SavedState,
+    pub attachments: Vec<Attachment>,
+    pub layout: PinLayout,
+    /// Where the pins really are; it holds the descriptor `layout`'s paths may go through.
+    pub pin_root: PinRoot,
+    /// Where `saved` is written after every change (`None`: nowhere).
+    pub state_file: Option<PathBuf>,
+    /// A change applied with `--confirm` that rolls back at `deadline` unless confirmed.
+    pub pending: Option<Pending>,
+    pub reloads: u64,
+    pub reload_failures: u64,
+}
 
 /// A change made with `--confirm` that rolls back at `deadline` unless confirmed.
 #[derive(Clone, Debug)]

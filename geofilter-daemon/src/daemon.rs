@@ -12,41 +12,25 @@ use std::{
     time::{Duration, Instant},
 };
 
-use serde_json::{Value, json};
 use tokio::sync::Notify;
 use tracing::{info, warn};
 
+// `State` lives with the gate that changes it; it is named here too because the daemon owns it.
+pub use crate::commit::State;
 use crate::{
     changes::{self, Undo},
     commit::{Next, Pending, commit, persist},
     control::{
-        protocol::{Change, ChangeOptions, MAX_CONFIRM_S, MAX_WHY_ADDRESSES, Request, Response},
+        protocol::{
+            Change, ChangeOptions, ConfirmReply, ControlError, DatabaseStatus, Exceptions,
+            InterfaceStatus, MAX_CONFIRM_S, MAX_WHY_ADDRESSES, ReloadReply, Reply, Request,
+            Response, StatsReply, StatusReply, UnloadReply, WhyAnswer,
+        },
         server::Handler,
     },
-    datapath::{Attachment, Datapath, bpffs::PinRoot},
-    geoip::{self, CompiledDb, DatabaseSource, Format},
-    paths::PinLayout,
-    report,
-    state::SavedState,
-    why,
+    geoip::{self, DatabaseSource},
+    report, why,
 };
-
-/// Everything a request may read or change.
-pub struct State {
-    pub datapath: Datapath,
-    pub db: CompiledDb,
-    pub saved: SavedState,
-    pub attachments: Vec<Attachment>,
-    pub layout: PinLayout,
-    /// Where the pins really are; it holds the descriptor `layout`'s paths may go through.
-    pub pin_root: PinRoot,
-    /// Where `saved` is written after every change (`None`: nowhere).
-    pub state_file: Option<PathBuf>,
-    /// A change applied with `--confirm` that rolls back at `deadline` unless confirmed.
-    pub pending: Option<Pending>,
-    pub reloads: u64,
-    pub reload_failures: u64,
-}
 
 /// Session addresses remembered for changes that come without one (see [`Daemon::remember`]).
 const MAX_SESSIONS: usize = 8;
@@ -85,37 +69,48 @@ impl Daemon {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn status(&self) -> Value {
+    fn status(&self) -> StatusReply {
         let state = self.lock();
-        json!({
-            "interfaces": state.attachments.iter().map(|a| json!({"name": a.iface, "xdp_mode": a.mode})).collect::<Vec<_>>(),
-            "database": {
-                "paths": state.saved.dbs,
-                "sources": state.db.sources,
-                "prefixes_v4": state.db.v4.len(),
-                "prefixes_v6": state.db.v6.len(),
-                "countries": state.db.countries().len(),
-                "reloads": state.reloads,
-                "reload_failures": state.reload_failures,
+        StatusReply {
+            interfaces: state
+                .attachments
+                .iter()
+                .map(|a| InterfaceStatus {
+                    name: a.iface.clone(),
+                    xdp_mode: a.mode,
+                })
+                .collect(),
+            database: DatabaseStatus {
+                paths: state.saved.dbs.clone(),
+                sources: state.db.sources.clone(),
+                prefixes_v4: state.db.v4.len(),
+                prefixes_v6: state.db.v6.len(),
+                countries: state.db.countries().len(),
+                reloads: state.reloads,
+                reload_failures: state.reload_failures,
             },
-            "policy": report::policy_json(&state.saved.policy),
-            "pending_confirm_s": state.pending.as_ref().map(|p| p.deadline.saturating_duration_since(Instant::now()).as_secs()),
-            "pin_root": state.pin_root.configured,
-            "pins": state.pin_root.persistence.describe(),
-            "state_file": state.state_file,
-            "uptime_s": self.started.elapsed().as_secs(),
-        })
+            policy: state.saved.policy.clone(),
+            pending_confirm_s: state.pending.as_ref().map(|p| {
+                p.deadline
+                    .saturating_duration_since(Instant::now())
+                    .as_secs()
+            }),
+            pin_root: state.pin_root.configured.clone(),
+            pins: state.pin_root.persistence.describe(),
+            state_file: state.state_file.clone(),
+            uptime_s: self.started.elapsed().as_secs(),
+        }
     }
 
-    fn change(&self, change: &Change, opts: &ChangeOptions) -> Result<Value, String> {
+    fn change(&self, change: &Change, opts: &ChangeOptions) -> Result<Reply, ControlError> {
         // Checked before anything is applied: a bad value must change nothing.
         let deadline = opts.confirm_s.map(confirm_deadline).transpose()?;
-        let caller = parse_caller(opts.caller.as_deref())?;
+        let caller = opts.caller;
         let mut state = self.lock();
         if opts.confirm_s.is_some() && state.pending.is_some() {
-            return Err("another change is waiting for `geofilter confirm`; confirm it or let it roll back first".into());
+            return Err(ControlError::AlreadyPending);
         }
-        let applied = changes::apply(&state.saved.policy, change)?;
+        let applied = changes::apply(&state.saved.policy, change).map_err(ControlError::Refused)?;
         let mut next = Next::unchanged(&state);
         match (&mut next.pending, deadline) {
             (_, Some(deadline)) => {
@@ -130,7 +125,7 @@ impl Daemon {
         }
         next.policy = applied.policy;
         let protect = protected(caller, opts.force);
-        commit(&mut state, next, &protect)?;
+        commit(&mut state, next, &protect).map_err(ControlError::Refused)?;
         self.remember(caller, opts.force);
         if deadline.is_some() {
             info!(
@@ -138,19 +133,19 @@ impl Daemon {
                 "change applied; rolls back unless confirmed"
             );
         }
-        Ok(report::policy_json(&state.saved.policy))
+        Ok(Reply::Policy(state.saved.policy.clone()))
     }
 
-    fn confirm(&self) -> Result<Value, String> {
+    fn confirm(&self) -> Result<ConfirmReply, ControlError> {
         let mut state = self.lock();
         match state.pending.take() {
             Some(_) => {
                 // Until now the state file held the state the change would roll back to (see
                 // `persist`); the confirmed change is the one to restore after a restart.
                 persist(&state);
-                Ok(json!({"confirmed": true}))
+                Ok(ConfirmReply { confirmed: true })
             }
-            None => Err("no change is waiting for confirmation".into()),
+            None => Err(ControlError::NothingPending),
         }
     }
 
@@ -190,34 +185,34 @@ impl Daemon {
         }
     }
 
-    fn why(&self, addresses: &[String]) -> Result<Value, String> {
+    fn why(&self, addresses: &[IpAddr]) -> Result<Vec<WhyAnswer>, ControlError> {
         if addresses.len() > MAX_WHY_ADDRESSES {
-            return Err(format!("at most {MAX_WHY_ADDRESSES} addresses per request"));
+            return Err(ControlError::TooManyAddresses);
         }
         let state = self.lock();
-        let answers = addresses
+        addresses
             .iter()
-            .map(|text| match text.trim().parse::<IpAddr>() {
-                Err(_) => {
-                    Ok(json!({"address": text, "error": format!("not an IP address: {text:?}")}))
-                }
-                Ok(addr) => {
-                    let found = state.datapath.classify(addr).map_err(|e| e.to_string())?;
-                    Ok(why::explain(addr, &found, &state.db, &state.saved.policy))
-                }
+            .map(|&addr| {
+                let found = state
+                    .datapath
+                    .classify(addr)
+                    .map_err(|e| ControlError::Datapath(e.to_string()))?;
+                Ok(why::explain(addr, &found, &state.db, &state.saved.policy))
             })
-            .collect::<Result<Vec<_>, String>>()?;
-        Ok(Value::Array(answers))
+            .collect()
     }
 
-    fn exceptions(&self) -> Value {
-        let state = self.lock();
-        json!(state.saved.policy.exceptions)
+    fn exceptions(&self) -> Exceptions {
+        self.lock().saved.policy.exceptions.clone()
     }
 
-    fn stats(&self) -> Result<Value, String> {
-        let counters = self.lock().datapath.counters().map_err(|e| e.to_string())?;
-        Ok(report::counters_json(&counters))
+    fn stats(&self) -> Result<StatsReply, ControlError> {
+        let counters = self
+            .lock()
+            .datapath
+            .counters()
+            .map_err(|e| ControlError::Datapath(e.to_string()))?;
+        Ok(report::stats(&counters))
     }
 
     /// Reads and compiles the databases off the lock, then swaps the tables in one step each.
@@ -227,18 +222,14 @@ impl Daemon {
         dbs: Vec<PathBuf>,
         embedded: bool,
         protect: &[IpAddr],
-    ) -> Result<Value, String> {
+    ) -> Result<ReloadReply, ControlError> {
         if embedded && !dbs.is_empty() {
-            return Err("reload either the embedded database or files, not both".into());
+            return Err(ControlError::ReloadBoth);
         }
         // A second reload is refused rather than queued: a queue would hold each caller waiting
         // without saying why, and the operator can retry once the first has finished.
         let Ok(one_at_a_time) = self.reloading.clone().try_lock_owned() else {
-            return Err(
-                "a reload is in progress; the current tables stay. Try again when it has \
-                 finished"
-                    .into(),
-            );
+            return Err(ControlError::ReloadBusy);
         };
         let (paths, format, limits) = {
             let state = self.lock();
@@ -248,12 +239,8 @@ impl Daemon {
                 state.saved.dbs.clone()
             };
             let limits = geoip::Limits::for_table_mib(state.datapath.table_limit_mib());
-            (paths, state.saved.db_format.clone(), limits)
+            (paths, state.saved.db_format, limits)
         };
-        let format = format
-            .map(|f| f.parse::<Format>())
-            .transpose()
-            .map_err(|e| e.to_string())?;
         let load_paths = paths.clone();
         // No files (given or current) means the embedded database.
         // The guard travels with the work: if this request is dropped mid-load, the load still
@@ -281,9 +268,7 @@ impl Daemon {
             Ok(stats) => stats.expect("a reload installs tables"),
             Err(e) => {
                 state.reload_failures += 1;
-                return Err(format!(
-                    "database not reloaded, the current tables stay: {e}"
-                ));
+                return Err(ControlError::ReloadFailed(e));
             }
         };
         state.reloads += 1;
@@ -292,9 +277,11 @@ impl Daemon {
             prefixes_v6 = stats.prefixes_v6,
             "database reloaded"
         );
-        Ok(
-            json!({"prefixes_v4": stats.prefixes_v4, "prefixes_v6": stats.prefixes_v6, "elapsed_ms": stats.elapsed.as_millis() as u64}),
-        )
+        Ok(ReloadReply {
+            prefixes_v4: stats.prefixes_v4,
+            prefixes_v6: stats.prefixes_v6,
+            elapsed_ms: stats.elapsed.as_millis() as u64,
+        })
     }
 
     /// SIGHUP: re-reads the current databases like `db reload` does, with the same validation
@@ -317,10 +304,9 @@ impl Daemon {
         &self,
         dbs: Vec<PathBuf>,
         embedded: bool,
-        caller: Option<&str>,
+        caller: Option<IpAddr>,
         force: bool,
-    ) -> Result<Value, String> {
-        let caller = parse_caller(caller)?;
+    ) -> Result<ReloadReply, ControlError> {
         let result = self
             .reload(dbs, embedded, &protected(caller, force))
             .await?;
@@ -334,50 +320,37 @@ fn protected(caller: Option<IpAddr>, force: bool) -> Vec<IpAddr> {
     caller.filter(|_| !force).into_iter().collect()
 }
 
-/// The caller's session address, or why it is not one.
-fn parse_caller(caller: Option<&str>) -> Result<Option<IpAddr>, String> {
-    caller
-        .map(|c| {
-            c.parse()
-                .map_err(|_| format!("caller address {c:?} is not an IP address"))
-        })
-        .transpose()
-}
-
 /// When a change made with `--confirm secs` rolls back, or why `secs` is refused.
-fn confirm_deadline(secs: u64) -> Result<Instant, String> {
+fn confirm_deadline(secs: u64) -> Result<Instant, ControlError> {
     if !(1..=MAX_CONFIRM_S).contains(&secs) {
-        return Err(format!(
-            "--confirm {secs} refused: the confirmation window is 1 to {MAX_CONFIRM_S} seconds \
-             (24 hours)"
-        ));
+        return Err(ControlError::ConfirmWindow { secs });
     }
     Instant::now()
         .checked_add(Duration::from_secs(secs))
-        .ok_or_else(|| format!("--confirm {secs} refused: the deadline is past this clock's range"))
+        .ok_or(ControlError::ConfirmClock { secs })
 }
 
 impl Handler for Daemon {
-    async fn handle(&self, request: Request) -> Response {
+    async fn handle(&self, request: Request) -> Response<Reply> {
         let result = match request {
-            Request::Status {} => Ok(self.status()),
-            Request::Stats {} => self.stats(),
+            Request::Status {} => Ok(Reply::Status(Box::new(self.status()))),
+            Request::Stats {} => self.stats().map(Reply::Stats),
             Request::Change { change, opts } => self.change(&change, &opts),
-            Request::Confirm {} => self.confirm(),
-            Request::ExceptList {} => Ok(self.exceptions()),
-            Request::Why { addresses } => self.why(&addresses),
+            Request::Confirm {} => self.confirm().map(Reply::Confirmed),
+            Request::ExceptList {} => Ok(Reply::Exceptions(self.exceptions())),
+            Request::Why { addresses } => self.why(&addresses).map(Reply::Why),
             Request::Reload {
                 dbs,
                 embedded,
                 caller,
                 force,
-            } => {
-                self.reload_request(dbs, embedded, caller.as_deref(), force)
-                    .await
-            }
+            } => self
+                .reload_request(dbs, embedded, caller, force)
+                .await
+                .map(Reply::Reloaded),
             Request::Unload {} => {
                 self.shutdown.notify_one();
-                Ok(json!({"unloading": true}))
+                Ok(Reply::Unloading(UnloadReply { unloading: true }))
             }
         };
         match result {
@@ -394,7 +367,7 @@ mod tests {
     #[test]
     fn confirm_windows_are_bounded() {
         for secs in [0, MAX_CONFIRM_S + 1, u64::MAX] {
-            let err = confirm_deadline(secs).unwrap_err();
+            let err = confirm_deadline(secs).unwrap_err().to_string();
             assert!(
                 err.contains(&secs.to_string()) && err.contains("1 to 86400"),
                 "{err}"

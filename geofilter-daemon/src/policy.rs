@@ -72,7 +72,7 @@ pub struct DesiredPolicy {
 }
 
 /// Countries are stored as their codes (`["RU", "BY"]`), readable and stable across versions.
-mod country_codes {
+pub(crate) mod country_codes {
     use std::collections::BTreeSet;
 
     use geofilter_common::CountryId;

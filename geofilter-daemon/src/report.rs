@@ -1,34 +1,40 @@
-//! JSON renderings of the daemon's state for `status`, `stats` and the change verbs.
+//! The daemon's state in the reply types for `stats`.
 
-use geofilter_common::{Counter, PacketClass, Verdict};
-use serde_json::{Value, json};
+use geofilter_common::{PacketClass, Verdict};
 
-use crate::{country::code_or_unknown, datapath::Counters, policy::DesiredPolicy};
+use crate::{
+    control::protocol::{Count, CountryCounters, StatsReply},
+    country::code_or_unknown,
+    datapath::Counters,
+};
 
-pub fn policy_json(policy: &DesiredPolicy) -> Value {
-    serde_json::to_value(policy).expect("policy serializes")
+fn count(c: &geofilter_common::Counter) -> Count {
+    Count {
+        packets: c.packets,
+        bytes: c.bytes,
+    }
 }
 
-fn counter(c: &Counter) -> Value {
-    json!({"packets": c.packets, "bytes": c.bytes})
-}
-
-/// `{"countries": [{"country", "pass", "drop", "would_drop"}...], "classes": {...}}`.
-pub fn counters_json(counters: &Counters) -> Value {
-    let countries: Vec<Value> = counters
+/// The counters, one row per country seen, and one per packet class.
+pub fn stats(counters: &Counters) -> StatsReply {
+    let countries = counters
         .countries
         .iter()
-        .map(|(&id, row)| {
-            let mut entry = json!({ "country": code_or_unknown(id) });
-            for verdict in Verdict::ALL {
-                entry[verdict.name()] = counter(&row[verdict as usize]);
-            }
-            entry
+        .map(|(&id, row)| CountryCounters {
+            country: code_or_unknown(id),
+            pass: count(&row[Verdict::Pass as usize]),
+            drop: count(&row[Verdict::Drop as usize]),
+            would_drop: count(&row[Verdict::WouldDrop as usize]),
         })
         .collect();
-    let mut classes = json!({});
-    for class in PacketClass::ALL {
-        classes[class.name()] = counter(&counters.classes[class as usize]);
-    }
-    json!({ "countries": countries, "classes": classes })
+    let classes = PacketClass::ALL
+        .into_iter()
+        .map(|class| {
+            (
+                class.name().to_owned(),
+                count(&counters.classes[class as usize]),
+            )
+        })
+        .collect();
+    StatsReply { countries, classes }
 }

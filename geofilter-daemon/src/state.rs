@@ -11,7 +11,7 @@ use std::{
 use anyhow::Context as _;
 use serde::{Deserialize, Serialize};
 
-use crate::{datapath::XdpModeChoice, policy::DesiredPolicy};
+use crate::{datapath::XdpModeChoice, geoip::Format, policy::DesiredPolicy};
 
 pub const STATE_VERSION: u32 = 1;
 
@@ -27,8 +27,9 @@ pub struct SavedState {
     /// Database files, in `--db` order.
     #[serde(default)]
     pub dbs: Vec<PathBuf>,
-    #[serde(default)]
-    pub db_format: Option<String>,
+    /// Written as `--db-format` names it, and read the same way (any case; never `embedded`).
+    #[serde(default, deserialize_with = "format_name")]
+    pub db_format: Option<Format>,
     #[serde(default)]
     pub policy: DesiredPolicy,
     /// The XDP mode each interface actually got (an adopted link does not say).
@@ -38,6 +39,12 @@ pub struct SavedState {
 
 fn version() -> u32 {
     STATE_VERSION
+}
+
+fn format_name<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Format>, D::Error> {
+    Option::<String>::deserialize(d)?
+        .map(|name| name.parse().map_err(serde::de::Error::custom))
+        .transpose()
 }
 
 impl Default for SavedState {
@@ -161,6 +168,29 @@ exempt = ["tcp:80"]
         assert_eq!(example.interfaces, ["eth0"]);
         fs::write(&toml_path, "[policy]\ncountries = [\"XX\"]\n").unwrap();
         assert!(format!("{:#}", load_config(&toml_path).unwrap_err()).contains("XX"));
+    }
+
+    #[test]
+    fn the_database_format_is_stored_by_its_name() {
+        let state = SavedState {
+            db_format: Some(Format::MaxmindCsv),
+            ..Default::default()
+        };
+        let text = serde_json::to_string(&state).unwrap();
+        assert!(text.contains(r#""db_format":"maxmind-csv""#), "{text}");
+        assert_eq!(serde_json::from_str::<SavedState>(&text).unwrap(), state);
+        // Read as `--db-format` reads it: any case, and never the embedded database.
+        let read = |name: &str| {
+            serde_json::from_str::<SavedState>(&format!(r#"{{"db_format":"{name}"}}"#))
+                .map(|s| s.db_format)
+                .map_err(|e| e.to_string())
+        };
+        assert_eq!(read("MMDB"), Ok(Some(Format::Mmdb)));
+        assert!(
+            read("embedded")
+                .unwrap_err()
+                .contains("unknown database format")
+        );
     }
 
     #[test]

@@ -5,21 +5,18 @@
 use std::net::IpAddr;
 
 use geofilter_common::{UNKNOWN_COUNTRY, Verdict};
-use serde_json::{Value, json};
 
 use crate::{
+    control::protocol::{ExceptionMatch, Outcome, WhyAnswer, wire_name},
     country::code_str,
     datapath::Classification,
     family::Family,
     geoip::CompiledDb,
     policy::{self, DesiredPolicy, Mode},
-    rules::{ExceptionAction, PortRange, PortScope},
+    rules::{PortRange, PortScope},
 };
 
-/// `{"address", "country", "verdict", "prefix", "source", "exception", "ports", "reason"}`;
-/// `verdict` is what happens to the packet (`pass` in monitor mode even where the policy would
-/// drop). `exception` is the exception that decided (`{"cidr", "action"}`), `ports` the port
-/// scope the country verdict holds for, each `null` when there is none.
+/// The answer for `addr` (see [`WhyAnswer`]).
 ///
 /// The order is the program's (geofilter-ebpf/src/filter.rs `decide`): an exception decides
 /// outright, whatever the port; otherwise a packet outside the port scope passes, and the
@@ -30,7 +27,7 @@ pub fn explain(
     found: &Classification,
     db: &CompiledDb,
     policy: &DesiredPolicy,
-) -> Value {
+) -> WhyAnswer {
     let country = found.info.country;
     let known = country != UNKNOWN_COUNTRY;
     let code = code_str(country);
@@ -54,10 +51,7 @@ pub fn explain(
             } else {
                 "pass"
             },
-            serde_json::to_value(policy.unknown)
-                .unwrap_or_default()
-                .as_str()
-                .unwrap_or("?"),
+            wire_name(&policy.unknown),
         ),
         (true, Mode::Deny) if listed => format!("{code} is blocked (deny list)"),
         (true, Mode::Deny) => format!("{code} is not blocked (deny list)"),
@@ -69,7 +63,7 @@ pub fn explain(
     let rule = match (exception, &scope) {
         (Some((cidr, action)), _) => format!(
             "exception {cidr} ({}) decides, before the country policy ({rule})",
-            action_str(action)
+            wire_name(&action)
         ),
         (None, Some(scope)) => format!("{rule}, for packets in the port scope ({scope})"),
         (None, None) => rule,
@@ -80,33 +74,26 @@ pub fn explain(
         _ => String::new(),
     };
     let verdict = match found.verdict {
-        Verdict::Drop => "drop",
-        Verdict::Pass | Verdict::WouldDrop => "pass",
+        Verdict::Drop => Outcome::Drop,
+        Verdict::Pass | Verdict::WouldDrop => Outcome::Pass,
     };
     let alias = embedding.map_or(String::new(), |kind| {
         format!("{} address, filtered as {filtered}: ", kind.name())
     });
-    let mut reason = format!("{alias}{place}{rule} -> {verdict}");
+    let mut reason = format!("{alias}{place}{rule} -> {}", wire_name(&verdict));
     if found.verdict == Verdict::WouldDrop {
         reason += " (monitor mode: counted as would-drop)";
     }
-    json!({
-        "address": addr.to_string(),
-        "filtered_as": embedding.map(|_| filtered.to_string()),
-        "country": known.then_some(code),
-        "verdict": verdict,
-        "prefix": prefix,
-        "source": source,
-        "exception": exception.map(|(cidr, action)| json!({"cidr": cidr.to_string(), "action": action_str(action)})),
-        "ports": scope,
-        "reason": reason,
-    })
-}
-
-fn action_str(action: ExceptionAction) -> &'static str {
-    match action {
-        ExceptionAction::Pass => "pass",
-        ExceptionAction::Drop => "drop",
+    WhyAnswer {
+        address: addr,
+        filtered_as: embedding.map(|_| filtered),
+        country: known.then_some(code),
+        verdict,
+        prefix,
+        source,
+        exception: exception.map(|(cidr, action)| ExceptionMatch { cidr, action }),
+        ports: scope,
+        reason,
     }
 }
 
@@ -138,9 +125,12 @@ mod tests {
     use geofilter_common::{PrefixInfo, country::country_id};
 
     use super::*;
-    use crate::geoip::{Prefix, SourceSummary};
+    use crate::{
+        geoip::{Prefix, SourceSummary},
+        rules::ExceptionAction,
+    };
 
-    fn explain_with(policy: &DesiredPolicy, verdict: Verdict) -> Value {
+    fn explain_with(policy: &DesiredPolicy, verdict: Verdict) -> WhyAnswer {
         let de = PrefixInfo {
             country: country_id(*b"DE").unwrap(),
             source: 0,
@@ -173,17 +163,16 @@ mod tests {
             .exceptions
             .insert("46.114.0.0/16".parse().unwrap(), ExceptionAction::Pass);
         let answer = explain_with(&policy, Verdict::Drop);
-        let reason = answer["reason"].as_str().unwrap();
         assert_eq!(
-            reason,
+            answer.reason,
             "46.114.0.0/16 from v4.csv: exception 46.114.1.1/32 (drop) decides, before the \
              country policy (DE is not blocked (deny list)) -> drop"
         );
         assert_eq!(
-            answer["exception"],
-            json!({"cidr": "46.114.1.1/32", "action": "drop"})
+            serde_json::to_value(answer.exception).unwrap(),
+            serde_json::json!({"cidr": "46.114.1.1/32", "action": "drop"})
         );
-        assert!(answer["ports"].is_null());
+        assert!(answer.ports.is_none());
     }
 
     #[test]
@@ -196,16 +185,16 @@ mod tests {
         policy.ports.exempt.insert("tcp:22".parse().unwrap());
         let answer = explain_with(&policy, Verdict::Drop);
         assert_eq!(
-            answer["reason"],
+            answer.reason,
             "46.114.0.0/16 from v4.csv: DE is blocked (deny list), for packets in the port scope \
              (geo-filtered: only tcp:22; exempt: tcp:22; other packets pass) -> drop"
         );
         policy.ports.only.clear();
         let answer = explain_with(&policy, Verdict::Drop);
         assert_eq!(
-            answer["ports"],
-            "exempt: tcp:22; packets to exempt ports pass"
+            answer.ports.as_deref(),
+            Some("exempt: tcp:22; packets to exempt ports pass")
         );
-        assert!(answer["exception"].is_null());
+        assert!(answer.exception.is_none());
     }
 }

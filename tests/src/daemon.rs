@@ -8,6 +8,10 @@ use std::{
     time::{Duration, Instant},
 };
 
+use geofilter_common::Verdict;
+use geofilter_daemon::control::protocol::{StatsReply, StatusReply, WhyAnswer};
+use serde::de::DeserializeOwned;
+
 use crate::netns::{Netns, unique};
 
 /// The binary under test: `GEOFILTER_BIN` (set by `cargo xtask test`), else the debug build.
@@ -227,22 +231,49 @@ impl Daemon {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
-    /// A CLI verb that must succeed; its JSON output.
+    /// A CLI verb that must succeed; its JSON output, as JSON (for tests of the output's shape).
     pub fn cli_json(&self, args: &[&str]) -> serde_json::Value {
-        let mut all = args.to_vec();
-        all.push("--json");
-        serde_json::from_str(&self.ok(&all)).expect("CLI printed JSON")
+        self.cli_typed(args)
     }
 
-    /// Packets counted for `country` ("RU", "unknown") under `verdict` ("pass", "drop", ...).
+    /// A CLI verb that must succeed; its `--json` output read as the type it prints (the
+    /// protocol's reply types, e.g. [`StatusReply`]).
+    pub fn cli_typed<T: DeserializeOwned>(&self, args: &[&str]) -> T {
+        let mut all = args.to_vec();
+        all.push("--json");
+        let out = self.ok(&all);
+        serde_json::from_str(&out)
+            .unwrap_or_else(|e| panic!("geofilter {}: unexpected JSON ({e}): {out}", all.join(" ")))
+    }
+
+    /// `geofilter status --json`.
+    pub fn status(&self) -> StatusReply {
+        self.cli_typed(&["status"])
+    }
+
+    /// `geofilter stats --json`.
+    pub fn stats(&self) -> StatsReply {
+        self.cli_typed(&["stats"])
+    }
+
+    /// `geofilter why ADDR --json`.
+    pub fn why(&self, addr: &str) -> WhyAnswer {
+        self.cli_typed(&["why", addr])
+    }
+
+    /// The listed countries' codes, as `status` reports them.
+    pub fn countries(&self) -> Vec<String> {
+        policy_codes(&self.status().policy)
+    }
+
+    /// Packets counted for `country` ("RU", "unknown") under `verdict` ("pass", "drop",
+    /// "would_drop").
     pub fn packets(&self, country: &str, verdict: &str) -> u64 {
-        let stats = self.cli_json(&["stats"]);
-        stats["countries"]
-            .as_array()
-            .expect("countries array")
-            .iter()
-            .find(|c| c["country"] == country)
-            .map_or(0, |c| c[verdict]["packets"].as_u64().expect("packet count"))
+        let verdict = Verdict::ALL
+            .into_iter()
+            .find(|v| v.name() == verdict)
+            .unwrap_or_else(|| panic!("no verdict {verdict:?}"));
+        self.stats().count(country, verdict).packets
     }
 
     /// The daemon's peak resident memory so far (`VmHWM` of /proc/PID/status), in bytes.
@@ -344,4 +375,13 @@ impl Drop for Daemon {
             let _ = std::fs::remove_dir_all(pin_root);
         }
     }
+}
+
+/// A policy's countries as their codes, in the order `status` lists them.
+pub fn policy_codes(policy: &geofilter_daemon::policy::DesiredPolicy) -> Vec<String> {
+    policy
+        .countries
+        .iter()
+        .map(|&c| geofilter_daemon::country::code_str(c))
+        .collect()
 }

@@ -10,7 +10,9 @@ use std::{
     time::Duration,
 };
 
+use geofilter_daemon::rules::ExceptionAction;
 use geofilter_tests::{
+    daemon::policy_codes,
     netns::{Pair, SERVER_V4, SERVER_V6},
     scenario::{DE_V4, DE_V6, RU_V4, RU_V6, Scene, TempDir, ip, server_for},
     traffic::{HttpServer, StampedSender, UdpSink, curl, now_ns},
@@ -228,8 +230,8 @@ fn database_reloads_under_traffic_are_exact() {
     check_windows(RU_V6, &windows, &traffic);
     check_all_delivered(DE_V4, &traffic);
     check_all_delivered(DE_V6, &traffic);
-    let status = scene.daemon.cli_json(&["status"]);
-    assert_eq!(status["database"]["reloads"], 40, "{status}");
+    let status = scene.daemon.status();
+    assert_eq!(status.database.reloads, 40, "{status:?}");
 }
 
 #[test]
@@ -265,20 +267,19 @@ fn sigkill_keeps_filtering_and_a_restart_adopts_without_a_gap() {
         "restart adopted the pins:\n{}",
         scene.daemon.log()
     );
-    let status = scene.daemon.cli_json(&["status"]);
+    let status = scene.daemon.status();
+    assert_eq!(policy_codes(&status.policy), ["RU"], "{status:?}");
     assert_eq!(
-        status["policy"]["countries"],
-        serde_json::json!(["RU"]),
-        "{status}"
+        status
+            .policy
+            .exceptions
+            .get(&"203.0.113.0/24".parse().unwrap()),
+        Some(&ExceptionAction::Pass),
+        "{status:?}"
     );
     assert_eq!(
-        status["policy"]["exceptions"]["203.0.113.0/24"], "pass",
-        "{status}"
-    );
-    assert_eq!(
-        status["interfaces"][0]["name"],
-        scene.pair.server_if.as_str(),
-        "{status}"
+        status.interfaces[0].name, scene.pair.server_if,
+        "{status:?}"
     );
     // Counters live in the adopted maps: every RU datagram of the whole run is counted.
     let ru_sent = traffic[&ip(RU_V4)].0.len() + traffic[&ip(RU_V6)].0.len();
@@ -308,8 +309,8 @@ fn lockout_protection_refuses_to_drop_the_callers_session() {
         "{err}"
     );
     assert_eq!(
-        scene.daemon.cli_json(&["status"])["policy"]["countries"],
-        serde_json::json!([]),
+        scene.daemon.countries(),
+        Vec::<String>::new(),
         "nothing applied"
     );
     // Allow-only without the caller's country is a lockout too.
@@ -348,13 +349,10 @@ fn commit_confirm_rolls_back_unless_confirmed() {
     assert!(reachable());
     scene.daemon.ok(&["block", "RU", "--confirm", "2"]);
     assert!(!reachable(), "blocked while waiting for confirmation");
-    assert!(scene.daemon.cli_json(&["status"])["pending_confirm_s"].is_u64());
+    assert!(scene.daemon.status().pending_confirm_s.is_some());
     std::thread::sleep(Duration::from_millis(2600));
     assert!(reachable(), "rolled back after 2 s without confirm");
-    assert_eq!(
-        scene.daemon.cli_json(&["status"])["policy"]["countries"],
-        serde_json::json!([])
-    );
+    assert_eq!(scene.daemon.countries(), Vec::<String>::new());
 
     scene.daemon.ok(&["block", "RU", "--confirm", "2"]);
     scene.daemon.ok(&["confirm"]);
@@ -401,10 +399,7 @@ fn only_root_may_use_the_control_socket() {
         err.contains("permission denied") && err.contains("65534"),
         "{err}"
     );
-    assert_eq!(
-        scene.daemon.cli_json(&["status"])["policy"]["countries"],
-        serde_json::json!([])
-    );
+    assert_eq!(scene.daemon.countries(), Vec::<String>::new());
 }
 
 #[test]
@@ -448,12 +443,8 @@ fn monitor_mode_counts_without_dropping_and_port_exemptions_keep_a_port_open() {
     assert!(fetch(DE_V4));
     scene.daemon.ok(&["ports", "clear"]);
     assert!(!fetch(RU_V4));
-    let status = scene.daemon.cli_json(&["status"]);
-    assert_eq!(
-        status["policy"]["ports"]["only"],
-        serde_json::json!([]),
-        "{status}"
-    );
+    let status = scene.daemon.status();
+    assert!(status.policy.ports.only.is_empty(), "{status:?}");
 }
 
 #[test]

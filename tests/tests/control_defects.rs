@@ -7,7 +7,9 @@ use std::{
     time::{Duration, Instant},
 };
 
+use geofilter_daemon::{control::protocol::wire_name, rules::ExceptionAction, state::SavedState};
 use geofilter_tests::{
+    daemon::policy_codes,
     netns::SERVER_V4,
     scenario::{DE_V4, RU_V4, Scene, TempDir, ip},
     traffic::{HttpServer, curl},
@@ -15,25 +17,20 @@ use geofilter_tests::{
 
 /// What the live program does with packets from `addr`, as `why` reports it.
 fn verdict(scene: &Scene, addr: &str) -> String {
-    let answer = scene.daemon.cli_json(&["why", addr]);
-    let answer = answer.as_array().map_or(&answer, |a| &a[0]);
-    answer["verdict"]
-        .as_str()
-        .unwrap_or_else(|| panic!("why {addr}: {answer}"))
-        .to_owned()
+    wire_name(&scene.daemon.why(addr).verdict)
 }
 
 /// The countries of the policy in the daemon's state file.
-fn saved_countries(scene: &Scene) -> serde_json::Value {
+fn saved_countries(scene: &Scene) -> Vec<String> {
     let path = scene.daemon.state_file();
     let text = std::fs::read_to_string(&path)
         .unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
-    let saved: serde_json::Value = serde_json::from_str(&text).expect("state file is JSON");
-    saved["policy"]["countries"].clone()
+    let saved: SavedState = serde_json::from_str(&text).expect("state file is a saved state");
+    policy_codes(&saved.policy)
 }
 
-fn status_countries(scene: &Scene) -> serde_json::Value {
-    scene.daemon.cli_json(&["status"])["policy"]["countries"].clone()
+fn status_countries(scene: &Scene) -> Vec<String> {
+    scene.daemon.countries()
 }
 
 /// Defect 6: `confirm` must write the confirmed policy to the state file, or a restart silently
@@ -44,16 +41,16 @@ fn a_confirmed_change_is_saved_and_survives_a_restart() {
     scene.daemon.ok(&["block", "CN", "--confirm", "60"]);
     assert_eq!(
         saved_countries(&scene),
-        serde_json::json!(["RU"]),
+        ["RU"],
         "while unconfirmed, the state file holds the state to roll back to"
     );
     scene.daemon.ok(&["confirm"]);
-    assert_eq!(saved_countries(&scene), serde_json::json!(["CN", "RU"]));
+    assert_eq!(saved_countries(&scene), ["CN", "RU"]);
     scene.daemon.stop();
     let args = scene.run_args();
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     scene.daemon.restart(&args);
-    assert_eq!(status_countries(&scene), serde_json::json!(["CN", "RU"]));
+    assert_eq!(status_countries(&scene), ["CN", "RU"]);
 }
 
 /// Defect 8: an out-of-range `--confirm` is refused with a clear error before anything is
@@ -70,17 +67,17 @@ fn an_out_of_range_confirm_window_is_refused_and_changes_nothing() {
             err.contains(secs) && err.contains("1 to 86400 seconds"),
             "--confirm {secs}: {err}"
         );
-        let status = scene.daemon.cli_json(&["status"]);
-        assert_eq!(status["policy"]["countries"], serde_json::json!(["RU"]));
-        assert!(status["pending_confirm_s"].is_null(), "{status}");
-        assert_eq!(saved_countries(&scene), serde_json::json!(["RU"]));
+        let status = scene.daemon.status();
+        assert_eq!(policy_codes(&status.policy), ["RU"]);
+        assert!(status.pending_confirm_s.is_none(), "{status:?}");
+        assert_eq!(saved_countries(&scene), ["RU"]);
     }
     // The longest window is accepted, and the handler is still there to confirm it.
     scene.daemon.ok(&["block", "BY", "--confirm", "86400"]);
-    let pending = scene.daemon.cli_json(&["status"])["pending_confirm_s"].clone();
-    assert!(pending.as_u64().is_some_and(|s| s > 86_000), "{pending}");
+    let pending = scene.daemon.status().pending_confirm_s;
+    assert!(pending.is_some_and(|s| s > 86_000), "{pending:?}");
     scene.daemon.ok(&["confirm"]);
-    assert_eq!(status_countries(&scene), serde_json::json!(["BY", "RU"]));
+    assert_eq!(status_countries(&scene), ["BY", "RU"]);
 }
 
 /// Defect 7: a rollback undoes only the change made with `--confirm`; a later change (here, of
@@ -90,18 +87,15 @@ fn a_rollback_keeps_the_changes_made_after_it() {
     let scene = Scene::new(&[RU_V4, DE_V4], &["--block", "RU"]);
     scene.daemon.ok(&["block", "DE", "--confirm", "2"]);
     scene.daemon.ok(&["block", "CN"]);
-    assert_eq!(saved_countries(&scene), serde_json::json!(["CN", "RU"]));
+    assert_eq!(saved_countries(&scene), ["CN", "RU"]);
     // The same country set again after the confirmed change: the later word stays.
     scene.daemon.ok(&["unblock", "RU"]);
     scene.daemon.ok(&["block", "RU"]);
     std::thread::sleep(Duration::from_millis(2600));
-    let status = scene.daemon.cli_json(&["status"]);
-    assert!(status["pending_confirm_s"].is_null(), "{status}");
-    assert_eq!(
-        status["policy"]["countries"],
-        serde_json::json!(["CN", "RU"])
-    );
-    assert_eq!(saved_countries(&scene), serde_json::json!(["CN", "RU"]));
+    let status = scene.daemon.status();
+    assert!(status.pending_confirm_s.is_none(), "{status:?}");
+    assert_eq!(policy_codes(&status.policy), ["CN", "RU"]);
+    assert_eq!(saved_countries(&scene), ["CN", "RU"]);
     assert_eq!(verdict(&scene, DE_V4), "pass", "DE rolled back");
     assert_eq!(verdict(&scene, RU_V4), "drop");
 }
@@ -134,13 +128,9 @@ fn every_change_that_would_drop_the_caller_is_refused() {
     let v4 = v4.to_str().unwrap();
     let reload = ["db", "reload", "--db", v4];
     assert_refused(&as_ssh(&scene, DE_V4, &reload), DE_V4, "db reload");
-    let status = scene.daemon.cli_json(&["status"]);
-    assert_eq!(status["database"]["reloads"], 0, "tables kept: {status}");
-    assert_eq!(
-        status["database"]["sources"].as_array().map(Vec::len),
-        Some(2),
-        "{status}"
-    );
+    let status = scene.daemon.status();
+    assert_eq!(status.database.reloads, 0, "tables kept: {status:?}");
+    assert_eq!(status.database.sources.len(), 2, "{status:?}");
     assert_eq!(verdict(&scene, DE_V4), "pass");
     // A reload that keeps the caller placed as before goes through.
     assert!(as_ssh(&scene, DE_V4, &["db", "reload"]).status.success());
@@ -244,7 +234,7 @@ fn db_update_does_not_load_a_database_that_drops_the_caller() {
     assert_refused(&out, DE_V4, "db update");
     assert!(dest.0.join("v4.csv").exists(), "the download is stored");
     assert_eq!(verdict(&scene, DE_V4), "pass", "but not loaded");
-    assert_eq!(scene.daemon.cli_json(&["status"])["database"]["reloads"], 0);
+    assert_eq!(scene.daemon.status().database.reloads, 0);
 }
 
 /// Waits (at most 10 s) until the daemon's log holds `needle` `times` times.
@@ -298,7 +288,7 @@ fn sighup_reloads_the_databases_and_keeps_the_last_good_tables() {
         reachable(&scene, RU_V4),
         "the reloaded table places it in NL"
     );
-    assert_eq!(scene.daemon.cli_json(&["why", RU_V4])["country"], "NL");
+    assert_eq!(scene.daemon.why(RU_V4).country.as_deref(), Some("NL"));
 
     // A broken file: logged, the last good tables stay, the daemon carries on.
     std::fs::write(&v4, "5.45.192.0,5.45.255.255,RU\nthis is not a range\n").unwrap();
@@ -314,11 +304,11 @@ fn sighup_reloads_the_databases_and_keeps_the_last_good_tables() {
         failure.contains("v4.csv"),
         "the error names the file: {failure}"
     );
-    assert_eq!(scene.daemon.cli_json(&["why", RU_V4])["country"], "NL");
+    assert_eq!(scene.daemon.why(RU_V4).country.as_deref(), Some("NL"));
     assert!(reachable(&scene, RU_V4) && reachable(&scene, DE_V4));
-    let status = scene.daemon.cli_json(&["status"]);
-    assert_eq!(status["database"]["reloads"], 2, "{status}");
-    assert_eq!(status["database"]["reload_failures"], 1, "{status}");
+    let status = scene.daemon.status();
+    assert_eq!(status.database.reloads, 2, "{status:?}");
+    assert_eq!(status.database.reload_failures, 1, "{status:?}");
 
     // A signal carries no caller: the sessions that made changes are protected instead.
     assert!(as_ssh(&scene, DE_V4, &["block", "CN"]).status.success());
@@ -354,14 +344,15 @@ fn why_names_the_exception_or_port_scope_that_decided() {
     let scene = Scene::new(&[DE_V4], &[]);
     let _http = HttpServer::start(&scene.pair, &[ip(SERVER_V4)]);
     scene.daemon.ok(&["except", "add", "--drop", DE_V4]);
-    let answer = scene.daemon.cli_json(&["why", DE_V4]);
-    let reason = answer["reason"].as_str().unwrap();
+    let answer = scene.daemon.why(DE_V4);
+    let reason = &answer.reason;
     assert!(
         reason.contains("exception 46.114.1.1/32 (drop) decides") && reason.ends_with("-> drop"),
-        "{answer}"
+        "{answer:?}"
     );
-    assert_eq!(answer["exception"]["cidr"], "46.114.1.1/32", "{answer}");
-    assert_eq!(answer["exception"]["action"], "drop", "{answer}");
+    let exception = answer.exception.expect("the exception that decided");
+    assert_eq!(exception.cidr.to_string(), "46.114.1.1/32", "{answer:?}");
+    assert_eq!(exception.action, ExceptionAction::Drop, "{answer:?}");
     assert!(
         !curl(&scene.pair.client, ip(DE_V4), ip(SERVER_V4), 1)
             .status
@@ -372,13 +363,14 @@ fn why_names_the_exception_or_port_scope_that_decided() {
     scene.daemon.ok(&["except", "del", DE_V4]);
     scene.daemon.ok(&["block", "DE"]);
     scene.daemon.ok(&["ports", "set", "--exempt", "tcp:22"]);
-    let answer = scene.daemon.cli_json(&["why", DE_V4]);
-    let reason = answer["reason"].as_str().unwrap();
+    let answer = scene.daemon.why(DE_V4);
     assert!(
-        reason.contains("DE is blocked (deny list), for packets in the port scope (exempt: tcp:22"),
-        "{answer}"
+        answer
+            .reason
+            .contains("DE is blocked (deny list), for packets in the port scope (exempt: tcp:22"),
+        "{answer:?}"
     );
-    assert!(answer["exception"].is_null(), "{answer}");
+    assert!(answer.exception.is_none(), "{answer:?}");
     // The human form names the exception too.
     scene.daemon.ok(&["except", "add", "46.114.0.0/16"]);
     let text = scene.daemon.ok(&["why", DE_V4]);

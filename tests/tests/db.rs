@@ -19,7 +19,11 @@ use std::{
     time::{Duration, Instant},
 };
 
-use geofilter_daemon::{country::code_str, geoip::embedded};
+use geofilter_daemon::{
+    control::protocol::{ReloadReply, wire_name},
+    country::code_str,
+    geoip::embedded,
+};
 use geofilter_tests::{
     daemon::{Daemon, binary},
     netns::{Netns, Pair},
@@ -49,10 +53,10 @@ fn geofilter(args: &[&str]) -> Output {
 
 /// What the live program says about one address: (country or "unknown", verdict).
 fn why(daemon: &Daemon, addr: &str) -> (String, String) {
-    let v = daemon.cli_json(&["why", addr]);
+    let v = daemon.why(addr);
     (
-        v["country"].as_str().unwrap_or("unknown").to_owned(),
-        v["verdict"].as_str().expect("verdict").to_owned(),
+        v.country.unwrap_or_else(|| "unknown".to_owned()),
+        wire_name(&v.verdict),
     )
 }
 
@@ -159,21 +163,14 @@ fn the_embedded_database_is_the_default() {
         pair.add_source(ip(a));
     }
     let daemon = Daemon::start(&pair.server, &["--iface", &pair.server_if, "--block", "RU"]);
-    let status = daemon.cli_json(&["status"]);
+    let status = daemon.status();
+    assert!(status.database.paths.is_empty(), "{status:?}");
     assert_eq!(
-        status["database"]["paths"],
-        serde_json::json!([]),
-        "{status}"
+        status.database.sources[0].path.to_str(),
+        Some(label.as_str()),
+        "{status:?}"
     );
-    assert_eq!(
-        status["database"]["sources"][0]["path"],
-        label.as_str(),
-        "{status}"
-    );
-    assert_eq!(
-        status["database"]["prefixes_v4"].as_u64(),
-        Some(db.v4.len() as u64)
-    );
+    assert_eq!(status.database.prefixes_v4, db.v4.len());
     let human = daemon.ok(&["status"]);
     assert!(human.contains(&format!("from {label}")), "{human}");
 
@@ -190,9 +187,9 @@ fn the_embedded_database_is_the_default() {
     assert_traffic(&pair, &[ru_v4, ru_v6], &[de_v4, de_v6]);
 
     // Reloading with no files reloads the embedded database.
-    let v = daemon.cli_json(&["db", "reload"]);
-    assert_eq!(v["prefixes_v4"].as_u64(), Some(db.v4.len() as u64), "{v}");
-    assert_eq!(v["prefixes_v6"].as_u64(), Some(db.v6.len() as u64), "{v}");
+    let v: ReloadReply = daemon.cli_typed(&["db", "reload"]);
+    assert_eq!(v.prefixes_v4, db.v4.len(), "{v:?}");
+    assert_eq!(v.prefixes_v6, db.v6.len(), "{v:?}");
     assert_why(
         &daemon,
         ru_v4,
@@ -200,12 +197,11 @@ fn the_embedded_database_is_the_default() {
         "drop",
         "after reloading the embedded database",
     );
-    let answer = daemon.ok(&["why", "--json", ru_v4]);
-    let answer: Value = serde_json::from_str(answer.trim()).unwrap();
+    let answer = daemon.why(ru_v4);
     assert_eq!(
-        answer["source"],
-        label.as_str(),
-        "why names the embedded source: {answer}"
+        answer.source.as_deref(),
+        Some(label.as_str()),
+        "why names the embedded source: {answer:?}"
     );
 
     // Switch to a file that moves the address to NL, and back to the embedded database.
@@ -222,10 +218,7 @@ fn the_embedded_database_is_the_default() {
         "drop",
         "back on the embedded database",
     );
-    assert_eq!(
-        daemon.cli_json(&["status"])["database"]["paths"],
-        serde_json::json!([])
-    );
+    assert!(daemon.status().database.paths.is_empty());
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -424,12 +417,8 @@ fn db_update_fetches_validates_stores_and_reloads() {
         v6_gz,
         "stored as served (gzip'd)"
     );
-    let status = daemon.cli_json(&["status"]);
-    assert_eq!(
-        status["database"]["paths"],
-        serde_json::json!(stored),
-        "{status}"
-    );
+    let status = daemon.status();
+    assert_eq!(status.database.paths, stored, "{status:?}");
     assert_why(daemon, MOVES_TO_DE, "DE", "pass", "after the update");
     assert_why(daemon, BECOMES_RU, "RU", "drop", "after the update");
     assert_why(
@@ -445,7 +434,7 @@ fn db_update_fetches_validates_stores_and_reloads() {
         "only the two files, no staging left"
     );
     let good = snapshot(&dest.0);
-    let reloads = status["database"]["reloads"].as_u64().expect("reloads");
+    let reloads = status.database.reloads;
 
     // Bad downloads: each is refused, nothing in the destination changes, the daemon is not
     // asked to reload and keeps filtering with the new tables.
@@ -521,12 +510,8 @@ fn db_update_fetches_validates_stores_and_reloads() {
         assert_why(daemon, BECOMES_RU, "RU", "drop", what);
         assert_why(daemon, MOVES_TO_DE, "DE", "pass", what);
     }
-    let status = daemon.cli_json(&["status"]);
-    assert_eq!(
-        status["database"]["reloads"].as_u64(),
-        Some(reloads),
-        "{status}"
-    );
+    let status = daemon.status();
+    assert_eq!(status.database.reloads, reloads, "{status:?}");
 
     // `--no-reload`: a good set is stored, but the running daemon is left alone.
     let later_v4 = b"5.45.192.0,5.45.255.255,DE\n198.51.100.0,198.51.100.255,DE\n";
@@ -543,11 +528,10 @@ fn db_update_fetches_validates_stores_and_reloads() {
         "--no-reload: {stdout}"
     );
     assert_eq!(std::fs::read(&stored[0]).unwrap(), later_v4);
-    let status = daemon.cli_json(&["status"]);
+    let status = daemon.status();
     assert_eq!(
-        status["database"]["reloads"].as_u64(),
-        Some(reloads),
-        "--no-reload reloaded: {status}"
+        status.database.reloads, reloads,
+        "--no-reload reloaded: {status:?}"
     );
     assert_why(
         daemon,
@@ -759,13 +743,13 @@ fn bad_files_are_refused_and_the_daemon_keeps_blocking() {
         assert_why(daemon, RU_V4, "RU", "drop", f.name);
         assert_why(daemon, DE_V6, "DE", "pass", f.name);
     }
-    let status = daemon.cli_json(&["status"]);
+    let status = daemon.status();
     assert_eq!(
-        status["database"]["reload_failures"].as_u64(),
-        Some(corpus.len() as u64),
-        "{status}"
+        status.database.reload_failures,
+        corpus.len() as u64,
+        "{status:?}"
     );
-    assert_eq!(status["database"]["reloads"].as_u64(), Some(0), "{status}");
+    assert_eq!(status.database.reloads, 0, "{status:?}");
     assert_traffic(&scene.pair, &[RU_V4, RU_V6], &[DE_V4, DE_V6]);
 
     // `db check` goes through every file and says which are fine.
@@ -973,11 +957,11 @@ fn special_and_oversized_files_are_refused_without_reading() {
     for (path, expect) in cases {
         assert_reload_refused(&scene, path, expect);
     }
-    let status = scene.daemon.cli_json(&["status"]);
+    let status = scene.daemon.status();
     assert_eq!(
-        status["database"]["reload_failures"].as_u64(),
-        Some(cases.len() as u64),
-        "{status}"
+        status.database.reload_failures,
+        cases.len() as u64,
+        "{status:?}"
     );
     assert_traffic(&scene.pair, &[RU_V4, RU_V6], &[DE_V4, DE_V6]);
 }
@@ -1049,12 +1033,8 @@ fn reloads_run_one_at_a_time() {
         single >> 20
     );
     // A request refused as busy read no database: it is not a failed reload.
-    let status = daemon.cli_json(&["status"]);
-    assert_eq!(
-        status["database"]["reload_failures"].as_u64(),
-        Some(0),
-        "{status}"
-    );
+    let status = daemon.status();
+    assert_eq!(status.database.reload_failures, 0, "{status:?}");
     // The daemon is idle again: a reload of the scene's files goes through and filters.
     reload_scene_files(&scene);
     assert_why(daemon, RU_V4, "RU", "drop", "after the concurrent reloads");

@@ -9,8 +9,12 @@ use std::{
     time::Duration,
 };
 
+use geofilter_daemon::{
+    control::protocol::{Outcome, WhyAnswer, wire_name},
+    datapath::XdpModeChoice,
+};
 use geofilter_tests::{
-    daemon::Daemon,
+    daemon::{Daemon, policy_codes},
     frame::{self, ETH_P_8021AD, ETH_P_8021Q, ETH_P_IP, ETH_P_IPV6},
     netns::{Pair, SERVER_V4, SERVER_V6, unique},
     require_root,
@@ -25,9 +29,13 @@ use geofilter_tests::{
 fn udp_from_blocked_country_is_dropped_and_counters_agree() {
     let sources = [RU_V4, RU_V4_UNALIGNED, DE_V4, US_V4, RU_V6, DE_V6];
     let s = Scene::new(&sources, &["--block", "RU", "--xdp-mode", "native"]);
-    let status = s.daemon.cli_json(&["status"]);
-    assert_eq!(status["interfaces"][0]["xdp_mode"], "native", "{status}");
-    assert_eq!(status["policy"]["countries"], serde_json::json!(["RU"]));
+    let status = s.daemon.status();
+    assert_eq!(
+        status.interfaces[0].xdp_mode,
+        XdpModeChoice::Native,
+        "{status:?}"
+    );
+    assert_eq!(policy_codes(&status.policy), ["RU"]);
 
     let sink = UdpSink::bind(&s.pair.server, &[ip(SERVER_V4), ip(SERVER_V6)]);
     const N: u64 = 300;
@@ -241,14 +249,11 @@ fn filter_outlives_kill_under_ip_netns_exec() {
         &pair.server,
         &["--iface", &pair.server_if, "--block", "RU"],
     );
-    let status = daemon.cli_json(&["status"]);
-    let root = daemon.pin_root().unwrap().display().to_string();
-    assert_eq!(status["pin_root"], root.as_str(), "{status}");
+    let status = daemon.status();
+    assert_eq!(status.pin_root, daemon.pin_root().unwrap(), "{status:?}");
     assert!(
-        status["pins"]
-            .as_str()
-            .is_some_and(|p| p.contains("outer mount namespace")),
-        "status says where the pins are: {status}"
+        status.pins.contains("outer mount namespace"),
+        "status says where the pins are: {status:?}"
     );
     assert_filter_outlives_kill(&pair, &mut daemon);
     assert!(
@@ -366,12 +371,8 @@ fn a_second_run_on_the_same_pin_root_is_refused_and_changes_nothing() {
         assert!(!out.status.success(), "a second daemon started: {err}");
         assert!(err.contains(refusal), "the refusal says why: {err}");
     }
-    let status = s.daemon.cli_json(&["status"]);
-    assert_eq!(
-        status["policy"]["countries"],
-        serde_json::json!(["RU"]),
-        "{status}"
-    );
+    let status = s.daemon.status();
+    assert_eq!(policy_codes(&status.policy), ["RU"], "{status:?}");
     let root = s.daemon.pin_root().unwrap();
     assert!(root.join("maps/GF_POLICY").exists(), "the pins are intact");
     let sink = UdpSink::bind(&s.pair.server, &[ip(SERVER_V4)]);
@@ -408,12 +409,8 @@ fn bad_input_is_refused_and_the_filter_keeps_its_state() {
         let _ = c.read_to_string(&mut reply);
         assert!(reply.contains("\"ok\":false"), "garbage got: {reply}");
     }
-    let status = s.daemon.cli_json(&["status"]);
-    assert_eq!(
-        status["policy"]["countries"],
-        serde_json::json!(["RU"]),
-        "policy unchanged"
-    );
+    let status = s.daemon.status();
+    assert_eq!(policy_codes(&status.policy), ["RU"], "policy unchanged");
 
     // A database with a bad line: the daemon refuses to start and names file and line.
     let dir = TempDir::new();
@@ -443,29 +440,25 @@ fn why_answers_from_the_live_program_for_many_addresses() {
         "why: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let lines: Vec<serde_json::Value> = String::from_utf8(out.stdout)
+    let lines: Vec<WhyAnswer> = String::from_utf8(out.stdout)
         .unwrap()
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
     assert_eq!(lines.len(), 3);
-    assert_eq!(lines[0]["country"], "RU");
-    assert_eq!(lines[0]["verdict"], "drop");
-    assert_eq!(lines[0]["prefix"], "5.45.192.0/18");
+    assert_eq!(lines[0].country.as_deref(), Some("RU"));
+    assert_eq!(lines[0].verdict, Outcome::Drop);
+    assert_eq!(lines[0].prefix.as_deref(), Some("5.45.192.0/18"));
     assert!(
-        lines[0]["source"].as_str().unwrap().ends_with("v4.csv"),
-        "{}",
+        lines[0].source.as_ref().unwrap().ends_with("v4.csv"),
+        "{:?}",
         lines[0]
     );
-    assert!(
-        lines[0]["reason"].as_str().unwrap().contains("blocked"),
-        "{}",
-        lines[0]
-    );
-    assert_eq!(lines[1]["country"], "DE");
-    assert_eq!(lines[1]["verdict"], "pass");
-    assert_eq!(lines[2]["country"], serde_json::Value::Null);
-    assert_eq!(lines[2]["verdict"], "pass");
+    assert!(lines[0].reason.contains("blocked"), "{:?}", lines[0]);
+    assert_eq!(lines[1].country.as_deref(), Some("DE"));
+    assert_eq!(lines[1].verdict, Outcome::Pass);
+    assert_eq!(lines[2].country, None);
+    assert_eq!(lines[2].verdict, Outcome::Pass);
 
     // 100,000 addresses on standard input, compared one by one with the database's own lookup.
     let db = geofilter_daemon::geoip::load(
@@ -506,18 +499,18 @@ fn why_answers_from_the_live_program_for_many_addresses() {
     let text = String::from_utf8(out.stdout).unwrap();
     let mut n = 0;
     for (line, addr) in text.lines().zip(&addrs) {
-        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        let v: WhyAnswer = serde_json::from_str(line).unwrap();
         let expected = db
             .lookup(*addr)
             .map(|p| geofilter_daemon::country::code_str(p.info.country));
-        assert_eq!(v["address"], addr.to_string());
-        assert_eq!(v["country"].as_str().map(str::to_owned), expected, "{addr}");
+        assert_eq!(v.address, *addr);
+        assert_eq!(v.country, expected, "{addr}");
         assert_eq!(
-            v["verdict"],
+            v.verdict,
             if expected.as_deref() == Some("RU") {
-                "drop"
+                Outcome::Drop
             } else {
-                "pass"
+                Outcome::Pass
             },
             "{addr}"
         );
@@ -540,10 +533,7 @@ fn auto_mode_falls_back_to_skb_loudly_where_native_xdp_is_missing() {
         &ns,
         &[&["--iface", "gfdummy0", "--block", "RU"], &db[..]].concat(),
     );
-    assert_eq!(
-        daemon.cli_json(&["status"])["interfaces"][0]["xdp_mode"],
-        "skb"
-    );
+    assert_eq!(daemon.status().interfaces[0].xdp_mode, XdpModeChoice::Skb);
     assert!(
         daemon.log().contains("NATIVE XDP IS NOT AVAILABLE"),
         "loud warning:\n{}",
@@ -766,10 +756,12 @@ impl RawSender {
 
 /// Packets counted in a packet class ("too_many_vlan_tags", ...).
 fn class_packets(daemon: &Daemon, class: &str) -> u64 {
-    let stats = daemon.cli_json(&["stats"]);
-    stats["classes"][class]["packets"]
-        .as_u64()
-        .unwrap_or_else(|| panic!("no class {class} in {stats}"))
+    let stats = daemon.stats();
+    stats
+        .classes
+        .get(class)
+        .unwrap_or_else(|| panic!("no class {class} in {stats:?}"))
+        .packets
 }
 
 /// Issue 10 defect 1: three or four VID-0 tags carried blocked packets past a parser that gave up
@@ -779,8 +771,12 @@ fn class_packets(daemon: &Daemon, class: &str) -> u64 {
 fn vlan_stacks_deliver_nothing_from_blocked_sources(mode: &str) {
     let sources = [RU_V4, DE_V4, RU_V6, DE_V6];
     let s = Scene::new(&sources, &["--block", "RU", "--xdp-mode", mode]);
-    let status = s.daemon.cli_json(&["status"]);
-    assert_eq!(status["interfaces"][0]["xdp_mode"], mode, "{status}");
+    let status = s.daemon.status();
+    assert_eq!(
+        wire_name(&status.interfaces[0].xdp_mode),
+        mode,
+        "{status:?}"
+    );
     let raw = RawSender::open(&s.pair);
     const N: u64 = 100;
     let sink = UdpSink::bind(&s.pair.server, &[ip(SERVER_V4), ip(SERVER_V6)]);
@@ -890,16 +886,11 @@ fn ipv6_sources_embedding_blocked_ipv4_are_dropped_and_explained() {
         (blocked[3], RU_V4, "RU", "drop"),
         (allowed[1], DE_V4, "DE", "pass"),
     ] {
-        let answer = &s.daemon.cli_json(&["why", addr]);
-        assert_eq!(answer["filtered_as"], filtered, "{answer}");
-        assert_eq!(answer["country"], country, "{answer}");
-        assert_eq!(answer["verdict"], verdict, "{answer}");
-        assert!(
-            answer["reason"]
-                .as_str()
-                .is_some_and(|r| r.contains("filtered as")),
-            "{answer}"
-        );
+        let answer = &s.daemon.why(addr);
+        assert_eq!(answer.filtered_as, Some(ip(filtered)), "{answer:?}");
+        assert_eq!(answer.country.as_deref(), Some(country), "{answer:?}");
+        assert_eq!(wire_name(&answer.verdict), verdict, "{answer:?}");
+        assert!(answer.reason.contains("filtered as"), "{answer:?}");
     }
 
     // Lockout: an SSH session from the IPv4-mapped form of a DE address may not block DE.
@@ -914,11 +905,7 @@ fn ipv6_sources_embedding_blocked_ipv4_are_dropped_and_explained() {
         !out.status.success() && err.contains("refused") && err.contains(DE_V4),
         "blocking the country of an IPv4-mapped caller: {err}"
     );
-    assert_eq!(
-        s.daemon.cli_json(&["status"])["policy"]["countries"],
-        serde_json::json!(["RU"]),
-        "nothing applied"
-    );
+    assert_eq!(s.daemon.countries(), ["RU"], "nothing applied");
 }
 
 /// The same stacks when the server has a VLAN interface for the outer VID (a filter on a trunk

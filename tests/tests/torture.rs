@@ -7,7 +7,9 @@ use std::{
     time::{Duration, Instant},
 };
 
+use geofilter_daemon::control::protocol::wire_name;
 use geofilter_tests::{
+    daemon::policy_codes,
     netns::{SERVER_V4, SERVER_V6},
     rng::Rng,
     scenario::{DE_V4, DE_V6, RU_V4, RU_V6, Scene, TempDir, ip, server_for},
@@ -20,9 +22,7 @@ fn long() -> bool {
 
 /// The verdict the live program gives an address, by `why` (a probe of the loaded program).
 fn kernel_verdict(scene: &Scene, addr: &str) -> String {
-    let out = scene.daemon.ok(&["why", "--json", addr]);
-    let v: serde_json::Value = serde_json::from_str(out.trim()).expect("why JSON");
-    v["verdict"].as_str().expect("verdict").to_owned()
+    wire_name(&scene.daemon.why(addr).verdict)
 }
 
 #[test]
@@ -71,33 +71,27 @@ fn sigkill_at_random_points_of_changes_and_reloads() {
         let committed = client.wait().expect("CLI exit").success();
         scene.daemon.restart(&args);
         // What the daemon believes and what the kernel does must agree, whatever the kill hit.
-        let status = scene.daemon.cli_json(&["status"]);
-        let countries: BTreeSet<String> = status["policy"]["countries"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|c| c.as_str().unwrap().to_owned())
-            .collect();
+        let status = scene.daemon.status();
+        let countries: BTreeSet<String> = policy_codes(&status.policy).into_iter().collect();
         assert!(
             countries.contains("RU"),
-            "round {round}: RU stays blocked: {status}"
+            "round {round}: RU stays blocked: {status:?}"
         );
         let de_blocked = countries.contains("DE");
         assert_eq!(
             kernel_verdict(&scene, DE_V4) == "drop",
             de_blocked,
-            "round {round}: DE in the kernel vs {status}"
+            "round {round}: DE in the kernel vs {status:?}"
         );
-        let ru_placed_in_ru = status["database"]["paths"]
-            .as_array()
-            .unwrap()
+        let paths = &status.database.paths;
+        let ru_placed_in_ru = paths
             .iter()
-            .any(|p| p.as_str().unwrap().ends_with("v4.csv"))
-            || status["database"]["paths"].as_array().unwrap().is_empty();
+            .any(|p| p.to_str().unwrap().ends_with("v4.csv"))
+            || paths.is_empty();
         assert_eq!(
             kernel_verdict(&scene, RU_V4) == "drop",
             ru_placed_in_ru,
-            "round {round}: RU_V4 in the kernel vs {status}"
+            "round {round}: RU_V4 in the kernel vs {status:?}"
         );
         if committed {
             // A change the CLI saw succeed survives the kill.
@@ -105,9 +99,10 @@ fn sigkill_at_random_points_of_changes_and_reloads() {
                 0 => assert!(de_blocked, "round {round}: committed block lost"),
                 1 => assert!(!de_blocked, "round {round}: committed unblock lost"),
                 2 => assert!(
-                    status["policy"]["exceptions"]
-                        .get(format!("198.51.100.{round}/32"))
-                        .is_some(),
+                    status
+                        .policy
+                        .exceptions
+                        .contains_key(&format!("198.51.100.{round}/32").parse().unwrap()),
                     "round {round}: committed exception lost"
                 ),
                 _ => {}
@@ -191,19 +186,14 @@ fn a_hundred_concurrent_clients_lose_nothing() {
         );
     }
     eprintln!("100 concurrent changes applied in {:?}", started.elapsed());
-    let status = scene.daemon.cli_json(&["status"]);
-    let countries: BTreeSet<&str> = status["policy"]["countries"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| c.as_str().unwrap())
-        .collect();
+    let status = scene.daemon.status();
+    let countries: BTreeSet<String> = policy_codes(&status.policy).into_iter().collect();
     assert_eq!(
         countries,
-        codes.iter().map(String::as_str).collect(),
+        codes.iter().cloned().collect(),
         "every block landed"
     );
-    let exceptions = status["policy"]["exceptions"].as_object().unwrap();
+    let exceptions = &status.policy.exceptions;
     assert_eq!(
         exceptions.len(),
         100,
@@ -300,12 +290,11 @@ fn a_database_larger_than_the_tables_may_grow_is_refused_and_the_old_tables_stay
         err.contains("MiB limit") && err.contains("current tables stay"),
         "{err}"
     );
-    let status = scene.daemon.cli_json(&["status"]);
-    assert_eq!(status["database"]["reload_failures"], 1, "{status}");
+    let status = scene.daemon.status();
+    assert_eq!(status.database.reload_failures, 1, "{status:?}");
     assert_eq!(
-        status["database"]["prefixes_v4"].as_u64(),
-        Some(29),
-        "the small database is still loaded: {status}"
+        status.database.prefixes_v4, 29,
+        "the small database is still loaded: {status:?}"
     );
     assert_eq!(kernel_verdict(&scene, RU_V4), "drop");
     assert_eq!(kernel_verdict(&scene, DE_V4), "pass");

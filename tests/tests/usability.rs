@@ -9,7 +9,11 @@ use std::{
     time::{Duration, Instant},
 };
 
-use geofilter_daemon::iface;
+use geofilter_daemon::{
+    control::protocol::{Exceptions, Outcome, UnloadOutput, Unloaded},
+    iface,
+    state::SavedState,
+};
 use geofilter_tests::{
     daemon::binary,
     netns::{Netns, Pair, unique},
@@ -117,12 +121,7 @@ fn socket_and_json_work_before_and_after_every_verb() {
         // The options reached the daemon that was named: a change made with them shows there.
         let args = with_globals(position, socket, false, &["block", "DE"]);
         ok(&args.iter().map(String::as_str).collect::<Vec<_>>());
-        let status = scene.daemon.cli_json(&["status"]);
-        assert_eq!(
-            status["policy"]["countries"],
-            serde_json::json!(["DE", "RU"]),
-            "{position:?}"
-        );
+        assert_eq!(scene.daemon.countries(), ["DE", "RU"], "{position:?}");
         scene.daemon.ok(&["unblock", "DE"]);
     }
 }
@@ -345,8 +344,8 @@ fn block_suggests_the_assigned_code_for_reserved_codes_and_names() {
         assert!(err.contains(hint), "block {input}: {err}");
     }
     assert_eq!(
-        scene.daemon.cli_json(&["status"])["policy"]["countries"],
-        serde_json::json!(["RU"]),
+        scene.daemon.countries(),
+        ["RU"],
         "a refused block changed the policy"
     );
 }
@@ -393,10 +392,7 @@ fn a_caller_without_permission_is_told_so_and_unload_never_claims_nothing_ran() 
         assert!(!err.contains("is `geofilter run` running"), "{err}");
     }
     // The refused unload changed nothing.
-    assert_eq!(
-        scene.daemon.cli_json(&["status"])["policy"]["countries"],
-        serde_json::json!(["RU"])
-    );
+    assert_eq!(scene.daemon.countries(), ["RU"]);
     assert!(pin_root.exists());
 
     // A killed daemon leaves its pins and a socket nobody listens on: unload removes the pins.
@@ -420,8 +416,8 @@ fn a_caller_without_permission_is_told_so_and_unload_never_claims_nothing_ran() 
     let out = unload(false);
     assert!(out.contains("removed pinned state"), "{out}");
     assert!(!pin_root.exists(), "unload left {}", pin_root.display());
-    let out: serde_json::Value = serde_json::from_str(&unload(true)).expect("unload --json");
-    assert_eq!(out["unloaded"], "nothing", "{out}");
+    let out: UnloadOutput = serde_json::from_str(&unload(true)).expect("unload --json");
+    assert_eq!(out.unloaded, Unloaded::Nothing, "{out:?}");
 }
 
 /// `n` distinct host exceptions in 10.0.0.0/8 (outside the test database).
@@ -432,8 +428,8 @@ fn host_cidrs(n: usize) -> Vec<String> {
 }
 
 fn exception_count(scene: &Scene) -> usize {
-    let list = scene.daemon.cli_json(&["except", "list"]);
-    list.as_object().expect("exceptions object").len()
+    let list: Exceptions = scene.daemon.cli_typed(&["except", "list"]);
+    list.len()
 }
 
 #[test]
@@ -472,8 +468,8 @@ fn ten_thousand_exceptions_in_one_except_add_are_sent_in_parts() {
     assert!(out.status.success(), "except add of 10,000: {err}");
     assert!(err.contains("parts, each applied atomically"), "{err}");
     assert_eq!(exception_count(&scene), 10_000);
-    let why = scene.daemon.cli_json(&["why", "10.0.39.15"]);
-    assert_eq!(why["verdict"], "drop", "{why}");
+    let why = scene.daemon.why("10.0.39.15");
+    assert_eq!(why.verdict, Outcome::Drop, "{why:?}");
 
     let mut del: Vec<&str> = vec!["except", "del"];
     del.extend(cidrs.iter().map(String::as_str));
@@ -500,8 +496,8 @@ fn ten_thousand_exceptions_in_one_except_add_are_sent_in_parts() {
     );
     let applied = exception_count(&scene);
     assert!(applied > 0 && applied < 10_000, "{applied} applied");
-    let why = scene.daemon.cli_json(&["why", last]);
-    assert_eq!(why["verdict"], "pass", "{why}");
+    let why = scene.daemon.why(last);
+    assert_eq!(why.verdict, Outcome::Pass, "{why:?}");
 }
 
 #[test]
@@ -530,13 +526,10 @@ fn past_the_exception_limit_the_error_says_so_and_nothing_changes() {
     );
     assert!(!err.contains("restoring"), "{err}");
     assert_eq!(exception_count(&scene), capacity);
-    let why = scene.daemon.cli_json(&["why", &cidrs[capacity]]);
+    let why = scene.daemon.why(&cidrs[capacity]);
     assert!(
-        !why["reason"]
-            .as_str()
-            .unwrap_or_default()
-            .contains("exception"),
-        "the refused exception is in force: {why}"
+        !why.reason.contains("exception"),
+        "the refused exception is in force: {why:?}"
     );
     // The limit is per family: IPv6 still has room.
     scene.daemon.ok(&["except", "add", "2001:db8::/32"]);
@@ -558,11 +551,11 @@ fn the_state_file_forgets_interfaces_no_longer_configured() {
     scene
         .daemon
         .restart(&args.iter().map(String::as_str).collect::<Vec<_>>());
-    let state: serde_json::Value =
+    let state: SavedState =
         serde_json::from_str(&std::fs::read_to_string(&path).expect("state file")).expect("JSON");
-    let attached = state["attached"].as_object().expect("attached map");
-    assert!(!attached.contains_key("gone0"), "{state}");
-    assert!(attached.contains_key(&scene.pair.server_if), "{state}");
+    let attached = &state.attached;
+    assert!(!attached.contains_key("gone0"), "{state:?}");
+    assert!(attached.contains_key(&scene.pair.server_if), "{state:?}");
 }
 
 /// A change that fails half-way is undone by removing what it inserted, including exceptions

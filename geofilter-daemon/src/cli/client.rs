@@ -1,101 +1,129 @@
 //! The client verbs: thin calls over the control socket, printing a table or JSON.
 
+use std::{net::IpAddr, str::FromStr};
+
 use anyhow::Context as _;
-use serde_json::{Value, json};
+use serde::Serialize;
 
 use super::args::{ChangeArgs, ClientArgs, StatsArgs, WhyArgs};
 use crate::{
     control::{
-        client::{ConnectError, call},
-        protocol::{Change, ChangeOptions, MAX_REQUEST_BYTES, MAX_WHY_ADDRESSES, Request},
+        client::{CallError, ConnectError, call},
+        protocol::{
+            Change, ChangeOptions, ConfirmReply, Exceptions, MAX_REQUEST_BYTES, MAX_WHY_ADDRESSES,
+            Request, StatsReply, StatusReply, UnloadOutput, Unloaded, WhyAnswer, wire_name,
+        },
     },
+    country::code_str,
     paths,
+    policy::DesiredPolicy,
 };
 
-fn print(args: &ClientArgs, value: &Value, human: impl Fn(&Value) -> String) {
+/// Prints `value` as JSON or as text. JSON goes through `serde_json::Value`, whose objects sort
+/// their keys: the output is the same whatever the order of the type's fields.
+pub(super) fn print<T: Serialize>(args: &ClientArgs, value: &T, human: impl Fn(&T) -> String) {
     if args.json {
-        println!("{value}");
+        println!("{}", json_line(value));
     } else {
         print!("{}", human(value));
     }
 }
 
+pub(super) fn json_line<T: Serialize>(value: &T) -> serde_json::Value {
+    serde_json::to_value(value).expect("replies serialize")
+}
+
+/// Items from the command line, parsed; the first bad one refuses them all, before anything is
+/// sent.
+pub(super) fn parse_list<T: FromStr<Err = String>>(items: &[String]) -> anyhow::Result<Vec<T>> {
+    items
+        .iter()
+        .map(|i| i.parse().map_err(anyhow::Error::msg))
+        .collect()
+}
+
+fn join<T: std::fmt::Display>(items: impl IntoIterator<Item = T>) -> String {
+    items
+        .into_iter()
+        .map(|i| i.to_string())
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+fn on_off(on: bool) -> &'static str {
+    if on { "on" } else { "off" }
+}
+
+/// The policy line `status` and the change verbs print.
+fn policy_line(p: &DesiredPolicy) -> String {
+    format!(
+        "{} [{}], unknown {}, monitor {}\n",
+        wire_name(&p.mode),
+        join(p.countries.iter().map(|&c| code_str(c))),
+        wire_name(&p.unknown),
+        on_off(p.monitor),
+    )
+}
+
+/// Exceptions in the order the text output has always listed them: by their text.
+fn exception_rows(exceptions: &Exceptions) -> Vec<(String, String)> {
+    let mut rows: Vec<_> = exceptions
+        .iter()
+        .map(|(cidr, action)| (cidr.to_string(), wire_name(action)))
+        .collect();
+    rows.sort();
+    rows
+}
+
+fn status_text(v: &StatusReply) -> String {
+    let mut s = String::new();
+    for i in &v.interfaces {
+        s += &format!("interface {} (xdp {})\n", i.name, wire_name(&i.xdp_mode));
+    }
+    let db = &v.database;
+    // No paths: the embedded database, whose source is named `embedded <name> <date>`.
+    let from = match join(db.paths.iter().map(|p| p.display())) {
+        paths if paths.is_empty() => db
+            .sources
+            .first()
+            .map_or("?".into(), |s| s.path.display().to_string()),
+        paths => paths,
+    };
+    s += &format!(
+        "database: {} IPv4 + {} IPv6 prefixes, {} countries, from {from}\n",
+        db.prefixes_v4, db.prefixes_v6, db.countries,
+    );
+    let p = &v.policy;
+    s += &format!("policy: {}", policy_line(p));
+    for (cidr, action) in exception_rows(&p.exceptions) {
+        s += &format!("exception: {cidr} {action}\n");
+    }
+    let (only, exempt) = (join(&p.ports.only), join(&p.ports.exempt));
+    if only.is_empty() && exempt.is_empty() {
+        s += "ports: all\n";
+    } else {
+        s += &format!("ports: only [{only}] exempt [{exempt}]\n");
+    }
+    if let Some(secs) = v.pending_confirm_s {
+        s += &format!("a change rolls back in {secs} s unless confirmed\n");
+    }
+    s += &format!("uptime: {} s\n", v.uptime_s);
+    s
+}
+
 pub fn status(args: &ClientArgs) -> anyhow::Result<()> {
-    let v = call(&args.socket, &Request::Status {})?;
-    print(args, &v, |v| {
-        let text = |v: &Value| v.as_str().unwrap_or("?").to_owned();
-        let join = |v: &Value| {
-            v.as_array()
-                .into_iter()
-                .flatten()
-                .filter_map(Value::as_str)
-                .collect::<Vec<_>>()
-                .join(",")
-        };
-        let mut s = String::new();
-        for i in v["interfaces"].as_array().into_iter().flatten() {
-            s += &format!(
-                "interface {} (xdp {})\n",
-                text(&i["name"]),
-                text(&i["xdp_mode"])
-            );
-        }
-        let db = &v["database"];
-        // No paths: the embedded database, whose source is named `embedded <name> <date>`.
-        let from = match join(&db["paths"]) {
-            paths if paths.is_empty() => db["sources"][0]["path"].as_str().unwrap_or("?").into(),
-            paths => paths,
-        };
-        s += &format!(
-            "database: {} IPv4 + {} IPv6 prefixes, {} countries, from {from}\n",
-            db["prefixes_v4"], db["prefixes_v6"], db["countries"],
-        );
-        let p = &v["policy"];
-        s += &format!(
-            "policy: {} [{}], unknown {}, monitor {}\n",
-            text(&p["mode"]),
-            join(&p["countries"]),
-            text(&p["unknown"]),
-            if p["monitor"].as_bool() == Some(true) {
-                "on"
-            } else {
-                "off"
-            },
-        );
-        for (cidr, action) in p["exceptions"].as_object().into_iter().flatten() {
-            s += &format!("exception: {cidr} {}\n", text(action));
-        }
-        let (only, exempt) = (join(&p["ports"]["only"]), join(&p["ports"]["exempt"]));
-        if only.is_empty() && exempt.is_empty() {
-            s += "ports: all\n";
-        } else {
-            s += &format!("ports: only [{only}] exempt [{exempt}]\n");
-        }
-        if let Some(secs) = v["pending_confirm_s"].as_u64() {
-            s += &format!("a change rolls back in {secs} s unless confirmed\n");
-        }
-        s += &format!("uptime: {} s\n", v["uptime_s"]);
-        s
-    });
+    let v: StatusReply = call(&args.socket, &Request::Status {})?;
+    print(args, &v, status_text);
     Ok(())
 }
 
-fn stats_table(v: &Value, previous: Option<(&Value, f64)>) -> String {
-    let packets = |c: &Value, verdict: &str| c[verdict]["packets"].as_u64().unwrap_or(0);
-    let earlier = |country: &str, verdict: &str| -> Option<u64> {
-        let (prev, _) = previous?;
-        let row = prev["countries"]
-            .as_array()?
-            .iter()
-            .find(|c| c["country"] == country)?;
-        Some(packets(row, verdict))
-    };
-    let rate = |c: &Value, verdict: &str| -> String {
+fn stats_table(v: &StatsReply, previous: Option<(&StatsReply, f64)>) -> String {
+    use geofilter_common::Verdict;
+    let rate = |country: &str, verdict: Verdict| -> String {
         match previous {
-            Some((_, secs)) if secs > 0.0 => {
-                let country = c["country"].as_str().unwrap_or("");
-                let delta =
-                    packets(c, verdict).saturating_sub(earlier(country, verdict).unwrap_or(0));
+            Some((prev, secs)) if secs > 0.0 => {
+                let now = v.count(country, verdict).packets;
+                let delta = now.saturating_sub(prev.count(country, verdict).packets);
                 format!("{:.0}/s", delta as f64 / secs)
             }
             _ => String::new(),
@@ -110,22 +138,22 @@ fn stats_table(v: &Value, previous: Option<(&Value, f64)>) -> String {
         s += &format!(" {:>10} {:>10}", "passed/s", "dropped/s");
     }
     s.push('\n');
-    for c in v["countries"].as_array().into_iter().flatten() {
+    for c in &v.countries {
         s += &format!(
             "{:<8} {:>12} {:>12} {:>12} {:>14}",
-            c["country"].as_str().unwrap_or("?"),
-            packets(c, "pass"),
-            packets(c, "drop"),
-            packets(c, "would_drop"),
-            c["drop"]["bytes"].as_u64().unwrap_or(0),
+            c.country, c.pass.packets, c.drop.packets, c.would_drop.packets, c.drop.bytes,
         );
         if with_rates {
-            s += &format!(" {:>10} {:>10}", rate(c, "pass"), rate(c, "drop"));
+            s += &format!(
+                " {:>10} {:>10}",
+                rate(&c.country, Verdict::Pass),
+                rate(&c.country, Verdict::Drop)
+            );
         }
         s.push('\n');
     }
-    for (name, c) in v["classes"].as_object().into_iter().flatten() {
-        s += &format!("class {name}: {} packets\n", c["packets"]);
+    for (name, c) in &v.classes {
+        s += &format!("class {name}: {} packets\n", c.packets);
     }
     s
 }
@@ -133,16 +161,16 @@ fn stats_table(v: &Value, previous: Option<(&Value, f64)>) -> String {
 pub fn stats(client: &ClientArgs, args: &StatsArgs) -> anyhow::Result<()> {
     let socket = &client.socket;
     if !args.watch {
-        let v = call(socket, &Request::Stats {})?;
+        let v: StatsReply = call(socket, &Request::Stats {})?;
         print(client, &v, |v| stats_table(v, None));
         return Ok(());
     }
-    let mut previous: Option<(Value, std::time::Instant)> = None;
+    let mut previous: Option<(StatsReply, std::time::Instant)> = None;
     loop {
-        let v = call(socket, &Request::Stats {})?;
+        let v: StatsReply = call(socket, &Request::Stats {})?;
         let now = std::time::Instant::now();
         if client.json {
-            println!("{v}");
+            println!("{}", json_line(&v));
         } else {
             let prev = previous
                 .as_ref()
@@ -155,24 +183,30 @@ pub fn stats(client: &ClientArgs, args: &StatsArgs) -> anyhow::Result<()> {
     }
 }
 
-/// The address of the SSH session this command runs in, for the daemon's lockout check.
-pub(super) fn caller() -> Option<String> {
+/// The address of the SSH session this command runs in, for the daemon's lockout check; an
+/// address that is not one refuses the command (the check could not protect the session).
+pub(super) fn caller() -> anyhow::Result<Option<IpAddr>> {
     // SSH_CONNECTION: "client_ip client_port server_ip server_port"; SSH_CLIENT: "ip port port".
     ["SSH_CONNECTION", "SSH_CLIENT"]
         .iter()
         .find_map(|var| std::env::var(var).ok())
         .and_then(|v| v.split_whitespace().next().map(str::to_owned))
+        .map(|c| {
+            c.parse()
+                .map_err(|_| anyhow::anyhow!("caller address {c:?} is not an IP address"))
+        })
+        .transpose()
 }
 
 /// Sends one policy change with the lockout and commit-confirm options; an exception list too
 /// long for one request goes in parts (see [`super::parts`]), each applied atomically.
 pub fn change(client: &ClientArgs, args: &ChangeArgs, change: Change) -> anyhow::Result<()> {
     let opts = ChangeOptions {
-        caller: caller(),
+        caller: caller()?,
         force: args.force,
         confirm_s: args.confirm,
     };
-    let requests = super::parts::split(change, &opts).map_err(anyhow::Error::msg)?;
+    let requests = super::parts::split(change, &opts);
     let n = requests.len();
     if n > 1 && args.confirm.is_some() {
         // One change at a time may wait for `confirm`; parts 2.. would be refused.
@@ -182,41 +216,24 @@ pub fn change(client: &ClientArgs, args: &ChangeArgs, change: Change) -> anyhow:
              was changed"
         );
     }
-    let mut v = Value::Null;
+    let mut policy = None;
     for (i, request) in requests.iter().enumerate() {
-        v = call(&client.socket, request).map_err(|e| match i {
-            0 => e,
-            _ => e.context(format!(
+        let reply: DesiredPolicy = call(&client.socket, request).map_err(|e| match i {
+            0 => anyhow::Error::new(e),
+            _ => anyhow::Error::new(e).context(format!(
                 "part {} of {n} refused: the {i} before it were applied and stay, the rest was \
                  not sent",
                 i + 1
             )),
         })?;
+        policy = Some(reply);
     }
     if n > 1 {
         eprintln!("geofilter: sent in {n} parts, each applied atomically on its own");
     }
-    print(client, &v, |v| {
-        let list = |key: &str| -> String {
-            v[key]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter_map(Value::as_str)
-                .collect::<Vec<_>>()
-                .join(",")
-        };
-        let mut s = format!(
-            "policy {} [{}], unknown {}, monitor {}\n",
-            v["mode"].as_str().unwrap_or("?"),
-            list("countries"),
-            v["unknown"].as_str().unwrap_or("?"),
-            if v["monitor"].as_bool() == Some(true) {
-                "on"
-            } else {
-                "off"
-            },
-        );
+    let policy = policy.expect("a change is at least one request");
+    print(client, &policy, |p| {
+        let mut s = format!("policy {}", policy_line(p));
         if let Some(secs) = args.confirm {
             s += &format!("rolls back in {secs} s unless `geofilter confirm` follows\n");
         }
@@ -226,18 +243,17 @@ pub fn change(client: &ClientArgs, args: &ChangeArgs, change: Change) -> anyhow:
 }
 
 pub fn confirm(args: &ClientArgs) -> anyhow::Result<()> {
-    let v = call(&args.socket, &Request::Confirm {})?;
+    let v: ConfirmReply = call(&args.socket, &Request::Confirm {})?;
     print(args, &v, |_| "confirmed\n".to_owned());
     Ok(())
 }
 
 pub fn except_list(args: &ClientArgs) -> anyhow::Result<()> {
-    let v = call(&args.socket, &Request::ExceptList {})?;
+    let v: Exceptions = call(&args.socket, &Request::ExceptList {})?;
     print(args, &v, |v| {
-        v.as_object()
+        exception_rows(v)
             .into_iter()
-            .flatten()
-            .map(|(cidr, action)| format!("{cidr:<44} {}\n", action.as_str().unwrap_or("?")))
+            .map(|(cidr, action)| format!("{cidr:<44} {action}\n"))
             .collect()
     });
     Ok(())
@@ -249,7 +265,7 @@ pub fn except_list(args: &ClientArgs) -> anyhow::Result<()> {
 /// (permission denied, a timeout) is an error: "nothing to unload" would be false.
 pub fn unload(args: &ClientArgs) -> anyhow::Result<()> {
     let root = crate::datapath::bpffs::locate(&paths::pin_root());
-    let how = match call(&args.socket, &Request::Unload {}) {
+    let how = match call::<serde::de::IgnoredAny>(&args.socket, &Request::Unload {}) {
         Ok(_) => {
             // The daemon detaches and unpins before exiting; wait (at most 5 s) for its pins to go,
             // and remove what is left if they do not.
@@ -264,29 +280,31 @@ pub fn unload(args: &ClientArgs) -> anyhow::Result<()> {
             if left {
                 remove_pins(&root)?;
             }
-            "daemon"
+            Unloaded::Daemon
         }
-        Err(e) if matches!(e.downcast_ref(), Some(ConnectError::NoDaemon { .. })) => {
+        Err(CallError::Connect(ConnectError::NoDaemon { .. })) => {
             if pins_present(&root)? {
                 remove_pins(&root)?;
-                "pins"
+                Unloaded::Pins
             } else {
-                "nothing"
+                Unloaded::Nothing
             }
         }
-        Err(e) => return Err(e.context("nothing unloaded")),
+        Err(e) => return Err(anyhow::Error::new(e).context("nothing unloaded")),
     };
     let text = match how {
-        "daemon" => "unloaded".to_owned(),
-        "pins" => format!(
+        Unloaded::Daemon => "unloaded".to_owned(),
+        Unloaded::Pins => format!(
             "no daemon running; removed pinned state at {}",
             root.display()
         ),
-        _ => "nothing to unload".to_owned(),
+        Unloaded::Nothing => "nothing to unload".to_owned(),
     };
-    print(args, &json!({"unloaded": how, "pin_root": root}), |_| {
-        format!("{text}\n")
-    });
+    let out = UnloadOutput {
+        unloaded: how,
+        pin_root: root,
+    };
+    print(args, &out, |_| format!("{text}\n"));
     Ok(())
 }
 
@@ -302,7 +320,7 @@ fn remove_pins(root: &std::path::Path) -> anyhow::Result<()> {
 
 /// Addresses from the arguments, `-` expanding to standard input; a bad one is an error naming
 /// where it came from.
-fn why_addresses(args: &WhyArgs) -> anyhow::Result<Vec<String>> {
+fn why_addresses(args: &WhyArgs) -> anyhow::Result<Vec<IpAddr>> {
     use std::io::BufRead as _;
     let mut out = Vec::new();
     for arg in &args.addresses {
@@ -313,15 +331,15 @@ fn why_addresses(args: &WhyArgs) -> anyhow::Result<Vec<String>> {
                 if line.is_empty() || line.starts_with('#') {
                     continue;
                 }
-                line.parse::<std::net::IpAddr>().map_err(|_| {
+                out.push(line.parse().map_err(|_| {
                     anyhow::anyhow!("stdin line {}: not an IP address: {line:?}", n + 1)
-                })?;
-                out.push(line.to_owned());
+                })?);
             }
         } else {
-            arg.parse::<std::net::IpAddr>()
-                .map_err(|_| anyhow::anyhow!("not an IP address: {arg:?}"))?;
-            out.push(arg.clone());
+            out.push(
+                arg.parse()
+                    .map_err(|_| anyhow::anyhow!("not an IP address: {arg:?}"))?,
+            );
         }
     }
     Ok(out)
@@ -332,23 +350,23 @@ pub fn why(client: &ClientArgs, args: &WhyArgs) -> anyhow::Result<()> {
     let addresses = why_addresses(args)?;
     let mut stdout = std::io::BufWriter::new(std::io::stdout().lock());
     for chunk in addresses.chunks(MAX_WHY_ADDRESSES) {
-        let answers = call(
+        let answers: Vec<WhyAnswer> = call(
             &client.socket,
             &Request::Why {
                 addresses: chunk.to_vec(),
             },
         )?;
-        for a in answers.as_array().into_iter().flatten() {
+        for a in &answers {
             if client.json {
-                writeln!(stdout, "{a}")?;
+                writeln!(stdout, "{}", json_line(a))?;
             } else {
                 writeln!(
                     stdout,
                     "{:<40} {:<7} {:<5} {}",
-                    a["address"].as_str().unwrap_or("?"),
-                    a["country"].as_str().unwrap_or("unknown"),
-                    a["verdict"].as_str().unwrap_or("?"),
-                    a["reason"].as_str().unwrap_or_default()
+                    a.address.to_string(),
+                    a.country.as_deref().unwrap_or("unknown"),
+                    wire_name(&a.verdict),
+                    a.reason
                 )?;
             }
         }

@@ -8,11 +8,16 @@ use std::{
 };
 
 use anyhow::{Context as _, bail};
-use serde_json::{Value, json};
 
-use super::args::{ClientArgs, DbCommand, GlobalArgs};
+use super::{
+    args::{ClientArgs, DbCommand, GlobalArgs},
+    client::json_line,
+};
 use crate::{
-    control::{client::call, protocol::Request},
+    control::{
+        client::call,
+        protocol::{CheckOutput, ReloadReply, Request, UpdateOutput},
+    },
     geoip::{
         self, DatabaseSource, Format,
         codec::{self, PackedMeta},
@@ -124,14 +129,19 @@ fn check(files: &[PathBuf], format: Option<Format>, json: bool) -> anyhow::Resul
             Ok(info) => {
                 let src = &info.sources[0];
                 if json {
-                    println!(
-                        "{}",
-                        json!({"file": path, "ok": true, "format": src.format,
-                            "ranges_v4": src.ranges_v4, "ranges_v6": src.ranges_v6,
-                            "prefixes_v4": info.prefixes_v4, "prefixes_v6": info.prefixes_v6,
-                            "countries": info.countries.len(), "built": src.built,
-                            "warnings": info.warnings})
-                    );
+                    let line = CheckOutput::Valid {
+                        file: path.clone(),
+                        ok: true,
+                        format: src.format,
+                        ranges_v4: src.ranges_v4,
+                        ranges_v6: src.ranges_v6,
+                        prefixes_v4: info.prefixes_v4,
+                        prefixes_v6: info.prefixes_v6,
+                        countries: info.countries.len(),
+                        built: src.built.clone(),
+                        warnings: info.warnings.clone(),
+                    };
+                    println!("{}", json_line(&line));
                 } else {
                     println!(
                         "{}: ok: {}, {} IPv4 + {} IPv6 ranges, {} IPv4 + {} IPv6 prefixes, {} \
@@ -154,10 +164,12 @@ fn check(files: &[PathBuf], format: Option<Format>, json: bool) -> anyhow::Resul
             Err(e) => {
                 failed += 1;
                 if json {
-                    println!(
-                        "{}",
-                        json!({"file": path, "ok": false, "error": e.to_string()})
-                    );
+                    let line = CheckOutput::Invalid {
+                        file: path.clone(),
+                        ok: false,
+                        error: e.to_string(),
+                    };
+                    println!("{}", json_line(&line));
                 }
                 eprintln!("geofilter: invalid database: {e}");
             }
@@ -189,15 +201,16 @@ fn db_update(
     // A progress bar only for a person watching; scripts and logs get the summary lines.
     let progress = std::io::stderr().is_terminal() && !client.json;
     let stored = update::fetch_and_store(&downloads, dest, format, progress)?;
-    let mut out = json!({
-        "stored": stored.paths,
-        "urls": stored.urls,
-        "bytes": stored.bytes,
-        "prefixes_v4": stored.db.v4.len(),
-        "prefixes_v6": stored.db.v6.len(),
-        "countries": stored.db.countries().len(),
-        "reloaded": false,
-    });
+    let mut out = UpdateOutput {
+        stored: stored.paths.clone(),
+        urls: stored.urls.clone(),
+        bytes: stored.bytes,
+        prefixes_v4: stored.db.v4.len(),
+        prefixes_v6: stored.db.v6.len(),
+        countries: stored.db.countries().len(),
+        reloaded: false,
+        reload: None,
+    };
     if !client.json {
         for (path, url) in stored.paths.iter().zip(&stored.urls) {
             println!("stored {} (from {url})", path.display());
@@ -224,12 +237,12 @@ fn db_update(
             );
         }
     } else if !no_reload {
-        let result = call(
+        let result: ReloadReply = call(
             socket,
             &Request::Reload {
                 dbs: stored.paths.clone(),
                 embedded: false,
-                caller: super::client::caller(),
+                caller: super::client::caller()?,
                 force: false,
             },
         )
@@ -237,19 +250,19 @@ fn db_update(
         if !client.json {
             println!("{}", reload_text(&result));
         }
-        out["reloaded"] = Value::Bool(true);
-        out["reload"] = result;
+        out.reloaded = true;
+        out.reload = Some(result);
     }
     if client.json {
-        println!("{out}");
+        println!("{}", json_line(&out));
     }
     Ok(())
 }
 
-fn reload_text(v: &Value) -> String {
+fn reload_text(v: &ReloadReply) -> String {
     format!(
         "daemon reloaded: {} IPv4 + {} IPv6 prefixes in {} ms",
-        v["prefixes_v4"], v["prefixes_v6"], v["elapsed_ms"]
+        v.prefixes_v4, v.prefixes_v6, v.elapsed_ms
     )
 }
 
@@ -263,12 +276,12 @@ fn reload(dbs: &[PathBuf], embedded: bool, force: bool, client: &ClientArgs) -> 
     let request = Request::Reload {
         dbs,
         embedded,
-        caller: super::client::caller(),
+        caller: super::client::caller()?,
         force,
     };
-    let result = call(&client.socket, &request)?;
+    let result: ReloadReply = call(&client.socket, &request)?;
     if client.json {
-        println!("{result}");
+        println!("{}", json_line(&result));
     } else {
         println!("{}", reload_text(&result));
     }

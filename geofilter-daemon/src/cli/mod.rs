@@ -8,7 +8,7 @@ mod run;
 
 use args::{Cli, Command, ExceptCommand, PolicyCommand, PortsCommand};
 
-use crate::{control::protocol::Change, policy::Mode};
+use crate::{control::protocol::Change, country::parse_user_codes, policy::Mode};
 
 pub fn main(cli: Cli) -> anyhow::Result<()> {
     let global = cli.global;
@@ -27,14 +27,14 @@ pub fn main(cli: Cli) -> anyhow::Result<()> {
             &client,
             &args.change,
             Change::Block {
-                countries: args.countries,
+                countries: parse_user_codes(&args.countries)?,
             },
         ),
         Command::Unblock(args) => client::change(
             &client,
             &args.change,
             Change::Unblock {
-                countries: args.countries,
+                countries: parse_user_codes(&args.countries)?,
             },
         ),
         Command::Policy(args) => match args.command {
@@ -64,10 +64,21 @@ pub fn main(cli: Cli) -> anyhow::Result<()> {
                 cidrs,
                 drop,
                 change,
-            } => client::change(&client, &change, Change::ExceptAdd { cidrs, drop }),
-            ExceptCommand::Del { cidrs, change } => {
-                client::change(&client, &change, Change::ExceptDel { cidrs })
-            }
+            } => client::change(
+                &client,
+                &change,
+                Change::ExceptAdd {
+                    cidrs: client::parse_list(&cidrs)?,
+                    drop,
+                },
+            ),
+            ExceptCommand::Del { cidrs, change } => client::change(
+                &client,
+                &change,
+                Change::ExceptDel {
+                    cidrs: client::parse_list(&cidrs)?,
+                },
+            ),
             ExceptCommand::List => client::except_list(&client),
         },
         Command::Ports(args) => match args.command {
@@ -75,7 +86,14 @@ pub fn main(cli: Cli) -> anyhow::Result<()> {
                 only,
                 exempt,
                 change,
-            } => client::change(&client, &change, Change::PortsSet { only, exempt }),
+            } => client::change(
+                &client,
+                &change,
+                Change::PortsSet {
+                    only: client::parse_list(&only)?,
+                    exempt: client::parse_list(&exempt)?,
+                },
+            ),
             PortsCommand::Clear { change } => {
                 client::change(&client, &change, Change::PortsClear {})
             }

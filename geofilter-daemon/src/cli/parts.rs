@@ -3,7 +3,7 @@
 //!
 //! Raising the limit instead would only move it: a list read from a file can always be longer.
 //! Each part is one request and applied atomically; the list as a whole is not. So the CLI
-//! checks every CIDR before sending anything (one bad item still changes nothing), and says
+//! parses every CIDR before sending anything (one bad item still changes nothing), and says
 //! which parts were applied if a later one is refused (the lockout check, the exception limit).
 
 use crate::{
@@ -12,22 +12,19 @@ use crate::{
 };
 
 /// `change` as the requests to send, in order: one, unless it is an exception list too long
-/// for one request. Every CIDR is checked first, so a bad one refuses the whole list.
-pub fn split(change: Change, opts: &ChangeOptions) -> Result<Vec<Request>, String> {
+/// for one request.
+pub fn split(change: Change, opts: &ChangeOptions) -> Vec<Request> {
     // `Some(drop)`: an `except add`; `None`: an `except del`.
     let (cidrs, add) = match change {
         Change::ExceptAdd { cidrs, drop } => (cidrs, Some(drop)),
         Change::ExceptDel { cidrs } => (cidrs, None),
         change => {
-            return Ok(vec![Request::Change {
+            return vec![Request::Change {
                 change,
                 opts: opts.clone(),
-            }]);
+            }];
         }
     };
-    for cidr in &cidrs {
-        cidr.parse::<Cidr>()?;
-    }
     let request = |cidrs| Request::Change {
         change: match add {
             Some(drop) => Change::ExceptAdd { cidrs, drop },
@@ -39,11 +36,11 @@ pub fn split(change: Change, opts: &ChangeOptions) -> Result<Vec<Request>, Strin
     // newline that ends it, it must fit in MAX_REQUEST_BYTES.
     let envelope = line_len(&request(Vec::new()));
     let mut parts = Vec::new();
-    let mut part: Vec<String> = Vec::new();
+    let mut part: Vec<Cidr> = Vec::new();
     let mut len = envelope;
     for cidr in cidrs {
         let item = serde_json::to_string(&cidr)
-            .expect("a string serializes")
+            .expect("a CIDR serializes")
             .len();
         let comma = usize::from(!part.is_empty());
         if !part.is_empty() && len + comma + item > MAX_REQUEST_BYTES {
@@ -54,7 +51,7 @@ pub fn split(change: Change, opts: &ChangeOptions) -> Result<Vec<Request>, Strin
         part.push(cidr);
     }
     parts.push(request(part));
-    Ok(parts)
+    parts
 }
 
 /// The bytes `request` takes on the socket, newline included.
@@ -69,7 +66,7 @@ fn line_len(request: &Request) -> usize {
 mod tests {
     use super::*;
 
-    fn cidrs(n: usize) -> Vec<String> {
+    fn texts(n: usize) -> Vec<String> {
         (0..n)
             .map(|i| {
                 if i % 2 == 0 {
@@ -81,7 +78,11 @@ mod tests {
             .collect()
     }
 
-    fn listed(request: &Request) -> &[String] {
+    fn cidrs(n: usize) -> Vec<Cidr> {
+        crate::cli::client::parse_list(&texts(n)).unwrap()
+    }
+
+    fn listed(request: &Request) -> &[Cidr] {
         match request {
             Request::Change {
                 change: Change::ExceptAdd { cidrs, .. } | Change::ExceptDel { cidrs },
@@ -94,7 +95,7 @@ mod tests {
     #[test]
     fn long_lists_split_into_requests_that_fit_and_keep_order() {
         let opts = ChangeOptions {
-            caller: Some("192.0.2.7".into()),
+            caller: Some("192.0.2.7".parse().unwrap()),
             ..Default::default()
         };
         let all = cidrs(10_000);
@@ -104,8 +105,7 @@ mod tests {
                 drop: true,
             },
             &opts,
-        )
-        .unwrap();
+        );
         assert!(parts.len() > 1, "{} parts", parts.len());
         for part in &parts {
             assert!(line_len(part) <= MAX_REQUEST_BYTES, "{}", line_len(part));
@@ -117,28 +117,23 @@ mod tests {
         }
         // Nearly full: a part ends only when the next CIDR would not fit.
         assert!(line_len(&parts[0]) + 40 > MAX_REQUEST_BYTES);
-        let sent: Vec<String> = parts.iter().flat_map(|p| listed(p).to_vec()).collect();
+        let sent: Vec<Cidr> = parts.iter().flat_map(|p| listed(p).to_vec()).collect();
         assert_eq!(sent, all);
 
-        let del = split(Change::ExceptDel { cidrs: cidrs(3) }, &opts).unwrap();
+        let del = split(Change::ExceptDel { cidrs: cidrs(3) }, &opts);
         assert_eq!(del.len(), 1);
         assert_eq!(listed(&del[0]), cidrs(3));
-        let other = split(Change::PortsClear {}, &opts).unwrap();
+        let other = split(Change::PortsClear {}, &opts);
         assert_eq!(other.len(), 1);
     }
 
     #[test]
     fn one_bad_cidr_refuses_the_whole_list_before_anything_is_sent() {
-        let mut all = cidrs(5_000);
+        let mut all = texts(5_000);
         all.push("10.0.0.1/8".into());
-        let err = split(
-            Change::ExceptAdd {
-                cidrs: all,
-                drop: false,
-            },
-            &ChangeOptions::default(),
-        )
-        .unwrap_err();
+        let err = crate::cli::client::parse_list::<Cidr>(&all)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("10.0.0.1/8"), "{err}");
     }
 }

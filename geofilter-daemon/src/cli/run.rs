@@ -17,7 +17,7 @@ use crate::{
         bpffs::{self, Persistence, PinRoot},
         owner::PinRootLock,
     },
-    geoip::{self, CompiledDb, DatabaseSource, Format},
+    geoip::{self, CompiledDb, DatabaseSource},
     paths::{self, PinLayout},
     state::{self, SavedState},
 };
@@ -48,7 +48,7 @@ fn initial_state(args: &RunArgs) -> anyhow::Result<SavedState> {
         saved.db_format = None;
     }
     if let Some(format) = args.db_format {
-        saved.db_format = Some(format.to_string());
+        saved.db_format = Some(format);
     }
     if !args.block.is_empty() {
         saved.policy.countries = parse_user_codes(&args.block)?;
@@ -94,12 +94,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
 /// half-configured filter behind: the desired state and its compiled database.
 fn prepare(args: &RunArgs) -> anyhow::Result<(SavedState, CompiledDb)> {
     let saved = initial_state(args)?;
-    let format = saved
-        .db_format
-        .as_deref()
-        .map(str::parse::<Format>)
-        .transpose()
-        .map_err(anyhow::Error::msg)?;
+    let format = saved.db_format;
     // No database anywhere (flags, config, state file) means the one compiled into the binary.
     let limits = geoip::Limits::for_table_mib(args.max_table_mib);
     let db = geoip::load_source(&DatabaseSource::from_paths(&saved.dbs, format), &limits)

@@ -7,7 +7,7 @@ use std::{
     time::Duration,
 };
 
-use anyhow::{Context as _, bail};
+use serde::de::DeserializeOwned;
 
 use super::protocol::{Request, Response};
 
@@ -47,12 +47,35 @@ fn connect(socket: &Path) -> Result<UnixStream, ConnectError> {
     })
 }
 
-/// Sends one request and returns the result, or the daemon's error as an error. A failure to
-/// connect is a [`ConnectError`] (`downcast_ref` tells which).
-pub fn call(socket: &Path, request: &Request) -> anyhow::Result<serde_json::Value> {
+/// Why a request got no reply, or the daemon's refusal.
+#[derive(Debug, thiserror::Error)]
+pub enum CallError {
+    #[error(transparent)]
+    Connect(#[from] ConnectError),
+    #[error("{op}: {source}")]
+    Io {
+        op: &'static str,
+        #[source]
+        source: io::Error,
+    },
+    #[error("the daemon closed the connection without answering")]
+    Closed,
+    #[error("daemon sent a malformed response: {0}")]
+    Malformed(#[source] serde_json::Error),
+    /// The daemon refused the request; its message says why.
+    #[error("{0}")]
+    Refused(String),
+}
+
+/// Sends one request and returns its reply (of the type that request gets), or the daemon's
+/// refusal as an error.
+pub fn call<R: DeserializeOwned>(socket: &Path, request: &Request) -> Result<R, CallError> {
+    let io = |op| move |source| CallError::Io { op, source };
     let mut stream = connect(socket)?;
-    stream.set_read_timeout(Some(Duration::from_secs(120)))?;
-    let mut line = serde_json::to_vec(request)?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(120)))
+        .map_err(io("setting the read timeout"))?;
+    let mut line = serde_json::to_vec(request).expect("requests serialize");
     line.push(b'\n');
     // A daemon that refuses a request may answer before reading all of it; its answer says why,
     // which matters more than the broken pipe, so read it even when the write failed.
@@ -60,14 +83,18 @@ pub fn call(socket: &Path, request: &Request) -> anyhow::Result<serde_json::Valu
     let mut reply = String::new();
     let read = BufReader::new(stream).read_line(&mut reply);
     if reply.is_empty() {
-        sent.context("sending request")?;
-        read.context("reading response")?;
-        bail!("the daemon closed the connection without answering");
+        sent.map_err(io("sending request"))?;
+        read.map_err(io("reading response"))?;
+        return Err(CallError::Closed);
     }
-    let response: Response =
-        serde_json::from_str(&reply).context("daemon sent a malformed response")?;
+    let response: Response<R> = serde_json::from_str(&reply).map_err(CallError::Malformed)?;
     match (response.ok, response.result, response.error) {
-        (true, result, _) => Ok(result.unwrap_or(serde_json::Value::Null)),
-        (false, _, error) => bail!("{}", error.unwrap_or_else(|| "unspecified error".into())),
+        (true, Some(result), _) => Ok(result),
+        (true, None, _) => Err(CallError::Malformed(serde::de::Error::missing_field(
+            "result",
+        ))),
+        (false, _, error) => Err(CallError::Refused(
+            error.unwrap_or_else(|| "unspecified error".into()),
+        )),
     }
 }

@@ -20,11 +20,11 @@ use tokio::{
 };
 use tracing::{debug, warn};
 
-use super::protocol::{MAX_REQUEST_BYTES, Request, Response, decode_request};
+use super::protocol::{ControlError, MAX_REQUEST_BYTES, Reply, Request, Response, decode_request};
 
 /// Whoever answers requests (the daemon).
 pub trait Handler: Send + Sync + 'static {
-    fn handle(&self, request: Request) -> impl Future<Output = Response> + Send;
+    fn handle(&self, request: Request) -> impl Future<Output = Response<Reply>> + Send;
 }
 
 /// A bound socket that removes its file when dropped.
@@ -90,19 +90,14 @@ impl Drop for ControlSocket {
     }
 }
 
-fn peer_allowed(stream: &UnixStream) -> Result<(), String> {
-    let cred = stream
-        .peer_cred()
-        .map_err(|e| format!("cannot read peer credentials: {e}"))?;
+fn peer_allowed(stream: &UnixStream) -> Result<(), ControlError> {
+    let cred = stream.peer_cred().map_err(ControlError::PeerCredentials)?;
     // SAFETY: geteuid cannot fail.
     let me = unsafe { libc::geteuid() };
     if cred.uid() == 0 || cred.uid() == me {
         Ok(())
     } else {
-        Err(format!(
-            "permission denied: uid {} may not control geofilter (root only)",
-            cred.uid()
-        ))
+        Err(ControlError::NotPermitted { uid: cred.uid() })
     }
 }
 
@@ -121,20 +116,18 @@ async fn serve_one<H: Handler>(mut stream: UnixStream, handler: &H) -> std::io::
     stream.shutdown().await
 }
 
-async fn read_request(stream: &mut UnixStream) -> Result<Request, String> {
+async fn read_request(stream: &mut UnixStream) -> Result<Request, ControlError> {
     let mut line = Vec::new();
     let mut reader = BufReader::new(stream).take(MAX_REQUEST_BYTES as u64 + 1);
     let read = tokio::time::timeout(Duration::from_secs(5), reader.read_until(b'\n', &mut line))
         .await
-        .map_err(|_| "no complete request within 5 s".to_owned())?
-        .map_err(|e| format!("reading request: {e}"))?;
+        .map_err(|_| ControlError::Timeout)?
+        .map_err(ControlError::Read)?;
     if read > MAX_REQUEST_BYTES {
-        return Err(format!(
-            "request longer than {MAX_REQUEST_BYTES} bytes refused"
-        ));
+        return Err(ControlError::TooLong);
     }
     if read == 0 {
-        return Err("empty request".to_owned());
+        return Err(ControlError::Empty);
     }
     decode_request(&line)
 }

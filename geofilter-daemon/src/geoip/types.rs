@@ -5,7 +5,7 @@
 use std::{collections::BTreeSet, net::IpAddr, path::PathBuf};
 
 use geofilter_common::{CountryId, PrefixInfo};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::{LineProblem, SourceFormat, prefixes};
 use crate::family::Family;
@@ -50,7 +50,7 @@ pub struct Prefix {
 }
 
 /// What one database file contributed, for `status` output.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SourceSummary {
     pub path: PathBuf,
     pub format: SourceFormat,

@@ -1,0 +1,231 @@
+//! What the daemon answers, one type per request, shared by the daemon (which fills them), the
+//! CLI (which renders them) and the tests (which read them).
+//!
+//! `--json` prints these as they are: the field names are the documented output (README,
+//! "Machine-readable output"), so renaming one breaks scripts. The CLI prints them through
+//! `serde_json::Value`, whose objects keep their keys sorted, so the output stays byte for byte
+//! what earlier versions printed whatever the order of the fields here.
+
+use std::{collections::BTreeMap, net::IpAddr, path::PathBuf};
+
+use geofilter_common::Verdict;
+use serde::{Deserialize, Serialize};
+
+use crate::{
+    datapath::XdpModeChoice,
+    geoip::SourceSummary,
+    policy::DesiredPolicy,
+    rules::{Cidr, ExceptionAction},
+};
+
+/// Any reply; on the wire it is the inner value alone (the request says which to expect).
+#[derive(Clone, Debug, Serialize)]
+#[serde(untagged)]
+pub enum Reply {
+    Status(Box<StatusReply>),
+    /// The policy after a change.
+    Policy(DesiredPolicy),
+    Stats(StatsReply),
+    Why(Vec<WhyAnswer>),
+    Exceptions(Exceptions),
+    Confirmed(ConfirmReply),
+    Reloaded(ReloadReply),
+    Unloading(UnloadReply),
+}
+
+/// `except list`: each exception and what it does.
+pub type Exceptions = BTreeMap<Cidr, ExceptionAction>;
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StatusReply {
+    pub interfaces: Vec<InterfaceStatus>,
+    pub database: DatabaseStatus,
+    pub policy: DesiredPolicy,
+    /// Seconds until the change waiting for `confirm` rolls back, if one waits.
+    pub pending_confirm_s: Option<u64>,
+    /// The pin root as configured.
+    pub pin_root: PathBuf,
+    /// Where the pins are and whether they outlive the daemon, in words.
+    pub pins: String,
+    pub state_file: Option<PathBuf>,
+    pub uptime_s: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InterfaceStatus {
+    pub name: String,
+    pub xdp_mode: XdpModeChoice,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DatabaseStatus {
+    /// The files, in `--db` order; empty for the embedded database.
+    pub paths: Vec<PathBuf>,
+    pub sources: Vec<SourceSummary>,
+    pub prefixes_v4: usize,
+    pub prefixes_v6: usize,
+    pub countries: usize,
+    pub reloads: u64,
+    pub reload_failures: u64,
+}
+
+/// The kernel's counters.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StatsReply {
+    pub countries: Vec<CountryCounters>,
+    /// Per packet class, by [`PacketClass::name`](geofilter_common::PacketClass::name).
+    pub classes: BTreeMap<String, Count>,
+}
+
+impl StatsReply {
+    /// The count for `country` (a code, or `unknown`) under `verdict`; zero if not counted.
+    pub fn count(&self, country: &str, verdict: Verdict) -> Count {
+        self.countries
+            .iter()
+            .find(|c| c.country == country)
+            .map_or_else(Count::default, |c| c.count(verdict))
+    }
+}
+
+/// One country's counters; `country` is its code, or `unknown`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CountryCounters {
+    pub country: String,
+    pub pass: Count,
+    pub drop: Count,
+    /// Monitor mode: the policy said drop, the packet passed.
+    pub would_drop: Count,
+}
+
+impl CountryCounters {
+    pub fn count(&self, verdict: Verdict) -> Count {
+        match verdict {
+            Verdict::Pass => self.pass,
+            Verdict::Drop => self.drop,
+            Verdict::WouldDrop => self.would_drop,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Count {
+    pub packets: u64,
+    pub bytes: u64,
+}
+
+/// What happens to a packet from one address, and why.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WhyAnswer {
+    pub address: IpAddr,
+    /// The IPv4 address an IPv6 address embeds, which the program filters it as.
+    pub filtered_as: Option<IpAddr>,
+    /// `None`: no database places the address.
+    pub country: Option<String>,
+    /// What happens to the packet: `pass` in monitor mode even where the policy would drop.
+    pub verdict: Outcome,
+    /// The database prefix that placed the address, as `addr/len`.
+    pub prefix: Option<String>,
+    /// The database file (or the embedded database's label) the prefix came from.
+    pub source: Option<String>,
+    /// The exception that decided, if one did.
+    pub exception: Option<ExceptionMatch>,
+    /// The port scope the country verdict holds for, in words; `None` for every port.
+    pub ports: Option<String>,
+    pub reason: String,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Outcome {
+    Pass,
+    Drop,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExceptionMatch {
+    pub cidr: Cidr,
+    pub action: ExceptionAction,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConfirmReply {
+    pub confirmed: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReloadReply {
+    pub prefixes_v4: usize,
+    pub prefixes_v6: usize,
+    pub elapsed_ms: u64,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UnloadReply {
+    pub unloading: bool,
+}
+
+/// The name serde gives a value (`allow-only`, `drop`), for text output.
+pub fn wire_name<T: Serialize>(value: &T) -> String {
+    match serde_json::to_value(value) {
+        Ok(serde_json::Value::String(s)) => s,
+        _ => "?".into(),
+    }
+}
+
+// What the CLI prints for verbs the daemon does not answer alone, typed here beside the replies
+// so scripts and tests read every `--json` output the same way.
+
+/// `unload --json`: who unloaded (`daemon`, `pins`: the CLI removed them, `nothing`), and the
+/// pin root it looked at.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UnloadOutput {
+    pub unloaded: Unloaded,
+    pub pin_root: PathBuf,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Unloaded {
+    Daemon,
+    Pins,
+    Nothing,
+}
+
+/// `db update --json`: what was stored, and the daemon's reload if there was one.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UpdateOutput {
+    pub stored: Vec<PathBuf>,
+    pub urls: Vec<String>,
+    pub bytes: u64,
+    pub prefixes_v4: usize,
+    pub prefixes_v6: usize,
+    pub countries: usize,
+    pub reloaded: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reload: Option<ReloadReply>,
+}
+
+/// One line of `db check --json`: a valid file's summary, or why it is invalid.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum CheckOutput {
+    Valid {
+        file: PathBuf,
+        /// Always `true`.
+        ok: bool,
+        format: crate::geoip::SourceFormat,
+        ranges_v4: usize,
+        ranges_v6: usize,
+        prefixes_v4: usize,
+        prefixes_v6: usize,
+        countries: usize,
+        built: Option<String>,
+        warnings: Vec<String>,
+    },
+    Invalid {
+        file: PathBuf,
+        /// Always `false`.
+        ok: bool,
+        error: String,
+    },
+}

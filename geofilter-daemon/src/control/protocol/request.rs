@@ -1,0 +1,113 @@
+//! What a client asks. Every field is parsed on the way in (countries, CIDRs, port ranges,
+//! addresses), so a request with one bad item is refused whole when it is decoded, before any
+//! handler runs, and the handlers work on values that are already valid.
+
+use std::{collections::BTreeSet, net::IpAddr, path::PathBuf};
+
+use geofilter_common::CountryId;
+use serde::{Deserialize, Serialize};
+
+use crate::{
+    policy::{Mode, UnknownAction},
+    rules::{Cidr, PortRange},
+};
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Request {
+    /// Replied to with a [`StatusReply`](super::StatusReply).
+    Status {},
+    /// Replied to with a [`StatsReply`](super::StatsReply).
+    Stats {},
+    /// Detach, unpin, and stop the daemon ([`UnloadReply`](super::UnloadReply)).
+    Unload {},
+    /// What the live program does with packets from these addresses; at most
+    /// [`MAX_WHY_ADDRESSES`](super::MAX_WHY_ADDRESSES) per request. One
+    /// [`WhyAnswer`](super::WhyAnswer) per address, in order.
+    Why { addresses: Vec<IpAddr> },
+    /// The exceptions ([`Exceptions`](super::Exceptions)).
+    ExceptList {},
+    /// Keep the change that is waiting for confirmation (see [`ChangeOptions::confirm_s`]);
+    /// [`ConfirmReply`](super::ConfirmReply).
+    Confirm {},
+    /// Change the policy; replied to with the policy after the change.
+    Change {
+        change: Change,
+        #[serde(default)]
+        opts: ChangeOptions,
+    },
+    /// Re-read the database files (the given ones, or the current ones; with `embedded`, the
+    /// database built into the binary) and swap the tables ([`ReloadReply`](super::ReloadReply)).
+    Reload {
+        #[serde(default)]
+        dbs: Vec<PathBuf>,
+        #[serde(default)]
+        embedded: bool,
+        /// As in [`ChangeOptions`]: a reload that would drop this address is refused unless
+        /// `force` is set.
+        #[serde(default)]
+        caller: Option<IpAddr>,
+        #[serde(default)]
+        force: bool,
+    },
+}
+
+// Variants without fields are written `Name {}`: serde ignores unknown fields on unit variants of
+// an internally tagged enum even under `deny_unknown_fields`, and a request with a field we do not
+// know is more likely a mistake than something to ignore.
+
+/// One policy change. Each is applied whole or not at all.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Change {
+    Block {
+        /// Codes on the wire (`["RU"]`), read with the same parser as the command line.
+        #[serde(with = "crate::policy::country_codes")]
+        countries: BTreeSet<CountryId>,
+    },
+    Unblock {
+        #[serde(with = "crate::policy::country_codes")]
+        countries: BTreeSet<CountryId>,
+    },
+    Mode {
+        mode: Mode,
+    },
+    Unknown {
+        action: UnknownAction,
+    },
+    Monitor {
+        on: bool,
+    },
+    ExceptAdd {
+        cidrs: Vec<Cidr>,
+        #[serde(default)]
+        drop: bool,
+    },
+    ExceptDel {
+        cidrs: Vec<Cidr>,
+    },
+    PortsSet {
+        #[serde(default)]
+        only: Vec<PortRange>,
+        #[serde(default)]
+        exempt: Vec<PortRange>,
+    },
+    PortsClear {},
+}
+
+/// How a change is applied.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChangeOptions {
+    /// The address the operator is connected from (the CLI takes it from `SSH_CONNECTION` or
+    /// `SSH_CLIENT`). A change that would drop it is refused unless it is an exception or
+    /// `force` is set.
+    #[serde(default)]
+    pub caller: Option<IpAddr>,
+    #[serde(default)]
+    pub force: bool,
+    /// Roll the change back unless `confirm` arrives within this many seconds (1 to
+    /// [`MAX_CONFIRM_S`](super::MAX_CONFIRM_S)).
+    #[serde(default)]
+    pub confirm_s: Option<u64>,
+}
