@@ -252,7 +252,7 @@ mod tests {
     fn set(codes: &[&str]) -> BTreeSet<CountryId> {
         codes
             .iter()
-            .map(|c| crate::geoip::country::parse_country(c).unwrap())
+            .map(|c| crate::country::parse_user_code(c).unwrap())
             .collect()
     }
 
@@ -368,7 +368,7 @@ mod tests {
     fn countries(p: &DesiredPolicy) -> Vec<String> {
         p.countries
             .iter()
-            .map(|&c| crate::geoip::country::code_str(c).to_string())
+            .map(|&c| crate::country::code_str(c).to_string())
             .collect()
     }
 

@@ -6,14 +6,12 @@
 //! the state file.
 
 use std::{
-    collections::BTreeSet,
     net::IpAddr,
     path::PathBuf,
     sync::{Arc, Mutex, MutexGuard},
     time::{Duration, Instant},
 };
 
-use geofilter_common::CountryId;
 use tokio::sync::Notify;
 use tracing::{info, warn};
 
@@ -30,7 +28,7 @@ use crate::{
         },
         server::Handler,
     },
-    geoip::{self, country::parse_country},
+    geoip::{self, DatabaseSource},
     report, why,
 };
 
@@ -47,14 +45,6 @@ pub struct Daemon {
     /// Held while a reload reads and compiles databases. Reloads run one at a time: four
     /// concurrent ones held four databases in memory at once (4.2 GB).
     reloading: Arc<tokio::sync::Mutex<()>>,
-}
-
-/// Parses user-given country codes; all must be valid or nothing is applied.
-pub fn parse_countries(codes: &[String]) -> Result<BTreeSet<CountryId>, String> {
-    codes
-        .iter()
-        .map(|c| parse_country(c).map_err(|e| e.to_string()))
-        .collect()
 }
 
 impl Daemon {
@@ -258,7 +248,7 @@ impl Daemon {
         let joined = tokio::task::spawn_blocking(move || {
             (
                 one_at_a_time,
-                geoip::load_or_embedded(&load_paths, format, &limits),
+                geoip::load_source(&DatabaseSource::from_paths(&load_paths, format), &limits),
             )
         })
         .await;

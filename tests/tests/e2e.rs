@@ -502,7 +502,7 @@ fn why_answers_from_the_live_program_for_many_addresses() {
         let v: WhyAnswer = serde_json::from_str(line).unwrap();
         let expected = db
             .lookup(*addr)
-            .map(|p| geofilter_daemon::geoip::country::code_str(p.info.country));
+            .map(|p| geofilter_daemon::country::code_str(p.info.country));
         assert_eq!(v.address, *addr);
         assert_eq!(v.country, expected, "{addr}");
         assert_eq!(

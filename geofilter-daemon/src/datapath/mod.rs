@@ -29,11 +29,11 @@ use aya::{
 pub use counters::{Counters, CountryCounters};
 use geofilter_common::{Counter, POLICY_SCHEMA, Policy, maps as names};
 pub use probe::Classification;
-use stride::{Family, StrideTable};
-pub use tables::{DEFAULT_MAX_TABLE_MIB, TableStats};
+use stride::StrideTable;
+pub use tables::TableStats;
 use tables::{FamilyTables, LiveTable};
 
-use crate::paths::PinLayout;
+use crate::{family::Family, geoip, paths::PinLayout};
 
 /// The program object built by `build.rs`; empty when bpf-linker was missing at build time.
 static PROGRAM_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/geofilter"));
@@ -230,7 +230,7 @@ impl Datapath {
                 outer: outer_v4,
                 live: placeholder(Family::V4, names::TABLE_V4)?,
                 exceptions: Default::default(),
-                max_chunks: tables::DEFAULT_MAX_TABLE_MIB * 1024,
+                max_chunks: geoip::DEFAULT_MAX_TABLE_MIB * 1024,
             },
             v6: FamilyTables {
                 family: Family::V6,
@@ -238,7 +238,7 @@ impl Datapath {
                 outer: outer_v6,
                 live: placeholder(Family::V6, names::TABLE_V6)?,
                 exceptions: Default::default(),
-                max_chunks: tables::DEFAULT_MAX_TABLE_MIB * 1024,
+                max_chunks: geoip::DEFAULT_MAX_TABLE_MIB * 1024,
             },
             except_v4,
             except_v6,
