@@ -134,14 +134,26 @@ fn decide(
     if policy.flags & POLICY_PORT_SCOPE != 0 && !in_port_scope(ctx, policy, transport) {
         return Verdict::Pass;
     }
-    let action = match policy.actions.get(country as usize) {
-        Some(action) => *action,
-        None => policy.actions[UNKNOWN_COUNTRY as usize],
-    };
-    if action == ACTION_DROP {
+    if country_action(policy, country) == ACTION_DROP {
         drop(policy)
     } else {
         Verdict::Pass
+    }
+}
+
+/// The policy's action for `country` (the unknown-country action for an id past the array).
+///
+/// The index goes through `black_box` so the bounds check and the load use one register. Without
+/// it LLVM masked the spilled `u16` twice, compared one copy with the length and added the other
+/// to the pointer; verifiers that do not carry a bound across such a copy refused the load
+/// ("R3 max value is outside of the allowed memory range", Debian 5.10.0-46 and 6.1.0-57; 6.12
+/// and 6.18 accepted it). An opaque full-width value needs no mask, so nothing is copied.
+#[inline(always)]
+fn country_action(policy: &Policy, country: u16) -> u8 {
+    let index = core::hint::black_box(usize::from(country));
+    match policy.actions.get(index) {
+        Some(action) => *action,
+        None => policy.actions[UNKNOWN_COUNTRY as usize],
     }
 }
 
