@@ -11,6 +11,7 @@ mod attach;
 pub mod bpffs;
 mod counters;
 mod exceptions;
+mod features;
 pub mod memory;
 mod probe;
 pub mod stride;
@@ -37,6 +38,8 @@ static PROGRAM_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR
 
 #[derive(Debug, thiserror::Error)]
 pub enum DatapathError {
+    #[error(transparent)]
+    Kernel(#[from] features::Missing),
     #[error(
         "this geofilter binary was built without its XDP program (bpf-linker was missing); \
          rebuild it with `cargo xtask build`"
@@ -183,6 +186,7 @@ impl Datapath {
     }
 
     fn load_with(pin: Option<&PinLayout>) -> Result<Self, DatapathError> {
+        features::require()?;
         let mut loader = EbpfLoader::new();
         let map_paths: Vec<(&str, std::path::PathBuf)> = match pin {
             Some(layout) => names::PINNED.iter().map(|&n| (n, layout.map(n))).collect(),
