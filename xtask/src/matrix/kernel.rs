@@ -83,6 +83,7 @@ pub fn ensure(kernel: Kernel) -> anyhow::Result<Unpacked> {
     let partial = dir.join("root.partial");
     let _ = fs::remove_dir_all(&partial);
     cmd::run(Command::new("dpkg-deb").arg("-x").arg(&deb).arg(&partial))?;
+    let _ = fs::remove_dir_all(&root);
     fs::rename(&partial, &root).with_context(|| format!("renaming to {}", root.display()))?;
     fs::remove_file(&deb).ok();
     unpacked(&root)?.with_context(|| format!("{} holds no boot/vmlinuz-*", deb.display()))
@@ -103,7 +104,11 @@ fn unpacked(root: &Path) -> anyhow::Result<Option<Unpacked>> {
         else {
             continue;
         };
-        if root.join("lib/modules").join(release).is_dir() {
+        // trixie's packages are merged-/usr: modules under usr/lib/modules (vng looks there too).
+        if ["lib/modules", "usr/lib/modules"]
+            .iter()
+            .any(|m| root.join(m).join(release).is_dir())
+        {
             return Ok(Some(Unpacked {
                 release: release.to_owned(),
                 vmlinuz: path,
