@@ -128,15 +128,20 @@ pub fn ensure_commands(needed: &[(&str, &str)]) -> anyhow::Result<()> {
     if missing.is_empty() {
         return Ok(());
     }
+    apt_install(&missing)
+}
+
+/// Installs Debian packages (as root; otherwise says what to do).
+pub fn apt_install(packages: &[&str]) -> anyhow::Result<()> {
     if !is_root() {
         bail!(
             "missing commands; install the Debian packages: {}",
-            missing.join(" ")
+            packages.join(" ")
         );
     }
-    eprintln!("xtask: installing {}", missing.join(" "));
+    eprintln!("xtask: installing {}", packages.join(" "));
     run(Command::new("apt-get").arg("update").arg("-q"))?;
     run(Command::new("apt-get")
         .args(["install", "-y", "-q", "--no-install-recommends"])
-        .args(&missing))
+        .args(packages))
 }

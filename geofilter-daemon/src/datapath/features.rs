@@ -57,7 +57,9 @@ struct MapCreate {
     inner_map_fd: u32,
 }
 
-/// The `BPF_PROG_LOAD` part of `union bpf_attr` up to `kern_version`.
+/// The `BPF_PROG_LOAD` part of `union bpf_attr` up to `prog_flags`. Every byte is a field: the
+/// kernel reads the whole size given, and padding after `kern_version` would land in
+/// `prog_flags` as garbage (5.10 refused the probe with EINVAL now and then when it was padding).
 #[repr(C)]
 struct ProgLoad {
     prog_type: u32,
@@ -68,7 +70,9 @@ struct ProgLoad {
     log_size: u32,
     log_buf: u64,
     kern_version: u32,
+    prog_flags: u32,
 }
+const _: () = assert!(std::mem::size_of::<ProgLoad>() == 48);
 
 fn bpf<T>(cmd: libc::c_long, attr: &T) -> io::Result<OwnedFd> {
     // SAFETY: `attr` is a live, fully initialised prefix of `union bpf_attr` of the given size;
@@ -167,6 +171,7 @@ fn probe() -> Result<(), Missing> {
             log_size: 0,
             log_buf: 0,
             kern_version: 0,
+            prog_flags: 0,
         },
     )
     .map_err(missing("XDP programs", "4.8"))?;

@@ -53,7 +53,7 @@ pub fn ensure_tools() -> anyhow::Result<PathBuf> {
     eprintln!("xtask: installing {VIRTME_NG} into {}", venv.display());
     if cmd::run(Command::new("python3").arg("-m").arg("venv").arg(&venv)).is_err() {
         // Debian's python3 leaves ensurepip out of the base package.
-        cmd::ensure_commands(&[("false", "python3-venv")])?;
+        cmd::apt_install(&["python3-venv"])?;
         cmd::run(Command::new("python3").arg("-m").arg("venv").arg(&venv))?;
     }
     cmd::run(Command::new(bin.join("pip")).args(["install", "-q", VIRTME_NG]))?;
