@@ -82,7 +82,11 @@ fn host_tiers(opts: &Options, geofilter: &std::path::Path) -> anyhow::Result<()>
         );
     }
     let runner = sandbox::runner(cmd::is_root())?.join(" ");
-    cmd::ensure_commands(&[("ip", "iproute2"), ("curl", "curl"), ("unshare", "util-linux")])?;
+    cmd::ensure_commands(&[
+        ("ip", "iproute2"),
+        ("curl", "curl"),
+        ("unshare", "util-linux"),
+    ])?;
     for (tier, test) in [
         ("2/3: packet tables (BPF_PROG_TEST_RUN)", "packets"),
         (

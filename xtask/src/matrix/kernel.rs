@@ -69,7 +69,12 @@ pub fn ensure(kernel: Kernel) -> anyhow::Result<Unpacked> {
     );
     let debs = dir.join("deb");
     fs::create_dir_all(&debs).with_context(|| format!("creating {}", debs.display()))?;
-    cmd::run(apt.command("apt-get").arg("download").arg(&package).current_dir(&debs))?;
+    cmd::run(
+        apt.command("apt-get")
+            .arg("download")
+            .arg(&package)
+            .current_dir(&debs),
+    )?;
     let deb = fs::read_dir(&debs)
         .with_context(|| format!("reading {}", debs.display()))?
         .filter_map(|e| e.ok().map(|e| e.path()))
@@ -78,7 +83,12 @@ pub fn ensure(kernel: Kernel) -> anyhow::Result<Unpacked> {
                 .and_then(|n| n.to_str())
                 .is_some_and(|n| n.starts_with(&format!("{package}_")) && n.ends_with(".deb"))
         })
-        .with_context(|| format!("apt-get download left no {package} .deb in {}", debs.display()))?;
+        .with_context(|| {
+            format!(
+                "apt-get download left no {package} .deb in {}",
+                debs.display()
+            )
+        })?;
     // Unpack beside, then rename: an interrupted run never leaves a half kernel that looks cached.
     let partial = dir.join("root.partial");
     let _ = fs::remove_dir_all(&partial);
@@ -167,7 +177,10 @@ impl PrivateApt {
 
     /// The versioned image package the suite's `linux-image-amd64` depends on.
     fn image_package(&self) -> anyhow::Result<String> {
-        let out = cmd::output(self.command("apt-cache").args(["depends", "linux-image-amd64"]))?;
+        let out = cmd::output(
+            self.command("apt-cache")
+                .args(["depends", "linux-image-amd64"]),
+        )?;
         // e.g. "  Depends: linux-image-6.1.0-57-amd64"
         match out.lines().find_map(|l| {
             l.trim()

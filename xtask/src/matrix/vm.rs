@@ -46,8 +46,7 @@ pub fn ensure_tools() -> anyhow::Result<PathBuf> {
     let venv = matrix_dir().join("venv");
     let bin = venv.join("bin");
     let stamp = venv.join("xtask.stamp");
-    if bin.join("vng").is_file() && fs::read_to_string(&stamp).ok().as_deref() == Some(VIRTME_NG)
-    {
+    if bin.join("vng").is_file() && fs::read_to_string(&stamp).ok().as_deref() == Some(VIRTME_NG) {
         return Ok(bin);
     }
     eprintln!("xtask: installing {VIRTME_NG} into {}", venv.display());
