@@ -101,7 +101,10 @@ fn map(attr: &MapCreate) -> io::Result<OwnedFd> {
 /// with EINVAL (unknown map type, flag or program type), E2BIG (an attribute past its `bpf_attr`)
 /// or ENOTSUPP. Anything else (EPERM without CAP_BPF, ENOMEM) is left for the real load to report.
 fn is_missing(e: &io::Error) -> bool {
-    matches!(e.raw_os_error(), Some(libc::EINVAL | libc::E2BIG | libc::EOPNOTSUPP | 524))
+    matches!(
+        e.raw_os_error(),
+        Some(libc::EINVAL | libc::E2BIG | libc::EOPNOTSUPP | 524)
+    )
 }
 
 /// Raises `RLIMIT_MEMLOCK`, then probes every feature; the first one missing is the error.
@@ -124,10 +127,12 @@ pub fn require() -> Result<(), Missing> {
 }
 
 fn probe() -> Result<(), Missing> {
-    let missing = |feature, since| move |source| Missing {
-        feature,
-        since,
-        source,
+    let missing = |feature, since| {
+        move |source| Missing {
+            feature,
+            since,
+            source,
+        }
     };
     let inner = map(&MapCreate {
         map_type: BPF_MAP_TYPE_ARRAY,
