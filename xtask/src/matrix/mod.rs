@@ -351,7 +351,7 @@ fn parse(kernel: &'static str, log: &str) -> Vec<Outcome> {
 
 /// The matrix, kernel × tier × result.
 fn report(outcomes: &[Outcome]) -> String {
-    let mut s = String::from("\nkernel matrix:\n  kernel  tier      result\n");
+    let mut s = String::from("\nkernel matrix:\n  kernel  tier           result\n");
     for o in outcomes {
         let verdict = match o.exit {
             Some(0) if o.skipped.as_deref().is_some_and(|s| s.starts_with("all:")) => {
@@ -364,7 +364,7 @@ fn report(outcomes: &[Outcome]) -> String {
         };
         let _ = write!(
             s,
-            "  {:<7} {:<9} {verdict}: {} passed, {} failed",
+            "  {:<7} {:<14} {verdict}: {} passed, {} failed",
             o.kernel, o.tier, o.passed, o.failed
         );
         let _ = match &o.skipped {
@@ -397,7 +397,7 @@ mod tests {
         );
         assert!(
             report(&skipped)
-                .contains("lookup    skipped: 0 passed, 0 failed (skipped all: too old)"),
+                .contains("lookup         skipped: 0 passed, 0 failed (skipped all: too old)"),
             "{}",
             report(&skipped)
         );
@@ -411,10 +411,16 @@ mod tests {
         );
         assert_eq!(rows[2].exit, None, "a tier cut short has no exit status");
         let table = report(&rows);
-        assert!(table.contains("6.1     packets   ok: 40 passed"), "{table}");
-        assert!(table.contains("lookup    FAILED (exit 101)"), "{table}");
         assert!(
-            table.contains("e2e       FAILED (did not finish)"),
+            table.contains("6.1     packets        ok: 40 passed"),
+            "{table}"
+        );
+        assert!(
+            table.contains("lookup         FAILED (exit 101)"),
+            "{table}"
+        );
+        assert!(
+            table.contains("e2e            FAILED (did not finish)"),
             "{table}"
         );
     }
