@@ -4,7 +4,11 @@
 //! counters are per-CPU arrays the daemon sums. A `why` probe (a test run with a [`WhyProbe`] in
 //! the metadata) takes the same path but reports what it found instead of counting.
 
-use aya_ebpf::{bindings::xdp_action, programs::XdpContext};
+use aya_ebpf::{
+    bindings::xdp_action,
+    helpers::{bpf_xdp_adjust_head, bpf_xdp_adjust_meta},
+    programs::XdpContext,
+};
 use geofilter_common::{
     ACTION_DROP, EXCEPTION_DROP, POLICY_EXCEPTIONS_V4, POLICY_EXCEPTIONS_V6, POLICY_MONITOR,
     POLICY_PORT_SCOPE, POLICY_PORTLESS_IN_SCOPE, PacketClass, Policy, PrefixInfo, UNKNOWN_COUNTRY,
@@ -90,6 +94,31 @@ pub fn filter<T: CountryTables>(ctx: &XdpContext) -> u32 {
         Verdict::Drop => xdp_action::XDP_DROP,
         Verdict::Pass | Verdict::WouldDrop => xdp_action::XDP_PASS,
     }
+}
+
+/// The `why` twin of [`filter`]: the probe record comes first in the test frame instead of in a
+/// test-run context, because `BPF_PROG_TEST_RUN` takes an XDP context only from 5.14 (5.10
+/// refuses `ctx_in` with EINVAL). Moving the start of the frame past the record and growing the
+/// metadata back over it turns the record into metadata (`bpf_xdp_adjust_head` leaves the bytes
+/// in place); after [`filter`] has filled it, moving the start back puts the record first in the
+/// test run's output again, on every kernel (5.10 copies the output from `data`, newer kernels
+/// from `data_meta`, which then holds a second copy).
+#[inline(always)]
+pub fn why<T: CountryTables>(ctx: &XdpContext) -> u32 {
+    const LEN: i32 = core::mem::size_of::<WhyProbe>() as i32;
+    // SAFETY: the helpers only move this context's packet pointers, within its headroom.
+    let moved = unsafe {
+        bpf_xdp_adjust_head(ctx.ctx, LEN) == 0 && bpf_xdp_adjust_meta(ctx.ctx, -LEN) == 0
+    };
+    if !moved {
+        return xdp_action::XDP_ABORTED;
+    }
+    let action = filter::<T>(ctx);
+    // SAFETY: as above; the metadata moves down into the headroom with the frame's start.
+    if unsafe { bpf_xdp_adjust_head(ctx.ctx, -LEN) } != 0 {
+        return xdp_action::XDP_ABORTED;
+    }
+    action
 }
 
 /// The `why` record in front of the frame, if this run is a probe (see [`WhyProbe`]).

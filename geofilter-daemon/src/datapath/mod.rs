@@ -129,6 +129,9 @@ pub(crate) fn load_program(loader: &mut EbpfLoader, object: &[u8]) -> Result<Ebp
     xdp_program(&mut ebpf)?
         .load()
         .map_err(DatapathError::Program)?;
+    probe::why_program_mut(&mut ebpf)?
+        .load()
+        .map_err(DatapathError::Program)?;
     Ok(ebpf)
 }
 

@@ -71,25 +71,9 @@ struct Limit {
     reason: &'static str,
 }
 
-/// `why` probes pass their record in the XDP metadata of a `BPF_PROG_TEST_RUN`; the kernel takes
-/// an XDP context there only from 5.14 (commit 47316f4a3053), and 5.10 refuses with EINVAL.
-const WHY_NEEDS_5_14: &str = "why probes need BPF_PROG_TEST_RUN with an XDP context (5.14+)";
-
-const LIMITS: [Limit; 2] = [
-    Limit {
-        kernel: "5.10",
-        test: "packets",
-        skip: Some("why_probes"),
-        reason: WHY_NEEDS_5_14,
-    },
-    // Every lookup test reads the tables through why probes.
-    Limit {
-        kernel: "5.10",
-        test: "lookup",
-        skip: None,
-        reason: WHY_NEEDS_5_14,
-    },
-];
+/// None today: `why` probes once needed 5.14 (an XDP test-run context) and were skipped on 5.10;
+/// they now carry their record in the frame (geofilter-ebpf `filter::why`).
+const LIMITS: [Limit; 0] = [];
 
 /// The longest a VM may run before it is killed (the whole matrix under TCG takes minutes).
 const VM_LIMIT: Duration = Duration::from_secs(30 * 60);
