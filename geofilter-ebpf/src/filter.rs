@@ -10,9 +10,9 @@ use aya_ebpf::{
     programs::XdpContext,
 };
 use geofilter_common::{
-    ACTION_DROP, EXCEPTION_DROP, POLICY_EXCEPTIONS_V4, POLICY_EXCEPTIONS_V6, POLICY_MONITOR,
-    POLICY_PORT_SCOPE, POLICY_PORTLESS_IN_SCOPE, PacketClass, Policy, PrefixInfo, UNKNOWN_COUNTRY,
-    Verdict, WHY_MAGIC, WhyProbe,
+    ACTION_DROP, COUNTRY_SLOTS, EXCEPTION_DROP, POLICY_EXCEPTIONS_V4, POLICY_EXCEPTIONS_V6,
+    POLICY_MONITOR, POLICY_PORT_SCOPE, POLICY_PORTLESS_IN_SCOPE, PacketClass, Policy, PrefixInfo,
+    UNKNOWN_COUNTRY, Verdict, WHY_MAGIC, WhyProbe,
 };
 
 use crate::{
@@ -172,15 +172,18 @@ fn decide(
 
 /// The policy's action for `country` (the unknown-country action for an id past the array).
 ///
-/// The index goes through `black_box` so the bounds check and the load use one register. Without
-/// it LLVM masked the spilled `u16` twice, compared one copy with the length and added the other
-/// to the pointer; verifiers that do not carry a bound across such a copy refused the load
-/// ("R3 max value is outside of the allowed memory range", Debian 5.10.0-46 and 6.1.0-57; 6.12
-/// and 6.18 accepted it). An opaque full-width value needs no mask, so nothing is copied.
+/// The index is masked to the power of two above the array length before the bounds check, so
+/// whichever register the compiler indexes with carries its own bound. Without the mask LLVM
+/// masked the spilled `u16` twice, compared one copy with the length and added the other to the
+/// pointer; verifiers that do not carry a bound across such a copy refused the load ("R3 max value
+/// is outside of the allowed memory range", Debian 5.10.0-46 and 6.1.0-57; 6.12 and 6.18 took
+/// it). The mask changes no answer: country ids are below `COUNTRY_SLOTS` (680) wherever they
+/// come from (10 bits in a table entry, `CountryId`s the daemon writes in the LPM variant), and
+/// unlike a `black_box` it costs no stack round trip.
 #[inline(always)]
 fn country_action(policy: &Policy, country: u16) -> u8 {
-    let index = core::hint::black_box(usize::from(country));
-    match policy.actions.get(index) {
+    const INDEX_MASK: usize = (COUNTRY_SLOTS as usize).next_power_of_two() - 1;
+    match policy.actions.get(usize::from(country) & INDEX_MASK) {
         Some(action) => *action,
         None => policy.actions[UNKNOWN_COUNTRY as usize],
     }
