@@ -11,6 +11,7 @@ mod attach;
 pub mod bpffs;
 mod counters;
 mod exceptions;
+mod features;
 #[cfg(feature = "test-helpers")]
 pub mod memory;
 pub mod owner;
@@ -40,6 +41,8 @@ static PROGRAM_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR
 
 #[derive(Debug, thiserror::Error)]
 pub enum DatapathError {
+    #[error(transparent)]
+    Kernel(#[from] features::Missing),
     #[error(
         "this geofilter binary was built without its XDP program (bpf-linker was missing); \
          rebuild it with `cargo xtask build`"
@@ -131,6 +134,9 @@ pub(crate) fn load_program(loader: &mut EbpfLoader, object: &[u8]) -> Result<Ebp
     xdp_program(&mut ebpf)?
         .load()
         .map_err(DatapathError::Program)?;
+    probe::why_program_mut(&mut ebpf)?
+        .load()
+        .map_err(DatapathError::Program)?;
     Ok(ebpf)
 }
 
@@ -188,6 +194,7 @@ impl Datapath {
     }
 
     fn load_with(pin: Option<&PinLayout>) -> Result<Self, DatapathError> {
+        features::require()?;
         let mut loader = EbpfLoader::new();
         let map_paths: Vec<(&str, std::path::PathBuf)> = match pin {
             Some(layout) => names::PINNED.iter().map(|&n| (n, layout.map(n))).collect(),
