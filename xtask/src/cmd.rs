@@ -52,6 +52,45 @@ pub fn display(cmd: &Command) -> String {
     s
 }
 
+/// The words that run a program as root: nothing when we are root, else `sudo -E` (never
+/// `sudo cargo`: only the built binary runs privileged).
+pub fn as_root_prefix() -> Vec<String> {
+    if is_root() {
+        Vec::new()
+    } else {
+        vec!["sudo".into(), "-E".into()]
+    }
+}
+
+/// `program` as a command run as root (see [`as_root_prefix`]).
+pub fn as_root(program: &Path) -> Command {
+    let prefix = as_root_prefix();
+    match prefix.split_first() {
+        Some((sudo, rest)) => {
+            let mut command = Command::new(sudo);
+            command.args(rest).arg(program);
+            command
+        }
+        None => Command::new(program),
+    }
+}
+
+/// Fails unless we are root or may use sudo without a password: privileged steps never skip.
+pub fn require_root_or_sudo(what: &str) -> anyhow::Result<()> {
+    if is_root()
+        || Command::new("sudo")
+            .args(["-n", "true"])
+            .status()
+            .is_ok_and(|s| s.success())
+    {
+        return Ok(());
+    }
+    bail!(
+        "{what} need root. Run `cargo xtask` as root or give this user passwordless sudo. NOT \
+         skipping them."
+    )
+}
+
 pub fn is_root() -> bool {
     // SAFETY: geteuid has no preconditions and cannot fail.
     unsafe { libc::geteuid() == 0 }

@@ -13,6 +13,7 @@ mod run;
 mod sandbox;
 mod setup;
 mod test;
+mod test_binaries;
 
 use clap::{Parser, Subcommand};
 

@@ -1,6 +1,5 @@
 //! `cargo xtask run -- <geofilter run args>`: build, then run the daemon as root.
 
-use std::process::Command;
 
 use clap::Args;
 
@@ -21,13 +20,7 @@ pub fn run(opts: Options) -> anyhow::Result<()> {
         release: opts.release,
     })?;
     // Loading XDP programs needs CAP_BPF and CAP_NET_ADMIN; never `sudo cargo`, only the binary.
-    let mut command = if cmd::is_root() {
-        Command::new(&bin)
-    } else {
-        let mut sudo = Command::new("sudo");
-        sudo.arg("-E").arg(&bin);
-        sudo
-    };
+    let mut command = cmd::as_root(&bin);
     command.arg("run").args(&opts.args);
     cmd::run(&mut command)
 }

@@ -27,8 +27,8 @@ done
 
 /// Writes the sandbox script under target/ and returns the words of the runner: `[sudo -E]
 /// unshare ... private sh <script>`, to be followed by the test binary and its arguments.
-/// `as_root` says whether the caller already is root (in a VM guest it always is).
-pub fn runner(as_root: bool) -> anyhow::Result<Vec<String>> {
+/// `in_guest`: inside a kernel-matrix VM, where the caller always is root.
+pub fn runner(in_guest: bool) -> anyhow::Result<Vec<String>> {
     let dir = cmd::workspace_root().join("target/xtask");
     fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     let script: PathBuf = dir.join("sandbox.sh");
@@ -41,10 +41,11 @@ pub fn runner(as_root: bool) -> anyhow::Result<Vec<String>> {
     if script.contains(char::is_whitespace) {
         bail!("the workspace path {script:?} holds whitespace: the test runner cannot name it");
     }
-    let mut words: Vec<String> = Vec::new();
-    if !as_root {
-        words.extend(["sudo".into(), "-E".into()]);
-    }
+    let mut words: Vec<String> = if in_guest {
+        Vec::new()
+    } else {
+        cmd::as_root_prefix()
+    };
     words.extend(
         [
             "unshare",

@@ -9,15 +9,15 @@
 //! kernels. `--kernel` picks one part: `host` (tiers 1-3 and fuzzing here), a version, or `all`.
 //!
 //! Tiers 2 and 3 live in the `geofilter-tests` crate. They run in a private sandbox that looks
-//! like a fresh machine (`sandbox`, cargo's target runner; through `sudo -E` when not root), so
+//! like a fresh machine (`sandbox`; through `sudo -E` when not root), found by cargo itself
+//! (`test_binaries`: a new `tests/tests/x.rs` runs without being listed anywhere), so
 //! cargo itself never runs as root.
 
 use std::{env, process::Command};
 
-use anyhow::bail;
 use clap::Args;
 
-use crate::{build, cmd, fuzz, matrix, sandbox, setup};
+use crate::{build, cmd, fuzz, matrix, sandbox, setup, test_binaries};
 
 #[derive(Args)]
 pub struct Options {
@@ -71,60 +71,33 @@ fn host_tiers(opts: &Options, geofilter: &std::path::Path) -> anyhow::Result<()>
     }
     cmd::run_tests(&mut host, &mut totals)?;
 
-    let runner_var = "CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_RUNNER";
-    if !cmd::is_root()
-        && !Command::new("sudo")
-            .args(["-n", "true"])
-            .status()
-            .is_ok_and(|s| s.success())
-    {
-        bail!(
-            "tiers 2 and 3 load XDP programs and create network namespaces: they need root. \
-             Run `cargo xtask test` as root or give this user passwordless sudo. NOT skipping them."
-        );
-    }
-    let runner = sandbox::runner(cmd::is_root())?.join(" ");
+    cmd::require_root_or_sudo(
+        "tiers 2 and 3 load XDP programs and create network namespaces: they",
+    )?;
+    let runner = sandbox::runner(false)?;
     cmd::ensure_commands(&[
         ("ip", "iproute2"),
         ("curl", "curl"),
         ("unshare", "util-linux"),
     ])?;
-    for (tier, test) in [
-        ("2/3: packet tables (BPF_PROG_TEST_RUN)", "packets"),
-        (
-            "2/3: differential fuzzing against the reference model",
-            "fuzz_datapath",
-        ),
-        ("2/3: database exactness (kernel vs reference)", "exactness"),
-        (
-            "2/3: stride tables vs the kernel LPM trie, exception marks",
-            "lookup",
-        ),
-        ("3/3: end-to-end (network namespaces)", "e2e"),
-        ("3/3: databases: embedded, db update, bad files", "db"),
-        ("3/3: control plane end-to-end", "control"),
-        ("3/3: control plane defects (issue 10)", "control_defects"),
-        (
-            "3/3: usability: CLI options, refusals of bad input",
-            "usability",
-        ),
-        ("3/3: torture (kills, concurrency, restarts)", "torture"),
-    ] {
-        eprintln!("xtask: tier {tier}");
-        let mut privileged = build::cargo(&tools_bin)?;
+    // Every test binary cargo builds for `geofilter-tests`, in name order, each through the
+    // sandbox runner from the crate's folder (as `cargo test` would run it).
+    let tests_dir = cmd::workspace_root().join("tests");
+    for (name, exe) in test_binaries::build()? {
+        eprintln!("xtask: tiers 2-3: {name}");
+        let mut privileged = Command::new(&runner[0]);
         privileged
-            .args(["test", "--package", "geofilter-tests", "--test", test])
-            .env("GEOFILTER_BIN", geofilter)
-            .env(runner_var, &runner);
+            .args(&runner[1..])
+            .arg(&exe)
+            .args(&opts.args)
+            .current_dir(&tests_dir)
+            .env("GEOFILTER_BIN", geofilter);
         if opts.long {
             privileged.env("GEOFILTER_LONG", "1");
         }
         if env::var_os("CI").is_some() {
             // CI has no terminal to watch: show each test's output as it finishes.
             privileged.env("RUST_BACKTRACE", "1");
-        }
-        if !opts.args.is_empty() {
-            privileged.arg("--").args(&opts.args);
         }
         cmd::run_tests(&mut privileged, &mut totals)?;
     }

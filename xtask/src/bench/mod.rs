@@ -80,13 +80,7 @@ pub fn bench(opts: &Options) -> anyhow::Result<()> {
     cmd::run(&mut cargo)?;
     let engine = cmd::workspace_root().join("target/release/geofilter-bench");
 
-    let mut command = if cmd::is_root() {
-        Command::new(&engine)
-    } else {
-        let mut sudo = Command::new("sudo");
-        sudo.arg("-E").arg(&engine);
-        sudo
-    };
+    let mut command = cmd::as_root(&engine);
     for db in &dbs {
         command.arg("--db").arg(db);
     }
