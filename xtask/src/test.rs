@@ -84,6 +84,7 @@ pub fn test(opts: &Options) -> anyhow::Result<()> {
             "usability",
         ),
         ("3/3: torture (kills, concurrency, restarts)", "torture"),
+        ("3/3: man pages and shell completions", "docs"),
     ] {
         eprintln!("xtask: tier {tier}");
         let mut privileged = build::cargo(&tools_bin)?;
