@@ -10,6 +10,7 @@ pub mod datapath;
 pub mod geoip;
 pub mod iface;
 pub mod metrics;
+pub mod notify;
 pub mod paths;
 pub mod policy;
 pub mod report;

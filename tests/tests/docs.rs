@@ -10,7 +10,7 @@ use std::{
     process::{Command, Output},
 };
 
-use geofilter_tests::{daemon::binary, require_root, scenario::TempDir};
+use geofilter_tests::{daemon::binary, ensure_command as ensure, scenario::TempDir};
 
 /// Runs `program args`, panicking with its stderr if it fails.
 fn run(program: &str, args: &[&str]) -> Output {
@@ -25,31 +25,6 @@ fn run(program: &str, args: &[&str]) -> Output {
         String::from_utf8_lossy(&out.stderr)
     );
     out
-}
-
-/// Installs `package` with apt unless `command` is already on the PATH.
-fn ensure(command: &str, package: &str) {
-    let found = Command::new("sh")
-        .args(["-c", &format!("command -v {command}")])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if found {
-        return;
-    }
-    require_root();
-    eprintln!("installing {package} for `{command}`");
-    let install = || {
-        Command::new("apt-get")
-            .args(["install", "-y", "-q", "--no-install-recommends", package])
-            .env("DEBIAN_FRONTEND", "noninteractive")
-            .status()
-            .is_ok_and(|s| s.success())
-    };
-    // An image whose package lists were never fetched knows no package at all.
-    if !install() {
-        run("apt-get", &["update", "-q"]);
-        assert!(install(), "apt-get install {package} failed");
-    }
 }
 
 fn geofilter(args: &[&str]) -> String {

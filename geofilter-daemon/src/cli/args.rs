@@ -143,6 +143,11 @@ pub struct RunArgs {
     /// Serve Prometheus metrics on this address (e.g. 127.0.0.1:9753).
     #[arg(long, value_name = "ADDR:PORT")]
     pub metrics: Option<std::net::SocketAddr>,
+    /// Only check: read the config, state file and flags, load and compile the databases, print
+    /// a summary and exit (0: all good; 1: the error, naming file and line). Touches nothing in
+    /// the kernel: no pins, no attachment (systemd's ExecStartPre in dist/geofilter.service).
+    #[arg(long)]
+    pub check: bool,
 }
 
 /// What a client verb does with the global options: which socket, and whether to print JSON.
