@@ -86,6 +86,7 @@ pub fn test(opts: &Options) -> anyhow::Result<()> {
         ("3/3: torture (kills, concurrency, restarts)", "torture"),
         ("3/3: man pages and shell completions", "docs"),
         ("3/3: systemd readiness and run --check", "notify"),
+        ("3/3: the Grafana dashboard's metric names", "dashboard"),
     ] {
         eprintln!("xtask: tier {tier}");
         let mut privileged = build::cargo(&tools_bin)?;
