@@ -8,7 +8,10 @@
 use std::{
     net::IpAddr,
     path::PathBuf,
-    sync::{Arc, Mutex, MutexGuard},
+    sync::{
+        Arc, Mutex, MutexGuard,
+        atomic::{AtomicU64, Ordering},
+    },
     time::{Duration, Instant},
 };
 
@@ -42,6 +45,9 @@ pub struct Daemon {
     started: Instant,
     /// Signalled by an `unload` request.
     pub shutdown: Notify,
+    /// Policy changes applied and refused over the control socket (`geofilter_policy_*` metrics).
+    pub policy_changes: AtomicU64,
+    pub policy_refusals: AtomicU64,
     /// Held while a reload reads and compiles databases. Reloads run one at a time: four
     /// concurrent ones held four databases in memory at once (4.2 GB).
     reloading: Arc<tokio::sync::Mutex<()>>,
@@ -54,6 +60,8 @@ impl Daemon {
             sessions: Mutex::default(),
             started: Instant::now(),
             shutdown: Notify::new(),
+            policy_changes: AtomicU64::new(0),
+            policy_refusals: AtomicU64::new(0),
             reloading: Arc::default(),
         }
     }
@@ -335,7 +343,15 @@ impl Handler for Daemon {
         let result = match request {
             Request::Status {} => Ok(Reply::Status(Box::new(self.status()))),
             Request::Stats {} => self.stats().map(Reply::Stats),
-            Request::Change { change, opts } => self.change(&change, &opts),
+            Request::Change { change, opts } => {
+                let applied = self.change(&change, &opts);
+                let counter = match applied {
+                    Ok(_) => &self.policy_changes,
+                    Err(_) => &self.policy_refusals,
+                };
+                counter.fetch_add(1, Ordering::Relaxed);
+                applied
+            }
             Request::Confirm {} => self.confirm().map(Reply::Confirmed),
             Request::ExceptList {} => Ok(Reply::Exceptions(self.exceptions())),
             Request::Why { addresses } => self.why(&addresses).map(Reply::Why),

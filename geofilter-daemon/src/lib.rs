@@ -12,6 +12,7 @@ pub mod family;
 pub mod geoip;
 pub mod iface;
 pub mod metrics;
+pub mod notify;
 pub mod paths;
 pub mod policy;
 pub mod report;

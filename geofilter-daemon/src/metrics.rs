@@ -1,8 +1,12 @@
 //! Prometheus metrics (`--metrics ADDR:PORT`): per-country packets and bytes by verdict, database
-//! size and reloads, encoded with `prometheus-client` and served over a minimal HTTP/1.0 responder
-//! (one GET per connection; scrapers need nothing more).
+//! size, age and reloads, policy changes and refusals (dist/grafana/geofilter.json charts them),
+//! encoded with `prometheus-client` and served over a minimal HTTP/1.0 responder (one GET per
+//! connection; scrapers need nothing more).
 
-use std::{net::SocketAddr, sync::Arc};
+use std::{
+    net::SocketAddr,
+    sync::{Arc, atomic::Ordering},
+};
 
 use prometheus_client::{
     encoding::{EncodeLabelSet, text::encode},
@@ -20,7 +24,11 @@ use tokio::{
 };
 use tracing::warn;
 
-use crate::{country::code_or_unknown, daemon::Daemon};
+use crate::{
+    country::code_or_unknown,
+    daemon::Daemon,
+    geoip::{embedded, info::parse_date},
+};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct CountryLabels {
@@ -60,17 +68,25 @@ pub fn render(daemon: &Daemon) -> Result<String, String> {
         "IPv6 prefixes in the country table",
         ConstGauge::new(state.db.v6.len() as i64),
     );
-    let newest = state
-        .saved
-        .dbs
-        .iter()
-        .filter_map(|p| std::fs::metadata(p).and_then(|m| m.modified()).ok())
-        .max();
-    if let Some(age) = newest.and_then(|t| t.elapsed().ok()) {
+    // The embedded database has no file: its age is that of the data it was built from.
+    let newest = if state.saved.dbs.is_empty() {
+        parse_date(&embedded::meta().built)
+    } else {
+        state
+            .saved
+            .dbs
+            .iter()
+            .filter_map(|p| std::fs::metadata(p).and_then(|m| m.modified()).ok())
+            .max()
+    };
+    if let Some(newest) = newest {
+        // A date in the future (clock skew) counts as new.
+        let age = newest.elapsed().map_or(0, |a| a.as_secs());
         registry.register(
             "database_age_seconds",
-            "Seconds since the newest database file was written",
-            ConstGauge::new(age.as_secs() as i64),
+            "Seconds since the newest database file was written (the embedded database: since \
+             its data was built)",
+            ConstGauge::new(age as i64),
         );
     }
     registry.register(
@@ -82,6 +98,16 @@ pub fn render(daemon: &Daemon) -> Result<String, String> {
         "reload_failures",
         "Database reloads that failed",
         ConstCounter::new(state.reload_failures),
+    );
+    registry.register(
+        "policy_changes",
+        "Policy changes applied over the control socket",
+        ConstCounter::new(daemon.policy_changes.load(Ordering::Relaxed)),
+    );
+    registry.register(
+        "policy_refusals",
+        "Policy changes refused (invalid, lockout check, kernel error); nothing was applied",
+        ConstCounter::new(daemon.policy_refusals.load(Ordering::Relaxed)),
     );
     registry.register(
         "blocked_countries",

@@ -48,12 +48,19 @@ pub struct Daemon {
     /// Per-daemon folder: socket, state file, log.
     dir: PathBuf,
     pub socket: PathBuf,
+    /// Extra environment for every launch (e.g. `NOTIFY_SOCKET`).
+    env: Vec<(String, PathBuf)>,
 }
 
 impl Daemon {
     /// Starts `geofilter run <args>` in `ns` (network namespace only) and waits until it reports
     /// ready (at most 60 s: a world database takes a while in a debug build).
     pub fn start(ns: &Netns, args: &[&str]) -> Self {
+        Self::start_with_env(ns, args, &[])
+    }
+
+    /// [`start`](Self::start) with extra environment variables, kept for restarts.
+    pub fn start_with_env(ns: &Netns, args: &[&str], env: &[(&str, &Path)]) -> Self {
         let pin_root = PathBuf::from("/sys/fs/bpf").join(unique("geofilter-test-"));
         Self::new(
             Launch::Setns {
@@ -61,6 +68,7 @@ impl Daemon {
                 pin_root,
             },
             args,
+            env,
         )
     }
 
@@ -77,10 +85,11 @@ impl Daemon {
                 pin_root: PathBuf::from("/sys/fs/bpf").join(unique("geofilter-test-")),
             },
             args,
+            &[],
         )
     }
 
-    fn new(launch: Launch, args: &[&str]) -> Self {
+    fn new(launch: Launch, args: &[&str], env: &[(&str, &Path)]) -> Self {
         let dir = std::env::temp_dir().join(unique("geofilter-test-"));
         std::fs::create_dir_all(&dir).expect("temp dir");
         let socket = dir.join("ctl.sock");
@@ -89,6 +98,10 @@ impl Daemon {
             launch,
             dir,
             socket,
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_path_buf()))
+                .collect(),
         };
         daemon.launch(args);
         daemon
@@ -124,6 +137,7 @@ impl Daemon {
             .arg("--state-file")
             .arg(self.dir.join("state.json"))
             .env("GEOFILTER_LOG", "info")
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::piped())
             .stderr(log)
             .spawn()

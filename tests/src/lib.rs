@@ -22,3 +22,33 @@ pub fn require_root() {
         );
     }
 }
+
+/// Installs `package` with apt unless `command` is already on the PATH: a check that skipped
+/// because its tool is missing would pass silently (CI runs as root on Debian).
+pub fn ensure_command(command: &str, package: &str) {
+    use std::process::Command;
+    let found = Command::new("sh")
+        .args(["-c", &format!("command -v {command}")])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if found {
+        return;
+    }
+    require_root();
+    eprintln!("installing {package} for `{command}`");
+    let install = || {
+        Command::new("apt-get")
+            .args(["install", "-y", "-q", "--no-install-recommends", package])
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    // An image whose package lists were never fetched knows no package at all.
+    if !install() {
+        let updated = Command::new("apt-get")
+            .args(["update", "-q"])
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(updated && install(), "apt-get install {package} failed");
+    }
+}

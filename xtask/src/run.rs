@@ -1,6 +1,5 @@
 //! `cargo xtask run -- <geofilter run args>`: build, then run the daemon as root.
 
-
 use clap::Args;
 
 use crate::{build, cmd};

@@ -71,6 +71,26 @@ pub enum Command {
     Unload,
     /// Country databases: inspect, validate, fetch fresh data, reload the daemon's tables.
     Db(DbArgs),
+    /// Print the shell completion script to standard output, e.g.
+    /// `geofilter completions bash > /usr/share/bash-completion/completions/geofilter`.
+    Completions(CompletionsArgs),
+    /// Write the man pages (geofilter.8 and one page per verb) into DIR (for packagers; see
+    /// README.md).
+    #[command(hide = true)]
+    Manpages(ManpagesArgs),
+}
+
+#[derive(Args, Clone, Debug)]
+pub struct CompletionsArgs {
+    /// The shell to complete for.
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
+}
+
+#[derive(Args, Clone, Debug)]
+pub struct ManpagesArgs {
+    /// Folder to write the pages into (created if missing; existing pages are replaced).
+    pub dir: PathBuf,
 }
 
 #[derive(Args, Clone, Debug)]
@@ -123,6 +143,11 @@ pub struct RunArgs {
     /// Serve Prometheus metrics on this address (e.g. 127.0.0.1:9753).
     #[arg(long, value_name = "ADDR:PORT")]
     pub metrics: Option<std::net::SocketAddr>,
+    /// Only check: read the config, state file and flags, load and compile the databases, print
+    /// a summary and exit (0: all good; 1: the error, naming file and line). Touches nothing in
+    /// the kernel: no pins, no attachment (systemd's ExecStartPre in dist/geofilter.service).
+    #[arg(long)]
+    pub check: bool,
 }
 
 /// What a client verb does with the global options: which socket, and whether to print JSON.
@@ -404,6 +429,8 @@ mod tests {
         &["db", "check", "a.csv"],
         &["db", "update", "--no-reload"],
         &["db", "reload", "--embedded"],
+        &["completions", "bash"],
+        &["manpages", "/tmp/man"],
     ];
 
     fn parse(args: &[&str]) -> GlobalArgs {

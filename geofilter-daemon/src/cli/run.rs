@@ -18,6 +18,7 @@ use crate::{
         owner::PinRootLock,
     },
     geoip::{self, CompiledDb, DatabaseSource},
+    notify::{self, Notifier},
     paths::{self, PinLayout},
     state::{self, SavedState},
 };
@@ -64,11 +65,15 @@ fn initial_state(args: &RunArgs) -> anyhow::Result<SavedState> {
 }
 
 pub fn run(args: RunArgs) -> anyhow::Result<()> {
+    if args.check {
+        return check(&args);
+    }
     // A SIGHUP (a supervisor's reload, a closed terminal) must not kill a daemon that is still
     // starting: ignored until `serve` installs its handler, which then re-reads the databases.
     // SAFETY: setting a signal disposition has no memory-safety preconditions.
     unsafe { libc::signal(libc::SIGHUP, libc::SIG_IGN) };
     let (saved, db) = prepare(&args)?;
+    let notifier = Arc::new(Notifier::from_env());
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -84,10 +89,22 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
     } = start(&args, saved, db)?;
     // From here on the filter is running: a crash (even a panic) must leave it in place.
     guard.0 = None;
-    let (state, served) = serve_until_stopped(&args, runtime, socket, state)?;
+    let (state, served) = serve_until_stopped(&args, runtime, socket, state, notifier)?;
     let stopped = teardown(&args, state, guard);
     drop(owner);
     served.and(stopped)
+}
+
+/// `run --check`: everything [`prepare`] checks, then a summary of what `run` would do.
+fn check(args: &RunArgs) -> anyhow::Result<()> {
+    let (saved, db) = prepare(args)?;
+    let interfaces = saved
+        .interfaces
+        .iter()
+        .map(|i| (i.as_str(), saved.xdp_mode));
+    let summary = notify::summary(interfaces, &saved.policy, &db);
+    println!("geofilter: configuration OK: {summary}");
+    Ok(())
 }
 
 /// Everything that can be checked before touching the kernel, so bad input never leaves a
@@ -224,9 +241,10 @@ fn serve_until_stopped(
     runtime: tokio::runtime::Runtime,
     socket: ControlSocket,
     state: State,
+    notifier: Arc<Notifier>,
 ) -> anyhow::Result<(State, anyhow::Result<()>)> {
     let daemon = Arc::new(Daemon::new(state));
-    let served = runtime.block_on(serve(args, socket, daemon.clone()));
+    let served = runtime.block_on(serve(args, socket, daemon.clone(), notifier));
     drop(runtime);
     let state = Arc::try_unwrap(daemon)
         .map_err(|_| anyhow::anyhow!("control tasks still hold the daemon"))?
@@ -254,16 +272,38 @@ fn teardown(args: &RunArgs, state: State, mut guard: PinRootGuard) -> anyhow::Re
     Ok(())
 }
 
-async fn serve(args: &RunArgs, socket: ControlSocket, daemon: Arc<Daemon>) -> anyhow::Result<()> {
+/// One line on what the running filter does, for systemd's `STATUS=`.
+fn status(daemon: &Daemon) -> String {
+    let state = daemon.lock();
+    let interfaces = state.attachments.iter().map(|a| (a.iface.as_str(), a.mode));
+    notify::summary(interfaces, &state.saved.policy, &state.db)
+}
+
+async fn serve(
+    args: &RunArgs,
+    socket: ControlSocket,
+    daemon: Arc<Daemon>,
+    notifier: Arc<Notifier>,
+) -> anyhow::Result<()> {
     let mut sigint = signal(SignalKind::interrupt())?;
     let mut sigterm = signal(SignalKind::terminate())?;
+    let shown = status(&daemon);
     let watchdog = {
         let daemon = daemon.clone();
+        let notifier = notifier.clone();
+        let mut shown = shown.clone();
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_millis(100));
             loop {
                 tick.tick().await;
                 daemon.expire_pending();
+                // Every way the policy or tables change (a CLI change, a rollback, a reload,
+                // SIGHUP) shows in `systemctl status` within one tick, with no hook in each.
+                let now = status(&daemon);
+                if now != shown {
+                    notifier.status(&now);
+                    shown = now;
+                }
             }
         })
     };
@@ -282,8 +322,11 @@ async fn serve(args: &RunArgs, socket: ControlSocket, daemon: Arc<Daemon>) -> an
         None => None,
     };
     info!(socket = %socket.path().display(), "serving; SIGINT/SIGTERM or `geofilter unload` stops, SIGHUP reloads the databases");
-    // Tests and supervisors wait for this line on stdout before sending traffic.
+    // Tests and supervisors wait for this line on stdout before sending traffic; systemd
+    // (Type=notify) for READY=1. Both come only now: every interface is attached (`start`), the
+    // control socket is bound and the metrics endpoint listens.
     println!("geofilter: ready");
+    notifier.ready(&shown);
     tokio::select! {
         () = socket.serve(daemon.clone()) => {}
         _ = sigint.recv() => info!("SIGINT"),
@@ -291,6 +334,11 @@ async fn serve(args: &RunArgs, socket: ControlSocket, daemon: Arc<Daemon>) -> an
         () = daemon.shutdown.notified() => info!("unload requested"),
     }
     watchdog.abort();
+    notifier.stopping(if args.keep {
+        "stopping; the filter stays attached (--keep)"
+    } else {
+        "stopping: detaching and unpinning"
+    });
     reloader.abort();
     if let Some(m) = metrics {
         m.abort();
