@@ -47,25 +47,39 @@ const MISSING: Found = Found {
     exception_possible: true,
 };
 
+/// Byte `i` of `key` as an index the verifier knows is below 256.
+///
+/// The address may reach here in a register as a wider word (an IPv4 address taken from an IPv6
+/// source that embeds it, `geofilter_common::embedded`), and LLVM then indexes with `word >> 24`
+/// without a mask, since it knows the upper bits are zero; the 6.1 verifier (Debian 6.1.0-57)
+/// does not, and refused the load ("R0 unbounded memory access"). A volatile byte load from the
+/// key's stack copy is a `ldxb`, which every verifier bounds to 255; 6.18 took either form.
+#[inline(always)]
+fn byte_at<const N: usize>(key: &[u8; N], i: usize) -> usize {
+    // SAFETY: `i < N` at every call site (the loop below and the two root bytes); the reference
+    // is valid and aligned for a `u8`.
+    usize::from(unsafe { core::ptr::read_volatile(&key[i]) })
+}
+
 /// Walks `table` for the address `key` (network order).
 #[inline(always)]
 fn lookup<const N: usize>(table: &Table, key: &[u8; N]) -> Found {
     // The root: the first byte picks one of chunks 0..=255, the second byte the entry. One load
     // resolves a /16.
-    let Some(root) = table.get(u32::from(key[0])) else {
+    let Some(root) = table.get(byte_at(key, 0) as u32) else {
         return MISSING;
     };
-    let mut entry = root[usize::from(key[1])];
+    let mut entry = root[byte_at(key, 1)];
     let mut marks = entry.0;
     // Each further byte indexes the chunk the entry points to, until an entry is a leaf.
-    for &byte in &key[2..] {
+    for i in 2..N {
         if !entry.is_child() {
             break;
         }
         let Some(chunk) = table.get(entry.child_index()) else {
             return MISSING;
         };
-        entry = chunk[usize::from(byte)];
+        entry = chunk[byte_at(key, i)];
         marks |= entry.0;
     }
     Found {

@@ -196,9 +196,12 @@ pub fn run(kernels: &[Kernel], geofilter: &Path, args: &[String]) -> anyhow::Res
     Ok(())
 }
 
+/// The guest's TMPDIR (see `guest_script`).
+const GUEST_TMP: &str = "/dev/xtask-tmp";
+
 const MARK: &str = "xtask-guest:";
 
-/// The guest's script: a VM-local /tmp, then each tier through the sandbox runner, each tier's
+/// The guest's script: a VM-local TMPDIR, then each tier through the sandbox runner, each tier's
 /// exit status marked in the log, and the overall status written last.
 fn guest_script(
     kernel: &str,
@@ -212,11 +215,16 @@ fn guest_script(
     let mut s = String::new();
     writeln!(s, "exec > {} 2>&1", log.display())?;
     // Binding a Unix socket on the shared 9p filesystem fails with ENXIO: the daemons' control
-    // sockets (under TMPDIR) need a VM-local filesystem.
-    writeln!(s, "mount -t tmpfs tmpfs /tmp || exit 1")?;
+    // sockets (under TMPDIR) need a VM-local filesystem: a tmpfs on a folder of the guest's own
+    // devtmpfs (a short path: socket paths are limited to 108 bytes). Not on /tmp: the
+    // workspace itself may live under /tmp (a CI clone), and a tmpfs there would hide it.
     writeln!(
         s,
-        "export TMPDIR=/tmp RUST_BACKTRACE=1 GEOFILTER_BIN={}",
+        "mkdir -p {GUEST_TMP} && mount -t tmpfs tmpfs {GUEST_TMP} || exit 1"
+    )?;
+    writeln!(
+        s,
+        "export TMPDIR={GUEST_TMP} RUST_BACKTRACE=1 GEOFILTER_BIN={}",
         geofilter.display()
     )?;
     writeln!(s, "echo \"{MARK} kernel $(uname -r)\"")?;
