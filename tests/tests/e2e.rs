@@ -295,9 +295,10 @@ const SANDBOXED: &str = "GEOFILTER_TEST_FRESH_HOST";
 fn filter_outlives_kill_on_a_host_without_bpffs() {
     require_root();
     if std::env::var_os(SANDBOXED).is_none() {
-        // A fresh machine has no bpffs at /sys/fs/bpf, and once one is mounted it stays: re-run
-        // this test where that holds every time, in a mount and PID namespace of its own (so
-        // /proc/1 is the sandbox's first process) with /sys/fs/bpf unmounted.
+        // A fresh machine has no bpffs at /sys/fs/bpf, and once one is mounted it stays (the
+        // other tests of this binary mount one in the xtask sandbox they share): re-run this test
+        // in a mount and PID namespace of its own, with /sys/fs/bpf unmounted, so it holds
+        // whatever ran before it.
         let me = std::env::current_exe().expect("test binary");
         let out = std::process::Command::new("unshare")
             .args([
