@@ -14,7 +14,7 @@ use std::{env, process::Command};
 use anyhow::bail;
 use clap::Args;
 
-use crate::{build, cmd, fuzz, setup};
+use crate::{build, cmd, fuzz, package, setup};
 
 #[derive(Args)]
 pub struct Options {
@@ -64,6 +64,7 @@ pub fn test(opts: &Options) -> anyhow::Result<()> {
         );
     };
     cmd::ensure_commands(&[("ip", "iproute2"), ("curl", "curl")])?;
+    let package_inputs = package::test_inputs()?;
     for (tier, test) in [
         ("2/3: packet tables (BPF_PROG_TEST_RUN)", "packets"),
         (
@@ -84,12 +85,17 @@ pub fn test(opts: &Options) -> anyhow::Result<()> {
             "usability",
         ),
         ("3/3: torture (kills, concurrency, restarts)", "torture"),
+        (
+            "3/3: Debian package: lintian, install/upgrade/purge in bookworm",
+            "package",
+        ),
     ] {
         eprintln!("xtask: tier {tier}");
         let mut privileged = build::cargo(&tools_bin)?;
         privileged
             .args(["test", "--package", "geofilter-tests", "--test", test])
-            .env("GEOFILTER_BIN", &geofilter);
+            .env("GEOFILTER_BIN", &geofilter)
+            .envs(package_inputs.iter().cloned());
         if let Some(runner) = runner {
             privileged.env(runner_var, runner);
         }
