@@ -85,6 +85,7 @@ pub fn test(opts: &Options) -> anyhow::Result<()> {
             "usability",
         ),
         ("3/3: torture (kills, concurrency, restarts)", "torture"),
+        ("3/3: man pages and shell completions", "docs"),
         (
             "3/3: Debian package: lintian, install/upgrade/purge in bookworm",
             "package",

@@ -71,6 +71,26 @@ pub enum Command {
     Unload,
     /// Country databases: inspect, validate, fetch fresh data, reload the daemon's tables.
     Db(DbArgs),
+    /// Print the shell completion script to standard output, e.g.
+    /// `geofilter completions bash > /usr/share/bash-completion/completions/geofilter`.
+    Completions(CompletionsArgs),
+    /// Write the man pages (geofilter.8 and one page per verb) into DIR (for packagers; see
+    /// README.md).
+    #[command(hide = true)]
+    Manpages(ManpagesArgs),
+}
+
+#[derive(Args, Clone, Debug)]
+pub struct CompletionsArgs {
+    /// The shell to complete for.
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
+}
+
+#[derive(Args, Clone, Debug)]
+pub struct ManpagesArgs {
+    /// Folder to write the pages into (created if missing; existing pages are replaced).
+    pub dir: PathBuf,
 }
 
 #[derive(Args, Clone, Debug)]
@@ -404,6 +424,8 @@ mod tests {
         &["db", "check", "a.csv"],
         &["db", "update", "--no-reload"],
         &["db", "reload", "--embedded"],
+        &["completions", "bash"],
+        &["manpages", "/tmp/man"],
     ];
 
     fn parse(args: &[&str]) -> GlobalArgs {

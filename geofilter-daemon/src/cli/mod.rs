@@ -3,6 +3,7 @@
 pub mod args;
 mod client;
 mod db;
+mod docs;
 mod parts;
 mod run;
 
@@ -102,5 +103,20 @@ pub fn main(cli: Cli) -> anyhow::Result<()> {
         Command::Why(args) => client::why(&client, &args),
         Command::Unload => client::unload(&client),
         Command::Db(args) => db::main(args.command, &global),
+        Command::Completions(args) => {
+            global
+                .refuse("completions", true, true)
+                .map_err(anyhow::Error::msg)?;
+            docs::print_completions(args.shell)
+        }
+        Command::Manpages(args) => {
+            global
+                .refuse("manpages", true, true)
+                .map_err(anyhow::Error::msg)?;
+            for page in docs::manpages(&args.dir)? {
+                println!("{}", page.display());
+            }
+            Ok(())
+        }
     }
 }
