@@ -159,7 +159,7 @@ fn gzip(from: &Path, to: &Path) -> anyhow::Result<()> {
 /// Writes the binary's own man pages (geofilter.8 and one per verb group), gzipped.
 fn man_pages(bin: &Path, raw: &Path, stage: &Path) -> anyhow::Result<()> {
     if raw.exists() {
-        fs::remove_dir_all(&raw)?;
+        fs::remove_dir_all(raw)?;
     }
     fs::create_dir_all(raw)?;
     cmd::run(Command::new(bin).arg("manpages").arg(raw))?;
@@ -255,7 +255,7 @@ fn debian_changelog(version: &str) -> anyhow::Result<String> {
     let date = cmd::output(Command::new("date").args(["-R", "-u", "-d", &format!("@{epoch}")]))?;
     Ok(format!(
         "geofilter ({version}) unstable; urgency=medium\n\n  * Built by `cargo xtask package` from \
-         the geofilter sources; their history is the\n    project's git log.\n\n -- geofilter \
+         the geofilter sources;\n    their history is the project's git log.\n\n -- geofilter \
          developers <dev@geofilter.invalid>  {}\n",
         date.trim()
     ))
@@ -277,20 +277,27 @@ pub fn test_inputs() -> anyhow::Result<Vec<(&'static str, PathBuf)>> {
     ])
 }
 
-/// A Debian 12 minbase root with systemd (for `systemd-analyze verify` and `deb-systemd-*`), made
-/// once by mmdebstrap from the archive this machine's apt uses, and cached as a tarball: about
-/// a minute cold, nothing after. The test unpacks a fresh copy each run.
+/// Packages of the test root beyond minbase: systemd (`systemd-analyze verify`), man-db (verify
+/// runs `man` for the unit's `Documentation=man:` link) and the package's own non-essential
+/// dependencies, which apt would install with it (the test installs with `dpkg -i`).
+const ROOT_INCLUDES: &str = "systemd,man-db,procps";
+
+/// A Debian 12 minbase root, made once by mmdebstrap from the archive this machine's apt uses,
+/// and cached as a tarball named after its package list: about a minute cold, nothing after. The
+/// test unpacks a fresh copy each run.
 fn bookworm_root() -> anyhow::Result<PathBuf> {
     let dir = cmd::workspace_root().join("target/package");
-    let tar = dir.join("bookworm-minbase-systemd.tar");
+    let name = format!("bookworm-minbase-{}", ROOT_INCLUDES.replace(',', "-"));
+    let tar = dir.join(format!("{name}.tar"));
     if tar.is_file() {
         return Ok(tar);
     }
     fs::create_dir_all(&dir)?;
-    let partial = dir.join("bookworm-minbase-systemd.tar.partial");
+    let partial = dir.join(format!("{name}.tar.partial"));
     let mut mmdebstrap = Command::new("mmdebstrap");
     mmdebstrap
-        .args(["--variant=minbase", "--include=systemd", "--format=tar"])
+        .args(["--variant=minbase", "--format=tar"])
+        .arg(format!("--include={ROOT_INCLUDES}"))
         .arg("bookworm")
         .arg(&partial)
         // No standard input: mmdebstrap reads its mirror list from stdin when it is not a tty.
