@@ -296,6 +296,12 @@ fn installs_upgrades_and_purges_cleanly_in_a_fresh_bookworm_root() {
         "geofilter.toml is not a conffile"
     );
 
+    // What a started daemon leaves in its StateDirectory (the daemon cannot run in the chroot:
+    // no bpffs, no systemd as PID 1), which purge must remove with the package.
+    let state = root.path("/var/lib/geofilter");
+    fs::create_dir_all(state.join("db")).expect("creating the state folder");
+    fs::write(state.join("state.json"), "{}").expect("writing a state file");
+
     // Purge: the service is stopped first, and nothing of the package is left.
     root.exec(&["dpkg", "--purge", "geofilter"]);
     assert_eq!(root.status(), "", "dpkg still knows geofilter after purge");
