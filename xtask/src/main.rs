@@ -1,4 +1,4 @@
-//! geofilter's developer tasks: `cargo xtask <setup|build|run|test|fuzz|bench>`.
+//! geofilter's developer tasks: `cargo xtask <setup|build|run|test|fuzz|bench|package>`.
 //!
 //! Every task that needs the eBPF toolchain runs `setup` first, so a fresh clone needs nothing
 //! installed by hand: the nightly toolchain and a `bpf-linker` built against its LLVM are
@@ -9,6 +9,7 @@ mod build;
 mod cmd;
 mod fuzz;
 mod matrix;
+mod package;
 mod run;
 mod sandbox;
 mod setup;
@@ -42,6 +43,9 @@ enum Task {
     /// world-size database: per-packet cost, live drop rate, load and change times, memory
     /// (needs root; network traffic stays inside namespaces it creates).
     Bench(bench::Options),
+    /// Build the Debian package target/debian/geofilter_VERSION_amd64.deb (release binary, unit,
+    /// example configuration, man pages, completions, licences).
+    Package(package::Options),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -52,5 +56,6 @@ fn main() -> anyhow::Result<()> {
         Task::Test(opts) => test::test(&opts),
         Task::Fuzz(opts) => fuzz::fuzz(&opts),
         Task::Bench(opts) => bench::bench(&opts),
+        Task::Package(opts) => package::package(&opts).map(drop),
     }
 }
