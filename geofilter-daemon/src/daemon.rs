@@ -25,9 +25,9 @@ use crate::{
     control::{
         protocol::{
             Change, ChangeOptions, ConfirmReply, ControlError, DatabaseStatus, Exceptions,
-            InterfaceStatus, MAX_CONFIRM_S, MAX_WHY_ADDRESSES, ReloadReply, Reply, Request,
-            Response, StatsReply, StatusReply, UnloadReply, WhyAnswer, LogRequest, LogStarted,
-            TopEntry, TopReply,
+            InterfaceStatus, LogRequest, LogStarted, MAX_CONFIRM_S, MAX_WHY_ADDRESSES, ReloadReply,
+            Reply, Request, Response, StatsReply, StatusReply, TopEntry, TopReply, UnloadReply,
+            WhyAnswer,
         },
         server::{Handler, LogFeed},
     },

@@ -55,12 +55,7 @@ pub fn log(args: &ClientArgs, log: &LogArgs) -> anyhow::Result<()> {
 /// `12:03:04.567 drop 5.45.200.7 RU udp/53`.
 fn event_text(e: &LoggedEvent) -> String {
     let ms = e.unix_ms % 86_400_000;
-    let (h, m, s, milli) = (
-        ms / 3_600_000,
-        ms / 60_000 % 60,
-        ms / 1000 % 60,
-        ms % 1000,
-    );
+    let (h, m, s, milli) = (ms / 3_600_000, ms / 60_000 % 60, ms / 1000 % 60, ms % 1000);
     let transport = match (e.protocol, e.port) {
         (6, Some(port)) => format!("tcp/{port}"),
         (17, Some(port)) => format!("udp/{port}"),
@@ -75,7 +70,12 @@ fn event_text(e: &LoggedEvent) -> String {
 }
 
 pub fn top(args: &ClientArgs, top: &TopArgs) -> anyhow::Result<()> {
-    let v: TopReply = call(&args.socket, &Request::Top { window_s: top.window })?;
+    let v: TopReply = call(
+        &args.socket,
+        &Request::Top {
+            window_s: top.window,
+        },
+    )?;
     print(args, &v, |v| {
         let mut s = format!(
             "{} sampled events in the last {} s (at most {} per second per CPU: counts rank \

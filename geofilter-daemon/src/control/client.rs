@@ -97,7 +97,9 @@ pub fn stream<R: DeserializeOwned>(
     let mut first = true;
     loop {
         let mut line = String::new();
-        let read = reader.read_line(&mut line).map_err(io("reading response"))?;
+        let read = reader
+            .read_line(&mut line)
+            .map_err(io("reading response"))?;
         if read == 0 {
             if first {
                 sent.map_err(io("sending request"))?;

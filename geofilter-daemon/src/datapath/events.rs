@@ -292,7 +292,9 @@ impl EventHub {
                 limit,
             ),
             countries: ranked(
-                window.iter().map(|e| (e.country.clone(), e.country.as_str())),
+                window
+                    .iter()
+                    .map(|e| (e.country.clone(), e.country.as_str())),
                 limit,
             ),
         }
@@ -416,7 +418,10 @@ mod tests {
             .duration_since(UNIX_EPOCH)
             .unwrap()
             .as_millis() as u64;
-        assert!(now_ms.abs_diff(logged.unix_ms) < 1000, "{now_ms} vs {logged:?}");
+        assert!(
+            now_ms.abs_diff(logged.unix_ms) < 1000,
+            "{now_ms} vs {logged:?}"
+        );
         let portless = Event { flags: 0, ..event };
         assert_eq!(LoggedEvent::from_kernel(&portless).port, None);
     }

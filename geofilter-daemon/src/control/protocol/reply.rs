@@ -42,7 +42,9 @@ pub enum LogLine {
     Started(LogStarted),
     Event(LoggedEvent),
     /// This follower fell behind and `missed` events were skipped for it.
-    Lagged { missed: u64 },
+    Lagged {
+        missed: u64,
+    },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
