@@ -16,10 +16,10 @@ use std::{
 
 use anyhow::Context as _;
 use geofilter_common::CountryId;
-use tokio::sync::broadcast::error::RecvError;
 use tokio::{
     io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader},
     net::{UnixListener, UnixStream},
+    sync::broadcast::error::RecvError,
 };
 use tracing::{debug, warn};
 
