@@ -11,8 +11,9 @@ use std::{
 use aya::maps::{Array, ArrayOfMaps, Map, MapData};
 use geofilter_common::{ACTION_DROP, Policy, maps as names};
 use geofilter_daemon::{
+    country::code_str,
     datapath::{Datapath, memory},
-    geoip::{self, country::code_str},
+    geoip,
     paths::PinLayout,
 };
 use geofilter_tests::{daemon::Daemon, netns::Netns};

@@ -8,8 +8,11 @@ use std::{
 };
 
 use geofilter_common::CountryId;
-pub use geofilter_daemon::datapath::stride::Family;
-use geofilter_daemon::geoip::{self, CompiledDb, Prefix, country::code_str};
+pub use geofilter_daemon::family::Family;
+use geofilter_daemon::{
+    country::code_str,
+    geoip::{self, CompiledDb, Prefix},
+};
 use geofilter_tests::rng::Rng;
 
 /// Distinct source addresses per family for the test_run section and the live generator.

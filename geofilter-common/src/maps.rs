@@ -55,6 +55,11 @@ pub const PINNED: [&str; 7] = [
 /// The XDP program's name in the object file (the same in the LPM-trie variant).
 pub const PROGRAM: &str = "geofilter";
 
+/// The `why` twin of [`PROGRAM`] in the same object: the same code and maps, never attached, run
+/// only by `BPF_PROG_TEST_RUN` with the probe record at the start of the frame (see
+/// `geofilter-ebpf/src/filter.rs`, `why`).
+pub const WHY_PROGRAM: &str = "geofilter_why";
+
 /// `BPF_F_INNER_MAP` (include/uapi/linux/bpf.h): the inner map's `max_entries` is not part of
 /// the program's contract, so inner arrays of any size may be swapped in. The price is that the
 /// verifier no longer inlines lookups into such arrays

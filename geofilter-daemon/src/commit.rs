@@ -14,7 +14,6 @@ use crate::{
     geoip::CompiledDb,
     paths::PinLayout,
     policy::{self, DesiredPolicy},
-    report,
     state::{self, SavedState},
 };
 
@@ -164,7 +163,7 @@ fn check_lockout(
         return Err(format!(
             "refused: this change would drop your own session's address {shown} ({}){when}. Add \
              it as an exception first (`geofilter except add {filtered}`), or pass --force",
-            report::country_name(country)
+            crate::country::code_or_unknown(country)
         ));
     }
     Ok(())

@@ -6,14 +6,12 @@
 //! the state file.
 
 use std::{
-    collections::BTreeSet,
     net::IpAddr,
     path::PathBuf,
     sync::{Arc, Mutex, MutexGuard},
     time::{Duration, Instant},
 };
 
-use geofilter_common::CountryId;
 use tokio::sync::Notify;
 use tracing::{info, warn};
 
@@ -32,7 +30,7 @@ use crate::{
         server::{Handler, LogFeed},
     },
     datapath::events::EventHub,
-    geoip::{self, country::parse_country},
+    geoip::{self, DatabaseSource},
     report, why,
 };
 
@@ -54,14 +52,6 @@ pub struct Daemon {
     reloading: Arc<tokio::sync::Mutex<()>>,
     /// Sampled packet events for `log` and `top`; `None` without a reader (`--event-rate 0`).
     events: Option<Arc<EventHub>>,
-}
-
-/// Parses user-given country codes; all must be valid or nothing is applied.
-pub fn parse_countries(codes: &[String]) -> Result<BTreeSet<CountryId>, String> {
-    codes
-        .iter()
-        .map(|c| parse_country(c).map_err(|e| e.to_string()))
-        .collect()
 }
 
 impl Daemon {
@@ -312,7 +302,7 @@ impl Daemon {
         let joined = tokio::task::spawn_blocking(move || {
             (
                 one_at_a_time,
-                geoip::load_or_embedded(&load_paths, format, &limits),
+                geoip::load_source(&DatabaseSource::from_paths(&load_paths, format), &limits),
             )
         })
         .await;

@@ -20,7 +20,7 @@ use tokio::{
 };
 use tracing::warn;
 
-use crate::{daemon::Daemon, report::country_name};
+use crate::{country::code_or_unknown, daemon::Daemon};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct CountryLabels {
@@ -39,7 +39,7 @@ pub fn render(daemon: &Daemon) -> Result<String, String> {
     for (&id, row) in &counters.countries {
         for verdict in geofilter_common::Verdict::ALL {
             let labels = CountryLabels {
-                country: country_name(id),
+                country: code_or_unknown(id),
                 verdict: verdict.name(),
             };
             let c = row[verdict as usize];

@@ -78,7 +78,7 @@ pub(crate) mod country_codes {
     use geofilter_common::CountryId;
     use serde::{Deserialize, Deserializer, Serializer};
 
-    use crate::geoip::country::{code_str, parse_country};
+    use crate::country::{code_str, parse_user_code};
 
     pub fn serialize<S: Serializer>(set: &BTreeSet<CountryId>, s: S) -> Result<S::Ok, S::Error> {
         s.collect_seq(set.iter().map(|&c| code_str(c)))
@@ -87,7 +87,7 @@ pub(crate) mod country_codes {
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<BTreeSet<CountryId>, D::Error> {
         Vec::<String>::deserialize(d)?
             .iter()
-            .map(|c| parse_country(c).map_err(serde::de::Error::custom))
+            .map(|c| parse_user_code(c).map_err(serde::de::Error::custom))
             .collect()
     }
 }

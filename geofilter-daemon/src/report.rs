@@ -1,11 +1,11 @@
-//! The daemon's state in the reply types for `stats`, and country names as the output shows them.
+//! The daemon's state in the reply types for `stats`.
 
-use geofilter_common::{PacketClass, UNKNOWN_COUNTRY, Verdict};
+use geofilter_common::{PacketClass, Verdict};
 
 use crate::{
     control::protocol::{Count, CountryCounters, StatsReply},
+    country::code_or_unknown,
     datapath::Counters,
-    geoip::country::code_str,
 };
 
 fn count(c: &geofilter_common::Counter) -> Count {
@@ -15,21 +15,13 @@ fn count(c: &geofilter_common::Counter) -> Count {
     }
 }
 
-pub fn country_name(id: u16) -> String {
-    if id == UNKNOWN_COUNTRY {
-        "unknown".to_owned()
-    } else {
-        code_str(id)
-    }
-}
-
 /// The counters, one row per country seen, and one per packet class.
 pub fn stats(counters: &Counters) -> StatsReply {
     let countries = counters
         .countries
         .iter()
         .map(|(&id, row)| CountryCounters {
-            country: country_name(id),
+            country: code_or_unknown(id),
             pass: count(&row[Verdict::Pass as usize]),
             drop: count(&row[Verdict::Drop as usize]),
             would_drop: count(&row[Verdict::WouldDrop as usize]),

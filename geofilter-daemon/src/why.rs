@@ -8,8 +8,10 @@ use geofilter_common::{UNKNOWN_COUNTRY, Verdict};
 
 use crate::{
     control::protocol::{ExceptionMatch, Outcome, WhyAnswer, wire_name},
-    datapath::{Classification, stride::Family},
-    geoip::{CompiledDb, country::code_str},
+    country::code_str,
+    datapath::Classification,
+    family::Family,
+    geoip::CompiledDb,
     policy::{self, DesiredPolicy, Mode},
     rules::{PortRange, PortScope},
 };
@@ -136,7 +138,7 @@ mod tests {
         let db = CompiledDb {
             sources: vec![SourceSummary {
                 path: "v4.csv".into(),
-                format: crate::geoip::Format::RangeCsv,
+                format: crate::geoip::Format::RangeCsv.into(),
                 ranges_v4: 1,
                 ranges_v6: 0,
             }],

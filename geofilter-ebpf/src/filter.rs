@@ -5,11 +5,15 @@
 //! somebody listens. A `why` probe (a test run with a [`WhyProbe`] in
 //! the metadata) takes the same path but reports what it found instead of counting.
 
-use aya_ebpf::{bindings::xdp_action, programs::XdpContext};
+use aya_ebpf::{
+    bindings::xdp_action,
+    helpers::{bpf_xdp_adjust_head, bpf_xdp_adjust_meta},
+    programs::XdpContext,
+};
 use geofilter_common::{
-    ACTION_DROP, EXCEPTION_DROP, POLICY_EXCEPTIONS_V4, POLICY_EXCEPTIONS_V6, POLICY_MONITOR,
-    POLICY_PORT_SCOPE, POLICY_PORTLESS_IN_SCOPE, PacketClass, Policy, PrefixInfo, UNKNOWN_COUNTRY,
-    Verdict, WHY_MAGIC, WhyProbe,
+    ACTION_DROP, COUNTRY_SLOTS, EXCEPTION_DROP, POLICY_EXCEPTIONS_V4, POLICY_EXCEPTIONS_V6,
+    POLICY_MONITOR, POLICY_PORT_SCOPE, POLICY_PORTLESS_IN_SCOPE, PacketClass, Policy, PrefixInfo,
+    UNKNOWN_COUNTRY, Verdict, WHY_MAGIC, WhyProbe,
 };
 
 use crate::{
@@ -106,6 +110,31 @@ pub fn filter<T: CountryTables>(ctx: &XdpContext) -> u32 {
     }
 }
 
+/// The `why` twin of [`filter`]: the probe record comes first in the test frame instead of in a
+/// test-run context, because `BPF_PROG_TEST_RUN` takes an XDP context only from 5.14 (5.10
+/// refuses `ctx_in` with EINVAL). Moving the start of the frame past the record and growing the
+/// metadata back over it turns the record into metadata (`bpf_xdp_adjust_head` leaves the bytes
+/// in place); after [`filter`] has filled it, moving the start back puts the record first in the
+/// test run's output again, on every kernel (5.10 copies the output from `data`, newer kernels
+/// from `data_meta`, which then holds a second copy).
+#[inline(always)]
+pub fn why<T: CountryTables>(ctx: &XdpContext) -> u32 {
+    const LEN: i32 = core::mem::size_of::<WhyProbe>() as i32;
+    // SAFETY: the helpers only move this context's packet pointers, within its headroom.
+    let moved = unsafe {
+        bpf_xdp_adjust_head(ctx.ctx, LEN) == 0 && bpf_xdp_adjust_meta(ctx.ctx, -LEN) == 0
+    };
+    if !moved {
+        return xdp_action::XDP_ABORTED;
+    }
+    let action = filter::<T>(ctx);
+    // SAFETY: as above; the metadata moves down into the headroom with the frame's start.
+    if unsafe { bpf_xdp_adjust_head(ctx.ctx, -LEN) } != 0 {
+        return xdp_action::XDP_ABORTED;
+    }
+    action
+}
+
 /// The `why` record in front of the frame, if this run is a probe (see [`WhyProbe`]).
 #[inline(always)]
 fn why_probe(ctx: &XdpContext) -> Option<*mut WhyProbe> {
@@ -148,14 +177,29 @@ fn decide(
     if policy.flags & POLICY_PORT_SCOPE != 0 && !in_port_scope(ctx, policy, transport) {
         return Verdict::Pass;
     }
-    let action = match policy.actions.get(country as usize) {
-        Some(action) => *action,
-        None => policy.actions[UNKNOWN_COUNTRY as usize],
-    };
-    if action == ACTION_DROP {
+    if country_action(policy, country) == ACTION_DROP {
         drop(policy)
     } else {
         Verdict::Pass
+    }
+}
+
+/// The policy's action for `country` (the unknown-country action for an id past the array).
+///
+/// The index is masked to the power of two above the array length before the bounds check, so
+/// whichever register the compiler indexes with carries its own bound. Without the mask LLVM
+/// masked the spilled `u16` twice, compared one copy with the length and added the other to the
+/// pointer; verifiers that do not carry a bound across such a copy refused the load ("R3 max value
+/// is outside of the allowed memory range", Debian 5.10.0-46 and 6.1.0-57; 6.12 and 6.18 took
+/// it). The mask changes no answer: country ids are below `COUNTRY_SLOTS` (680) wherever they
+/// come from (10 bits in a table entry, `CountryId`s the daemon writes in the LPM variant), and
+/// unlike a `black_box` it costs no stack round trip.
+#[inline(always)]
+fn country_action(policy: &Policy, country: u16) -> u8 {
+    const INDEX_MASK: usize = (COUNTRY_SLOTS as usize).next_power_of_two() - 1;
+    match policy.actions.get(usize::from(country) & INDEX_MASK) {
+        Some(action) => *action,
+        None => policy.actions[UNKNOWN_COUNTRY as usize],
     }
 }
 

@@ -8,24 +8,34 @@ use aya_ebpf::{
 };
 use geofilter_common::{PrefixInfo, maps::TABLE_CAPACITY};
 
-use crate::filter::{CountryTables, Found};
+use crate::{
+    filter::{CountryTables, Found},
+    maps::{InnerValue, inner_as},
+};
 
 const CAPACITY: usize = TABLE_CAPACITY as usize;
 
-#[btf_map]
-static GF_TABLE_V4: ArrayOfMaps<LpmTrie<[u8; 4], PrefixInfo, CAPACITY>, 1> = ArrayOfMaps::new();
+const INFO_SIZE: usize = core::mem::size_of::<PrefixInfo>();
+
+/// The trie's value is a `PrefixInfo`, declared as bytes: see [`InnerValue`] for why.
+type Trie<const KEY: usize> = LpmTrie<[u8; KEY], InnerValue<INFO_SIZE>, CAPACITY>;
 
 #[btf_map]
-static GF_TABLE_V6: ArrayOfMaps<LpmTrie<[u8; 16], PrefixInfo, CAPACITY>, 1> = ArrayOfMaps::new();
+static GF_TABLE_V4: ArrayOfMaps<Trie<4>, 1> = ArrayOfMaps::new();
+
+#[btf_map]
+static GF_TABLE_V6: ArrayOfMaps<Trie<16>, 1> = ArrayOfMaps::new();
 
 /// The trie cannot tell whether an exception is near, so every packet of a family with
 /// exceptions looks them up (as geofilter did before its stride tables).
 #[inline(always)]
-fn found(info: Option<*mut PrefixInfo>) -> Found {
+fn found(info: Option<*mut InnerValue<INFO_SIZE>>) -> Found {
     Found {
-        // SAFETY: the kernel returned a pointer to a live trie value; it stays valid for this
-        // program run (RCU), and we copy it out at once.
-        info: info.map_or(PrefixInfo::UNKNOWN, |info| unsafe { *info }),
+        // SAFETY: the kernel returned a pointer to a live trie value, a `PrefixInfo` the daemon
+        // wrote; it stays valid for this program run (RCU), and we copy it out at once.
+        info: info.map_or(PrefixInfo::UNKNOWN, |info| unsafe {
+            *inner_as::<PrefixInfo, INFO_SIZE>(&*info)
+        }),
         exception_possible: true,
     }
 }

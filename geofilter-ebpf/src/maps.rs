@@ -11,8 +11,34 @@ use geofilter_common::{
     maps::EXCEPT_CAPACITY,
 };
 
+/// A value of an inner map (a map the daemon creates and swaps into an `ARRAY_OF_MAPS`), declared
+/// in BTF as a byte array, never as the struct it holds.
+///
+/// Why: from 5.15 to 6.1 the kernel compares an inner map with the outer map's template field by
+/// field, `timer_off` included (kernel/bpf/map_in_map.c, `bpf_map_meta_equal`). A template whose
+/// BTF value is a struct without a timer gets `timer_off = -ENOENT`; a map created without BTF
+/// (the daemon's, through aya's `Array::create`) keeps `-EINVAL`; the swap then fails with EINVAL
+/// (seen on Debian 6.1.0-57). For a non-struct value type the kernel sets `-EINVAL` too, so both
+/// agree. 6.2 replaced `timer_off` with a BTF record that treats "none" and "error" alike (6.12,
+/// 6.18 accept either); 5.10 does not compare it.
+pub type InnerValue<const SIZE: usize> = [u8; SIZE];
+
+/// Reads an inner-map value as the `T` it holds.
+///
+/// # Safety
+/// `SIZE` must be `size_of::<T>()` and every bit pattern a valid `T` (the daemon writes `T`s).
+#[inline(always)]
+pub unsafe fn inner_as<T, const SIZE: usize>(value: &InnerValue<SIZE>) -> &T {
+    // Aligned enough for the 2- and 4-byte-aligned records read here: array elements are 8-byte
+    // aligned (kernel/bpf/arraymap.c rounds elem_size up to 8), an LPM trie's value follows the
+    // 4- or 16-byte key data in an 8-byte-aligned node (kernel/bpf/lpm_trie.c).
+    unsafe { &*value.as_ptr().cast::<T>() }
+}
+
+const POLICY_SIZE: usize = core::mem::size_of::<Policy>();
+
 #[btf_map]
-static GF_POLICY: ArrayOfMaps<Array<Policy, 1>, 1> = ArrayOfMaps::new();
+static GF_POLICY: ArrayOfMaps<Array<InnerValue<POLICY_SIZE>, 1>, 1> = ArrayOfMaps::new();
 
 #[btf_map]
 static GF_EXCEPT_V4: LpmTrie<[u8; 4], u32, { EXCEPT_CAPACITY as usize }> = LpmTrie::new();
@@ -28,7 +54,10 @@ static GF_CLASS_COUNT: PerCpuArray<Counter, { PacketClass::COUNT as usize }> = P
 
 #[inline(always)]
 pub fn policy() -> Option<&'static Policy> {
-    GF_POLICY.get_value(0, &0)
+    // SAFETY: the daemon stores a `Policy` (a plain `repr(C)` record of integers) there.
+    GF_POLICY
+        .get_value(0, &0)
+        .map(|value| unsafe { inner_as::<Policy, POLICY_SIZE>(value) })
 }
 
 /// The exception action for an address, if an exception covers it.

@@ -19,14 +19,20 @@ use aya_ebpf::{
 use geofilter_common::{
     PrefixInfo,
     maps::{BPF_F_INNER_MAP, TABLE_TEMPLATE_CHUNKS},
-    table::{Chunk, ENTRY_EXCEPTION},
+    table::{CHUNK_ENTRIES, Chunk, ENTRY_EXCEPTION, Entry},
 };
 
 use crate::filter::{CountryTables, Found};
 
 /// One family's table. `BPF_F_INNER_MAP` lets tables of any size share the slot (see
-/// `geofilter_common::maps::BPF_F_INNER_MAP` for what that costs).
-type Table = Array<Chunk, { TABLE_TEMPLATE_CHUNKS as usize }, { BPF_F_INNER_MAP as usize }>;
+/// `geofilter_common::maps::BPF_F_INNER_MAP` for what that costs). Its value is declared as the
+/// chunk's entry array, not the `Chunk` struct: see [`crate::maps::InnerValue`] for why an inner
+/// map's value must not be a struct in BTF.
+type Table = Array<ChunkEntries, { TABLE_TEMPLATE_CHUNKS as usize }, { BPF_F_INNER_MAP as usize }>;
+
+/// A [`Chunk`]'s only field, the same bytes (`Chunk` is `repr(C)` around it).
+type ChunkEntries = [Entry; CHUNK_ENTRIES];
+const _: () = assert!(core::mem::size_of::<ChunkEntries>() == core::mem::size_of::<Chunk>());
 
 #[btf_map]
 static GF_TABLE_V4: ArrayOfMaps<Table, 1> = ArrayOfMaps::new();
@@ -49,7 +55,7 @@ fn lookup<const N: usize>(table: &Table, key: &[u8; N]) -> Found {
     let Some(root) = table.get(u32::from(key[0])) else {
         return MISSING;
     };
-    let mut entry = root.entries[usize::from(key[1])];
+    let mut entry = root[usize::from(key[1])];
     let mut marks = entry.0;
     // Each further byte indexes the chunk the entry points to, until an entry is a leaf.
     for &byte in &key[2..] {
@@ -59,7 +65,7 @@ fn lookup<const N: usize>(table: &Table, key: &[u8; N]) -> Found {
         let Some(chunk) = table.get(entry.child_index()) else {
             return MISSING;
         };
-        entry = chunk.entries[usize::from(byte)];
+        entry = chunk[usize::from(byte)];
         marks |= entry.0;
     }
     Found {

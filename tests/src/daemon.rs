@@ -382,6 +382,6 @@ pub fn policy_codes(policy: &geofilter_daemon::policy::DesiredPolicy) -> Vec<Str
     policy
         .countries
         .iter()
-        .map(|&c| geofilter_daemon::geoip::country::code_str(c))
+        .map(|&c| geofilter_daemon::country::code_str(c))
         .collect()
 }

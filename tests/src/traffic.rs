@@ -29,6 +29,25 @@ pub struct UdpSink {
     thread: Option<JoinHandle<Vec<Arrival>>>,
 }
 
+/// A receive buffer of `bytes` regardless of `net.core.rmem_max` (SO_RCVBUFFORCE, root): the
+/// default (~200 KiB, some hundred datagrams) overflows when a loaded machine deschedules the
+/// draining thread for a few tens of milliseconds, and the test would count the loss as the
+/// filter's.
+fn force_receive_buffer(socket: &UdpSocket, bytes: libc::c_int) {
+    use std::os::fd::AsRawFd as _;
+    // SAFETY: setsockopt on a socket we own with a valid int option value.
+    let rc = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_RCVBUFFORCE,
+            (&bytes as *const libc::c_int).cast(),
+            size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    assert_eq!(rc, 0, "SO_RCVBUFFORCE: {}", std::io::Error::last_os_error());
+}
+
 impl UdpSink {
     pub fn bind(server: &Netns, addrs: &[IpAddr]) -> Self {
         let sockets: Vec<UdpSocket> = server.run_in(|| {
@@ -37,6 +56,7 @@ impl UdpSink {
                 .map(|&a| {
                     let s = UdpSocket::bind(SocketAddr::new(a, UDP_PORT)).expect("bind UDP sink");
                     s.set_nonblocking(true).expect("nonblocking");
+                    force_receive_buffer(&s, 16 << 20);
                     s
                 })
                 .collect()

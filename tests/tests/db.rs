@@ -21,7 +21,8 @@ use std::{
 
 use geofilter_daemon::{
     control::protocol::{ReloadReply, wire_name},
-    geoip::{country::code_str, embedded},
+    country::code_str,
+    geoip::embedded,
 };
 use geofilter_tests::{
     daemon::{Daemon, binary},
@@ -1133,7 +1134,7 @@ fn debian_tor_geoipdb_loads_with_unassigned_codes_as_unknown() {
     assert_eq!(stderr.matches("country code CS ").count(), 1, "{stderr}");
 
     // What the file says, against what the running filter answers.
-    let expected = |code: &str| match geofilter_daemon::geoip::country::database_country(code) {
+    let expected = |code: &str| match geofilter_daemon::country::parse_database_code(code) {
         Some(id) if id != geofilter_common::UNKNOWN_COUNTRY => code_str(id),
         _ => "unknown".to_owned(),
     };

@@ -502,7 +502,7 @@ fn why_answers_from_the_live_program_for_many_addresses() {
         let v: WhyAnswer = serde_json::from_str(line).unwrap();
         let expected = db
             .lookup(*addr)
-            .map(|p| geofilter_daemon::geoip::country::code_str(p.info.country));
+            .map(|p| geofilter_daemon::country::code_str(p.info.country));
         assert_eq!(v.address, *addr);
         assert_eq!(v.country, expected, "{addr}");
         assert_eq!(
@@ -611,6 +611,16 @@ fn a_foreign_xdp_program_is_not_replaced_without_force() {
 
     // A program attached with `ip link` (netlink, no BPF link): refused, then replaced by --force.
     std::fs::remove_file(root.join("links").join(&iface)).unwrap();
+    // Unpinning drops the last reference from a workqueue (kernel/bpf/syscall.c: bpf_link_put
+    // defers bpf_link_free), so the program leaves the interface shortly after, not at once.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while first.pair.server_has_xdp() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the program stayed attached after its link was unpinned"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
     // `ip -n` would remount /sys (and hide our bpffs): enter only the network namespace.
     first.pair.server.ip_keeping_mounts(&[
         "link",

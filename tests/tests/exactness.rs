@@ -28,11 +28,10 @@ use std::{
 
 use geofilter_common::{CountryId, UNKNOWN_COUNTRY};
 use geofilter_daemon::{
+    country::code_str,
     datapath::Datapath,
     geoip::{
-        self, CompiledDb, Format, Prefix, Range, SourceRanges,
-        country::code_str,
-        embedded,
+        self, CompiledDb, Format, Prefix, Range, SourceRanges, embedded,
         mmdb_writer::{Rec, V, Writer},
         reference::ReferenceIndex,
     },

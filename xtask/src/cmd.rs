@@ -80,19 +80,10 @@ pub fn run_tests(cmd: &mut Command, totals: &mut TestTotals) -> anyhow::Result<(
     for line in BufReader::new(stdout).lines() {
         let line = line?;
         println!("{line}");
-        if let Some(rest) = line.trim().strip_prefix("test result: ") {
-            // e.g. "ok. 6 passed; 0 failed; 1 ignored; 0 measured; 0 filtered out; finished in 2s"
-            let number_before = |word: &str| -> u64 {
-                let tokens: Vec<&str> = rest.split([' ', ';']).filter(|t| !t.is_empty()).collect();
-                tokens
-                    .windows(2)
-                    .find(|w| w[1] == word)
-                    .and_then(|w| w[0].parse().ok())
-                    .unwrap_or(0)
-            };
-            totals.passed += number_before("passed");
-            totals.failed += number_before("failed");
-            totals.ignored += number_before("ignored");
+        if let Some(result) = test_result(&line) {
+            totals.passed += result.passed;
+            totals.failed += result.failed;
+            totals.ignored += result.ignored;
         }
     }
     let status = child.wait()?;
@@ -100,6 +91,25 @@ pub fn run_tests(cmd: &mut Command, totals: &mut TestTotals) -> anyhow::Result<(
         bail!("{} failed: {status}", display(cmd));
     }
     Ok(())
+}
+
+/// The counts of a libtest `test result:` line, e.g. "test result: ok. 6 passed; 0 failed; 1
+/// ignored; 0 measured; 0 filtered out; finished in 2s".
+pub fn test_result(line: &str) -> Option<TestTotals> {
+    let rest = line.trim().strip_prefix("test result: ")?;
+    let tokens: Vec<&str> = rest.split([' ', ';']).filter(|t| !t.is_empty()).collect();
+    let number_before = |word: &str| -> u64 {
+        tokens
+            .windows(2)
+            .find(|w| w[1] == word)
+            .and_then(|w| w[0].parse().ok())
+            .unwrap_or(0)
+    };
+    Some(TestTotals {
+        passed: number_before("passed"),
+        failed: number_before("failed"),
+        ignored: number_before("ignored"),
+    })
 }
 
 /// Installs Debian packages for commands that are missing (as root; otherwise says what to do).
@@ -118,15 +128,20 @@ pub fn ensure_commands(needed: &[(&str, &str)]) -> anyhow::Result<()> {
     if missing.is_empty() {
         return Ok(());
     }
+    apt_install(&missing)
+}
+
+/// Installs Debian packages (as root; otherwise says what to do).
+pub fn apt_install(packages: &[&str]) -> anyhow::Result<()> {
     if !is_root() {
         bail!(
             "missing commands; install the Debian packages: {}",
-            missing.join(" ")
+            packages.join(" ")
         );
     }
-    eprintln!("xtask: installing {}", missing.join(" "));
+    eprintln!("xtask: installing {}", packages.join(" "));
     run(Command::new("apt-get").arg("update").arg("-q"))?;
     run(Command::new("apt-get")
         .args(["install", "-y", "-q", "--no-install-recommends"])
-        .args(&missing))
+        .args(packages))
 }

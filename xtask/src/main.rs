@@ -8,7 +8,9 @@ mod bench;
 mod build;
 mod cmd;
 mod fuzz;
+mod matrix;
 mod run;
+mod sandbox;
 mod setup;
 mod test;
 

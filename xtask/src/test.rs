@@ -4,23 +4,30 @@
 //! 2. packet tables: crafted frames through the loaded program with BPF_PROG_TEST_RUN (root);
 //! 3. end-to-end: the real daemon on a veth pair between two fresh network namespaces (root).
 //!
-//! Then every cargo-fuzz target runs briefly (`fuzz/`, see `cargo xtask fuzz`).
+//! Then every cargo-fuzz target runs briefly (`fuzz/`, see `cargo xtask fuzz`), and then the
+//! kernel matrix (`matrix`): tiers 2 and 3 again in VMs booted from Debian's 5.10, 6.1 and 6.12
+//! kernels. `--kernel` picks one part: `host` (tiers 1-3 and fuzzing here), a version, or `all`.
 //!
-//! Tiers 2 and 3 live in the `geofilter-tests` crate. When not root they run through `sudo -E`
-//! (cargo's target runner), so cargo itself never runs as root.
+//! Tiers 2 and 3 live in the `geofilter-tests` crate. They run in a private sandbox that looks
+//! like a fresh machine (`sandbox`, cargo's target runner; through `sudo -E` when not root), so
+//! cargo itself never runs as root.
 
 use std::{env, process::Command};
 
 use anyhow::bail;
 use clap::Args;
 
-use crate::{build, cmd, fuzz, setup};
+use crate::{build, cmd, fuzz, matrix, sandbox, setup};
 
 #[derive(Args)]
 pub struct Options {
     /// Also run the long forms of the fuzz and torture tests (minutes, not seconds).
     #[arg(long)]
     long: bool,
+    /// Which kernels: `host` (this machine's kernel only), `5.10`, `6.1`, `6.12` (one VM booted
+    /// from Debian's kernel of that version) or `all` (every VM). [default: host, then all]
+    #[arg(long, value_name = "KERNEL")]
+    kernel: Option<String>,
     /// Extra arguments for the test binaries (e.g. a test name filter).
     #[arg(last = true)]
     args: Vec<String>,
@@ -28,6 +35,22 @@ pub struct Options {
 
 pub fn test(opts: &Options) -> anyhow::Result<()> {
     let geofilter = build::build(&build::Options { release: false })?;
+    let (host, kernels) = match opts.kernel.as_deref() {
+        None => (true, matrix::KERNELS.to_vec()),
+        Some("host") => (true, Vec::new()),
+        Some(choice) => (false, matrix::kernels(choice)?),
+    };
+    if host {
+        host_tiers(opts, &geofilter)?;
+    }
+    if !kernels.is_empty() {
+        matrix::run(&kernels, &geofilter, &opts.args)?;
+    }
+    Ok(())
+}
+
+/// Tiers 1 to 3 on this machine's kernel, then the fuzz smoke.
+fn host_tiers(opts: &Options, geofilter: &std::path::Path) -> anyhow::Result<()> {
     let mut totals = cmd::TestTotals::default();
     let tools_bin = setup::tools_dir().join("bin");
 
@@ -49,21 +72,23 @@ pub fn test(opts: &Options) -> anyhow::Result<()> {
     cmd::run_tests(&mut host, &mut totals)?;
 
     let runner_var = "CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_RUNNER";
-    let runner = if cmd::is_root() {
-        None
-    } else if Command::new("sudo")
-        .args(["-n", "true"])
-        .status()
-        .is_ok_and(|s| s.success())
+    if !cmd::is_root()
+        && !Command::new("sudo")
+            .args(["-n", "true"])
+            .status()
+            .is_ok_and(|s| s.success())
     {
-        Some("sudo -E")
-    } else {
         bail!(
             "tiers 2 and 3 load XDP programs and create network namespaces: they need root. \
              Run `cargo xtask test` as root or give this user passwordless sudo. NOT skipping them."
         );
-    };
-    cmd::ensure_commands(&[("ip", "iproute2"), ("curl", "curl")])?;
+    }
+    let runner = sandbox::runner(cmd::is_root())?.join(" ");
+    cmd::ensure_commands(&[
+        ("ip", "iproute2"),
+        ("curl", "curl"),
+        ("unshare", "util-linux"),
+    ])?;
     for (tier, test) in [
         ("2/3: packet tables (BPF_PROG_TEST_RUN)", "packets"),
         (
@@ -89,10 +114,8 @@ pub fn test(opts: &Options) -> anyhow::Result<()> {
         let mut privileged = build::cargo(&tools_bin)?;
         privileged
             .args(["test", "--package", "geofilter-tests", "--test", test])
-            .env("GEOFILTER_BIN", &geofilter);
-        if let Some(runner) = runner {
-            privileged.env(runner_var, runner);
-        }
+            .env("GEOFILTER_BIN", geofilter)
+            .env(runner_var, &runner);
         if opts.long {
             privileged.env("GEOFILTER_LONG", "1");
         }
@@ -113,7 +136,7 @@ pub fn test(opts: &Options) -> anyhow::Result<()> {
         seconds,
         targets: Vec::new(),
     })?;
-    eprintln!("xtask: all tiers passed");
+    eprintln!("xtask: all host tiers passed");
     println!(
         "{} passed, {} failed, {} skipped",
         totals.passed, totals.failed, totals.ignored

@@ -124,7 +124,7 @@ pub struct RunArgs {
     /// memory (a world database needs about 23 MiB per family). Loading is bounded by it too:
     /// the ranges read and the prefixes compiled per family may each take at most this much
     /// memory, checked while reading. A refused reload keeps the current tables.
-    #[arg(long, value_name = "MIB", default_value_t = crate::datapath::DEFAULT_MAX_TABLE_MIB)]
+    #[arg(long, value_name = "MIB", default_value_t = crate::geoip::DEFAULT_MAX_TABLE_MIB)]
     pub max_table_mib: usize,
     /// Serve Prometheus metrics on this address (e.g. 127.0.0.1:9753).
     #[arg(long, value_name = "ADDR:PORT")]

@@ -14,7 +14,7 @@ use crate::{
             Request, StatsReply, StatusReply, UnloadOutput, Unloaded, WhyAnswer, wire_name,
         },
     },
-    geoip::country::code_str,
+    country::code_str,
     paths,
     policy::DesiredPolicy,
 };

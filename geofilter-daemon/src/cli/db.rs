@@ -19,8 +19,8 @@ use crate::{
         protocol::{CheckOutput, ReloadReply, Request, UpdateOutput},
     },
     geoip::{
-        self, Format,
-        embedded::{self, PackedMeta},
+        self, DatabaseSource, Format,
+        codec::{self, PackedMeta},
         info::{self, DbInfo},
         update::{self, Preset},
     },
@@ -80,7 +80,7 @@ pub fn main(command: DbCommand, global: &GlobalArgs) -> anyhow::Result<()> {
 }
 
 fn db_info(dbs: &[PathBuf], format: Option<Format>, json: bool) -> anyhow::Result<()> {
-    let info = info::describe(dbs, format)?;
+    let info = info::describe(&DatabaseSource::from_paths(dbs, format))?;
     if json {
         println!("{}", serde_json::to_string(&info)?);
         return Ok(());
@@ -295,25 +295,7 @@ fn pack(dbs: &[PathBuf], output: &Path, meta: PackedMeta) -> anyhow::Result<()> 
         meta.built
     );
     let db = geoip::load(dbs, None)?;
-    let bytes = embedded::pack(&db, &meta);
-    // Check the result decodes to the same table before writing it.
-    let embedded::Unpacked { v4, v6, .. } = embedded::unpack(&bytes)?;
-    let again = geoip::compile(vec![geoip::SourceRanges {
-        path: "packed".into(),
-        format: Format::Embedded,
-        v4,
-        v6,
-    }]);
-    let same = |a: &[geoip::Prefix], b: &[geoip::Prefix]| {
-        a.len() == b.len()
-            && a.iter().zip(b).all(|(x, y)| {
-                x.addr == y.addr && x.len == y.len && x.info.country == y.info.country
-            })
-    };
-    anyhow::ensure!(
-        same(&db.v4, &again.v4) && same(&db.v6, &again.v6),
-        "the packed table differs from the compiled one (a bug in pack)"
-    );
+    let bytes = codec::pack_checked(&db, &meta)?;
     std::fs::write(output, &bytes).with_context(|| format!("writing {}", output.display()))?;
     println!(
         "{}: {} bytes, {} IPv4 + {} IPv6 prefixes, {} countries",

@@ -11,14 +11,14 @@ use crate::{
         client::{call, stream},
         protocol::{LogLine, LogRequest, Request, TopEntry, TopReply},
     },
-    daemon::parse_countries,
+    country::parse_user_codes,
     datapath::events::LoggedEvent,
 };
 
 pub fn log(args: &ClientArgs, log: &LogArgs) -> anyhow::Result<()> {
     let request = Request::Log(LogRequest {
         follow: log.follow,
-        countries: parse_countries(&log.countries).map_err(anyhow::Error::msg)?,
+        countries: parse_user_codes(&log.countries)?,
         passed: log.passed,
     });
     let mut out = std::io::stdout().lock();

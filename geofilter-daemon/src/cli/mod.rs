@@ -9,7 +9,7 @@ mod run;
 
 use args::{Cli, Command, ExceptCommand, PolicyCommand, PortsCommand};
 
-use crate::{control::protocol::Change, daemon::parse_countries, policy::Mode};
+use crate::{control::protocol::Change, country::parse_user_codes, policy::Mode};
 
 pub fn main(cli: Cli) -> anyhow::Result<()> {
     let global = cli.global;
@@ -28,14 +28,14 @@ pub fn main(cli: Cli) -> anyhow::Result<()> {
             &client,
             &args.change,
             Change::Block {
-                countries: parse_countries(&args.countries).map_err(anyhow::Error::msg)?,
+                countries: parse_user_codes(&args.countries)?,
             },
         ),
         Command::Unblock(args) => client::change(
             &client,
             &args.change,
             Change::Unblock {
-                countries: parse_countries(&args.countries).map_err(anyhow::Error::msg)?,
+                countries: parse_user_codes(&args.countries)?,
             },
         ),
         Command::Policy(args) => match args.command {

@@ -10,14 +10,15 @@ use tracing::{info, warn};
 use super::args::RunArgs;
 use crate::{
     control::server::ControlSocket,
-    daemon::{Daemon, State, parse_countries},
+    country::parse_user_codes,
+    daemon::{Daemon, State},
     datapath::{
         Attachment, Datapath, XdpModeChoice,
         bpffs::{self, Persistence, PinRoot},
         events::{self, EventHub},
         owner::PinRootLock,
     },
-    geoip::{self, CompiledDb},
+    geoip::{self, CompiledDb, DatabaseSource},
     paths::{self, PinLayout},
     state::{self, SavedState},
 };
@@ -51,7 +52,7 @@ fn initial_state(args: &RunArgs) -> anyhow::Result<SavedState> {
         saved.db_format = Some(format);
     }
     if !args.block.is_empty() {
-        saved.policy.countries = parse_countries(&args.block).map_err(anyhow::Error::msg)?;
+        saved.policy.countries = parse_user_codes(&args.block)?;
     }
     if let Some(mode) = args.xdp_mode {
         saved.xdp_mode = mode;
@@ -97,7 +98,7 @@ fn prepare(args: &RunArgs) -> anyhow::Result<(SavedState, CompiledDb)> {
     let format = saved.db_format;
     // No database anywhere (flags, config, state file) means the one compiled into the binary.
     let limits = geoip::Limits::for_table_mib(args.max_table_mib);
-    let db = geoip::load_or_embedded(&saved.dbs, format, &limits)
+    let db = geoip::load_source(&DatabaseSource::from_paths(&saved.dbs, format), &limits)
         .context("loading the country database")?;
     if saved.dbs.is_empty() {
         let database = geoip::embedded::meta().label();

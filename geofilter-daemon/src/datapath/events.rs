@@ -26,7 +26,7 @@ use tokio::{io::unix::AsyncFd, sync::broadcast};
 use tracing::warn;
 
 use super::{DatapathError, map_err, take_map};
-use crate::geoip::country::code_str;
+use crate::country::code_str;
 
 /// Events kept for `log` (the last [`LOG_RECENT`]) and `top` (all of them): at the default rate
 /// on two CPUs, about 80 s.

@@ -12,6 +12,7 @@ pub mod bpffs;
 mod counters;
 pub mod events;
 mod exceptions;
+mod features;
 #[cfg(feature = "test-helpers")]
 pub mod memory;
 pub mod owner;
@@ -30,17 +31,19 @@ use aya::{
 pub use counters::{Counters, CountryCounters};
 use geofilter_common::{Counter, POLICY_SCHEMA, Policy, maps as names};
 pub use probe::Classification;
-use stride::{Family, StrideTable};
-pub use tables::{DEFAULT_MAX_TABLE_MIB, TableStats};
+use stride::StrideTable;
+pub use tables::TableStats;
 use tables::{FamilyTables, LiveTable};
 
-use crate::paths::PinLayout;
+use crate::{family::Family, geoip, paths::PinLayout};
 
 /// The program object built by `build.rs`; empty when bpf-linker was missing at build time.
 static PROGRAM_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/geofilter"));
 
 #[derive(Debug, thiserror::Error)]
 pub enum DatapathError {
+    #[error(transparent)]
+    Kernel(#[from] features::Missing),
     #[error(
         "this geofilter binary was built without its XDP program (bpf-linker was missing); \
          rebuild it with `cargo xtask build`"
@@ -132,6 +135,9 @@ pub(crate) fn load_program(loader: &mut EbpfLoader, object: &[u8]) -> Result<Ebp
     xdp_program(&mut ebpf)?
         .load()
         .map_err(DatapathError::Program)?;
+    probe::why_program_mut(&mut ebpf)?
+        .load()
+        .map_err(DatapathError::Program)?;
     Ok(ebpf)
 }
 
@@ -191,6 +197,7 @@ impl Datapath {
     }
 
     fn load_with(pin: Option<&PinLayout>) -> Result<Self, DatapathError> {
+        features::require()?;
         let mut loader = EbpfLoader::new();
         let map_paths: Vec<(&str, std::path::PathBuf)> = match pin {
             Some(layout) => names::PINNED.iter().map(|&n| (n, layout.map(n))).collect(),
@@ -234,7 +241,7 @@ impl Datapath {
                 outer: outer_v4,
                 live: placeholder(Family::V4, names::TABLE_V4)?,
                 exceptions: Default::default(),
-                max_chunks: tables::DEFAULT_MAX_TABLE_MIB * 1024,
+                max_chunks: geoip::DEFAULT_MAX_TABLE_MIB * 1024,
             },
             v6: FamilyTables {
                 family: Family::V6,
@@ -242,7 +249,7 @@ impl Datapath {
                 outer: outer_v6,
                 live: placeholder(Family::V6, names::TABLE_V6)?,
                 exceptions: Default::default(),
-                max_chunks: tables::DEFAULT_MAX_TABLE_MIB * 1024,
+                max_chunks: geoip::DEFAULT_MAX_TABLE_MIB * 1024,
             },
             except_v4,
             except_v6,

@@ -1,13 +1,18 @@
 //! Asking the live program what it does with a packet from an address (`geofilter why`).
 //!
-//! The answer comes from the loaded program itself: a minimal frame from the address runs through
-//! it with BPF_PROG_TEST_RUN against the live maps, carrying a [`WhyProbe`] record in its XDP
-//! metadata. The program fills the record (country table entry, verdict) and counts nothing.
+//! The answer comes from the loaded program's code: a minimal frame from the address runs through
+//! its `why` twin (the same filter code and the same live maps, loaded beside it, never attached)
+//! with BPF_PROG_TEST_RUN, carrying a [`WhyProbe`] record in front of the frame that the twin turns
+//! into XDP metadata. The program fills the record (country table entry, verdict) and counts
+//! nothing.
 
 use std::net::IpAddr;
 
-use aya::programs::{TestRun, TestRunOptions, Xdp};
-use geofilter_common::{PrefixInfo, Verdict, WHY_MAGIC, WhyProbe};
+use aya::{
+    Ebpf,
+    programs::{ProgramError, TestRun, TestRunOptions, Xdp},
+};
+use geofilter_common::{PrefixInfo, Verdict, WHY_MAGIC, WhyProbe, maps as names};
 
 use super::{Datapath, DatapathError};
 
@@ -18,32 +23,16 @@ pub struct Classification {
     pub info: PrefixInfo,
 }
 
-/// `struct xdp_md` from include/uapi/linux/bpf.h: test_run takes the metadata length from `data`.
-#[repr(C)]
-#[derive(Clone, Copy)]
-struct XdpMd {
-    data: u32,
-    data_end: u32,
-    data_meta: u32,
-    ingress_ifindex: u32,
-    rx_queue_index: u32,
-    egress_ifindex: u32,
-}
-
-const _: () = assert!(size_of::<XdpMd>() == 6 * size_of::<u32>());
-// SAFETY: `repr(C)` u32 fields only, no padding (size asserted above), every bit pattern valid.
-unsafe impl aya::Pod for XdpMd {}
-
 const META_LEN: usize = size_of::<WhyProbe>();
 
-/// The bytes of a record the kernel reads (the probe metadata, the test-run context).
+/// The bytes of a record the kernel reads (the probe record in front of the frame).
 fn as_bytes<T: aya::Pod>(value: &T) -> &[u8] {
     // SAFETY: `Pod` types have no padding, so all `size_of::<T>()` bytes behind the reference are
     // initialised, and the slice borrows `value` for its lifetime.
     unsafe { std::slice::from_raw_parts((value as *const T).cast::<u8>(), size_of::<T>()) }
 }
 
-/// Metadata record, then an Ethernet frame with an IPv4 or IPv6 header from `addr` (the program
+/// The probe record, then an Ethernet frame with an IPv4 or IPv6 header from `addr` (the program
 /// reads nothing past the addresses).
 fn probe_input(addr: IpAddr) -> Vec<u8> {
     let probe = WhyProbe {
@@ -70,30 +59,39 @@ fn probe_input(addr: IpAddr) -> Vec<u8> {
 }
 
 impl Datapath {
-    /// Runs a probe frame from `addr` through the live program.
+    /// Runs a probe frame from `addr` through the live program's `why` twin.
     pub fn classify(&self, addr: IpAddr) -> Result<Classification, DatapathError> {
-        classify(self.program(), addr)
+        classify(&self.ebpf, addr)
     }
 }
 
-/// Runs a probe frame from `addr` through `program` (geofilter or its LPM-trie variant).
-pub(super) fn classify(program: &Xdp, addr: IpAddr) -> Result<Classification, DatapathError> {
+/// The object's `why` twin of the XDP program (same code, same maps; see `filter::why` in
+/// geofilter-ebpf).
+pub(super) fn why_program_mut(ebpf: &mut Ebpf) -> Result<&mut Xdp, DatapathError> {
+    ebpf.program_mut(names::WHY_PROGRAM)
+        .ok_or(DatapathError::Program(ProgramError::NotLoaded))?
+        .try_into()
+        .map_err(DatapathError::Program)
+}
+
+/// Runs a probe frame from `addr` through the `why` twin in `ebpf` (geofilter or its LPM-trie
+/// variant). The record goes first in the frame, not in a test-run context: 5.10 has none for
+/// XDP.
+pub(super) fn classify(ebpf: &Ebpf, addr: IpAddr) -> Result<Classification, DatapathError> {
+    let program: &Xdp = ebpf
+        .program(names::WHY_PROGRAM)
+        .ok_or(DatapathError::Program(ProgramError::NotLoaded))?
+        .try_into()
+        .map_err(DatapathError::Program)?;
     let input = probe_input(addr);
-    let ctx = XdpMd {
-        data: META_LEN as u32,
-        data_end: input.len() as u32,
-        data_meta: 0,
-        ingress_ifindex: 0,
-        rx_queue_index: 0,
-        egress_ifindex: 0,
-    };
-    let mut output = vec![0u8; input.len()];
+    // Before 5.14 the output is the frame from `data` (record first); from 5.14 it starts at
+    // `data_meta`, one more copy of the record in front.
+    let mut output = vec![0u8; input.len() + META_LEN];
     let mut opts = TestRunOptions::new();
     opts.data_in = Some(&input);
     opts.data_out = Some(&mut output);
-    opts.ctx_in = Some(as_bytes(&ctx));
     let result = program.test_run(opts).map_err(DatapathError::Program)?;
-    // SAFETY: the output starts with the metadata record (test_run copies from data_meta).
+    // SAFETY: the output starts with the record on every kernel (see above).
     let probe: WhyProbe = unsafe { std::ptr::read_unaligned(output.as_ptr().cast()) };
     let verdict = match probe.verdict {
         0 => Verdict::Pass,
@@ -105,7 +103,8 @@ pub(super) fn classify(program: &Xdp, addr: IpAddr) -> Result<Classification, Da
             )));
         }
     };
-    if probe.magic != WHY_MAGIC || result.data_size_out as usize != input.len() {
+    let out_len = result.data_size_out as usize;
+    if probe.magic != WHY_MAGIC || (out_len != input.len() && out_len != input.len() + META_LEN) {
         return Err(DatapathError::Probe(
             "the program did not fill the probe record".into(),
         ));

@@ -19,39 +19,7 @@ use geofilter_common::{
     table::{CHUNK_ENTRIES, Chunk, Entry, MAX_CHUNKS, ROOT_CHUNKS},
 };
 
-use crate::geoip::Prefix;
-
-/// Address width of a family.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Family {
-    V4,
-    V6,
-}
-
-impl Family {
-    pub const fn bits(self) -> u32 {
-        match self {
-            Family::V4 => 32,
-            Family::V6 => 128,
-        }
-    }
-
-    /// The address whose number within this family is `addr` (IPv4: below 2^32).
-    pub fn ip(self, addr: u128) -> std::net::IpAddr {
-        match self {
-            Family::V4 => std::net::Ipv4Addr::from(addr as u32).into(),
-            Family::V6 => std::net::Ipv6Addr::from(addr).into(),
-        }
-    }
-
-    pub fn of(addr: std::net::IpAddr) -> Self {
-        if addr.is_ipv4() {
-            Family::V4
-        } else {
-            Family::V6
-        }
-    }
-}
+use crate::{family::Family, geoip::Prefix};
 
 /// Entries of the root: the address's first two bytes.
 const ROOT_BITS: u32 = 16;

@@ -23,13 +23,9 @@ use geofilter_common::{
 
 use super::{
     Datapath, DatapathError, map_err,
-    stride::{Family, Marks, StrideTable},
+    stride::{Marks, StrideTable},
 };
-use crate::geoip::Prefix;
-
-/// The largest table (per address family) the daemon builds unless told otherwise: ten times a
-/// world database's (about 23 MiB per family), so only a wrong or hostile file reaches it.
-pub const DEFAULT_MAX_TABLE_MIB: usize = 256;
+use crate::{family::Family, geoip::Prefix};
 
 /// One family's kernel table: an `ARRAY` of chunks.
 pub(super) type TableMap = Array<MapData, Chunk>;

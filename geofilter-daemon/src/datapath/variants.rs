@@ -105,7 +105,7 @@ impl LpmDatapath {
 
     /// Runs a `why` probe from `addr` through the variant (see [`super::Datapath::classify`]).
     pub fn classify(&self, addr: std::net::IpAddr) -> Result<super::Classification, DatapathError> {
-        super::probe::classify(self.program(), addr)
+        super::probe::classify(&self.ebpf, addr)
     }
 
     /// The loaded object, e.g. for its counters.

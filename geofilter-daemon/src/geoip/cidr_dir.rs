@@ -16,9 +16,9 @@ use geofilter_common::CountryId;
 
 use super::{
     DbError, Format, LineProblem, Ranges,
-    country::CodeReader,
     text::{Lines, base_name, line_error, parse_network},
 };
+use crate::country::CodeReader;
 
 const EXTENSIONS: [&str; 6] = ["", "zone", "cidr", "txt", "list", "netset"];
 

@@ -2,13 +2,16 @@
 //! dates, and the size of the compiled table. Runs without a daemon or a kernel.
 
 use std::{
-    path::{Path, PathBuf},
+    path::Path,
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
 use serde::Serialize;
 
-use super::{CompiledDb, DbError, Format, SourceSummary, country::code_str, embedded, read_source};
+use super::{
+    CompiledDb, DatabaseSource, DbError, Format, SourceFormat, SourceSummary, embedded, read_source,
+};
+use crate::country::code_str;
 
 /// Data older than this gets a warning: country assignments move every day, and an old table
 /// blocks the wrong customers.
@@ -19,7 +22,7 @@ pub const STALE_AFTER_DAYS: u64 = 90;
 pub struct SourceInfo {
     /// The file, or `embedded <name> <date>`.
     pub source: String,
-    pub format: Format,
+    pub format: SourceFormat,
     /// The upstream version, when the data says (the embedded database does).
     pub version: Option<String>,
     /// When the data was built, `YYYY-MM-DD` (UTC).
@@ -46,33 +49,37 @@ pub struct DbInfo {
     pub warnings: Vec<String>,
 }
 
-/// Reads and compiles `paths` (the embedded database when empty) and describes the result.
-pub fn describe(paths: &[PathBuf], format: Option<Format>) -> Result<DbInfo, DbError> {
+/// Reads and compiles a database and describes the result.
+pub fn describe(source: &DatabaseSource) -> Result<DbInfo, DbError> {
     let now = SystemTime::now();
-    if paths.is_empty() {
-        let meta = embedded::meta();
-        let db = embedded::load()?;
-        let built = parse_date(&meta.built);
-        let source = SourceInfo {
-            source: meta.label(),
-            format: Format::Embedded,
-            version: Some(meta.version.clone()),
-            built: Some(meta.built.clone()),
-            built_from: "embedded",
-            age_days: built.and_then(|b| age_days(now, b)),
-            licence: Some(meta.licence.clone()),
-            ranges_v4: db.sources[0].ranges_v4,
-            ranges_v6: db.sources[0].ranges_v6,
-        };
-        return Ok(summarise(vec![source], &db));
+    match source {
+        DatabaseSource::Embedded => {
+            let meta = embedded::meta();
+            let db = embedded::load()?;
+            let built = parse_date(&meta.built);
+            let source = SourceInfo {
+                source: meta.label(),
+                format: SourceFormat::Embedded,
+                version: Some(meta.version.clone()),
+                built: Some(meta.built.clone()),
+                built_from: "embedded",
+                age_days: built.and_then(|b| age_days(now, b)),
+                licence: Some(meta.licence.clone()),
+                ranges_v4: db.sources[0].ranges_v4,
+                ranges_v6: db.sources[0].ranges_v6,
+            };
+            Ok(summarise(vec![source], &db))
+        }
+        DatabaseSource::Files { paths, format } => {
+            let db = super::load(paths, *format)?;
+            let sources = db
+                .sources
+                .iter()
+                .map(|s| source_info(s, now))
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(summarise(sources, &db))
+        }
     }
-    let db = super::load(paths, format)?;
-    let sources = db
-        .sources
-        .iter()
-        .map(|s| source_info(s, now))
-        .collect::<Result<Vec<_>, _>>()?;
-    Ok(summarise(sources, &db))
 }
 
 /// Checks one file alone: reads it whole and compiles it, like `load` would.
@@ -110,7 +117,7 @@ fn summarise(sources: Vec<SourceInfo>, db: &CompiledDb) -> DbInfo {
 
 fn source_info(s: &SourceSummary, now: SystemTime) -> Result<SourceInfo, DbError> {
     let (built, built_from) = match s.format {
-        Format::Mmdb => (mmdb_build_time(&s.path)?, "mmdb build_epoch"),
+        SourceFormat::File(Format::Mmdb) => (mmdb_build_time(&s.path)?, "mmdb build_epoch"),
         _ => (
             std::fs::metadata(&s.path)
                 .and_then(|m| m.modified())
@@ -234,7 +241,7 @@ mod tests {
     fn describes_files_and_the_embedded_database() {
         let slice = testdata("geo-whois-asn-country/geo-whois-asn-country-ipv4.slice.csv");
         let mmdb = testdata("iptoasn-country/iptoasn-country-ipv4.mmdb");
-        let info = describe(&[slice.clone(), mmdb], None).unwrap();
+        let info = describe(&DatabaseSource::from_paths(&[slice.clone(), mmdb], None)).unwrap();
         assert_eq!(info.sources.len(), 2);
         assert_eq!(info.sources[0].built_from, "file mtime");
         assert_eq!(info.sources[0].ranges_v4, 3000);
@@ -243,9 +250,9 @@ mod tests {
         assert!(info.prefixes_v4 > 100_000 && info.prefixes_v6 == 0);
         assert!(info.countries.iter().any(|c| c == "DE"));
 
-        let embedded = describe(&[], None).unwrap();
+        let embedded = describe(&DatabaseSource::from_paths(&[], None)).unwrap();
         let s = &embedded.sources[0];
-        assert_eq!(s.format, Format::Embedded);
+        assert_eq!(s.format, SourceFormat::Embedded);
         assert!(
             s.source.starts_with("embedded geo-whois-asn-country 20"),
             "{}",

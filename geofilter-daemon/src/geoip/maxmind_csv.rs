@@ -17,9 +17,9 @@ use geofilter_common::{CountryId, UNKNOWN_COUNTRY};
 
 use super::{
     DbError, Format, LineProblem, Ranges,
-    country::CodeReader,
     text::{Lines, base_name, line_error, parse_network, split_fields},
 };
+use crate::country::CodeReader;
 
 /// Most columns looked at in a header.
 const COLUMNS: usize = 16;

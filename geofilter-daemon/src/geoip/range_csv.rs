@@ -12,9 +12,9 @@ use std::path::Path;
 
 use super::{
     DbError, Format, LineProblem, Ranges,
-    country::{CodeReader, database_country},
     text::{Lines, line_error, parse_addr, push_range, split_fields},
 };
+use crate::country::{CodeReader, parse_database_code};
 
 /// Reads a range CSV file; `format` is [`Format::RangeCsv`] or [`Format::Tor`] (same syntax),
 /// and only appears in messages.
@@ -34,7 +34,7 @@ pub(super) fn read(path: &Path, format: Format, mut out: Ranges) -> Result<Range
             }));
         }
         let Some(start) = parse_addr(f[0]) else {
-            if header_allowed && f[2].len() != 2 && database_country(f[2]).is_none() {
+            if header_allowed && f[2].len() != 2 && parse_database_code(f[2]).is_none() {
                 continue;
             }
             return Err(err(LineProblem::Address {

@@ -7,6 +7,7 @@ use std::net::IpAddr;
 use geofilter_common::{CountryId, UNKNOWN_COUNTRY};
 
 use super::SourceRanges;
+use crate::family::Family;
 
 /// The country of `ip` by the rules of [`super::compile()`]: among all ranges containing the
 /// address, the smallest; among equally small ones, the one from the later file, then the later
@@ -46,22 +47,23 @@ pub fn reference_lookup(sources: &[SourceRanges], ip: IpAddr) -> Option<CountryI
 /// reaches the address (the running maximum says when none can). Among the ranges found, the
 /// rule is the one of [`reference_lookup`], compared on the original file and line order.
 pub struct ReferenceIndex {
-    v4: Family,
-    v6: Family,
+    v4: FamilyIndex,
+    v6: FamilyIndex,
 }
 
-struct Family {
+/// The index of one family.
+struct FamilyIndex {
     /// (start, end, order over all files and lines, country), sorted by start.
     ranges: Vec<(u128, u128, usize, CountryId)>,
     /// `max_end[i]`: the largest end among `ranges[..=i]`.
     max_end: Vec<u128>,
 }
 
-impl Family {
-    fn new(sources: &[SourceRanges], v6: bool) -> Self {
+impl FamilyIndex {
+    fn new(sources: &[SourceRanges], family: Family) -> Self {
         let mut ranges: Vec<_> = sources
             .iter()
-            .flat_map(|s| if v6 { &s.v6 } else { &s.v4 })
+            .flat_map(|s| s.ranges(family))
             .enumerate()
             .filter(|(_, r)| r.start <= r.end)
             .map(|(order, r)| (r.start, r.end, order, r.country))
@@ -98,8 +100,8 @@ impl Family {
 impl ReferenceIndex {
     pub fn new(sources: &[SourceRanges]) -> Self {
         Self {
-            v4: Family::new(sources, false),
-            v6: Family::new(sources, true),
+            v4: FamilyIndex::new(sources, Family::V4),
+            v6: FamilyIndex::new(sources, Family::V6),
         }
     }
 
@@ -130,7 +132,7 @@ mod tests {
     fn reference_rules() {
         let s = |v4| SourceRanges {
             path: "t".into(),
-            format: Format::RangeCsv,
+            format: Format::RangeCsv.into(),
             v4,
             v6: Vec::new(),
         };
@@ -160,7 +162,7 @@ mod tests {
         }
         for (v6, table) in [(false, &db.v4), (true, &db.v6)] {
             assert!(table.windows(2).all(|w| {
-                super::super::compile::last_addr(w[0].addr, w[0].len, if v6 { 128 } else { 32 })
+                super::super::prefixes::last_addr(w[0].addr, w[0].len, if v6 { 128 } else { 32 })
                     < w[1].addr
             }));
         }
@@ -275,7 +277,7 @@ mod tests {
                 let v6 = gen_family(u128::MAX);
                 sources.push(SourceRanges {
                     path: format!("r{round}").into(),
-                    format: Format::RangeCsv,
+                    format: Format::RangeCsv.into(),
                     v4,
                     v6,
                 });

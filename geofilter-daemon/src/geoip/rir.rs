@@ -13,9 +13,9 @@ use std::path::Path;
 
 use super::{
     DbError, Format, LineProblem, Ranges,
-    country::CodeReader,
     text::{Addr, Lines, host_mask, line_error, parse_addr, split_fields},
 };
+use crate::country::CodeReader;
 
 pub(super) fn read(path: &Path, mut out: Ranges) -> Result<Ranges, DbError> {
     let mut lines = Lines::open(path, Format::Rir)?;

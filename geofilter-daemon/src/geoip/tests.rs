@@ -8,7 +8,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use geofilter_common::{CountryId, UNKNOWN_COUNTRY, country::country_id};
+use geofilter_common::{CountryId, PrefixInfo, UNKNOWN_COUNTRY, country::country_id};
 
 use super::*;
 

@@ -272,47 +272,6 @@ pub(crate) fn base_name(path: &Path) -> String {
     }
 }
 
-/// Detects a text format from the first data line.
-pub(crate) fn detect(path: &Path) -> Result<Format, DbError> {
-    let cannot = |why: String| DbError::Invalid {
-        path: path.to_owned(),
-        reason: format!("cannot detect the database format ({why}); give --db-format"),
-    };
-    // The format given to `Lines` only appears in a "line too long" message.
-    let mut lines = Lines::open(path, Format::RangeCsv)?;
-    let line = match lines.next_line() {
-        Ok(Some((_, line))) => line,
-        Ok(None) => return Err(cannot("no data lines".to_owned())),
-        Err(DbError::Line {
-            problem: LineProblem::NotUtf8,
-            line,
-            ..
-        }) => {
-            return Err(cannot(format!("not a text file: line {line} is not UTF-8")));
-        }
-        Err(DbError::LineTooLong { line, max, .. }) => {
-            return Err(cannot(format!(
-                "not a text file: line {line} is longer than {max} bytes"
-            )));
-        }
-        Err(e) => return Err(e),
-    };
-    let lower = line.to_ascii_lowercase();
-    let commas = line.bytes().filter(|&b| b == b',').count();
-    let bars = line.bytes().filter(|&b| b == b'|').count();
-    if lower.starts_with("network,") {
-        Ok(Format::MaxmindCsv)
-    } else if bars >= 5 {
-        Ok(Format::Rir)
-    } else if commas == 0 && parse_network(line).is_some() {
-        Ok(Format::CidrDir)
-    } else if commas >= 2 {
-        Ok(Format::RangeCsv)
-    } else {
-        Err(cannot(format!("first line \"{}\"", snippet(line))))
-    }
-}
-
 /// The entries of a folder, sorted (so readers see files in a stable order).
 pub(crate) fn list_dir(dir: &Path) -> Result<Vec<PathBuf>, DbError> {
     let io = |source| DbError::Io {

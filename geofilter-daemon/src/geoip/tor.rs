@@ -55,7 +55,7 @@ mod tests {
         let content = std::fs::read(testdata("tor/geoip")).unwrap();
         let (_dir, path) = file("geoip.gz", &gzip(&content));
         let z = read_source(&path, None).unwrap();
-        assert_eq!((z.format, z.v4), (Format::Tor, s.v4));
+        assert_eq!((z.format, z.v4), (Format::Tor.into(), s.v4));
         // Two letters ISO 3166-1 has not assigned (Debian's geoip6 has `OS`): unknown, not an
         // error; a malformed code still is, with file and line.
         let (_dir, path) = file(

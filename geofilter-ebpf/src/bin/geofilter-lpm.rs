@@ -24,3 +24,9 @@ use aya_ebpf::{macros::xdp, programs::XdpContext};
 pub fn geofilter(ctx: XdpContext) -> u32 {
     filter::filter::<lpm::Lpm>(&ctx)
 }
+
+/// Never attached: `geofilter why` test-runs it (see `filter::why`).
+#[xdp]
+pub fn geofilter_why(ctx: XdpContext) -> u32 {
+    filter::why::<lpm::Lpm>(&ctx)
+}

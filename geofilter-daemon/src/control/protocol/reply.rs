@@ -259,7 +259,7 @@ pub enum CheckOutput {
         file: PathBuf,
         /// Always `true`.
         ok: bool,
-        format: crate::geoip::Format,
+        format: crate::geoip::SourceFormat,
         ranges_v4: usize,
         ranges_v6: usize,
         prefixes_v4: usize,
