@@ -113,25 +113,38 @@ pub fn print(r: &Results, json: bool) {
         t.sources, t.rounds, t.repeat
     );
     println!(
-        "          {:>8} {:>10} {:>10}   {:>12} {:>12} {:>8}",
-        "floor", "lpm_trie", "geofilter", "lpm - floor", "geo - floor", "ratio"
+        "          {:>8} {:>10} {:>10}   {:>12} {:>12} {:>8}   {:>10} {:>12}",
+        "floor",
+        "lpm_trie",
+        "geofilter",
+        "lpm - floor",
+        "geo - floor",
+        "ratio",
+        "listening",
+        "listen - geo"
     );
     for (name, costs) in [("IPv4", t.v4), ("IPv6", t.v6)] {
         let Costs {
             floor,
             lpm_trie,
             geofilter,
+            listening,
         } = costs;
         let (lo, go) = (lpm_trie - floor, geofilter - floor);
         println!(
-            "  {name:<6}  {floor:>8.1} {lpm_trie:>10.1} {geofilter:>10.1}   {lo:>12.1} {go:>12.1} {:>8}",
+            "  {name:<6}  {floor:>8.1} {lpm_trie:>10.1} {geofilter:>10.1}   {lo:>12.1} {go:>12.1} {:>8}   {listening:>10.1} {:>12.1}",
             if go > 0.0 {
                 format!("1/{:.1}", lo / go)
             } else {
                 "-".to_owned()
-            }
+            },
+            listening - geofilter
         );
     }
+    println!(
+        "          (geofilter: nobody follows `geofilter log`; listening: one client does, drop \
+         events on at the default rate)"
+    );
     println!();
     println!(
         "live: Mpps dropped, XDP live frames (random blocked IPv4 sources) into a veth pair, \
@@ -202,10 +215,11 @@ pub fn print(r: &Results, json: bool) {
 fn json_line(r: &Results, memory: u64) -> String {
     let costs = |c: Costs| {
         format!(
-            r#"{{"floor_ns":{},"lpm_trie_ns":{},"geofilter_ns":{}}}"#,
+            r#"{{"floor_ns":{},"lpm_trie_ns":{},"geofilter_ns":{},"geofilter_listening_ns":{}}}"#,
             json!(c.floor),
             json!(c.lpm_trie),
-            json!(c.geofilter)
+            json!(c.geofilter),
+            json!(c.listening)
         )
     };
     let (t, l, c) = (&r.test_run, &r.live, &r.control);

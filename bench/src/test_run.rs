@@ -14,9 +14,13 @@ use aya::{
     maps::{Array, MapData, ProgramArray},
     programs::{ProgramFd, TestRun, TestRunOptions, Xdp},
 };
-use geofilter_common::bench::{self as names, BenchConfig};
+use geofilter_common::{
+    bench::{self as names, BenchConfig},
+    events::EventConfig,
+};
 use geofilter_daemon::datapath::{
     Datapath,
+    events::DEFAULT_RATE,
     variants::{BENCH_OBJECT, LpmDatapath},
 };
 use geofilter_tests::{frame, rng::Rng};
@@ -29,6 +33,8 @@ pub struct Costs {
     pub floor: f64,
     pub lpm_trie: f64,
     pub geofilter: f64,
+    /// geofilter while a `log --follow` client listens (drop events on, default rate limit).
+    pub listening: f64,
 }
 
 pub struct Results {
@@ -186,6 +192,20 @@ fn median(mut v: Vec<f64>) -> f64 {
     }
 }
 
+/// What the daemon writes while a follower is connected, at the default rate.
+const LISTENING: EventConfig = EventConfig {
+    listeners: 1,
+    ..EventConfig::limit(DEFAULT_RATE, DEFAULT_RATE)
+};
+
+fn listen(geofilter: &mut Datapath, config: &EventConfig) {
+    geofilter
+        .events_mut()
+        .expect("event maps")
+        .configure(config)
+        .expect("event config");
+}
+
 /// Measures all three programs; fills `lpm` with the database and the policy on the way (the
 /// live section reuses it).
 pub fn run(
@@ -231,15 +251,24 @@ pub fn run(
             bench.run(fd, &frame, repeat / 4);
         }
         let (mut floor, mut trie, mut stride) = (Vec::new(), Vec::new(), Vec::new());
+        let mut listening = Vec::new();
         for _ in 0..rounds {
             floor.push(bench.run(&floor_fd, &frame, repeat));
             trie.push(bench.run(&lpm_fd, &frame, repeat));
             stride.push(bench.run(&geofilter_fd, &frame, repeat));
+            // The same program with a listener: drops take the event path (the bucket check on
+            // each, the ring buffer for the few the rate lets through). Nobody reads the ring;
+            // once full, reserving fails and the event is lost, which costs about what success
+            // does.
+            listen(&mut geofilter, &LISTENING);
+            listening.push(bench.run(&geofilter_fd, &frame, repeat));
+            listen(&mut geofilter, &EventConfig::default());
         }
         out[slot] = Costs {
             floor: median(floor),
             lpm_trie: median(trie),
             geofilter: median(stride),
+            listening: median(listening),
         };
         eprintln!("bench: test_run {family:?}: {:?}", out[slot]);
     }

@@ -9,6 +9,7 @@
 pub mod bench;
 pub mod country;
 pub mod embedded;
+pub mod events;
 pub mod maps;
 pub mod table;
 
@@ -239,4 +240,6 @@ mod pod {
     unsafe impl aya::Pod for super::table::Chunk {}
     unsafe impl aya::Pod for super::bench::BenchConfig {}
     unsafe impl aya::Pod for super::WhyProbe {}
+    unsafe impl aya::Pod for super::events::Event {}
+    unsafe impl aya::Pod for super::events::EventConfig {}
 }

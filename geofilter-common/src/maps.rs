@@ -29,6 +29,18 @@ pub const COUNTRY_COUNTERS: &str = "GF_CC_COUNT";
 /// `PERCPU_ARRAY` of [`crate::Counter`], indexed by [`crate::PacketClass`].
 pub const CLASS_COUNTERS: &str = "GF_CLASS_COUNT";
 
+/// `RINGBUF` of [`crate::events::Event`]s: sampled drops for `geofilter log` and `geofilter top`.
+/// Not pinned: each program object has its own, read by the daemon that loaded it (an adopting
+/// daemon's new program brings a new one), so nothing is left to clean up.
+pub const EVENTS: &str = "GF_EVENTS";
+/// Bytes of [`EVENTS`] (a power of two and a page multiple, as the kernel requires): about 6,500
+/// events of 40 bytes with the ring's header, over 30 s of the default rate on two CPUs.
+pub const EVENTS_BYTES: u32 = 256 * 1024;
+/// `ARRAY[1]` of [`crate::events::EventConfig`]: whether anybody listens, and the rate limit.
+pub const EVENT_CONFIG: &str = "GF_EV_CONFIG";
+/// `PERCPU_ARRAY[1]` of `u64`: each CPU's token bucket (see [`crate::events::EventConfig`]).
+pub const EVENT_BUCKET: &str = "GF_EV_BUCKET";
+
 /// Every map the daemon pins (and adopts after a restart), in one list.
 pub const PINNED: [&str; 7] = [
     POLICY,

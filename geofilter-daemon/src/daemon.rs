@@ -26,17 +26,22 @@ use crate::{
     control::{
         protocol::{
             Change, ChangeOptions, ConfirmReply, ControlError, DatabaseStatus, Exceptions,
-            InterfaceStatus, MAX_CONFIRM_S, MAX_WHY_ADDRESSES, ReloadReply, Reply, Request,
-            Response, StatsReply, StatusReply, UnloadReply, WhyAnswer,
+            InterfaceStatus, LogRequest, LogStarted, MAX_CONFIRM_S, MAX_WHY_ADDRESSES, ReloadReply,
+            Reply, Request, Response, StatsReply, StatusReply, TopEntry, TopReply, UnloadReply,
+            WhyAnswer,
         },
-        server::Handler,
+        server::{Handler, LogFeed},
     },
+    datapath::events::EventHub,
     geoip::{self, DatabaseSource},
     report, why,
 };
 
 /// Session addresses remembered for changes that come without one (see [`Daemon::remember`]).
 const MAX_SESSIONS: usize = 8;
+
+/// Rows of each `top` table.
+const TOP_ROWS: usize = 10;
 
 pub struct Daemon {
     state: Mutex<State>,
@@ -51,6 +56,8 @@ pub struct Daemon {
     /// Held while a reload reads and compiles databases. Reloads run one at a time: four
     /// concurrent ones held four databases in memory at once (4.2 GB).
     reloading: Arc<tokio::sync::Mutex<()>>,
+    /// Sampled packet events for `log` and `top`; `None` without a reader (`--event-rate 0`).
+    events: Option<Arc<EventHub>>,
 }
 
 impl Daemon {
@@ -63,7 +70,54 @@ impl Daemon {
             policy_changes: AtomicU64::new(0),
             policy_refusals: AtomicU64::new(0),
             reloading: Arc::default(),
+            events: None,
         }
+    }
+
+    /// Serves `log` and `top` from `hub`.
+    pub fn with_events(mut self, hub: Arc<EventHub>) -> Self {
+        self.events = Some(hub);
+        self
+    }
+
+    fn event_hub(&self) -> Result<&Arc<EventHub>, ControlError> {
+        self.events.as_ref().ok_or(ControlError::EventsOff)
+    }
+
+    fn log_started(hub: &EventHub, follow: bool) -> LogStarted {
+        let settings = hub.settings();
+        LogStarted {
+            follow,
+            rate_per_cpu: settings.rate,
+            burst: settings.burst,
+            history_always: settings.always,
+        }
+    }
+
+    fn top(&self, window_s: u64) -> Result<TopReply, ControlError> {
+        let hub = self.event_hub()?;
+        if window_s == 0 {
+            return Err(ControlError::Window);
+        }
+        let top = hub.top(window_s, TOP_ROWS);
+        let entries = |rows: Vec<(String, String, u64)>| {
+            rows.into_iter()
+                .map(|(key, country, events)| TopEntry {
+                    key,
+                    country,
+                    events,
+                })
+                .collect()
+        };
+        let started = Self::log_started(hub, false);
+        Ok(TopReply {
+            window_s,
+            events: top.events,
+            rate_per_cpu: started.rate_per_cpu,
+            history_always: started.history_always,
+            prefixes: entries(top.prefixes),
+            countries: entries(top.countries),
+        })
     }
 
     /// Gives the state back for shutdown.
@@ -364,6 +418,9 @@ impl Handler for Daemon {
                 .reload_request(dbs, embedded, caller, force)
                 .await
                 .map(Reply::Reloaded),
+            Request::Top { window_s } => self.top(window_s).map(Reply::Top),
+            // Streamed by the server through `Handler::log`; never reaches here.
+            Request::Log(_) => Err(ControlError::Refused("log is a streaming request".into())),
             Request::Unload {} => {
                 self.shutdown.notify_one();
                 Ok(Reply::Unloading(UnloadReply { unloading: true }))
@@ -373,6 +430,22 @@ impl Handler for Daemon {
             Ok(v) => Response::ok(v),
             Err(e) => Response::error(e),
         }
+    }
+
+    fn log(&self, request: &LogRequest) -> Result<LogFeed, ControlError> {
+        let hub = self.event_hub()?;
+        Ok(LogFeed {
+            started: Self::log_started(hub, request.follow),
+            // A follower sees what comes from now on, like `tail -f` with no backlog, so what it
+            // prints is what happened while it watched.
+            recent: if request.follow {
+                Vec::new()
+            } else {
+                hub.recent(&request.countries)
+            },
+            follow: request.follow.then(|| hub.follow(request.passed)),
+            countries: request.countries.clone(),
+        })
     }
 }
 

@@ -1,7 +1,8 @@
 //! The per-packet logic, shared by the program and its LPM-trie variant: parse to the source
 //! address (`parse`), look the address up in the country tables (a [`CountryTables`]), read the
 //! country's action from the policy, count, return the verdict. Nothing here logs per packet;
-//! counters are per-CPU arrays the daemon sums. A `why` probe (a test run with a [`WhyProbe`] in
+//! counters are per-CPU arrays the daemon sums; sampled events (`events`) go out only while
+//! somebody listens. A `why` probe (a test run with a [`WhyProbe`] in
 //! the metadata) takes the same path but reports what it found instead of counting.
 
 use aya_ebpf::{
@@ -16,7 +17,7 @@ use geofilter_common::{
 };
 
 use crate::{
-    maps,
+    events, maps,
     parse::{Port, Source, Transport, destination_port, parse_source},
 };
 
@@ -44,8 +45,9 @@ pub fn filter<T: CountryTables>(ctx: &XdpContext) -> u32 {
     let Some(policy) = maps::policy() else {
         return xdp_action::XDP_PASS;
     };
-    let (class, info, exception, transport) = match parse_source(ctx) {
-        Source::V4(addr, transport, class) => {
+    let source = parse_source(ctx);
+    let (class, info, exception, transport) = match &source {
+        &Source::V4(addr, transport, class) => {
             let found = T::v4(addr);
             let exception = if policy.flags & POLICY_EXCEPTIONS_V4 != 0 && found.exception_possible
             {
@@ -55,7 +57,7 @@ pub fn filter<T: CountryTables>(ctx: &XdpContext) -> u32 {
             };
             (class, found.info, exception, transport)
         }
-        Source::V6(addr, transport) => {
+        &Source::V6(addr, transport) => {
             let found = T::v6(addr);
             let exception = if policy.flags & POLICY_EXCEPTIONS_V6 != 0 && found.exception_possible
             {
@@ -99,6 +101,7 @@ pub fn filter<T: CountryTables>(ctx: &XdpContext) -> u32 {
         None => {
             maps::count_class(class, frame_len);
             maps::count_country(info.country, verdict, frame_len);
+            events::emit(ctx, &source, transport, info.country, verdict);
         }
     }
     match verdict {

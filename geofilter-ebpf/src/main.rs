@@ -13,6 +13,7 @@
 #![no_std]
 #![no_main]
 
+mod events;
 mod filter;
 mod maps;
 mod parse;

@@ -4,7 +4,11 @@
 use std::net::{Ipv4Addr, Ipv6Addr};
 
 use aya::programs::{TestRun, TestRunOptions};
-use geofilter_common::{PacketClass, PrefixInfo, UNKNOWN_COUNTRY, Verdict, country::country_id};
+use geofilter_common::{
+    PacketClass, PrefixInfo, UNKNOWN_COUNTRY, Verdict,
+    country::country_id,
+    events::{EVENT_PORT, EVENTS_PASSED, Event, EventConfig},
+};
 use geofilter_daemon::{
     datapath::{Counters, Datapath},
     geoip::Prefix,
@@ -1100,4 +1104,96 @@ fn port_scopes_and_the_fragment_rule() {
             },
         );
     }
+}
+
+/// The events one frame makes the program emit (listening, with a bucket that never runs dry).
+fn events_of(dp: &mut Datapath, frame: &[u8], config: EventConfig) -> (u32, Vec<Event>) {
+    let events = dp.events_mut().expect("event maps");
+    events.configure(&config).expect("event config");
+    assert!(events.drain().is_empty(), "events left from an earlier row");
+    let action = run(dp, frame);
+    (action, dp.events_mut().expect("event maps").drain())
+}
+
+#[test]
+fn drops_emit_one_event_while_listened_to_and_passes_none_unless_asked() {
+    let listening = EventConfig {
+        listeners: 1,
+        ..EventConfig::limit(1_000_000, 1_000_000)
+    };
+    let mut dp = datapath(&block_ru());
+    let ru = eth4(&[], &udp4(RU_V4, Ipv4Opts::default()));
+    let (action, events) = events_of(&mut dp, &ru, listening);
+    assert_eq!(action, XDP_DROP);
+    let [event] = events[..] else {
+        panic!("one event for one drop: {events:?}")
+    };
+    let mut addr = [0; 16];
+    addr[..4].copy_from_slice(&RU_V4.octets());
+    assert_eq!(
+        (event.addr, event.family, event.country, event.protocol),
+        (addr, 4, cc(b"RU"), IPPROTO_UDP),
+        "{event:?}"
+    );
+    assert_eq!(
+        (event.port, event.flags, event.verdict),
+        (9, EVENT_PORT, Verdict::Drop as u8),
+        "{event:?}"
+    );
+    let ru6 = frame::ethernet(&[], ETH_P_IPV6, &udp6(RU_V6));
+    let (_, events) = events_of(&mut dp, &ru6, listening);
+    assert_eq!(
+        events
+            .iter()
+            .map(|e| (e.addr, e.family))
+            .collect::<Vec<_>>(),
+        [(RU_V6.octets(), 6)],
+        "IPv6 drop"
+    );
+
+    let de = eth4(&[], &udp4(DE_V4, Ipv4Opts::default()));
+    let (action, events) = events_of(&mut dp, &de, listening);
+    assert_eq!((action, events.len()), (XDP_PASS, 0), "a pass: {events:?}");
+    let passed = EventConfig {
+        flags: EVENTS_PASSED,
+        ..listening
+    };
+    let (_, events) = events_of(&mut dp, &de, passed);
+    assert_eq!(
+        events.iter().map(|e| e.verdict).collect::<Vec<_>>(),
+        [Verdict::Pass as u8],
+        "a pass with EVENTS_PASSED"
+    );
+
+    let unheard = EventConfig {
+        listeners: 0,
+        ..listening
+    };
+    let (action, events) = events_of(&mut dp, &ru, unheard);
+    assert_eq!(
+        (action, events.len()),
+        (XDP_DROP, 0),
+        "nobody listens: {events:?}"
+    );
+
+    // A bucket of one: the first drop is reported, the next (within the same nanoseconds'
+    // budget of a 1/s rate) is not.
+    let one = EventConfig {
+        listeners: 1,
+        ..EventConfig::limit(1, 1)
+    };
+    let (_, first) = events_of(&mut dp, &ru, one);
+    let (_, second) = events_of(&mut dp, &ru, one);
+    assert_eq!((first.len(), second.len()), (1, 0), "rate 1/s, burst 1");
+
+    let mut monitor = datapath(&DesiredPolicy {
+        monitor: true,
+        ..block_ru()
+    });
+    let (action, events) = events_of(&mut monitor, &ru, listening);
+    assert_eq!(
+        (action, events.iter().map(|e| e.verdict).collect::<Vec<_>>()),
+        (XDP_PASS, vec![Verdict::WouldDrop as u8]),
+        "monitor mode reports would-drops"
+    );
 }

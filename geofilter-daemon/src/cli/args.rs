@@ -67,6 +67,12 @@ pub enum Command {
     /// Explain what the running filter does with packets from these addresses (`-`: read one
     /// address per line from standard input). The verdict comes from the loaded XDP program.
     Why(WhyArgs),
+    /// Sampled drop events (time, source, country, protocol, port, verdict): the recent ones the
+    /// daemon kept, or with --follow, events as they come.
+    Log(LogArgs),
+    /// The most-dropped source prefixes (/24, /48) and countries over a window, from the sampled
+    /// events.
+    Top(TopArgs),
     /// Detach from every interface and remove everything pinned; stops the daemon if it runs.
     Unload,
     /// Country databases: inspect, validate, fetch fresh data, reload the daemon's tables.
@@ -148,6 +154,29 @@ pub struct RunArgs {
     /// the kernel: no pins, no attachment (systemd's ExecStartPre in dist/geofilter.service).
     #[arg(long)]
     pub check: bool,
+    /// Sampled drop events for `geofilter log` and `top`: at most this many per second per CPU,
+    /// limited in the kernel. 0 turns events off (`log` and `top` then refuse).
+    #[arg(long, value_name = "N", default_value_t = crate::datapath::events::DEFAULT_RATE)]
+    pub event_rate: u32,
+    /// Events a CPU may emit at once after a quiet spell, on top of --event-rate. [default: the
+    /// rate]
+    #[arg(long, value_name = "N")]
+    pub event_burst: Option<u32>,
+    /// Record events even when no `log --follow` client is connected, so `log` and `top` always
+    /// have the last minute or so. Costs the event path (a few hundred ns per sampled drop, up
+    /// to the rate) while nobody watches; without it, an unwatched filter pays one array read.
+    #[arg(long)]
+    pub event_history: bool,
+}
+
+impl RunArgs {
+    pub fn event_settings(&self) -> crate::datapath::events::EventSettings {
+        crate::datapath::events::EventSettings {
+            rate: self.event_rate,
+            burst: self.event_burst.unwrap_or(self.event_rate).max(1),
+            always: self.event_history,
+        }
+    }
 }
 
 /// What a client verb does with the global options: which socket, and whether to print JSON.
@@ -483,4 +512,45 @@ mod tests {
         );
         assert_eq!(GlobalArgs::default().refuse("db pack", true, true), Ok(()));
     }
+}
+
+#[derive(Args, Clone, Debug)]
+pub struct LogArgs {
+    /// Keep printing events as they come until interrupted. While a follower is connected the
+    /// kernel emits events (at most `run --event-rate` per second per CPU).
+    #[arg(long, short)]
+    pub follow: bool,
+    /// Only events from these countries (comma-separated or repeated).
+    #[arg(long = "country", value_name = "CC[,CC...]", value_delimiter = ',')]
+    pub countries: Vec<String>,
+    /// With --follow: report passed packets too, not only drops and would-drops.
+    #[arg(long, requires = "follow")]
+    pub passed: bool,
+}
+
+#[derive(Args, Clone, Debug)]
+pub struct TopArgs {
+    /// How far back to look, e.g. `60s`, `5m` (seconds without a unit). [default: 60s]
+    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = parse_window)]
+    pub window: u64,
+}
+
+/// Seconds in `60`, `60s`, `5m` or `1h`.
+fn parse_window(s: &str) -> Result<u64, String> {
+    let (digits, unit) = match s.find(|c: char| !c.is_ascii_digit()) {
+        Some(i) => s.split_at(i),
+        None => (s, "s"),
+    };
+    let n: u64 = digits
+        .parse()
+        .map_err(|_| format!("{s:?}: expected a number of seconds, or with s, m or h"))?;
+    let scale = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        _ => return Err(format!("{s:?}: the unit must be s, m or h")),
+    };
+    n.checked_mul(scale)
+        .filter(|&secs| secs > 0)
+        .ok_or_else(|| format!("{s:?}: the window must be 1 second to far less than forever"))
 }

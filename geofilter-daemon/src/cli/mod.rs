@@ -4,6 +4,7 @@ pub mod args;
 mod client;
 mod db;
 mod docs;
+mod log;
 mod parts;
 mod run;
 
@@ -101,6 +102,8 @@ pub fn main(cli: Cli) -> anyhow::Result<()> {
         },
         Command::Confirm => client::confirm(&client),
         Command::Why(args) => client::why(&client, &args),
+        Command::Log(args) => log::log(&client, &args),
+        Command::Top(args) => log::top(&client, &args),
         Command::Unload => client::unload(&client),
         Command::Db(args) => db::main(args.command, &global),
         Command::Completions(args) => {

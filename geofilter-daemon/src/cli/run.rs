@@ -15,6 +15,7 @@ use crate::{
     datapath::{
         Attachment, Datapath, XdpModeChoice,
         bpffs::{self, Persistence, PinRoot},
+        events::{self, EventHub},
         owner::PinRootLock,
     },
     geoip::{self, CompiledDb, DatabaseSource},
@@ -240,10 +241,17 @@ fn serve_until_stopped(
     args: &RunArgs,
     runtime: tokio::runtime::Runtime,
     socket: ControlSocket,
-    state: State,
+    mut state: State,
     notifier: Arc<Notifier>,
 ) -> anyhow::Result<(State, anyhow::Result<()>)> {
-    let daemon = Arc::new(Daemon::new(state));
+    let events = state.datapath.take_events().filter(|_| args.event_rate > 0);
+    let mut daemon = Daemon::new(state);
+    if let Some(maps) = events {
+        let (hub, ring) = EventHub::new(maps, args.event_settings())?;
+        runtime.spawn(events::pump(ring, hub.clone()));
+        daemon = daemon.with_events(hub);
+    }
+    let daemon = Arc::new(daemon);
     let served = runtime.block_on(serve(args, socket, daemon.clone(), notifier));
     drop(runtime);
     let state = Arc::try_unwrap(daemon)

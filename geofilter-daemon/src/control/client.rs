@@ -67,27 +67,73 @@ pub enum CallError {
     Refused(String),
 }
 
+fn io(op: &'static str) -> impl FnOnce(io::Error) -> CallError {
+    move |source| CallError::Io { op, source }
+}
+
 /// Sends one request and returns its reply (of the type that request gets), or the daemon's
 /// refusal as an error.
 pub fn call<R: DeserializeOwned>(socket: &Path, request: &Request) -> Result<R, CallError> {
-    let io = |op| move |source| CallError::Io { op, source };
-    let mut stream = connect(socket)?;
-    stream
-        .set_read_timeout(Some(Duration::from_secs(120)))
-        .map_err(io("setting the read timeout"))?;
-    let mut line = serde_json::to_vec(request).expect("requests serialize");
-    line.push(b'\n');
-    // A daemon that refuses a request may answer before reading all of it; its answer says why,
-    // which matters more than the broken pipe, so read it even when the write failed.
-    let sent = stream.write_all(&line);
+    let (sent, mut reader) = send(socket, request, Some(Duration::from_secs(120)))?;
     let mut reply = String::new();
-    let read = BufReader::new(stream).read_line(&mut reply);
+    let read = reader.read_line(&mut reply);
     if reply.is_empty() {
         sent.map_err(io("sending request"))?;
         read.map_err(io("reading response"))?;
         return Err(CallError::Closed);
     }
-    let response: Response<R> = serde_json::from_str(&reply).map_err(CallError::Malformed)?;
+    decode(&reply)
+}
+
+/// Sends a streaming request (`log`) and hands each reply line to `each` until the daemon ends
+/// the stream, or `each` returns `false`. No read timeout: a follower waits for events as long
+/// as it is left running.
+pub fn stream<R: DeserializeOwned>(
+    socket: &Path,
+    request: &Request,
+    mut each: impl FnMut(R) -> bool,
+) -> Result<(), CallError> {
+    let (sent, mut reader) = send(socket, request, None)?;
+    let mut first = true;
+    loop {
+        let mut line = String::new();
+        let read = reader
+            .read_line(&mut line)
+            .map_err(io("reading response"))?;
+        if read == 0 {
+            if first {
+                sent.map_err(io("sending request"))?;
+                return Err(CallError::Closed);
+            }
+            return Ok(());
+        }
+        first = false;
+        if !each(decode(&line)?) {
+            return Ok(());
+        }
+    }
+}
+
+/// Connects and writes `request`; the write's result comes back beside the reader because a
+/// daemon that refuses a request may answer before reading all of it, and its answer says why,
+/// which matters more than the broken pipe.
+fn send(
+    socket: &Path,
+    request: &Request,
+    timeout: Option<Duration>,
+) -> Result<(io::Result<()>, BufReader<UnixStream>), CallError> {
+    let mut stream = connect(socket)?;
+    stream
+        .set_read_timeout(timeout)
+        .map_err(io("setting the read timeout"))?;
+    let mut line = serde_json::to_vec(request).expect("requests serialize");
+    line.push(b'\n');
+    let sent = stream.write_all(&line);
+    Ok((sent, BufReader::new(stream)))
+}
+
+fn decode<R: DeserializeOwned>(reply: &str) -> Result<R, CallError> {
+    let response: Response<R> = serde_json::from_str(reply).map_err(CallError::Malformed)?;
     match (response.ok, response.result, response.error) {
         (true, Some(result), _) => Ok(result),
         (true, None, _) => Err(CallError::Malformed(serde::de::Error::missing_field(

@@ -6,6 +6,7 @@
 //! (or a closed connection) and the daemon carries on.
 
 use std::{
+    collections::BTreeSet,
     fs,
     os::unix::fs::PermissionsExt,
     path::{Path, PathBuf},
@@ -14,17 +15,34 @@ use std::{
 };
 
 use anyhow::Context as _;
+use geofilter_common::CountryId;
 use tokio::{
     io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader},
     net::{UnixListener, UnixStream},
+    sync::broadcast::error::RecvError,
 };
 use tracing::{debug, warn};
 
-use super::protocol::{ControlError, MAX_REQUEST_BYTES, Reply, Request, Response, decode_request};
+use super::protocol::{
+    ControlError, LogLine, LogRequest, LogStarted, MAX_REQUEST_BYTES, Reply, Request, Response,
+    decode_request,
+};
+use crate::datapath::events::{Follow, LoggedEvent, wanted};
 
 /// Whoever answers requests (the daemon).
 pub trait Handler: Send + Sync + 'static {
     fn handle(&self, request: Request) -> impl Future<Output = Response<Reply>> + Send;
+    /// What a `log` request streams.
+    fn log(&self, request: &LogRequest) -> Result<LogFeed, ControlError>;
+}
+
+/// A `log` stream: the `started` line, the recent events, then (with `follow`) events as they
+/// come until the client hangs up.
+pub struct LogFeed {
+    pub started: LogStarted,
+    pub recent: Vec<LoggedEvent>,
+    pub follow: Option<Follow>,
+    pub countries: BTreeSet<CountryId>,
 }
 
 /// A bound socket that removes its file when dropped.
@@ -108,11 +126,58 @@ async fn serve_one<H: Handler>(mut stream: UnixStream, handler: &H) -> std::io::
     let request = read_request(&mut stream).await;
     let response = match (peer_allowed(&stream), request) {
         (Err(e), _) | (Ok(()), Err(e)) => Response::error(e),
+        (Ok(()), Ok(Request::Log(log))) => match handler.log(&log) {
+            Ok(feed) => return stream_log(stream, feed).await,
+            Err(e) => Response::error(e),
+        },
         (Ok(()), Ok(request)) => handler.handle(request).await,
     };
-    let mut line = serde_json::to_vec(&response).expect("responses serialize");
+    write_line(&mut stream, &response).await?;
+    stream.shutdown().await
+}
+
+async fn write_line<W, R>(stream: &mut W, response: &Response<R>) -> std::io::Result<()>
+where
+    W: AsyncWriteExt + Unpin,
+    R: serde::Serialize,
+{
+    let mut line = serde_json::to_vec(response).expect("responses serialize");
     line.push(b'\n');
-    stream.write_all(&line).await?;
+    stream.write_all(&line).await
+}
+
+async fn stream_log(mut stream: UnixStream, feed: LogFeed) -> std::io::Result<()> {
+    let LogFeed {
+        started,
+        recent,
+        follow,
+        countries,
+    } = feed;
+    write_line(&mut stream, &Response::ok(LogLine::Started(started))).await?;
+    for event in recent {
+        write_line(&mut stream, &Response::ok(LogLine::Event(event))).await?;
+    }
+    if let Some(mut follow) = follow {
+        let (mut read, mut write) = stream.split();
+        let mut scratch = [0u8; 64];
+        loop {
+            let line = tokio::select! {
+                event = follow.events.recv() => match event {
+                    Ok(event) if wanted(&countries, &event) => LogLine::Event(event),
+                    Ok(_) => continue,
+                    Err(RecvError::Lagged(missed)) => LogLine::Lagged { missed },
+                    Err(RecvError::Closed) => break,
+                },
+                // The client sends nothing more; end of file (or an error) means it hung up,
+                // and its subscription must end even when no event comes to fail a write.
+                read = read.read(&mut scratch) => match read {
+                    Ok(0) | Err(_) => break,
+                    Ok(_) => continue,
+                },
+            };
+            write_line(&mut write, &Response::ok(line)).await?;
+        }
+    }
     stream.shutdown().await
 }
 

@@ -10,6 +10,7 @@
 mod attach;
 pub mod bpffs;
 mod counters;
+pub mod events;
 mod exceptions;
 mod features;
 #[cfg(feature = "test-helpers")]
@@ -173,6 +174,8 @@ pub struct Datapath {
     except_v6: LpmTrie<MapData, [u8; 16], u32>,
     country_counters: PerCpuArray<MapData, Counter>,
     class_counters: PerCpuArray<MapData, Counter>,
+    /// Until the daemon takes them to read events ([`Datapath::take_events`]).
+    events: Option<events::EventMaps>,
 }
 
 impl Datapath {
@@ -218,6 +221,7 @@ impl Datapath {
         let except_v6 = take_map(&mut ebpf, names::EXCEPT_V6)?;
         let country_counters = take_map(&mut ebpf, names::COUNTRY_COUNTERS)?;
         let class_counters = take_map(&mut ebpf, names::CLASS_COUNTERS)?;
+        let events = Some(events::EventMaps::take(&mut ebpf)?);
         // Placeholders until `install_tables` or `adopt` below: nothing reads them before.
         let placeholder = |family, name| -> Result<LiveTable, DatapathError> {
             Ok(LiveTable {
@@ -251,6 +255,7 @@ impl Datapath {
             except_v6,
             country_counters,
             class_counters,
+            events,
         };
         if adopted {
             let schema = datapath.policy()?.schema;
@@ -263,6 +268,16 @@ impl Datapath {
             datapath.install_tables(&[], &[])?;
         }
         Ok(datapath)
+    }
+
+    /// The event maps, for the daemon's reader (once; later calls get `None`).
+    pub fn take_events(&mut self) -> Option<events::EventMaps> {
+        self.events.take()
+    }
+
+    /// The event maps while nobody has taken them (the packet tests read them directly).
+    pub fn events_mut(&mut self) -> Option<&mut events::EventMaps> {
+        self.events.as_mut()
     }
 
     /// The loaded program, e.g. for `BPF_PROG_TEST_RUN`.

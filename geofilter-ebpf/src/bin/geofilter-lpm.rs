@@ -5,6 +5,8 @@
 #![no_std]
 #![no_main]
 
+#[path = "../events.rs"]
+mod events;
 #[path = "../filter.rs"]
 mod filter;
 #[path = "../lpm.rs"]

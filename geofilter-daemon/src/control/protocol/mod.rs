@@ -99,6 +99,10 @@ pub enum ControlError {
     ReloadBusy,
     #[error("database not reloaded, the current tables stay: {0}")]
     ReloadFailed(String),
+    #[error("events are off: the daemon runs with --event-rate 0")]
+    EventsOff,
+    #[error("--window must be at least 1 second")]
+    Window,
 }
 
 /// Parses one request line, with an error that says what was wrong.

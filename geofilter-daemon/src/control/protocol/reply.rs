@@ -12,7 +12,7 @@ use geofilter_common::Verdict;
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    datapath::XdpModeChoice,
+    datapath::{XdpModeChoice, events::LoggedEvent},
     geoip::SourceSummary,
     policy::DesiredPolicy,
     rules::{Cidr, ExceptionAction},
@@ -31,6 +31,52 @@ pub enum Reply {
     Confirmed(ConfirmReply),
     Reloaded(ReloadReply),
     Unloading(UnloadReply),
+    Top(TopReply),
+}
+
+/// One line of a `log` stream.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LogLine {
+    /// First: what the events are (they are sampled) and whether more will follow.
+    Started(LogStarted),
+    Event(LoggedEvent),
+    /// This follower fell behind and `missed` events were skipped for it.
+    Lagged {
+        missed: u64,
+    },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogStarted {
+    pub follow: bool,
+    /// The kernel's limit: events per second per CPU, and the burst.
+    pub rate_per_cpu: u32,
+    pub burst: u32,
+    /// The daemon records events with no client connected (`run --event-history`).
+    pub history_always: bool,
+}
+
+/// `top`: the most-sampled prefixes and countries over a window. Counts are of sampled events,
+/// not packets: under the rate limit they show who drops most, not how much.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TopReply {
+    pub window_s: u64,
+    /// Sampled events in the window.
+    pub events: u64,
+    pub rate_per_cpu: u32,
+    pub history_always: bool,
+    /// IPv4 /24 and IPv6 /48 aggregates of the sources, most events first.
+    pub prefixes: Vec<TopEntry>,
+    pub countries: Vec<TopEntry>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TopEntry {
+    /// A prefix (`192.0.2.0/24`) or a country code.
+    pub key: String,
+    pub country: String,
+    pub events: u64,
 }
 
 /// `except list`: each exception and what it does.

@@ -50,6 +50,30 @@ pub enum Request {
         #[serde(default)]
         force: bool,
     },
+    /// Sampled packet events, streamed: one [`LogLine`](super::LogLine) response per line, a
+    /// `started` line first.
+    Log(LogRequest),
+    /// The most-sampled source prefixes and countries ([`TopReply`](super::TopReply)).
+    Top {
+        /// Over the events of this many seconds back (at least 1).
+        window_s: u64,
+    },
+}
+
+/// What `geofilter log` asks for.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogRequest {
+    /// Keep the connection open and stream events as they come; without it, the recent events
+    /// the daemon kept, then the end.
+    #[serde(default)]
+    pub follow: bool,
+    /// Only these countries (all when empty).
+    #[serde(default, with = "crate::policy::country_codes")]
+    pub countries: BTreeSet<CountryId>,
+    /// With `follow`: have the program report passed packets too while this client listens.
+    #[serde(default)]
+    pub passed: bool,
 }
 
 // Variants without fields are written `Name {}`: serde ignores unknown fields on unit variants of
