@@ -254,9 +254,23 @@ fn systemd_accepts_the_unit() {
         .replace("/usr/sbin/geofilter", &bin);
     let path = dir.0.join("geofilter.service");
     std::fs::write(&path, unit).expect("writing the unit");
+    // `verify` also runs `man` for the unit's `Documentation=man:` link: give it the pages the
+    // binary under test generates (the package installs them; this host has none).
+    let man = dir.0.join("man");
+    let made = Command::new(binary())
+        .arg("manpages")
+        .arg(man.join("man8"))
+        .output()
+        .expect("running geofilter manpages");
+    assert!(
+        made.status.success(),
+        "geofilter manpages: {}",
+        String::from_utf8_lossy(&made.stderr)
+    );
     let out = Command::new("systemd-analyze")
         .arg("verify")
         .arg(&path)
+        .env("MANPATH", &man)
         .output()
         .expect("running systemd-analyze");
     // Unknown settings and bad values are only warnings on stderr, with exit status 0.
