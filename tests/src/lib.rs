@@ -4,6 +4,7 @@
 //! Tests panic with a message rather than returning errors, so a failure keeps its backtrace.
 
 pub mod daemon;
+pub mod debroot;
 pub mod frame;
 pub mod model;
 pub mod netns;

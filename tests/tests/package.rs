@@ -7,106 +7,37 @@
 //! GEOFILTER_DEB_OLD (the same build as version 0.0.1) and GEOFILTER_DEB_ROOT (a bookworm
 //! minbase + systemd tarball made by mmdebstrap, cached under target/).
 
-use std::{
-    collections::BTreeSet,
-    fs,
-    path::{Path, PathBuf},
-    process::{Command, Output},
+use std::{fs, path::Path, process::Command};
+
+use geofilter_tests::{
+    debroot::{DebRoot, package_input, run},
+    require_root,
 };
 
-use geofilter_tests::{netns::unique, require_root};
+/// A fresh root whose service actions are recorded and refused, as piuparts does it.
+struct Chroot(DebRoot);
 
-fn env_path(name: &str) -> PathBuf {
-    let path = PathBuf::from(std::env::var_os(name).unwrap_or_else(|| {
-        panic!("{name} is not set: run this test through `cargo xtask test`, which builds it")
-    }));
-    assert!(path.is_file(), "{name}={} does not exist", path.display());
-    path
+impl std::ops::Deref for Chroot {
+    type Target = DebRoot;
+    fn deref(&self) -> &DebRoot {
+        &self.0
+    }
 }
-
-fn run(cmd: &mut Command) -> Output {
-    let out = cmd
-        .output()
-        .unwrap_or_else(|e| panic!("starting {cmd:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed ({}):\n{}{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
-
-/// A fresh root unpacked from the cached tarball; removed on drop, also when a test fails.
-struct Chroot(PathBuf);
 
 impl Chroot {
     fn new() -> Self {
-        let dir = std::env::temp_dir().join(unique("gf-pkg-root-"));
-        fs::create_dir_all(&dir).expect("creating the chroot folder");
-        let chroot = Self(dir);
-        run(Command::new("tar")
-            .arg("-C")
-            .arg(&chroot.0)
-            .arg("-xf")
-            .arg(env_path("GEOFILTER_DEB_ROOT")));
+        let root = DebRoot::new();
         // Scripts test `-d /run/systemd/system` before any service action: make them take the
         // systemd branch, so policy-rc.d sees (and refuses) what they would do on a real host.
-        fs::create_dir_all(chroot.0.join("run/systemd/system")).expect("run/systemd/system");
-        let policy = chroot.0.join("usr/sbin/policy-rc.d");
+        fs::create_dir_all(root.path("/run/systemd/system")).expect("run/systemd/system");
+        let policy = root.path("/usr/sbin/policy-rc.d");
         fs::write(
             &policy,
             "#!/bin/sh\necho \"$*\" >> /var/log/policy-rc.d.log\nexit 101\n",
         )
         .expect("writing policy-rc.d");
         run(Command::new("chmod").arg("0755").arg(&policy));
-        chroot
-    }
-
-    fn path(&self, rel: &str) -> PathBuf {
-        self.0.join(rel.trim_start_matches('/'))
-    }
-
-    /// Runs `args` inside the root, with no standard input (a dpkg prompt fails, as in CI).
-    fn exec(&self, args: &[&str]) -> Output {
-        run(Command::new("chroot")
-            .arg(&self.0)
-            .args(args)
-            .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
-            .env("DEBIAN_FRONTEND", "noninteractive")
-            .stdin(std::process::Stdio::null()))
-    }
-
-    /// `dpkg -i` of a package from the host; returns dpkg's output.
-    fn install(&self, deb: &Path) -> String {
-        let name = deb
-            .file_name()
-            .expect("deb name")
-            .to_string_lossy()
-            .into_owned();
-        fs::copy(deb, self.path("/tmp").join(&name)).expect("copying the package in");
-        let out = self.exec(&["dpkg", "-i", &format!("/tmp/{name}")]);
-        fs::remove_file(self.path("/tmp").join(&name)).expect("removing the copied package");
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        )
-    }
-
-    fn status(&self) -> String {
-        let out = Command::new("chroot")
-            .arg(&self.0)
-            .args([
-                "dpkg-query",
-                "-W",
-                "-f=${db:Status-Abbrev}${Version}",
-                "geofilter",
-            ])
-            .output()
-            .expect("dpkg-query");
-        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+        Self(root)
     }
 
     /// The service actions asked for so far (and refused), then forgets them.
@@ -119,44 +50,6 @@ impl Chroot {
             .collect();
         let _ = fs::remove_file(log);
         actions
-    }
-
-    /// Every path in the root but the bookkeeping that installing anything changes.
-    fn tree(&self) -> BTreeSet<String> {
-        // dpkg's own database and logs, debconf's and man-db's caches (man-db's trigger indexes
-        // the pages; `systemd-analyze verify` runs `man`, which leaves a cat page), and /run,
-        // where `systemd-analyze` keeps runtime state: they record that a package came and went,
-        // not files of the package.
-        const BOOKKEEPING: &[&str] = &[
-            "var/lib/dpkg/status",
-            "var/lib/dpkg/status-old",
-            "var/lib/dpkg/available",
-            "var/lib/dpkg/lock",
-            "var/lib/dpkg/lock-frontend",
-            "var/lib/dpkg/triggers/",
-            "var/lib/dpkg/updates/",
-            "var/cache/debconf/",
-            "var/cache/man/",
-            "run/",
-            "var/log/",
-            "tmp/",
-        ];
-        let out = run(Command::new("find").arg(".").current_dir(&self.0));
-        String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .map(|l| l.trim_start_matches("./").to_owned())
-            .filter(|p| {
-                !BOOKKEEPING
-                    .iter()
-                    .any(|b| p == b.trim_end_matches('/') || (b.ends_with('/') && p.starts_with(b)))
-            })
-            .collect()
-    }
-}
-
-impl Drop for Chroot {
-    fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.0);
     }
 }
 
@@ -173,7 +66,7 @@ fn payload(deb: &Path) -> Vec<String> {
 
 #[test]
 fn lintian_reports_no_errors() {
-    let deb = env_path("GEOFILTER_DEB");
+    let deb = package_input("GEOFILTER_DEB");
     let out = Command::new("lintian")
         .args([
             "--fail-on",
@@ -201,7 +94,7 @@ fn lintian_reports_no_errors() {
 
 #[test]
 fn ships_what_an_operator_expects() {
-    let files = payload(&env_path("GEOFILTER_DEB"));
+    let files = payload(&package_input("GEOFILTER_DEB"));
     for expected in [
         "usr/sbin/geofilter",
         "usr/lib/systemd/system/geofilter.service",
@@ -233,7 +126,10 @@ fn ships_what_an_operator_expects() {
 #[test]
 fn installs_upgrades_and_purges_cleanly_in_a_fresh_bookworm_root() {
     require_root();
-    let (old, new) = (env_path("GEOFILTER_DEB_OLD"), env_path("GEOFILTER_DEB"));
+    let (old, new) = (
+        package_input("GEOFILTER_DEB_OLD"),
+        package_input("GEOFILTER_DEB"),
+    );
     let root = Chroot::new();
     let before = root.tree();
 
