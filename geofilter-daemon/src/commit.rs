@@ -3,7 +3,7 @@
 //! which checks lockout, applies to the kernel, and only then records and saves. The [`State`]
 //! it changes is defined here with it.
 
-use std::{net::IpAddr, path::PathBuf, time::Instant};
+use std::{net::IpAddr, path::PathBuf, sync::Arc, time::Instant};
 
 use geofilter_common::UNKNOWN_COUNTRY;
 use tracing::warn;
@@ -20,7 +20,8 @@ use crate::{
 /// Everything a request may read or change.
 pub struct State {
     pub datapath: Datapath,
-    pub db: CompiledDb,
+    /// Shared with the event hub, which names the prefix each logged address fell in.
+    pub db: Arc<CompiledDb>,
     pub saved: SavedState,
     pub attachments: Vec<Attachment>,
     pub layout: PinLayout,
@@ -74,7 +75,7 @@ pub fn commit(
     next: Next,
     protect: &[IpAddr],
 ) -> Result<Option<TableStats>, String> {
-    let db = next.db.as_ref().map_or(&state.db, |(db, _)| db);
+    let db = next.db.as_ref().map_or(&*state.db, |(db, _)| db);
     for &addr in protect {
         check_lockout(db, &next.policy, addr, "")?;
         if let Some(pending) = &next.pending {
@@ -109,7 +110,7 @@ pub fn commit(
     state.saved.policy = next.policy;
     state.pending = next.pending;
     if let Some((db, paths)) = next.db {
-        state.db = db;
+        state.db = Arc::new(db);
         state.saved.dbs = paths;
     }
     persist(state);

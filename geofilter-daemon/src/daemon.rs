@@ -76,6 +76,7 @@ impl Daemon {
 
     /// Serves `log` and `top` from `hub`.
     pub fn with_events(mut self, hub: Arc<EventHub>) -> Self {
+        hub.use_db(self.lock().db.clone());
         self.events = Some(hub);
         self
     }
@@ -334,6 +335,9 @@ impl Daemon {
             }
         };
         state.reloads += 1;
+        if let Some(hub) = &self.events {
+            hub.use_db(state.db.clone());
+        }
         info!(
             prefixes_v4 = stats.prefixes_v4,
             prefixes_v6 = stats.prefixes_v6,

@@ -152,6 +152,8 @@ fn a_flood_gives_events_within_the_bucket_that_match_the_packets() {
             ("RU", 17, Some(UDP_PORT), "drop"),
             "{e:?}"
         );
+        // The database's range 5.45.192.0-5.45.255.255 (`write_db`), as `why` names it.
+        assert_eq!(e.prefix.as_deref(), Some("5.45.192.0/18"), "{e:?}");
     }
     println!(
         "events: {} for {dropped} drops of {sent} sent in {elapsed:?}, bound {bound}",

@@ -52,7 +52,7 @@ pub fn log(args: &ClientArgs, log: &LogArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `12:03:04.567 drop 5.45.200.7 RU udp/53`.
+/// `12:03:04.567 drop 5.45.200.7 RU udp/53 5.45.192.0/18`.
 fn event_text(e: &LoggedEvent) -> String {
     let ms = e.unix_ms % 86_400_000;
     let (h, m, s, milli) = (ms / 3_600_000, ms / 60_000 % 60, ms / 1000 % 60, ms % 1000);
@@ -64,8 +64,11 @@ fn event_text(e: &LoggedEvent) -> String {
         (protocol, _) => format!("proto {protocol}"),
     };
     format!(
-        "{h:02}:{m:02}:{s:02}.{milli:03}Z {:<10} {:<39} {} {transport}\n",
-        e.verdict, e.address, e.country
+        "{h:02}:{m:02}:{s:02}.{milli:03}Z {:<10} {:<39} {} {transport:<9} {}\n",
+        e.verdict,
+        e.address,
+        e.country,
+        e.prefix.as_deref().unwrap_or("-")
     )
 }
 

@@ -171,7 +171,7 @@ fn start(args: &RunArgs, mut saved: SavedState, db: CompiledDb) -> anyhow::Resul
     }
     let state = State {
         datapath,
-        db,
+        db: Arc::new(db),
         saved,
         attachments,
         layout,

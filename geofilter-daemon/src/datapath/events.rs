@@ -26,7 +26,7 @@ use tokio::{io::unix::AsyncFd, sync::broadcast};
 use tracing::warn;
 
 use super::{DatapathError, map_err, take_map};
-use crate::country::code_str;
+use crate::{country::code_str, family::Family, geoip::CompiledDb};
 
 /// Events kept for `log` (the last [`LOG_RECENT`]) and `top` (all of them): at the default rate
 /// on two CPUs, about 80 s.
@@ -93,6 +93,9 @@ pub struct LoggedEvent {
     pub port: Option<u16>,
     /// `drop`, `would_drop` (monitor mode) or `pass` (with `--passed`).
     pub verdict: String,
+    /// The database prefix the address fell in (as `why` names it), when the database the
+    /// daemon holds places it in the event's country.
+    pub prefix: Option<String>,
 }
 
 impl LoggedEvent {
@@ -118,6 +121,7 @@ impl LoggedEvent {
             protocol: event.protocol,
             port: (event.flags & EVENT_PORT != 0).then_some(event.port),
             verdict: verdict.to_owned(),
+            prefix: None,
         }
     }
 }
@@ -175,6 +179,9 @@ pub struct EventHub {
     listeners: Mutex<Listeners>,
     history: Mutex<VecDeque<LoggedEvent>>,
     feed: broadcast::Sender<LoggedEvent>,
+    /// The database the tables were compiled from (replaced on every reload): the kernel's
+    /// record has no prefix, so the daemon names it, at most --event-rate times a second per CPU.
+    db: Mutex<Option<Arc<CompiledDb>>>,
 }
 
 /// A follower's subscription: events as they arrive. Dropping it stops the program emitting once
@@ -209,6 +216,7 @@ impl EventHub {
             listeners: Mutex::default(),
             history: Mutex::new(VecDeque::with_capacity(HISTORY)),
             feed: broadcast::channel(4096).0,
+            db: Mutex::new(None),
         });
         hub.write(&Listeners::default())?;
         Ok((hub, ring))
@@ -300,7 +308,18 @@ impl EventHub {
         }
     }
 
-    fn record(&self, event: LoggedEvent) {
+    /// The database events are explained with from now on.
+    pub fn use_db(&self, db: Arc<CompiledDb>) {
+        *self.db.lock().unwrap_or_else(|e| e.into_inner()) = Some(db);
+    }
+
+    fn record(&self, mut event: LoggedEvent) {
+        if let Some(db) = &*self.db.lock().unwrap_or_else(|e| e.into_inner()) {
+            event.prefix = db
+                .lookup(event.address)
+                .filter(|p| p.info.country == event.country_id)
+                .map(|p| format!("{}/{}", Family::of(event.address).ip(p.addr), p.len));
+        }
         {
             let mut history = self.history.lock().unwrap_or_else(|e| e.into_inner());
             if history.len() == HISTORY {
