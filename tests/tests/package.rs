@@ -157,6 +157,25 @@ fn installs_upgrades_and_purges_cleanly_in_a_fresh_bookworm_root() {
     );
     // The binary runs on bookworm's libraries, and systemd accepts the unit as installed.
     root.exec(&["/usr/sbin/geofilter", "--version"]);
+    // `man geofilter` finds the installed page, and bash completes the verbs from the installed
+    // script (what an operator types first).
+    let man = root.exec(&["man", "-P", "cat", "geofilter"]);
+    let page = String::from_utf8_lossy(&man.stdout);
+    assert!(
+        page.contains("geofilter") && page.contains("block"),
+        "man geofilter in the installed root:\n{page}"
+    );
+    let completed = root.exec(&[
+        "bash",
+        "-c",
+        "source /usr/share/bash-completion/completions/geofilter; COMP_WORDS=(geofilter bl); \
+         COMP_CWORD=1; _geofilter geofilter bl geofilter; echo \"${COMPREPLY[*]}\"",
+    ]);
+    let completed = String::from_utf8_lossy(&completed.stdout);
+    assert!(
+        completed.split_whitespace().any(|w| w == "block"),
+        "bash completion of `geofilter bl` in the installed root: {completed:?}"
+    );
     let verify = root.exec(&[
         "systemd-analyze",
         "verify",
