@@ -79,6 +79,13 @@ fn status_text(v: &StatusReply) -> String {
     let mut s = String::new();
     for i in &v.interfaces {
         s += &format!("interface {} (xdp {})\n", i.name, wire_name(&i.xdp_mode));
+        for p in &i.programs {
+            let priority = p.priority.map_or("-".into(), |n| n.to_string());
+            s += &format!(
+                "  slot {} priority {priority:>3}  {:<15} id {:<6} {}\n",
+                p.slot, p.name, p.id, p.owner
+            );
+        }
     }
     let db = &v.database;
     // No paths: the embedded database, whose source is named `embedded <name> <date>`.
@@ -283,6 +290,13 @@ pub fn unload(args: &ClientArgs) -> anyhow::Result<()> {
             Unloaded::Daemon
         }
         Err(CallError::Connect(ConnectError::NoDaemon { .. })) => {
+            // Slots in libxdp dispatchers are held by libxdp's pins, not ours: take geofilter
+            // out of each (the other programs stay) before removing the pin root.
+            let shared = crate::datapath::dispatcher::interfaces_with_geofilter();
+            for iface in &shared {
+                crate::datapath::dispatcher::leave(iface)
+                    .with_context(|| format!("taking geofilter out of {iface}'s dispatcher"))?;
+            }
             if pins_present(&root)? {
                 remove_pins(&root)?;
                 Unloaded::Pins

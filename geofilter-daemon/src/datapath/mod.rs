@@ -10,11 +10,13 @@
 mod attach;
 pub mod bpffs;
 mod counters;
+pub mod dispatcher;
 pub mod events;
 mod exceptions;
 mod features;
 #[cfg(feature = "test-helpers")]
 pub mod memory;
+mod netlink;
 pub mod owner;
 mod probe;
 pub mod stride;
@@ -22,11 +24,11 @@ mod tables;
 #[cfg(feature = "test-helpers")]
 pub mod variants;
 
-pub use attach::{Attachment, XdpModeChoice};
+pub use attach::{AttachOptions, Attachment, XdpAttach, XdpModeChoice};
 use aya::{
     Ebpf, EbpfError, EbpfLoader,
     maps::{Array, ArrayOfMaps, LpmTrie, MapData, MapError, PerCpuArray},
-    programs::{ProgramError, Xdp},
+    programs::{Extension, ProgramError, Xdp},
 };
 pub use counters::{Counters, CountryCounters};
 use geofilter_common::{Counter, POLICY_SCHEMA, Policy, maps as names};
@@ -91,6 +93,8 @@ pub enum DatapathError {
         }
     )]
     Foreign { iface: String, forced: bool },
+    #[error(transparent)]
+    Dispatcher(#[from] dispatcher::DispatcherError),
     #[error("why probe: {0}")]
     Probe(String),
     #[error("compiling table {name}: {source}")]
@@ -293,6 +297,15 @@ impl Datapath {
             .program_mut(names::PROGRAM)
             .and_then(|p| p.try_into().ok())
             .expect("program was loaded in Datapath::load")
+    }
+
+    /// The dispatcher-slot twin of the program (loaded when it first joins a dispatcher).
+    fn extension_mut(&mut self) -> Result<&mut Extension, DatapathError> {
+        self.ebpf
+            .program_mut(names::EXT_PROGRAM)
+            .ok_or(DatapathError::Program(ProgramError::NotLoaded))?
+            .try_into()
+            .map_err(DatapathError::Program)
     }
 
     /// Replaces the policy in one step.

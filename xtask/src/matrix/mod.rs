@@ -34,7 +34,7 @@ struct Tier {
 /// verifier, BPF_PROG_TEST_RUN, map-in-map swaps, links, XDP on veth, bpffs) and leaves the long
 /// tiers that only repeat kernel-independent logic with more data (exactness over the world
 /// database, torture, control, db) to the host.
-const TIERS: [Tier; 4] = [
+const TIERS: [Tier; 5] = [
     // Every verdict, counter and parse case through the verified program.
     Tier {
         test: "packets",
@@ -65,6 +65,12 @@ const TIERS: [Tier; 4] = [
             "vlan",
             "ipv6_sources_embedding",
         ],
+    },
+    // Sharing the interface with Debian's xdp-filter through libxdp's dispatcher (freplace
+    // re-attachment: 5.10+), both load orders.
+    Tier {
+        test: "dispatcher",
+        filters: &[],
     },
 ];
 
