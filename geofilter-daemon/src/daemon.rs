@@ -459,6 +459,7 @@ impl Handler for Daemon {
             // Streamed by the server through `Handler::log`; never reaches here.
             Request::Log(_) => Err(ControlError::Refused("log is a streaming request".into())),
             Request::Unload {} => {
+                self.lock().unload_requested = true;
                 self.shutdown.notify_one();
                 Ok(Reply::Unloading(UnloadReply { unloading: true }))
             }

@@ -57,6 +57,11 @@ impl PinLayout {
     pub fn link(&self, iface: &str) -> PathBuf {
         self.links().join(iface)
     }
+    /// Folders naming the interfaces where geofilter holds a libxdp dispatcher slot (the slot's
+    /// pins are libxdp's), so `unload` without a daemon knows which to leave.
+    pub fn dispatched(&self) -> PathBuf {
+        self.root.join("dispatched")
+    }
 }
 
 /// libxdp's state folder on the bpffs (lib/libxdp/libxdp.c, `get_bpffs_dir`: `$LIBXDP_BPFFS` or

@@ -290,13 +290,6 @@ pub fn unload(args: &ClientArgs) -> anyhow::Result<()> {
             Unloaded::Daemon
         }
         Err(CallError::Connect(ConnectError::NoDaemon { .. })) => {
-            // Slots in libxdp dispatchers are held by libxdp's pins, not ours: take geofilter
-            // out of each (the other programs stay) before removing the pin root.
-            let shared = crate::datapath::dispatcher::interfaces_with_geofilter();
-            for iface in &shared {
-                crate::datapath::dispatcher::leave(iface)
-                    .with_context(|| format!("taking geofilter out of {iface}'s dispatcher"))?;
-            }
             if pins_present(&root)? {
                 remove_pins(&root)?;
                 Unloaded::Pins
@@ -328,7 +321,20 @@ fn pins_present(root: &std::path::Path) -> anyhow::Result<bool> {
         .with_context(|| format!("cannot check {} (run as root)", root.display()))
 }
 
+/// Removes the pin root, which detaches geofilter where it holds its own links; where it holds
+/// libxdp dispatcher slots (held by libxdp's pins), first takes it out of each dispatcher, the
+/// other programs staying.
 fn remove_pins(root: &std::path::Path) -> anyhow::Result<()> {
+    let dispatched = paths::PinLayout::new(root.to_path_buf()).dispatched();
+    for entry in std::fs::read_dir(&dispatched)
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        let iface = entry.file_name().to_string_lossy().into_owned();
+        crate::datapath::dispatcher::leave(&iface)
+            .with_context(|| format!("taking geofilter out of {iface}'s dispatcher"))?;
+    }
     std::fs::remove_dir_all(root).with_context(|| format!("removing {}", root.display()))
 }
 

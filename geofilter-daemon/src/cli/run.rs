@@ -186,6 +186,7 @@ fn start(args: &RunArgs, mut saved: SavedState, db: CompiledDb) -> anyhow::Resul
         pending: None,
         reloads: 0,
         reload_failures: 0,
+        unload_requested: false,
     };
     Ok(Started {
         state,
@@ -264,10 +265,11 @@ fn serve_until_stopped(
     Ok((state, served))
 }
 
-/// With `--keep`, leaves the filter attached; otherwise detaches every interface and removes
+/// With `--keep` (and no `unload` request), leaves the filter attached; otherwise detaches every
+/// interface and removes
 /// the pin root.
 fn teardown(args: &RunArgs, state: State, mut guard: PinRootGuard) -> anyhow::Result<()> {
-    if args.keep {
+    if args.keep && !state.unload_requested {
         info!(pin_root = %state.pin_root.configured.display(), "exiting; the filter stays attached (--keep)");
         return Ok(());
     }

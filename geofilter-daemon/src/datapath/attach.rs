@@ -64,8 +64,9 @@ pub struct AttachOptions {
 enum Hold {
     /// geofilter's own pinned BPF link.
     Link(PinnedLink),
-    /// A slot in libxdp's dispatcher; the pins are libxdp's, under its folder.
-    Dispatcher,
+    /// A slot in libxdp's dispatcher; the pins are libxdp's, under its folder. The marker is
+    /// geofilter's record of it ([`PinLayout::dispatched`]).
+    Dispatcher { marker: std::path::PathBuf },
 }
 
 /// One interface the program is attached to. The link is pinned (by geofilter, or in libxdp's
@@ -79,7 +80,7 @@ pub struct Attachment {
 impl Attachment {
     /// Whether geofilter runs in a dispatcher slot here.
     pub fn in_dispatcher(&self) -> bool {
-        matches!(self.hold, Hold::Dispatcher)
+        matches!(self.hold, Hold::Dispatcher { .. })
     }
 }
 
@@ -198,7 +199,7 @@ impl Datapath {
             ),
         };
         if join {
-            return self.join_dispatcher(iface, opts);
+            return self.join_dispatcher(iface, opts, layout);
         }
         self.attach_exclusive(iface, opts.mode, &path, opts.force)
     }
@@ -207,7 +208,10 @@ impl Datapath {
         &mut self,
         iface: &str,
         opts: AttachOptions,
+        layout: &PinLayout,
     ) -> Result<Attachment, DatapathError> {
+        let marker = layout.dispatched().join(iface);
+        fs::create_dir_all(&marker).map_err(pin_err("creating", &marker))?;
         let modes: &[u32] = match opts.mode {
             XdpModeChoice::Native => &[netlink::FLAG_DRV],
             XdpModeChoice::Skb => &[netlink::FLAG_SKB],
@@ -223,7 +227,7 @@ impl Datapath {
         Ok(Attachment {
             iface: iface.to_owned(),
             mode,
-            hold: Hold::Dispatcher,
+            hold: Hold::Dispatcher { marker },
         })
     }
 
@@ -312,7 +316,11 @@ impl Datapath {
         let Attachment { iface, hold, .. } = attachment;
         let link = match hold {
             Hold::Link(link) => link,
-            Hold::Dispatcher => return Ok(dispatcher::leave(&iface)?),
+            Hold::Dispatcher { marker } => {
+                dispatcher::leave(&iface)?;
+                let _ = fs::remove_dir(marker);
+                return Ok(());
+            }
         };
         let fd_link = link.unpin().map_err(|source| DatapathError::Pin {
             what: "unpinning link of",

@@ -293,37 +293,3 @@ fn unpin_dir(dir: &Path) {
     }
     let _ = fs::remove_dir(dir);
 }
-
-/// Every interface whose dispatcher has a geofilter component, from libxdp's pin folder (for
-/// `unload` when no daemon runs).
-pub fn interfaces_with_geofilter() -> Vec<String> {
-    let Ok(entries) = fs::read_dir(paths::libxdp_dir()) else {
-        return Vec::new();
-    };
-    let mut out = Vec::new();
-    for entry in entries.flatten() {
-        let name = entry.file_name().to_string_lossy().into_owned();
-        let Some(index) = name
-            .strip_prefix("dispatch-")
-            .and_then(|r| r.split('-').next())
-            .and_then(|i| i.parse::<u32>().ok())
-        else {
-            continue;
-        };
-        let mut buf = [0 as libc::c_char; libc::IF_NAMESIZE];
-        // SAFETY: the buffer is IF_NAMESIZE bytes, as the call requires.
-        if unsafe { libc::if_indextoname(index, buf.as_mut_ptr()) }.is_null() {
-            continue;
-        }
-        // SAFETY: if_indextoname wrote a NUL-terminated name.
-        let iface = unsafe { std::ffi::CStr::from_ptr(buf.as_ptr()) }
-            .to_string_lossy()
-            .into_owned();
-        if let Ok(OnInterface::Dispatcher(current)) = inspect(&iface)
-            && current.components.iter().any(Component::is_geofilter)
-        {
-            out.push(iface);
-        }
-    }
-    out
-}
