@@ -266,8 +266,7 @@ fn serve_until_stopped(
 }
 
 /// With `--keep` (and no `unload` request), leaves the filter attached; otherwise detaches every
-/// interface and removes
-/// the pin root.
+/// interface and removes the pin root.
 fn teardown(args: &RunArgs, state: State, mut guard: PinRootGuard) -> anyhow::Result<()> {
     if args.keep && !state.unload_requested {
         info!(pin_root = %state.pin_root.configured.display(), "exiting; the filter stays attached (--keep)");

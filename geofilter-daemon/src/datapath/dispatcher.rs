@@ -84,14 +84,14 @@ pub enum DispatcherError {
         iface: String,
         what: String,
         #[source]
-        source: ProgramError,
+        source: Box<ProgramError>,
     },
     #[error("interface {iface}: loading libxdp's dispatcher {path}: {source}")]
     Load {
         iface: String,
         path: PathBuf,
         #[source]
-        source: aya::EbpfError,
+        source: Box<aya::EbpfError>,
     },
     #[error(
         "interface {iface} runs XDP program {name:?} (id {id}), which is not a libxdp dispatcher; \
@@ -184,7 +184,7 @@ fn prog_err(iface: &str, what: impl Into<String>) -> impl FnOnce(ProgramError) -
     move |source| DispatcherError::Program {
         iface,
         what,
-        source,
+        source: Box::new(source),
     }
 }
 

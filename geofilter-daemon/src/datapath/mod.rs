@@ -93,8 +93,9 @@ pub enum DatapathError {
         }
     )]
     Foreign { iface: String, forced: bool },
+    /// Boxed: the largest error by far, and rare.
     #[error(transparent)]
-    Dispatcher(#[from] dispatcher::DispatcherError),
+    Dispatcher(Box<dispatcher::DispatcherError>),
     #[error("why probe: {0}")]
     Probe(String),
     #[error("compiling table {name}: {source}")]
@@ -124,6 +125,12 @@ pub enum DatapathError {
         #[source]
         source: std::io::Error,
     },
+}
+
+impl From<dispatcher::DispatcherError> for DatapathError {
+    fn from(e: dispatcher::DispatcherError) -> Self {
+        Self::Dispatcher(Box::new(e))
+    }
 }
 
 pub(crate) fn map_err(name: &'static str) -> impl FnOnce(MapError) -> DatapathError {

@@ -183,7 +183,7 @@ fn rebuild(
         .map_err(|source| DispatcherError::Load {
             iface: iface.to_owned(),
             path: path.clone(),
-            source,
+            source: Box::new(source),
         })?;
     let dispatcher: &mut Xdp = object
         .program_mut(DISPATCHER_NAME)
