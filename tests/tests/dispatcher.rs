@@ -341,3 +341,63 @@ fn xdp_filter_first_then_geofilter() {
     s.daemon.wait_exit();
     assert!(!s.pair.server_has_xdp(), "something left on the interface");
 }
+
+/// `--xdp-attach dispatcher` never displaces a program attached alone (here another geofilter,
+/// exclusive): `run` refuses, naming it, and the program keeps running. Runs on every kernel.
+#[test]
+fn dispatcher_mode_refuses_a_program_attached_alone() {
+    let _serial = setup_tools();
+    let s = Scene::new(&[RU_V4], &["--block", "RU", "--xdp-attach", "exclusive"]);
+    let before = s.daemon.status().interfaces[0].programs.clone();
+    assert_eq!(before.len(), 1, "{before:?}");
+    assert_eq!(
+        (before[0].owner.as_str(), before[0].priority),
+        ("geofilter", None)
+    );
+
+    let dir = geofilter_tests::scenario::TempDir::new();
+    let mut second = Command::new(geofilter_tests::daemon::binary());
+    s.pair.server.enter_network_only(&mut second);
+    let out = second
+        .args([
+            "run",
+            "--iface",
+            &s.pair.server_if,
+            "--xdp-attach",
+            "dispatcher",
+        ])
+        .args(["--db", s.db_dir.0.join("v4.csv").to_str().unwrap()])
+        .arg("--socket")
+        .arg(dir.0.join("s.sock"))
+        .arg("--state-file")
+        .arg(dir.0.join("state.json"))
+        .env(
+            "GEOFILTER_PIN_ROOT",
+            format!(
+                "/sys/fs/bpf/{}",
+                geofilter_tests::netns::unique("gf-second-")
+            ),
+        )
+        .output()
+        .expect("second geofilter run");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("not a libxdp dispatcher"),
+        "the second run did not refuse: {err}"
+    );
+    assert_eq!(
+        s.daemon.status().interfaces[0].programs,
+        before,
+        "the program changed"
+    );
+    let arrived = {
+        let sink = UdpSink::bind(&s.pair.server, &[ip(SERVER_V4)]);
+        geofilter_tests::traffic::send_udp(&s.pair.client, ip(RU_V4), ip(SERVER_V4), N);
+        sink.collect(Duration::from_millis(300))
+    };
+    assert_eq!(
+        got(&arrived, RU_V4),
+        0,
+        "RU delivered after the refused run"
+    );
+}

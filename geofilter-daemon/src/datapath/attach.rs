@@ -210,14 +210,14 @@ impl Datapath {
         opts: AttachOptions,
         layout: &PinLayout,
     ) -> Result<Attachment, DatapathError> {
-        let marker = layout.dispatched().join(iface);
-        fs::create_dir_all(&marker).map_err(pin_err("creating", &marker))?;
         let modes: &[u32] = match opts.mode {
             XdpModeChoice::Native => &[netlink::FLAG_DRV],
             XdpModeChoice::Skb => &[netlink::FLAG_SKB],
             XdpModeChoice::Auto => &[netlink::FLAG_DRV, netlink::FLAG_SKB],
         };
         let joined = dispatcher::join(self.extension_mut()?, iface, opts.priority, modes)?;
+        let marker = layout.dispatched().join(iface);
+        fs::create_dir_all(&marker).map_err(pin_err("creating", &marker))?;
         let mode = if joined.mode_flag == netlink::FLAG_SKB {
             XdpModeChoice::Skb
         } else {
