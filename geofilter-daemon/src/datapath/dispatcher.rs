@@ -26,6 +26,8 @@ use aya::{
     maps::{Array, MapData},
     programs::{ProgramError, ProgramInfo, loaded_programs},
 };
+#[cfg(feature = "test-helpers")]
+pub use build::standalone;
 pub use build::{join, leave};
 use geofilter_common::maps as names;
 
@@ -128,9 +130,9 @@ pub struct Component {
 }
 
 impl Component {
-    /// Whether geofilter put this program there.
+    /// Whether geofilter put this program there (its name fits the kernel's 15 bytes whole).
     pub fn is_geofilter(&self) -> bool {
-        names::EXT_PROGRAM.starts_with(&self.name) && !self.name.is_empty()
+        self.name == names::EXT_PROGRAM
     }
 }
 

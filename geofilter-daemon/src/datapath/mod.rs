@@ -306,6 +306,14 @@ impl Datapath {
             .expect("program was loaded in Datapath::load")
     }
 
+    /// The program in slot 0 of a dispatcher attached nowhere (see
+    /// [`dispatcher::standalone`]); the returned object holds the dispatcher, whose program
+    /// (`xdp_dispatcher`) runs geofilter as long as `self` lives.
+    #[cfg(feature = "test-helpers")]
+    pub fn standalone_dispatcher(&mut self) -> Result<Ebpf, DatapathError> {
+        Ok(dispatcher::standalone(self.extension_mut()?)?)
+    }
+
     /// The dispatcher-slot twin of the program (loaded when it first joins a dispatcher).
     fn extension_mut(&mut self) -> Result<&mut Extension, DatapathError> {
         self.ebpf

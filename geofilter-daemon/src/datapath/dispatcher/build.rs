@@ -11,7 +11,7 @@ use std::{
 };
 
 use aya::{
-    EbpfLoader,
+    Ebpf, EbpfLoader,
     programs::{Extension, Xdp, links::FdLink},
 };
 
@@ -146,6 +146,62 @@ fn dispatcher_object(iface: &str) -> Result<std::path::PathBuf, DispatcherError>
         .inspect_err(|_| tracing::error!(%iface, "no libxdp dispatcher object"))
 }
 
+/// libxdp's dispatcher object loaded (verified) with `config`.
+fn load_dispatcher(iface: &str, config: &Config) -> Result<Ebpf, DispatcherError> {
+    let path = dispatcher_object(iface)?;
+    let mut object = EbpfLoader::new()
+        .override_global("conf", config, true)
+        .load_file(&path)
+        .map_err(|source| DispatcherError::Load {
+            iface: iface.to_owned(),
+            path: path.clone(),
+            source: Box::new(source),
+        })?;
+    dispatcher_program(iface, &mut object)?
+        .load()
+        .map_err(prog_err(iface, "loading the dispatcher"))?;
+    Ok(object)
+}
+
+fn dispatcher_program<'a>(
+    iface: &str,
+    object: &'a mut Ebpf,
+) -> Result<&'a mut Xdp, DispatcherError> {
+    object
+        .program_mut(DISPATCHER_NAME)
+        .ok_or_else(|| {
+            prog_err(iface, "finding xdp_dispatcher")(aya::programs::ProgramError::NotLoaded)
+        })?
+        .try_into()
+        .map_err(prog_err(iface, "the dispatcher's type"))
+}
+
+/// A dispatcher with geofilter alone in slot 0, attached nowhere, for `cargo xtask bench` to
+/// test-run (the per-packet cost of the dispatcher's call and chain check).
+#[cfg(feature = "test-helpers")]
+pub fn standalone(ext: &mut Extension) -> Result<Ebpf, DispatcherError> {
+    let mut config = Config {
+        magic: MAGIC,
+        dispatcher_version: VERSION,
+        num_progs_enabled: 1,
+        ..Config::default()
+    };
+    config.run_prios[0] = super::DEFAULT_PRIORITY;
+    config.chain_call_actions[0] = 1 << XDP_PASS | 1 << RETVAL;
+    let mut object = load_dispatcher("(none)", &config)?;
+    let fd = dispatcher_program("(none)", &mut object)?
+        .fd()
+        .map_err(prog_err("(none)", "the dispatcher's fd"))?
+        .try_clone()
+        .map_err(io_err("(none)", "dup"))?;
+    ext.load(fd, "prog0")
+        .map_err(prog_err("(none)", "loading geofilter into prog0"))?;
+    // The link stays in `ext`'s link table: the slot is filled while `ext` lives.
+    ext.attach()
+        .map_err(prog_err("(none)", "attaching to prog0"))?;
+    Ok(object)
+}
+
 /// Loads a dispatcher for `plan` (sorted as libxdp sorts: priority, then name), attaches each
 /// component to its slot, pins the lot under libxdp's folder, swaps it in for `current` (or
 /// attaches it where nothing runs) and unpins `current`. On any failure before the swap the new
@@ -176,25 +232,8 @@ fn rebuild(
             Planned::Geofilter { .. } => (1 << XDP_PASS | 1 << RETVAL, 0),
         };
     }
-    let path = dispatcher_object(iface)?;
-    let mut object = EbpfLoader::new()
-        .override_global("conf", &config, true)
-        .load_file(&path)
-        .map_err(|source| DispatcherError::Load {
-            iface: iface.to_owned(),
-            path: path.clone(),
-            source: Box::new(source),
-        })?;
-    let dispatcher: &mut Xdp = object
-        .program_mut(DISPATCHER_NAME)
-        .ok_or_else(|| {
-            prog_err(iface, "finding xdp_dispatcher")(aya::programs::ProgramError::NotLoaded)
-        })?
-        .try_into()
-        .map_err(prog_err(iface, "the dispatcher's type"))?;
-    dispatcher
-        .load()
-        .map_err(prog_err(iface, "loading the dispatcher"))?;
+    let mut object = load_dispatcher(iface, &config)?;
+    let dispatcher = dispatcher_program(iface, &mut object)?;
     let dispatcher_fd = dispatcher
         .fd()
         .map_err(prog_err(iface, "the dispatcher's fd"))?;
