@@ -46,9 +46,11 @@ pub fn measure(world: &World, rounds: usize, repeat: u32) -> Cost {
     geofilter
         .set_policy(&crate::policy(world))
         .expect("geofilter policy");
-    let mut object = geofilter
-        .standalone_dispatcher()
-        .map_err(|e| format!("{e} (with source: {:?})", std::error::Error::source(&e)))?;
+    let mut object = geofilter.standalone_dispatcher().map_err(|e| {
+        let why = format!("{e}");
+        eprintln!("bench: dispatcher: not measured: {why}");
+        why
+    })?;
     let dispatcher: &Xdp = object
         .program_mut("xdp_dispatcher")
         .and_then(|p| <&mut Xdp>::try_from(p).ok())
