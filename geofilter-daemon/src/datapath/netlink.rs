@@ -187,3 +187,34 @@ pub fn set(ifindex: u32, fd: RawFd, expected: Option<RawFd>, mode_flag: u32) -> 
     ))
     .map(drop)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn attributes_round_trip_with_padding_and_nesting() {
+        let mut inner = Vec::new();
+        push_attr(&mut inner, IFLA_XDP_ATTACHED, &[ATTACHED_DRV]);
+        push_attr(&mut inner, IFLA_XDP_PROG_ID, &42u32.to_ne_bytes());
+        let mut outer = Vec::new();
+        push_attr(&mut outer, 3, b"eth0\0");
+        push_attr(&mut outer, IFLA_XDP | NLA_F_NESTED, &inner);
+        assert_eq!(outer.len() % 4, 0);
+        let found: Vec<_> = attrs(&outer).map(|(k, _)| k).collect();
+        assert_eq!(found, [3, IFLA_XDP]);
+        let (_, xdp) = attrs(&outer).find(|(k, _)| *k == IFLA_XDP).unwrap();
+        let parsed: Vec<_> = attrs(xdp).collect();
+        assert_eq!(parsed[0], (IFLA_XDP_ATTACHED, &[ATTACHED_DRV][..]));
+        assert_eq!(parsed[1], (IFLA_XDP_PROG_ID, &42u32.to_ne_bytes()[..]));
+    }
+
+    #[test]
+    fn a_truncated_attribute_ends_the_walk() {
+        let mut buf = Vec::new();
+        push_attr(&mut buf, 1, &[1, 2, 3, 4]);
+        buf[0] = 200; // claims more than there is
+        assert_eq!(attrs(&buf).count(), 0);
+        assert_eq!(attrs(&[1, 0]).count(), 0);
+    }
+}
