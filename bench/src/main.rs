@@ -14,6 +14,7 @@
 
 mod control;
 mod data;
+mod dispatcher;
 mod live;
 mod report;
 mod test_run;
@@ -112,6 +113,7 @@ fn main() {
         rounds,
         1_000_000,
     );
+    let dispatcher = dispatcher::measure(&world, rounds, 1_000_000);
     if args.test_run_only {
         return;
     }
@@ -225,6 +227,7 @@ fn main() {
     let results = report::Results {
         world: &world,
         test_run,
+        dispatcher,
         live: report::Live {
             drop_floor,
             geofilter,

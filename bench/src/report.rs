@@ -38,6 +38,7 @@ pub struct Control {
 pub struct Results<'a> {
     pub world: &'a World,
     pub test_run: TestRun,
+    pub dispatcher: crate::dispatcher::Cost,
     pub live: Live,
     pub control: Control,
 }
@@ -145,6 +146,7 @@ pub fn print(r: &Results, json: bool) {
         "          (geofilter: nobody follows `geofilter log`; listening: one client does, drop \
          events on at the default rate)"
     );
+    crate::dispatcher::print(&r.dispatcher);
     println!();
     println!(
         "live: Mpps dropped, XDP live frames (random blocked IPv4 sources) into a veth pair, \

@@ -182,7 +182,7 @@ pub fn udp_frame(family: Family, dst_mac: [u8; 6], src_mac: [u8; 6]) -> Vec<u8> 
     f
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
+pub fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
     let n = v.len();
     if n % 2 == 1 {

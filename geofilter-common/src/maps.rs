@@ -59,6 +59,11 @@ pub const PROGRAM: &str = "geofilter";
 /// only by `BPF_PROG_TEST_RUN` with the probe record at the start of the frame (see
 /// `geofilter-ebpf/src/filter.rs`, `why`).
 pub const WHY_PROGRAM: &str = "geofilter_why";
+/// The [`PROGRAM`] twin for libxdp's multi-program dispatcher: the same code and maps in an
+/// `freplace` (`BPF_PROG_TYPE_EXT`) section, loaded into a dispatcher slot `progN` when geofilter
+/// shares the interface (see the daemon's `datapath::dispatcher`). Its kernel name is how
+/// geofilter tells its own slot from other programs'.
+pub const EXT_PROGRAM: &str = "geofilter_ext";
 
 /// `BPF_F_INNER_MAP` (include/uapi/linux/bpf.h): the inner map's `max_entries` is not part of
 /// the program's contract, so inner arrays of any size may be swapped in. The price is that the

@@ -33,6 +33,10 @@ pub struct State {
     pub pending: Option<Pending>,
     pub reloads: u64,
     pub reload_failures: u64,
+    /// An `unload` request stopped the daemon: it detaches even if run with `--keep` (a slot in
+    /// a libxdp dispatcher can only be left by the daemon's own netns view; the CLI may be
+    /// elsewhere).
+    pub unload_requested: bool,
 }
 
 /// A change made with `--confirm` that rolls back at `deadline` unless confirmed.

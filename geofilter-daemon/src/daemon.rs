@@ -26,9 +26,9 @@ use crate::{
     control::{
         protocol::{
             Change, ChangeOptions, ConfirmReply, ControlError, DatabaseStatus, Exceptions,
-            InterfaceStatus, LogRequest, LogStarted, MAX_CONFIRM_S, MAX_WHY_ADDRESSES, ReloadReply,
-            Reply, Request, Response, StatsReply, StatusReply, TopEntry, TopReply, UnloadReply,
-            WhyAnswer,
+            InterfaceStatus, LogRequest, LogStarted, MAX_CONFIRM_S, MAX_WHY_ADDRESSES,
+            ProgramStatus, ReloadReply, Reply, Request, Response, StatsReply, StatusReply,
+            TopEntry, TopReply, UnloadReply, WhyAnswer,
         },
         server::{Handler, LogFeed},
     },
@@ -141,6 +141,7 @@ impl Daemon {
                 .map(|a| InterfaceStatus {
                     name: a.iface.clone(),
                     xdp_mode: a.mode,
+                    programs: programs_on(&a.iface),
                 })
                 .collect(),
             database: DatabaseStatus {
@@ -382,6 +383,42 @@ impl Daemon {
 }
 
 /// The addresses a change must not drop: the caller's, unless forced.
+/// What runs on `iface`, for `status` (empty if it cannot be read).
+fn programs_on(iface: &str) -> Vec<ProgramStatus> {
+    use crate::datapath::dispatcher::{self, OnInterface};
+    match dispatcher::inspect(iface) {
+        Ok(OnInterface::Dispatcher(current)) => current
+            .components
+            .iter()
+            .map(|c| ProgramStatus {
+                slot: c.slot,
+                name: c.name.clone(),
+                id: c.prog_id,
+                priority: Some(c.priority),
+                owner: if c.is_geofilter() {
+                    "geofilter"
+                } else {
+                    "libxdp"
+                }
+                .into(),
+            })
+            .collect(),
+        Ok(OnInterface::Other { name, id }) => vec![ProgramStatus {
+            slot: 0,
+            owner: if name == geofilter_common::maps::PROGRAM {
+                "geofilter"
+            } else {
+                "other"
+            }
+            .into(),
+            name,
+            id,
+            priority: None,
+        }],
+        Ok(OnInterface::Nothing) | Err(_) => Vec::new(),
+    }
+}
+
 fn protected(caller: Option<IpAddr>, force: bool) -> Vec<IpAddr> {
     caller.filter(|_| !force).into_iter().collect()
 }
@@ -426,6 +463,7 @@ impl Handler for Daemon {
             // Streamed by the server through `Handler::log`; never reaches here.
             Request::Log(_) => Err(ControlError::Refused("log is a streaming request".into())),
             Request::Unload {} => {
+                self.lock().unload_requested = true;
                 self.shutdown.notify_one();
                 Ok(Reply::Unloading(UnloadReply { unloading: true }))
             }

@@ -6,6 +6,12 @@
 //! - `/var/lib/geofilter/state.json`: the desired state, saved after every change.
 //! - `/var/lib/geofilter/db/`: databases fetched by `geofilter db update`.
 //!
+//! - `/sys/fs/bpf/xdp/`: libxdp's folder (not geofilter's), shared with xdp-loader and every other
+//!   libxdp user: `dispatch-IFINDEX-PROGID/prog{N}-prog|link` pins and the directory lock. Its
+//!   location follows libxdp's `LIBXDP_BPFFS`.
+//! - libxdp's dispatcher program object, `xdp-dispatcher.o`, where the libxdp package installs it
+//!   (`LIBXDP_OBJECT_PATH` first, as libxdp does).
+//!
 //! `GEOFILTER_PIN_ROOT` overrides the bpffs root, so tests and several instances on one host do not
 //! collide.
 
@@ -51,4 +57,38 @@ impl PinLayout {
     pub fn link(&self, iface: &str) -> PathBuf {
         self.links().join(iface)
     }
+    /// Folders naming the interfaces where geofilter holds a libxdp dispatcher slot (the slot's
+    /// pins are libxdp's), so `unload` without a daemon knows which to leave.
+    pub fn dispatched(&self) -> PathBuf {
+        self.root.join("dispatched")
+    }
+}
+
+/// libxdp's state folder on the bpffs (lib/libxdp/libxdp.c, `get_bpffs_dir`: `$LIBXDP_BPFFS` or
+/// the bpffs mount, then `xdp`).
+pub fn libxdp_dir() -> PathBuf {
+    std::env::var_os("LIBXDP_BPFFS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(BPFFS_MOUNT))
+        .join("xdp")
+}
+
+/// Where to look for libxdp's dispatcher object, in order: `$LIBXDP_OBJECT_PATH` (libxdp's own
+/// override), then the folders distributions install it in (Debian's multiarch folder, Fedora's
+/// `/usr/lib64`, and the upstream `make install` default).
+pub fn libxdp_dispatcher_candidates() -> Vec<PathBuf> {
+    const NAME: &str = "xdp-dispatcher.o";
+    let mut dirs: Vec<PathBuf> = std::env::var_os("LIBXDP_OBJECT_PATH")
+        .map(|p| std::env::split_paths(&p).collect())
+        .unwrap_or_default();
+    let multiarch = format!("/usr/lib/{}-linux-gnu/bpf", std::env::consts::ARCH);
+    for dir in [
+        multiarch.as_str(),
+        "/usr/lib64/bpf",
+        "/usr/lib/bpf",
+        "/usr/local/lib/bpf",
+    ] {
+        dirs.push(PathBuf::from(dir));
+    }
+    dirs.into_iter().map(|d| d.join(NAME)).collect()
 }

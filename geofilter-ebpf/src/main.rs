@@ -20,7 +20,7 @@ mod parse;
 mod rt;
 mod stride;
 
-use aya_ebpf::{macros::xdp, programs::XdpContext};
+use aya_ebpf::{bindings::xdp_md, macros::xdp, programs::XdpContext};
 
 #[xdp]
 pub fn geofilter(ctx: XdpContext) -> u32 {
@@ -31,4 +31,15 @@ pub fn geofilter(ctx: XdpContext) -> u32 {
 #[xdp]
 pub fn geofilter_why(ctx: XdpContext) -> u32 {
     filter::why::<stride::Stride>(&ctx)
+}
+
+/// The same filter as a component of libxdp's dispatcher: the kernel verifies and runs it in
+/// place of one of the dispatcher's `progN` stubs (`BPF_PROG_TYPE_EXT`, freplace). aya-ebpf has
+/// no `freplace` attribute, so this is what `#[xdp]` expands to with aya's section name for
+/// extensions. The kernel checks that its BTF prototype matches the stub's
+/// (`btf_check_type_match`: same argument count, a pointer to `struct xdp_md`, an int return).
+#[unsafe(no_mangle)]
+#[unsafe(link_section = "freplace")]
+pub fn geofilter_ext(ctx: *mut xdp_md) -> u32 {
+    filter::filter::<stride::Stride>(&XdpContext::new(ctx))
 }

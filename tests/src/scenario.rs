@@ -89,6 +89,11 @@ impl Scene {
         for s in sources {
             pair.add_source(ip(s));
         }
+        Self::start_on(pair, extra)
+    }
+
+    /// The daemon with the small database and `extra` flags on a pair set up by the caller.
+    pub fn start_on(pair: Pair, extra: &[&str]) -> Self {
         let db_dir = TempDir::new();
         let (v4, v6) = write_db(&db_dir.0);
         let mut args = vec![

@@ -50,11 +50,17 @@ fn force_receive_buffer(socket: &UdpSocket, bytes: libc::c_int) {
 
 impl UdpSink {
     pub fn bind(server: &Netns, addrs: &[IpAddr]) -> Self {
+        Self::bind_ports(server, addrs, &[UDP_PORT])
+    }
+
+    /// Receivers on every address and port (arrivals are still counted by source address).
+    pub fn bind_ports(server: &Netns, addrs: &[IpAddr], ports: &[u16]) -> Self {
         let sockets: Vec<UdpSocket> = server.run_in(|| {
             addrs
                 .iter()
-                .map(|&a| {
-                    let s = UdpSocket::bind(SocketAddr::new(a, UDP_PORT)).expect("bind UDP sink");
+                .flat_map(|&a| ports.iter().map(move |&p| SocketAddr::new(a, p)))
+                .map(|a| {
+                    let s = UdpSocket::bind(a).expect("bind UDP sink");
                     s.set_nonblocking(true).expect("nonblocking");
                     force_receive_buffer(&s, 16 << 20);
                     s
@@ -131,9 +137,13 @@ impl Drop for UdpSink {
 /// veth ring never overflows: every datagram sent must reach the filter, or the counters could
 /// not be compared with what was sent.
 pub fn send_udp(client: &Netns, source: IpAddr, dest: IpAddr, count: u64) {
+    send_udp_to(client, source, SocketAddr::new(dest, UDP_PORT), count);
+}
+
+/// [`send_udp`] to any port.
+pub fn send_udp_to(client: &Netns, source: IpAddr, target: SocketAddr, count: u64) {
     let socket =
         client.run_in(|| UdpSocket::bind(SocketAddr::new(source, 0)).expect("bind sender"));
-    let target = SocketAddr::new(dest, UDP_PORT);
     for i in 0..count {
         socket
             .send_to(format!("geofilter test {i}").as_bytes(), target)

@@ -79,6 +79,10 @@ fn host_tiers(opts: &Options, geofilter: &std::path::Path) -> anyhow::Result<()>
         ("ip", "iproute2"),
         ("curl", "curl"),
         ("unshare", "util-linux"),
+        // tests/tests/dispatcher.rs: libxdp's xdp-filter and xdp-loader (and, through libxdp1,
+        // the dispatcher object geofilter loads).
+        ("xdp-filter", "xdp-tools"),
+        ("xdp-loader", "xdp-tools"),
     ])?;
     // The package tier's inputs (an older and the current .deb, a bookworm root), built here,
     // outside the sandbox, as the invoking user.

@@ -79,6 +79,13 @@ fn status_text(v: &StatusReply) -> String {
     let mut s = String::new();
     for i in &v.interfaces {
         s += &format!("interface {} (xdp {})\n", i.name, wire_name(&i.xdp_mode));
+        for p in &i.programs {
+            let priority = p.priority.map_or("-".into(), |n| n.to_string());
+            s += &format!(
+                "  slot {} priority {priority:>3}  {:<15} id {:<6} {}\n",
+                p.slot, p.name, p.id, p.owner
+            );
+        }
     }
     let db = &v.database;
     // No paths: the embedded database, whose source is named `embedded <name> <date>`.
@@ -314,7 +321,20 @@ fn pins_present(root: &std::path::Path) -> anyhow::Result<bool> {
         .with_context(|| format!("cannot check {} (run as root)", root.display()))
 }
 
+/// Removes the pin root, which detaches geofilter where it holds its own links; where it holds
+/// libxdp dispatcher slots (held by libxdp's pins), first takes it out of each dispatcher, the
+/// other programs staying.
 fn remove_pins(root: &std::path::Path) -> anyhow::Result<()> {
+    let dispatched = paths::PinLayout::new(root.to_path_buf()).dispatched();
+    for entry in std::fs::read_dir(&dispatched)
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        let iface = entry.file_name().to_string_lossy().into_owned();
+        crate::datapath::dispatcher::leave(&iface)
+            .with_context(|| format!("taking geofilter out of {iface}'s dispatcher"))?;
+    }
     std::fs::remove_dir_all(root).with_context(|| format!("removing {}", root.display()))
 }
 

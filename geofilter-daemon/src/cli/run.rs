@@ -13,7 +13,7 @@ use crate::{
     country::parse_user_codes,
     daemon::{Daemon, State},
     datapath::{
-        Attachment, Datapath, XdpModeChoice,
+        AttachOptions, Attachment, Datapath, XdpModeChoice,
         bpffs::{self, Persistence, PinRoot},
         events::{self, EventHub},
         owner::PinRootLock,
@@ -165,7 +165,13 @@ fn start(args: &RunArgs, mut saved: SavedState, db: CompiledDb) -> anyhow::Resul
     );
     datapath.sync_exceptions(&saved.policy.exceptions)?;
     datapath.set_policy(&saved.policy.compile())?;
-    let attachments = attach_all(&mut datapath, &mut saved, &layout, args.force, fresh)?;
+    let opts = AttachOptions {
+        mode: saved.xdp_mode,
+        attach: args.xdp_attach,
+        priority: args.xdp_priority,
+        force: args.force,
+    };
+    let attachments = attach_all(&mut datapath, &mut saved, &layout, opts, fresh)?;
     if let Err(e) = state::save(&args.state_file, &saved) {
         warn!(error = %e, "saving the state file failed");
     }
@@ -180,6 +186,7 @@ fn start(args: &RunArgs, mut saved: SavedState, db: CompiledDb) -> anyhow::Resul
         pending: None,
         reloads: 0,
         reload_failures: 0,
+        unload_requested: false,
     };
     Ok(Started {
         state,
@@ -195,20 +202,18 @@ fn attach_all(
     datapath: &mut Datapath,
     saved: &mut SavedState,
     layout: &PinLayout,
-    force: bool,
+    opts: AttachOptions,
     fresh: bool,
 ) -> anyhow::Result<Vec<Attachment>> {
     let mut attachments = Vec::new();
     for iface in &saved.interfaces {
-        let mut attachment = datapath
-            .attach(iface, saved.xdp_mode, layout, force)
-            .inspect_err(|_| {
-                if fresh {
-                    for a in attachments.drain(..) {
-                        let _ = Datapath::detach(a);
-                    }
+        let mut attachment = datapath.attach(iface, opts, layout).inspect_err(|_| {
+            if fresh {
+                for a in attachments.drain(..) {
+                    let _ = Datapath::detach(a);
                 }
-            })?;
+            }
+        })?;
         match attachment.mode {
             // Adopted: the link does not say in which mode it was attached; the state does.
             XdpModeChoice::Auto => {
@@ -260,10 +265,10 @@ fn serve_until_stopped(
     Ok((state, served))
 }
 
-/// With `--keep`, leaves the filter attached; otherwise detaches every interface and removes
-/// the pin root.
+/// With `--keep` (and no `unload` request), leaves the filter attached; otherwise detaches every
+/// interface and removes the pin root.
 fn teardown(args: &RunArgs, state: State, mut guard: PinRootGuard) -> anyhow::Result<()> {
-    if args.keep {
+    if args.keep && !state.unload_requested {
         info!(pin_root = %state.pin_root.configured.display(), "exiting; the filter stays attached (--keep)");
         return Ok(());
     }

@@ -13,7 +13,7 @@ use aya::{
 use geofilter_common::{POLICY_SCHEMA, Policy, maps as names};
 use tracing::warn;
 
-use super::{Datapath, DatapathError, map_err};
+use super::{Datapath, DatapathError, dispatcher, map_err, netlink};
 use crate::paths::PinLayout;
 
 /// `--xdp-mode`.
@@ -39,12 +39,49 @@ pub enum XdpModeChoice {
     Auto,
 }
 
-/// One interface the program is attached to. The link is pinned, so it stays attached if the
-/// daemon dies; [`Datapath::detach`] removes it.
+/// `--xdp-attach`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum XdpAttach {
+    /// In a slot of libxdp's dispatcher, beside other libxdp programs.
+    Dispatcher,
+    /// Alone, with a BPF link.
+    Exclusive,
+    /// A dispatcher slot where a libxdp dispatcher runs, exclusive otherwise.
+    #[default]
+    Auto,
+}
+
+/// How to attach: `--xdp-mode`, `--xdp-attach`, `--xdp-priority`, `--force`.
+#[derive(Clone, Copy, Debug)]
+pub struct AttachOptions {
+    pub mode: XdpModeChoice,
+    pub attach: XdpAttach,
+    pub priority: u32,
+    pub force: bool,
+}
+
+/// How an attachment holds the interface.
+enum Hold {
+    /// geofilter's own pinned BPF link.
+    Link(PinnedLink),
+    /// A slot in libxdp's dispatcher; the pins are libxdp's, under its folder. The marker is
+    /// geofilter's record of it ([`PinLayout::dispatched`]).
+    Dispatcher { marker: std::path::PathBuf },
+}
+
+/// One interface the program is attached to. The link is pinned (by geofilter, or in libxdp's
+/// dispatcher folder), so it stays attached if the daemon dies; [`Datapath::detach`] removes it.
 pub struct Attachment {
     pub iface: String,
     pub mode: XdpModeChoice,
-    link: PinnedLink,
+    hold: Hold,
+}
+
+impl Attachment {
+    /// Whether geofilter runs in a dispatcher slot here.
+    pub fn in_dispatcher(&self) -> bool {
+        matches!(self.hold, Hold::Dispatcher { .. })
+    }
 }
 
 fn pin_err(
@@ -141,22 +178,70 @@ pub(super) fn pin_program(program: &mut Xdp, layout: &PinLayout) -> Result<(), D
 }
 
 impl Datapath {
-    /// Attaches to `iface` and pins the link at `layout.link(iface)`.
+    /// Attaches to `iface`: exclusively, pinning the link at `layout.link(iface)`, or in a slot
+    /// of libxdp's dispatcher (see [`dispatcher`]), as `opts.attach` says.
     pub fn attach(
         &mut self,
         iface: &str,
-        mode: XdpModeChoice,
+        opts: AttachOptions,
         layout: &PinLayout,
+    ) -> Result<Attachment, DatapathError> {
+        let path = layout.link(iface);
+        if path.exists() {
+            return self.take_over(iface, &path);
+        }
+        let join = match opts.attach {
+            XdpAttach::Dispatcher => true,
+            XdpAttach::Exclusive => false,
+            XdpAttach::Auto => matches!(
+                dispatcher::inspect(iface)?,
+                dispatcher::OnInterface::Dispatcher(_)
+            ),
+        };
+        if join {
+            return self.join_dispatcher(iface, opts, layout);
+        }
+        self.attach_exclusive(iface, opts.mode, &path, opts.force)
+    }
+
+    fn join_dispatcher(
+        &mut self,
+        iface: &str,
+        opts: AttachOptions,
+        layout: &PinLayout,
+    ) -> Result<Attachment, DatapathError> {
+        let modes: &[u32] = match opts.mode {
+            XdpModeChoice::Native => &[netlink::FLAG_DRV],
+            XdpModeChoice::Skb => &[netlink::FLAG_SKB],
+            XdpModeChoice::Auto => &[netlink::FLAG_DRV, netlink::FLAG_SKB],
+        };
+        let joined = dispatcher::join(self.extension_mut()?, iface, opts.priority, modes)?;
+        let marker = layout.dispatched().join(iface);
+        fs::create_dir_all(&marker).map_err(pin_err("creating", &marker))?;
+        let mode = if joined.mode_flag == netlink::FLAG_SKB {
+            XdpModeChoice::Skb
+        } else {
+            XdpModeChoice::Native
+        };
+        tracing::info!(%iface, slot = joined.slot, priority = opts.priority, "in libxdp's dispatcher");
+        Ok(Attachment {
+            iface: iface.to_owned(),
+            mode,
+            hold: Hold::Dispatcher { marker },
+        })
+    }
+
+    fn attach_exclusive(
+        &mut self,
+        iface: &str,
+        mode: XdpModeChoice,
+        path: &Path,
         force: bool,
     ) -> Result<Attachment, DatapathError> {
         let attach_err = |source| DatapathError::Attach {
             iface: iface.to_owned(),
             source,
         };
-        let path = layout.link(iface);
-        if path.exists() {
-            return self.take_over(iface, &path);
-        }
         let program = self.program_mut();
         let (link_id, used) = match attach_in_mode(program, iface, mode) {
             // The kernel refuses a link where another program is attached (dev_xdp_attach:
@@ -189,12 +274,12 @@ impl Datapath {
             source,
         })?;
         let link = fd_link
-            .pin(&path)
-            .map_err(|e| pin_err("pinning link at", &path)(std::io::Error::other(e)))?;
+            .pin(path)
+            .map_err(|e| pin_err("pinning link at", path)(std::io::Error::other(e)))?;
         Ok(Attachment {
             iface: iface.to_owned(),
             mode: used,
-            link,
+            hold: Hold::Link(link),
         })
     }
 
@@ -220,13 +305,23 @@ impl Datapath {
         Ok(Attachment {
             iface: iface.to_owned(),
             mode: XdpModeChoice::Auto,
-            link: PinnedLink::from_pin(path).map_err(link_err)?,
+            hold: Hold::Link(PinnedLink::from_pin(path).map_err(link_err)?),
         })
     }
 
-    /// Detaches: unpins the link and closes it, which removes the program from the interface.
+    /// Detaches: unpins the link and closes it, which removes the program from the interface;
+    /// in a dispatcher, rebuilds it without geofilter's slot (or removes it if that was the
+    /// last), leaving the other programs running.
     pub fn detach(attachment: Attachment) -> Result<(), DatapathError> {
-        let Attachment { iface, link, .. } = attachment;
+        let Attachment { iface, hold, .. } = attachment;
+        let link = match hold {
+            Hold::Link(link) => link,
+            Hold::Dispatcher { marker } => {
+                dispatcher::leave(&iface)?;
+                let _ = fs::remove_dir(marker);
+                return Ok(());
+            }
+        };
         let fd_link = link.unpin().map_err(|source| DatapathError::Pin {
             what: "unpinning link of",
             path: iface.into(),

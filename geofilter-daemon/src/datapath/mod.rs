@@ -10,11 +10,13 @@
 mod attach;
 pub mod bpffs;
 mod counters;
+pub mod dispatcher;
 pub mod events;
 mod exceptions;
 mod features;
 #[cfg(feature = "test-helpers")]
 pub mod memory;
+mod netlink;
 pub mod owner;
 mod probe;
 pub mod stride;
@@ -22,11 +24,11 @@ mod tables;
 #[cfg(feature = "test-helpers")]
 pub mod variants;
 
-pub use attach::{Attachment, XdpModeChoice};
+pub use attach::{AttachOptions, Attachment, XdpAttach, XdpModeChoice};
 use aya::{
     Ebpf, EbpfError, EbpfLoader,
     maps::{Array, ArrayOfMaps, LpmTrie, MapData, MapError, PerCpuArray},
-    programs::{ProgramError, Xdp},
+    programs::{Extension, ProgramError, Xdp},
 };
 pub use counters::{Counters, CountryCounters};
 use geofilter_common::{Counter, POLICY_SCHEMA, Policy, maps as names};
@@ -91,6 +93,9 @@ pub enum DatapathError {
         }
     )]
     Foreign { iface: String, forced: bool },
+    /// Boxed: the largest error by far, and rare.
+    #[error(transparent)]
+    Dispatcher(Box<dispatcher::DispatcherError>),
     #[error("why probe: {0}")]
     Probe(String),
     #[error("compiling table {name}: {source}")]
@@ -120,6 +125,12 @@ pub enum DatapathError {
         #[source]
         source: std::io::Error,
     },
+}
+
+impl From<dispatcher::DispatcherError> for DatapathError {
+    fn from(e: dispatcher::DispatcherError) -> Self {
+        Self::Dispatcher(Box::new(e))
+    }
 }
 
 pub(crate) fn map_err(name: &'static str) -> impl FnOnce(MapError) -> DatapathError {
@@ -293,6 +304,23 @@ impl Datapath {
             .program_mut(names::PROGRAM)
             .and_then(|p| p.try_into().ok())
             .expect("program was loaded in Datapath::load")
+    }
+
+    /// The program in slot 0 of a dispatcher attached nowhere (see
+    /// [`dispatcher::standalone`]); the returned object holds the dispatcher, whose program
+    /// (`xdp_dispatcher`) runs geofilter as long as `self` lives.
+    #[cfg(feature = "test-helpers")]
+    pub fn standalone_dispatcher(&mut self) -> Result<Ebpf, DatapathError> {
+        Ok(dispatcher::standalone(self.extension_mut()?)?)
+    }
+
+    /// The dispatcher-slot twin of the program (loaded when it first joins a dispatcher).
+    fn extension_mut(&mut self) -> Result<&mut Extension, DatapathError> {
+        self.ebpf
+            .program_mut(names::EXT_PROGRAM)
+            .ok_or(DatapathError::Program(ProgramError::NotLoaded))?
+            .try_into()
+            .map_err(DatapathError::Program)
     }
 
     /// Replaces the policy in one step.

@@ -34,7 +34,7 @@ struct Tier {
 /// verifier, BPF_PROG_TEST_RUN, map-in-map swaps, links, XDP on veth, bpffs) and leaves the long
 /// tiers that only repeat kernel-independent logic with more data (exactness over the world
 /// database, torture, control, db) to the host.
-const TIERS: [Tier; 5] = [
+const TIERS: [Tier; 6] = [
     // Every verdict, counter and parse case through the verified program.
     Tier {
         test: "packets",
@@ -71,6 +71,12 @@ const TIERS: [Tier; 5] = [
     Tier {
         test: "events",
         filters: &["a_flood_gives_events"],
+    },
+    // Sharing the interface with Debian's xdp-filter through libxdp's dispatcher (freplace
+    // re-attachment: 5.10+), both load orders.
+    Tier {
+        test: "dispatcher",
+        filters: &[],
     },
 ];
 
@@ -230,7 +236,9 @@ fn guest_script(
     )?;
     writeln!(
         s,
-        "export TMPDIR={GUEST_TMP} RUST_BACKTRACE=1 GEOFILTER_BIN={}",
+        // GEOFILTER_REQUIRE_DISPATCHER: every matrix kernel runs libxdp's dispatcher, so the
+        // dispatcher tier fails there instead of skipping (tests/tests/dispatcher.rs).
+        "export TMPDIR={GUEST_TMP} RUST_BACKTRACE=1 GEOFILTER_REQUIRE_DISPATCHER=1 GEOFILTER_BIN={}",
         geofilter.display()
     )?;
     writeln!(s, "echo \"{MARK} kernel $(uname -r)\"")?;

@@ -101,6 +101,26 @@ pub struct StatusReply {
 pub struct InterfaceStatus {
     pub name: String,
     pub xdp_mode: XdpModeChoice,
+    /// Every XDP program on the interface, in run order: geofilter's and others' (a libxdp
+    /// dispatcher's slots, or the one program attached directly).
+    #[serde(default)]
+    pub programs: Vec<ProgramStatus>,
+}
+
+/// One XDP program on an interface.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProgramStatus {
+    /// Dispatcher slot (run order); 0 for a program attached alone.
+    pub slot: usize,
+    /// The kernel's name of the program (at most 15 bytes).
+    pub name: String,
+    /// The kernel's program id (`bpftool prog show id N`).
+    pub id: u32,
+    /// Run priority in a libxdp dispatcher (lower runs first); none outside one.
+    pub priority: Option<u32>,
+    /// `geofilter`, `libxdp` (another dispatcher component), or `other` (attached alone by
+    /// something else).
+    pub owner: String,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
