@@ -1,13 +1,18 @@
 //! `test_run`: per-packet cost through BPF_PROG_TEST_RUN, a different source on every run.
 //!
 //! The harness is the benchmark object's driver program (`geofilter_common::bench`): run with a
-//! large `repeat`, it writes the next of a few thousand source addresses into the frame and
-//! tail-calls the program under test. The kernel reports the mean time per run. Every program
-//! (the parse-only floor, the LPM-trie variant, geofilter) is measured through the same driver
-//! on the same frames and sources, so the floor's figure holds the harness cost and the parse,
-//! and `program - floor` is what the lookup, policy and counters add. Programs alternate within
-//! each round so drift (frequency, other load) hits all of them alike; the result is the median
-//! of the rounds.
+//! large `repeat`, it writes the next of N source addresses into the frame and tail-calls the
+//! program under test. The kernel reports the mean time per run. Every program (the parse-only
+//! floor, the LPM-trie variant, geofilter) is measured through the same driver on the same frames
+//! and sources, so the floor's figure holds the harness cost and the parse, and `program - floor`
+//! is what the lookup, policy and counters add.
+//!
+//! N sweeps over [`SWEEP`] (issue 12: how the cost grows as sources stop fitting in the caches).
+//! One draw of the largest N per family is written to the source map once; the N-source set is
+//! its first N addresses (a random sample of N, since the draw is random), so switching N is one
+//! write of the driver's config. Within each round every N and every program runs in turn, so
+//! drift (frequency, other load) hits all of them alike; each result is the median of the
+//! rounds.
 
 use aya::{
     Ebpf, EbpfLoader,
@@ -15,7 +20,7 @@ use aya::{
     programs::{ProgramFd, TestRun, TestRunOptions, Xdp},
 };
 use geofilter_common::{
-    bench::{self as names, BenchConfig},
+    bench::{self as names, BenchConfig, MAX_SOURCES},
     events::EventConfig,
 };
 use geofilter_daemon::datapath::{
@@ -27,27 +32,79 @@ use geofilter_tests::{frame, rng::Rng};
 
 use crate::data::{Family, World, source_bytes};
 
-/// Nanoseconds per packet, medians.
+/// Source counts of the sweep: one source (everything cached), the default, 65,536 (issue 12's
+/// target row), and 2^20 (the source map's capacity: what a flood of spoofed sources looks like).
+pub const SWEEP: [usize; 4] = [1, crate::data::SOURCES, 65_536, MAX_SOURCES as usize];
+
+/// Nanoseconds per packet of the three programs, medians.
 #[derive(Clone, Copy, Debug, Default)]
-pub struct Costs {
+pub struct Lookups {
     pub floor: f64,
     pub lpm_trie: f64,
     pub geofilter: f64,
+}
+
+impl Lookups {
+    /// What geofilter's lookup, policy and counters cost beyond the parse.
+    pub fn geofilter_over_floor(&self) -> f64 {
+        self.geofilter - self.floor
+    }
+
+    /// The same for the LPM-trie variant.
+    pub fn lpm_over_floor(&self) -> f64 {
+        self.lpm_trie - self.floor
+    }
+}
+
+/// The programs at the default source count, and geofilter with a listener.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Costs {
+    pub lookups: Lookups,
     /// geofilter while a `log --follow` client listens (drop events on, default rate limit).
     pub listening: f64,
 }
 
+/// One source count of the sweep.
+#[derive(Clone, Copy, Debug)]
+pub struct Point {
+    pub sources: usize,
+    pub v4: Lookups,
+    pub v6: Lookups,
+}
+
 pub struct Results {
+    /// At `sources` (the figures the JSON has always had).
     pub v4: Costs,
     pub v6: Costs,
+    /// Every source count of the sweep, ascending (`sources` among them).
+    pub by_sources: Vec<Point>,
     pub rounds: usize,
     pub repeat: u32,
     pub sources: usize,
 }
 
+impl Results {
+    /// The sweep's point at `sources`, if it was measured.
+    pub fn at(&self, sources: usize) -> Option<&Point> {
+        self.by_sources.iter().find(|p| p.sources == sources)
+    }
+}
+
+/// The sweep's source counts with `default` among them, ascending.
+pub fn sweep(default: usize) -> Vec<usize> {
+    let mut out: Vec<usize> = SWEEP.iter().copied().chain([default]).collect();
+    out.sort_unstable();
+    out.dedup();
+    out
+}
+
 /// The benchmark object, loaded: its programs and the maps the driver reads.
 pub struct Bench {
     pub ebpf: Ebpf,
+    /// What the config map holds.
+    config: BenchConfig,
+    /// Sources written to the source map by the last [`Self::configure`].
+    loaded: usize,
 }
 
 impl Bench {
@@ -74,7 +131,11 @@ impl Bench {
                 .load()
                 .unwrap_or_else(|e| panic!("loading {name}: {e}"));
         }
-        Self { ebpf }
+        Self {
+            ebpf,
+            config: BenchConfig::default(),
+            loaded: 0,
+        }
     }
 
     pub fn program(&self, name: &str) -> &Xdp {
@@ -94,7 +155,11 @@ impl Bench {
     /// Sets the sources the driver and the generator take round-robin, and where the generator
     /// sends frames.
     pub fn configure(&mut self, family: Family, sources: &[u128], ifindex: u32) {
-        assert!(!sources.is_empty() && sources.len() <= names::MAX_SOURCES as usize);
+        assert!(
+            !sources.is_empty() && sources.len() <= MAX_SOURCES as usize,
+            "{} sources: the source map holds 1 to {MAX_SOURCES}",
+            sources.len()
+        );
         let mut array: Array<&mut MapData, [u8; 16]> = self
             .ebpf
             .map_mut(names::SOURCES)
@@ -106,13 +171,8 @@ impl Bench {
                 .set(i as u32, source_bytes(family, addr), 0)
                 .expect("writing a source");
         }
-        let mut config: Array<&mut MapData, BenchConfig> = self
-            .ebpf
-            .map_mut(names::CONFIG)
-            .expect("config map")
-            .try_into()
-            .expect("an array");
-        let bench = BenchConfig {
+        self.loaded = sources.len();
+        self.config = BenchConfig {
             sources: sources.len() as u32,
             address_len: match family {
                 Family::V4 => 4,
@@ -121,7 +181,29 @@ impl Bench {
             ifindex,
             _reserved: 0,
         };
-        config.set(0, bench, 0).expect("writing the config");
+        self.write_config();
+    }
+
+    /// Makes the driver take only the first `n` of the configured sources. The per-CPU index
+    /// may point past `n` for one more packet, which then wraps it to 0.
+    fn use_first(&mut self, n: usize) {
+        assert!(
+            (1..=self.loaded).contains(&n),
+            "{n} sources asked for, {} written",
+            self.loaded
+        );
+        self.config.sources = n as u32;
+        self.write_config();
+    }
+
+    fn write_config(&mut self) {
+        let mut config: Array<&mut MapData, BenchConfig> = self
+            .ebpf
+            .map_mut(names::CONFIG)
+            .expect("config map")
+            .try_into()
+            .expect("an array");
+        config.set(0, self.config, 0).expect("writing the config");
     }
 
     /// Makes the driver tail-call `target`.
@@ -206,7 +288,26 @@ fn listen(geofilter: &mut Datapath, config: &EventConfig) {
         .expect("event config");
 }
 
-/// Measures all three programs; fills `lpm` with the database and the policy on the way (the
+/// Medians of one program's rounds, per point of the sweep.
+#[derive(Default)]
+struct Samples {
+    floor: Vec<f64>,
+    lpm_trie: Vec<f64>,
+    geofilter: Vec<f64>,
+}
+
+impl Samples {
+    fn medians(self) -> Lookups {
+        Lookups {
+            floor: median(self.floor),
+            lpm_trie: median(self.lpm_trie),
+            geofilter: median(self.geofilter),
+        }
+    }
+}
+
+/// Measures all three programs at every source count of [`sweep`]`(n_sources)`, and geofilter
+/// with a listener at `n_sources`; fills `lpm` with the database and the policy on the way (the
 /// live section reuses it).
 pub fn run(
     world: &World,
@@ -240,41 +341,62 @@ pub fn run(
         .try_clone()
         .expect("dup");
 
+    let counts = sweep(n_sources);
+    let largest = *counts.last().expect("a non-empty sweep");
     let mut rng = Rng(0x6765_6f66_696c_7465);
-    let mut out = [Costs::default(); 2];
+    let mut costs = [Costs::default(); 2];
+    let mut lookups: Vec<[Lookups; 2]> = vec![Default::default(); counts.len()];
     for (slot, family) in [Family::V4, Family::V6].into_iter().enumerate() {
-        let sources = world.sources(family, n_sources, &mut rng, |_| true);
+        let sources = world.sources(family, largest, &mut rng, |_| true);
+        assert_eq!(
+            sources.len(),
+            largest,
+            "the {family:?} database has too few distinct addresses for the sweep"
+        );
         bench.configure(family, &sources, 0);
         let frame = udp_frame(family, [2, 0, 0, 0, 0, 2], [2, 0, 0, 0, 0, 1]);
         // One untimed pass each to warm caches and the branch predictors alike.
         for fd in [&floor_fd, &lpm_fd, &geofilter_fd] {
             bench.run(fd, &frame, repeat / 4);
         }
-        let (mut floor, mut trie, mut stride) = (Vec::new(), Vec::new(), Vec::new());
+        let mut samples: Vec<Samples> = counts.iter().map(|_| Samples::default()).collect();
         let mut listening = Vec::new();
         for _ in 0..rounds {
-            floor.push(bench.run(&floor_fd, &frame, repeat));
-            trie.push(bench.run(&lpm_fd, &frame, repeat));
-            stride.push(bench.run(&geofilter_fd, &frame, repeat));
-            // The same program with a listener: drops take the event path (the bucket check on
-            // each, the ring buffer for the few the rate lets through). Nobody reads the ring;
-            // once full, reserving fails and the event is lost, which costs about what success
-            // does.
-            listen(&mut geofilter, &LISTENING);
-            listening.push(bench.run(&geofilter_fd, &frame, repeat));
-            listen(&mut geofilter, &EventConfig::default());
+            for (&n, s) in counts.iter().zip(&mut samples) {
+                bench.use_first(n);
+                s.floor.push(bench.run(&floor_fd, &frame, repeat));
+                s.lpm_trie.push(bench.run(&lpm_fd, &frame, repeat));
+                s.geofilter.push(bench.run(&geofilter_fd, &frame, repeat));
+                if n == n_sources {
+                    // The same program with a listener: drops take the event path (the bucket
+                    // check on each, the ring buffer for the few the rate lets through). Nobody
+                    // reads the ring; once full, reserving fails and the event is lost, which
+                    // costs about what success does.
+                    listen(&mut geofilter, &LISTENING);
+                    listening.push(bench.run(&geofilter_fd, &frame, repeat));
+                    listen(&mut geofilter, &EventConfig::default());
+                }
+            }
         }
-        out[slot] = Costs {
-            floor: median(floor),
-            lpm_trie: median(trie),
-            geofilter: median(stride),
-            listening: median(listening),
-        };
-        eprintln!("bench: test_run {family:?}: {:?}", out[slot]);
+        for ((&n, s), point) in counts.iter().zip(samples).zip(&mut lookups) {
+            point[slot] = s.medians();
+            eprintln!("bench: test_run {family:?}, {n} sources: {:?}", point[slot]);
+            if n == n_sources {
+                costs[slot] = Costs {
+                    lookups: point[slot],
+                    listening: median(std::mem::take(&mut listening)),
+                };
+            }
+        }
     }
     Results {
-        v4: out[0],
-        v6: out[1],
+        v4: costs[0],
+        v6: costs[1],
+        by_sources: counts
+            .iter()
+            .zip(lookups)
+            .map(|(&sources, [v4, v6])| Point { sources, v4, v6 })
+            .collect(),
         rounds,
         repeat,
         sources: n_sources,
