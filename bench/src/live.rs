@@ -46,6 +46,7 @@ const MAX_PACKETS: u32 = 30_000_000;
 /// Distinct sources of the flood row: the source map's capacity, 1,048,576 (issue 12 asks for at
 /// least a million).
 pub const FLOOD_SOURCES: usize = names::MAX_SOURCES as usize;
+const _: () = assert!(FLOOD_SOURCES >= 1_000_000);
 
 /// Frames of one family from one set of sources, out of the client's veth.
 pub struct Generator<'a> {

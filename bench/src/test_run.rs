@@ -402,3 +402,14 @@ pub fn run(
         sources: n_sources,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    /// The counts issue 12 names are all measured, once each, ascending, the default among them.
+    #[test]
+    fn sweep_covers_the_issue_counts() {
+        let counts = super::sweep(crate::data::SOURCES);
+        assert_eq!(counts, [1, 16_384, 65_536, 1_048_576]);
+        assert_eq!(super::sweep(5), [1, 5, 16_384, 65_536, 1_048_576]);
+    }
+}
