@@ -4,10 +4,12 @@
 //! the program variants and map memory, aya, and the tests crate's namespace and daemon helpers),
 //! and xtask itself stays free of them.
 //!
-//! Sections, in order (see each module): `test_run` (ns per packet through BPF_PROG_TEST_RUN),
-//! `control` (database load, country change latency, kernel memory, nftables/ipset load times),
-//! `live` (Mpps dropped on a veth pair). Progress goes to stderr; the table (and with `--json`
-//! one JSON object as the last line) to stdout.
+//! Sections, in order (see each module): `test_run` (ns per packet through BPF_PROG_TEST_RUN, at
+//! every source count of its sweep), `control` (database load, country change latency, kernel
+//! memory per map and per family's tables, the daemon's peak memory, nftables/ipset load times),
+//! `live` (Mpps dropped on a veth pair: IPv4, IPv6 and a flood of a million distinct sources).
+//! Progress goes to stderr; the table (`report`, and with `--json` one JSON object as the last
+//! line, `json`) to stdout.
 //!
 //! Network rules: traffic flows only between two namespaces created here and removed on exit
 //! (also on panic); every traffic run is bounded in packets and time.
@@ -32,7 +34,8 @@ struct Args {
     json: bool,
     /// Fewer rounds and runs: a smoke test of the whole pipeline.
     quick: bool,
-    /// Distinct sources per family (default [`data::SOURCES`]); 1 gives the hot-cache case.
+    /// Distinct sources per family of the headline test_run figures and the live rows (default
+    /// [`data::SOURCES`]); the sweep measures it beside its own counts.
     sources: usize,
     /// Stop after the test_run section.
     test_run_only: bool,
