@@ -32,7 +32,7 @@ use geofilter_tests::{daemon::Daemon, netns::Pair};
 
 use crate::{
     data::Family,
-    test_run::{Bench, udp_frame},
+    harness::{Bench, udp_frame},
 };
 
 /// Live-frame batch size: the kernel's default (64), well inside veth's 256-frame ring.

@@ -9,13 +9,14 @@
 //! memory per map and per family's tables, the daemon's peak memory, nftables/ipset load times),
 //! `live` (Mpps dropped on a veth pair: IPv4, IPv6 and a flood of a million distinct sources).
 //! Progress goes to stderr; the table (`report`, and with `--json` one JSON object as the last
-//! line, `json`) to stdout.
+//! line, `json`) to stdout. `harness` loads the benchmark object both sections drive.
 //!
 //! Network rules: traffic flows only between two namespaces created here and removed on exit
 //! (also on panic); every traffic run is bounded in packets and time.
 
 mod control;
 mod data;
+mod harness;
 mod json;
 mod live;
 mod report;
@@ -106,7 +107,7 @@ fn main() {
     ));
 
     say("test_run: loading geofilter, the LPM-trie variant and the harness");
-    let mut bench = test_run::Bench::load();
+    let mut bench = harness::Bench::load();
     let mut lpm = LpmDatapath::load().expect("loading the LPM-trie variant");
     let test_run = test_run::run(
         &world,
