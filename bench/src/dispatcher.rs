@@ -12,7 +12,8 @@ use geofilter_daemon::datapath::Datapath;
 
 use crate::{
     data::{Family, World},
-    test_run::{median, udp_frame},
+    harness::udp_frame,
+    test_run::median,
 };
 
 /// ns per packet, or why the dispatcher could not be measured here.

@@ -2,22 +2,23 @@
 //!
 //! The generator (the benchmark object's `bench_generator`) runs with
 //! `BPF_F_TEST_XDP_LIVE_FRAMES` in the client namespace: every frame gets the next source from
-//! the blocked countries and a fresh IPv4 checksum, and is redirected out of the client's veth.
-//! It arrives at the server's veth, where one receiver at a time drops it: geofilter (the real
-//! daemon, native XDP), the LPM-trie variant (native XDP), nftables (an interval set at netdev
-//! ingress) or iptables with an ipset `hash:net` (raw PREROUTING). For the last two the server's
-//! veth has GRO on, which gives it the NAPI instance redirected frames need
+//! the blocked countries (and, for IPv4, a fresh header checksum), and is redirected out of the
+//! client's veth. It arrives at the server's veth, where one receiver at a time drops it:
+//! geofilter (the real daemon, native XDP), the LPM-trie variant (native XDP), nftables (an
+//! interval set at netdev ingress) or iptables with an ipset `hash:net` (raw PREROUTING). For the
+//! last two the server's veth has GRO on, which gives it the NAPI instance redirected frames need
 //! (drivers/net/veth.c, `veth_xdp_xmit`), and frames become socket buffers there.
+//!
+//! Rows: IPv4 and IPv6 frames from [`crate::data::SOURCES`] blocked sources, and the flood:
+//! IPv4 frames from [`FLOOD_SOURCES`] distinct random blocked addresses, every one of them sent
+//! in every measured run (see [`Generator::flood`]).
 //!
 //! The generator thread is pinned to CPU 0, and the receiver's NAPI poll runs on the CPU that
 //! scheduled it, so each packet costs generation plus reception on one core: the figures compare
 //! receivers side by side; they are not a NIC's line rate. The count is what the receiver itself
 //! counted as dropped (its own counters), divided by the wall time of the generating syscall.
 
-use std::{
-    net::Ipv4Addr,
-    time::{Duration, Instant},
-};
+use std::time::{Duration, Instant};
 
 use aya::{
     Ebpf,
@@ -29,7 +30,10 @@ use geofilter_common::{
 };
 use geofilter_tests::{daemon::Daemon, netns::Pair};
 
-use crate::test_run::{Bench, udp_frame};
+use crate::{
+    data::Family,
+    harness::{Bench, udp_frame},
+};
 
 /// Live-frame batch size: the kernel's default (64), well inside veth's 256-frame ring.
 const BATCH: u32 = 64;
@@ -39,9 +43,20 @@ const RUN_TIME: Duration = Duration::from_millis(1500);
 const MIN_PACKETS: u32 = 200_000;
 const MAX_PACKETS: u32 = 30_000_000;
 
+/// Distinct sources of the flood row: the source map's capacity, 1,048,576 (issue 12 asks for at
+/// least a million).
+pub const FLOOD_SOURCES: usize = names::MAX_SOURCES as usize;
+const _: () = assert!(FLOOD_SOURCES >= 1_000_000);
+
+/// Frames of one family from one set of sources, out of the client's veth.
 pub struct Generator<'a> {
     pair: &'a Pair,
+    family: Family,
+    sources: Vec<u128>,
+    ifindex: u32,
     frame: Vec<u8>,
+    /// Frames per measured run at least.
+    min_packets: u32,
 }
 
 fn mac(text: &str) -> [u8; 6] {
@@ -53,25 +68,48 @@ fn mac(text: &str) -> [u8; 6] {
 }
 
 impl<'a> Generator<'a> {
-    /// Configures the generator to send `sources` (IPv4) out of the client's veth.
-    pub fn new(bench: &mut Bench, pair: &'a Pair, sources: &[u128]) -> Self {
+    /// A generator of `family` frames from `sources`, taken round-robin, to the server.
+    pub fn new(pair: &'a Pair, family: Family, sources: Vec<u128>) -> Self {
         let ifname = std::ffi::CString::new(pair.client_if.clone()).expect("ifname");
         let ifindex = pair.client.run_in(|| {
             // SAFETY: a valid NUL-terminated name.
             unsafe { libc::if_nametoindex(ifname.as_ptr()) }
         });
         assert_ne!(ifindex, 0, "no interface {}", pair.client_if);
-        bench.configure(crate::data::Family::V4, sources, ifindex);
         // Any unicast source MAC will do; the destination must be the server's, or its stack
-        // discards the frame as PACKET_OTHERHOST before netfilter sees it.
-        let mut frame = udp_frame(
-            crate::data::Family::V4,
-            mac(pair.server_mac()),
-            [0x02, 0, 0, 0, 0xbe, 0x01],
-        );
-        // To the server's address, so the stack (iptables) sees a packet for this host.
-        frame[30..34].copy_from_slice(&"10.200.0.2".parse::<Ipv4Addr>().unwrap().octets());
-        Self { pair, frame }
+        // discards the frame as PACKET_OTHERHOST before netfilter sees it. The destination
+        // address is the server's too (`udp_frame`), so the stack (iptables) sees a packet for
+        // this host.
+        let frame = udp_frame(family, mac(pair.server_mac()), [0x02, 0, 0, 0, 0xbe, 0x01]);
+        Self {
+            pair,
+            family,
+            sources,
+            ifindex,
+            frame,
+            min_packets: MIN_PACKETS,
+        }
+    }
+
+    /// A generator whose every measured run sends each of its `sources` at least once: a run is
+    /// at least as many frames as there are sources, and the generator takes them round-robin.
+    /// The sources are distinct (asserted here), so a run's distinct sources are exactly
+    /// `sources.len()`.
+    pub fn flood(pair: &'a Pair, family: Family, sources: Vec<u128>) -> Self {
+        let distinct: std::collections::HashSet<u128> = sources.iter().copied().collect();
+        assert_eq!(distinct.len(), sources.len(), "flood sources repeat");
+        let min_packets = u32::try_from(sources.len())
+            .expect("sources fit the map")
+            .max(MIN_PACKETS);
+        Self {
+            min_packets,
+            ..Self::new(pair, family, sources)
+        }
+    }
+
+    /// Distinct sources this generator draws from.
+    pub fn distinct_sources(&self) -> usize {
+        self.sources.len()
     }
 
     /// Sends `count` frames; returns the wall time of the generating syscall.
@@ -95,7 +133,14 @@ impl<'a> Generator<'a> {
     }
 
     /// Median drop rate (packets per second) over `runs` runs, counting drops with `dropped`.
-    pub fn measure(&self, bench: &Bench, runs: usize, mut dropped: impl FnMut() -> u64) -> Rate {
+    /// Writes this generator's sources and frame target into the benchmark maps first.
+    pub fn measure(
+        &self,
+        bench: &mut Bench,
+        runs: usize,
+        mut dropped: impl FnMut() -> u64,
+    ) -> Rate {
+        bench.configure(self.family, &self.sources, self.ifindex);
         // Calibrate the run length on a short run (which also warms everything up).
         let before = dropped();
         let elapsed = self.send(bench, MIN_PACKETS);
@@ -107,7 +152,7 @@ impl<'a> Generator<'a> {
         );
         let rate = seen as f64 / elapsed.as_secs_f64();
         let count = (rate * RUN_TIME.as_secs_f64())
-            .clamp(f64::from(MIN_PACKETS), f64::from(MAX_PACKETS)) as u32;
+            .clamp(f64::from(self.min_packets), f64::from(MAX_PACKETS)) as u32;
         let mut rates = Vec::new();
         let mut delivered = 0.0;
         for _ in 0..runs {
@@ -123,6 +168,7 @@ impl<'a> Generator<'a> {
             mpps: rates[rates.len() / 2] / 1e6,
             packets: count,
             dropped_share: delivered / runs as f64,
+            distinct_sources: self.sources.len().min(count as usize),
         }
     }
 }
@@ -135,6 +181,9 @@ pub struct Rate {
     /// Share of generated frames the receiver counted as dropped (the rest were lost before it,
     /// e.g. on a full veth ring).
     pub dropped_share: f64,
+    /// Distinct source addresses each run sent: the sources are distinct and taken round-robin,
+    /// so a run of `packets` frames sends `min(sources, packets)` of them.
+    pub distinct_sources: usize,
 }
 
 /// Lets the last batch's NAPI poll finish before reading counters.

@@ -4,10 +4,12 @@
 //! the program variants and map memory, aya, and the tests crate's namespace and daemon helpers),
 //! and xtask itself stays free of them.
 //!
-//! Sections, in order (see each module): `test_run` (ns per packet through BPF_PROG_TEST_RUN),
-//! `control` (database load, country change latency, kernel memory, nftables/ipset load times),
-//! `live` (Mpps dropped on a veth pair). Progress goes to stderr; the table (and with `--json`
-//! one JSON object as the last line) to stdout.
+//! Sections, in order (see each module): `test_run` (ns per packet through BPF_PROG_TEST_RUN, at
+//! every source count of its sweep), `control` (database load, country change latency, kernel
+//! memory per map and per family's tables, the daemon's peak memory, nftables/ipset load times),
+//! `live` (Mpps dropped on a veth pair: IPv4, IPv6 and a flood of a million distinct sources).
+//! Progress goes to stderr; the table (`report`, and with `--json` one JSON object as the last
+//! line, `json`) to stdout. `harness` loads the benchmark object both sections drive.
 //!
 //! Network rules: traffic flows only between two namespaces created here and removed on exit
 //! (also on panic); every traffic run is bounded in packets and time.
@@ -15,6 +17,8 @@
 mod control;
 mod data;
 mod dispatcher;
+mod harness;
+mod json;
 mod live;
 mod report;
 mod test_run;
@@ -32,7 +36,8 @@ struct Args {
     json: bool,
     /// Fewer rounds and runs: a smoke test of the whole pipeline.
     quick: bool,
-    /// Distinct sources per family (default [`data::SOURCES`]); 1 gives the hot-cache case.
+    /// Distinct sources per family of the headline test_run figures and the live rows (default
+    /// [`data::SOURCES`]); the sweep measures it beside its own counts.
     sources: usize,
     /// Stop after the test_run section.
     test_run_only: bool,
@@ -103,7 +108,7 @@ fn main() {
     ));
 
     say("test_run: loading geofilter, the LPM-trie variant and the harness");
-    let mut bench = test_run::Bench::load();
+    let mut bench = harness::Bench::load();
     let mut lpm = LpmDatapath::load().expect("loading the LPM-trie variant");
     let test_run = test_run::run(
         &world,
@@ -123,15 +128,36 @@ fn main() {
 
     let pair = Pair::new();
     let mut rng = Rng(0x6c69_7665);
-    let sources = world.sources(Family::V4, args.sources, &mut rng, |p| world.is_blocked(p));
-    let generator = live::Generator::new(&mut bench, &pair, &sources);
+    let blocked = |family: Family, n: usize, rng: &mut Rng| {
+        world.sources(family, n, rng, |p| world.is_blocked(p))
+    };
+    let v4 = live::Generator::new(
+        &pair,
+        Family::V4,
+        blocked(Family::V4, args.sources, &mut rng),
+    );
+    let v6 = live::Generator::new(
+        &pair,
+        Family::V6,
+        blocked(Family::V6, args.sources, &mut rng),
+    );
+    let flood = live::Generator::flood(
+        &pair,
+        Family::V4,
+        blocked(Family::V4, live::FLOOD_SOURCES, &mut rng),
+    );
+    assert_eq!(
+        flood.distinct_sources(),
+        live::FLOOD_SOURCES,
+        "too few distinct blocked IPv4 addresses for the flood"
+    );
 
     say("live: the parse-and-drop floor (native XDP)");
     let link = live::attach(
         &pair,
         bench.program_mut(geofilter_common::bench::DROP_PROGRAM),
     );
-    let drop_floor = generator.measure(&bench, runs, || live::veth_xdp_drops(&pair));
+    let drop_floor = v4.measure(&mut bench, runs, || live::veth_xdp_drops(&pair));
     bench
         .program_mut(geofilter_common::bench::DROP_PROGRAM)
         .detach(link)
@@ -156,13 +182,17 @@ fn main() {
     let change = control::country_change(&daemon, &world, cycles);
     let memory = control::kernel_memory(&daemon);
 
-    say("live: geofilter (the daemon, native XDP)");
-    let geofilter = generator.measure(&bench, runs, || live::daemon_drops(&daemon));
+    say("live: geofilter (the daemon, native XDP), IPv4, IPv6 and the flood");
+    let geofilter = v4.measure(&mut bench, runs, || live::daemon_drops(&daemon));
+    let geofilter_v6 = v6.measure(&mut bench, runs, || live::daemon_drops(&daemon));
+    let geofilter_flood = flood.measure(&mut bench, runs, || live::daemon_drops(&daemon));
     daemon.stop();
 
-    say("live: the LPM-trie variant (native XDP)");
+    say("live: the LPM-trie variant (native XDP), the flood, IPv6 and IPv4");
     let link = live::attach(&pair, lpm.program_mut());
-    let lpm_rate = generator.measure(&bench, runs, || live::program_drops(lpm.ebpf()));
+    let lpm_flood = flood.measure(&mut bench, runs, || live::program_drops(lpm.ebpf()));
+    let lpm_v6 = v6.measure(&mut bench, runs, || live::program_drops(lpm.ebpf()));
+    let lpm_rate = v4.measure(&mut bench, runs, || live::program_drops(lpm.ebpf()));
     lpm.program_mut()
         .detach(link)
         .expect("detaching the LPM-trie variant");
@@ -183,7 +213,7 @@ fn main() {
         &["-f", nft_file.to_str().expect("UTF-8 path")],
         None,
     );
-    let nft_rate = generator.measure(&bench, runs, || live::nft_drops(&pair));
+    let nft_rate = v4.measure(&mut bench, runs, || live::nft_drops(&pair));
     control::timed(
         &pair.server,
         "nft",
@@ -221,7 +251,7 @@ fn main() {
             None,
         );
     }
-    let ipset_rate = generator.measure(&bench, runs, || live::iptables_drops(&pair));
+    let ipset_rate = v4.measure(&mut bench, runs, || live::iptables_drops(&pair));
     drop(dir);
 
     let results = report::Results {
@@ -232,6 +262,10 @@ fn main() {
             drop_floor,
             geofilter,
             lpm_trie: lpm_rate,
+            geofilter_v6,
+            lpm_trie_v6: lpm_v6,
+            geofilter_flood,
+            lpm_trie_flood: lpm_flood,
             nftables: nft_rate,
             iptables_ipset: ipset_rate,
             iptables_version: report::command_version("iptables"),

@@ -2,21 +2,27 @@
 
 use std::{process::Command, time::Duration};
 
+use geofilter_common::maps as names;
 use geofilter_daemon::datapath::memory::MapMemory;
-use serde_json::json;
 
 use crate::{
     control::{CountryChange, WorldLoad},
-    data::World,
+    data::{Family, World},
     live::Rate,
-    test_run::{Costs, Results as TestRun},
+    test_run::{Costs, Lookups, Results as TestRun},
 };
 
 pub struct Live {
     /// A parse-and-drop XDP program: the fastest receiver; not in the JSON.
     pub drop_floor: Rate,
+    /// IPv4, the default source count (as all rows without a family or "flood" in the name).
     pub geofilter: Rate,
     pub lpm_trie: Rate,
+    pub geofilter_v6: Rate,
+    pub lpm_trie_v6: Rate,
+    /// IPv4 from [`crate::live::FLOOD_SOURCES`] distinct blocked sources.
+    pub geofilter_flood: Rate,
+    pub lpm_trie_flood: Rate,
     pub nftables: Rate,
     pub iptables_ipset: Rate,
     pub iptables_version: String,
@@ -24,8 +30,8 @@ pub struct Live {
 
 pub struct Control {
     pub world_load: WorldLoad,
-    /// Peak resident memory of the real daemon after starting on the world database; not in the
-    /// JSON (the issue fixed its keys).
+    /// Peak resident memory (`VmHWM`) of the real daemon after starting on the world database:
+    /// its start-up compiled the database and loaded the tables.
     pub daemon_peak_rss: u64,
     pub change: CountryChange,
     pub memory: Vec<MapMemory>,
@@ -76,18 +82,84 @@ fn mib(bytes: u64) -> f64 {
     bytes as f64 / (1024.0 * 1024.0)
 }
 
+/// Kernel memory of one family's country tables: its map-of-maps slot and every map whose name
+/// starts with the slot's (the inner table `NAME[0]`), whatever structure the table has.
+pub fn table_bytes(memory: &[MapMemory], family: Family) -> u64 {
+    let name = match family {
+        Family::V4 => names::TABLE_V4,
+        Family::V6 => names::TABLE_V6,
+    };
+    memory
+        .iter()
+        .filter(|m| m.name.starts_with(name))
+        .map(|m| m.bytes)
+        .sum()
+}
+
+/// The issue-12 targets of one family: geofilter's cost over the floor at 65,536 sources over its
+/// cost at one source (target ≤ 2), and the LPM trie's over geofilter's at 65,536 (target ≥ 20).
+pub fn targets(t: &TestRun, family: Family) -> Option<(f64, f64)> {
+    let pick = |n| {
+        t.at(n).map(|p| match family {
+            Family::V4 => p.v4,
+            Family::V6 => p.v6,
+        })
+    };
+    let (one, wide) = (pick(1)?, pick(65_536)?);
+    Some((
+        wide.geofilter_over_floor() / one.geofilter_over_floor(),
+        wide.lpm_over_floor() / wide.geofilter_over_floor(),
+    ))
+}
+
+fn verdict(met: bool) -> &'static str {
+    if met { "met" } else { "NOT met" }
+}
+
+fn print_sweep(t: &TestRun) {
+    println!(
+        "test_run by source count: ns/packet, the same programs, every count and program \
+         interleaved in each round (median of {} rounds x {} packets)",
+        t.rounds, t.repeat
+    );
+    println!(
+        "          {:>9} {:>8} {:>10} {:>10}   {:>12} {:>12} {:>9}",
+        "sources", "floor", "lpm_trie", "geofilter", "geo - floor", "lpm - floor", "lpm/geo"
+    );
+    for (name, family) in [("IPv4", Family::V4), ("IPv6", Family::V6)] {
+        for p in &t.by_sources {
+            let l: Lookups = match family {
+                Family::V4 => p.v4,
+                Family::V6 => p.v6,
+            };
+            let (go, lo) = (l.geofilter_over_floor(), l.lpm_over_floor());
+            println!(
+                "  {name:<6}  {:>9} {:>8.1} {:>10.1} {:>10.1}   {go:>12.1} {lo:>12.1} {:>9.1}",
+                p.sources,
+                l.floor,
+                l.lpm_trie,
+                l.geofilter,
+                lo / go
+            );
+        }
+        if let Some((growth, lead)) = targets(t, family) {
+            println!(
+                "  {name:<6}  targets: geofilter over floor at 65,536 / at 1 = {growth:.2} (<= 2: {}); \
+                 LPM over floor / geofilter over floor at 65,536 = {lead:.1} (>= 20: {})",
+                verdict(growth <= 2.0),
+                verdict(lead >= 20.0)
+            );
+        }
+    }
+}
+
 pub fn print(r: &Results, json: bool) {
     let w = r.world;
     let t = &r.test_run;
     let l = &r.live;
     let c = &r.control;
     let memory: u64 = c.memory.iter().map(|m| m.bytes).sum();
-    let tables: u64 = c
-        .memory
-        .iter()
-        .filter(|m| m.name.starts_with("GF_TABLE"))
-        .map(|m| m.bytes)
-        .sum();
+    let tables = table_bytes(&c.memory, Family::V4) + table_bytes(&c.memory, Family::V6);
 
     println!("geofilter bench");
     println!("machine:  {}", machine());
@@ -126,9 +198,12 @@ pub fn print(r: &Results, json: bool) {
     );
     for (name, costs) in [("IPv4", t.v4), ("IPv6", t.v6)] {
         let Costs {
-            floor,
-            lpm_trie,
-            geofilter,
+            lookups:
+                Lookups {
+                    floor,
+                    lpm_trie,
+                    geofilter,
+                },
             listening,
         } = costs;
         let (lo, go) = (lpm_trie - floor, geofilter - floor);
@@ -148,21 +223,53 @@ pub fn print(r: &Results, json: bool) {
     );
     crate::dispatcher::print(&r.dispatcher);
     println!();
+    print_sweep(t);
+    println!();
     println!(
-        "live: Mpps dropped, XDP live frames (random blocked IPv4 sources) into a veth pair, \
-         generator and receiver on one core, median of runs"
+        "live: Mpps dropped, XDP live frames of random blocked sources into a veth pair, \
+         generator and receiver on one core, median of runs; IPv4 and {} sources unless named",
+        t.sources
     );
-    for (name, rate) in [
-        ("floor: parse + XDP_DROP (native XDP)", l.drop_floor),
-        ("geofilter (native XDP)", l.geofilter),
-        ("lpm_trie (native XDP)", l.lpm_trie),
-        ("nftables (netdev ingress, interval set)", l.nftables),
-        ("iptables + ipset hash:net (raw)", l.iptables_ipset),
+    let flood = format!("{} distinct sources", l.geofilter_flood.distinct_sources);
+    for (name, rate, reference) in [
+        (
+            "floor: parse + XDP_DROP (native XDP)".to_owned(),
+            l.drop_floor,
+            l.geofilter,
+        ),
+        (
+            "geofilter (native XDP)".to_owned(),
+            l.geofilter,
+            l.geofilter,
+        ),
+        ("lpm_trie (native XDP)".to_owned(), l.lpm_trie, l.geofilter),
+        (
+            "nftables (netdev ingress, interval set)".to_owned(),
+            l.nftables,
+            l.geofilter,
+        ),
+        (
+            "iptables + ipset hash:net (raw)".to_owned(),
+            l.iptables_ipset,
+            l.geofilter,
+        ),
+        ("geofilter, IPv6".to_owned(), l.geofilter_v6, l.geofilter_v6),
+        ("lpm_trie, IPv6".to_owned(), l.lpm_trie_v6, l.geofilter_v6),
+        (
+            format!("geofilter, flood: {flood}"),
+            l.geofilter_flood,
+            l.geofilter_flood,
+        ),
+        (
+            format!("lpm_trie, flood: {flood}"),
+            l.lpm_trie_flood,
+            l.geofilter_flood,
+        ),
     ] {
         println!(
             "  {name:<42} {:>7.2} Mpps   geofilter = {:>5.1}x   ({} frames/run, {:.1}% counted)",
             rate.mpps,
-            l.geofilter.mpps / rate.mpps,
+            reference.mpps / rate.mpps,
             rate.packets,
             rate.dropped_share * 100.0
         );
@@ -197,6 +304,11 @@ pub fn print(r: &Results, json: bool) {
         mib(tables)
     );
     println!(
+        "  kernel memory, tables       {:>8.2} MiB IPv4 + {:.2} MiB IPv6 (memlock of each map)",
+        mib(table_bytes(&c.memory, Family::V4)),
+        mib(table_bytes(&c.memory, Family::V6)),
+    );
+    println!(
         "  nftables load               {:>8.3} s   ({} intervals)",
         c.nft_load.as_secs_f64(),
         c.nft_elements
@@ -208,37 +320,6 @@ pub fn print(r: &Results, json: bool) {
     );
 
     if json {
-        println!("{}", json_line(r, memory));
+        println!("{}", crate::json::line(r));
     }
-}
-
-/// The JSON object, keys in the order of the issue that defined it (serde_json's maps would sort
-/// them).
-fn json_line(r: &Results, memory: u64) -> String {
-    let costs = |c: Costs| {
-        format!(
-            r#"{{"floor_ns":{},"lpm_trie_ns":{},"geofilter_ns":{},"geofilter_listening_ns":{}}}"#,
-            json!(c.floor),
-            json!(c.lpm_trie),
-            json!(c.geofilter),
-            json!(c.listening)
-        )
-    };
-    let (t, l, c) = (&r.test_run, &r.live, &r.control);
-    format!(
-        r#"{{"test_run":{{"ipv4":{},"ipv6":{},"prefixes":{{"ipv4":{},"ipv6":{}}}}},"live":{{"geofilter_mpps":{},"lpm_trie_mpps":{},"nftables_mpps":{},"iptables_ipset_mpps":{}}},"control":{{"world_load_s":{},"country_change_ms":{},"kernel_memory_bytes":{},"nftables_load_s":{},"ipset_load_s":{}}}}}"#,
-        costs(t.v4),
-        costs(t.v6),
-        r.world.db.v4.len(),
-        r.world.db.v6.len(),
-        json!(l.geofilter.mpps),
-        json!(l.lpm_trie.mpps),
-        json!(l.nftables.mpps),
-        json!(l.iptables_ipset.mpps),
-        json!(c.world_load.total.as_secs_f64()),
-        json!(c.change.median().as_secs_f64() * 1e3),
-        memory,
-        json!(c.nft_load.as_secs_f64()),
-        json!(c.ipset_load.as_secs_f64()),
-    )
 }

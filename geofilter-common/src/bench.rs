@@ -10,7 +10,8 @@
 //!   in [`TARGET`] slot 0. Every measured program thus sees a different source on every run and
 //!   pays the same harness cost, which subtracting the floor (run the same way) removes.
 //! - [`GENERATOR_PROGRAM`]: run with `BPF_F_TEST_XDP_LIVE_FRAMES`; each frame gets the next
-//!   source (and a correct IPv4 header checksum) and is redirected to [`BenchConfig::ifindex`].
+//!   source (and, for IPv4, a correct header checksum) and is redirected to
+//!   [`BenchConfig::ifindex`].
 
 /// `PROG_ARRAY[1]`: the program the driver tail-calls.
 pub const TARGET: &str = "GF_BENCH_TARGET";
@@ -20,8 +21,11 @@ pub const SOURCES: &str = "GF_BENCH_SRC";
 pub const CONFIG: &str = "GF_BENCH_CFG";
 /// `PERCPU_ARRAY[1]` of `u32`: the index of the next source, per CPU.
 pub const NEXT: &str = "GF_BENCH_NEXT";
-/// Capacity of [`SOURCES`].
-pub const MAX_SOURCES: u32 = 1 << 16;
+/// Capacity of [`SOURCES`]: 2^20 sources, 16 MiB of kernel memory while the benchmark runs. Enough
+/// for the largest test_run set and for the live flood of at least a million distinct sources
+/// (issue 12); an `ARRAY`'s only size limit is its memory (kernel/bpf/arraymap.c,
+/// `array_map_alloc_check`).
+pub const MAX_SOURCES: u32 = 1 << 20;
 
 pub const FLOOR_PROGRAM: &str = "bench_floor";
 pub const DROP_PROGRAM: &str = "bench_drop";

@@ -128,8 +128,14 @@ pub fn bench_driver(ctx: XdpContext) -> u32 {
     xdp_action::XDP_ABORTED
 }
 
-/// Live-frame generator: a new source and IPv4 header checksum on every frame, then out of the
-/// configured interface.
+/// Live-frame generator: a new source (and, for IPv4, header checksum) on every frame, then out of
+/// the configured interface.
+///
+/// IPv6 has no header checksum, but its UDP checksum covers the source address, so after the
+/// rewrite it is wrong (the frame carries 0, which RFC 8200 forbids over IPv6 anyway). Nothing
+/// checks it: every receiver drops the frame before UDP does, in XDP, at netdev ingress or in raw
+/// PREROUTING, and the UDP checksum is verified only later, in `udp6_rcv`
+/// (net/ipv6/udp.c, `udp6_csum_init`). Verified on Linux 6.18.
 #[xdp]
 pub fn bench_generator(ctx: XdpContext) -> u32 {
     let Some(config) = GF_BENCH_CFG.get(0) else {

@@ -8,8 +8,11 @@
 //! prints the table, and with `--json` one JSON object as the last line of stdout; everything else
 //! goes to stderr.
 //!
-//! Default database: the world-size geo-whois-asn-country CSVs (IPv4 + IPv6, ~1M prefixes), the
-//! npm package pinned below, fetched once with `npm pack` into `target/bench-data/`.
+//! Default database: the world-size GeoLite2 Country CSVs (IPv4 + IPv6, ~1.18M prefixes), the npm
+//! package pinned below, fetched once with `npm pack` into `target/bench-data/`. Held out: the
+//! daemon's embedded database and the exactness tests use geo-whois-asn-country, so the table
+//! structure was never tuned on this one (issue 12's targets are stated on a held-out world
+//! database). Fetching it means accepting MaxMind's GeoLite2 EULA, which the package carries.
 
 use std::{
     path::{Path, PathBuf},
@@ -22,17 +25,14 @@ use clap::Args;
 use crate::{build, cmd, setup};
 
 /// The default database: this exact release, so runs on different days compare.
-const NPM_PACKAGE: &str = "@ip-location-db/geo-whois-asn-country";
+const NPM_PACKAGE: &str = "@ip-location-db/geolite2-country";
 const NPM_VERSION: &str = "2.3.2026061719";
-const CSV_FILES: [&str; 2] = [
-    "geo-whois-asn-country-ipv4.csv",
-    "geo-whois-asn-country-ipv6.csv",
-];
+const CSV_FILES: [&str; 2] = ["geolite2-country-ipv4.csv", "geolite2-country-ipv6.csv"];
 
 #[derive(Args)]
 pub struct Options {
     /// Database file; repeat for several (e.g. an IPv4 and an IPv6 file), any format the daemon
-    /// reads. [default: the world-size geo-whois-asn-country CSVs, fetched with npm into
+    /// reads. [default: the world-size GeoLite2 Country CSVs, fetched with npm into
     /// target/bench-data/]
     #[arg(long = "db", value_name = "FILE")]
     dbs: Vec<PathBuf>,
@@ -96,8 +96,11 @@ pub fn bench(opts: &Options) -> anyhow::Result<()> {
 
 /// The default database's CSV files, fetched and unpacked on first use.
 fn default_database() -> anyhow::Result<Vec<PathBuf>> {
+    // One folder per package and version: packages of one publisher share version numbers.
+    let package = NPM_PACKAGE.rsplit('/').next().unwrap_or(NPM_PACKAGE);
     let dir = cmd::workspace_root()
         .join("target/bench-data")
+        .join(package)
         .join(NPM_VERSION);
     let files: Vec<PathBuf> = CSV_FILES.iter().map(|f| dir.join(f)).collect();
     if files.iter().all(|f| f.is_file()) {
@@ -105,7 +108,7 @@ fn default_database() -> anyhow::Result<Vec<PathBuf>> {
     }
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     eprintln!(
-        "xtask: fetching {NPM_PACKAGE}@{NPM_VERSION} (about 11 MB) into {}",
+        "xtask: fetching {NPM_PACKAGE}@{NPM_VERSION} (about 12 MB) into {}",
         dir.display()
     );
     let spec = format!("{NPM_PACKAGE}@{NPM_VERSION}");
