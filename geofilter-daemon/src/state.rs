@@ -11,7 +11,11 @@ use std::{
 use anyhow::Context as _;
 use serde::{Deserialize, Serialize};
 
-use crate::{datapath::XdpModeChoice, geoip::Format, policy::DesiredPolicy};
+use crate::{
+    datapath::{XdpAttach, XdpModeChoice, dispatcher::DEFAULT_PRIORITY},
+    geoip::Format,
+    policy::DesiredPolicy,
+};
 
 pub const STATE_VERSION: u32 = 1;
 
@@ -24,6 +28,13 @@ pub struct SavedState {
     pub interfaces: Vec<String>,
     #[serde(default)]
     pub xdp_mode: XdpModeChoice,
+    /// How to share the interfaces with other XDP programs (`--xdp-attach`): kept, so a restart
+    /// under systemd joins the dispatcher the way the first start did.
+    #[serde(default)]
+    pub xdp_attach: XdpAttach,
+    /// The run priority in a libxdp dispatcher (`--xdp-priority`).
+    #[serde(default = "default_priority")]
+    pub xdp_priority: u32,
     /// Database files, in `--db` order.
     #[serde(default)]
     pub dbs: Vec<PathBuf>,
@@ -41,6 +52,10 @@ fn version() -> u32 {
     STATE_VERSION
 }
 
+fn default_priority() -> u32 {
+    DEFAULT_PRIORITY
+}
+
 fn format_name<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Format>, D::Error> {
     Option::<String>::deserialize(d)?
         .map(|name| name.parse().map_err(serde::de::Error::custom))
@@ -53,6 +68,8 @@ impl Default for SavedState {
             version: STATE_VERSION,
             interfaces: Vec::new(),
             xdp_mode: XdpModeChoice::default(),
+            xdp_attach: XdpAttach::default(),
+            xdp_priority: DEFAULT_PRIORITY,
             dbs: Vec::new(),
             db_format: None,
             policy: DesiredPolicy::default(),
@@ -149,6 +166,8 @@ mod tests {
             r#"
 interfaces = ["eth0"]
 dbs = ["/var/lib/geofilter/v4.csv"]
+xdp_attach = "dispatcher"
+xdp_priority = 7
 [policy]
 mode = "allow-only"
 countries = ["de", "FR"]
@@ -160,12 +179,20 @@ exempt = ["tcp:80"]
         )
         .unwrap();
         let config = load_config(&toml_path).unwrap();
+        assert_eq!(
+            (config.xdp_attach, config.xdp_priority),
+            (XdpAttach::Dispatcher, 7)
+        );
         assert_eq!(config.policy.countries.len(), 2);
         assert_eq!(config.policy.exceptions.len(), 1);
         assert_eq!(config.policy.ports.exempt.len(), 1);
         let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../dist/geofilter.toml");
         let example = load_config(&example).expect("dist/geofilter.toml parses");
         assert_eq!(example.interfaces, ["eth0"]);
+        assert_eq!(
+            (example.xdp_attach, example.xdp_priority),
+            (XdpAttach::Auto, DEFAULT_PRIORITY)
+        );
         fs::write(&toml_path, "[policy]\ncountries = [\"XX\"]\n").unwrap();
         assert!(format!("{:#}", load_config(&toml_path).unwrap_err()).contains("XX"));
     }

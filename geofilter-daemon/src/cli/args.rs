@@ -128,14 +128,16 @@ pub struct RunArgs {
     /// multi-program dispatcher (creating one where nothing runs), so xdp-loader, xdp-filter and
     /// other libxdp users can add programs beside geofilter; `exclusive` attaches geofilter alone
     /// with a BPF link; `auto` [default] joins a dispatcher where one is attached, exclusive
-    /// otherwise. Needs libxdp's dispatcher object (package libxdp1) for `dispatcher`.
-    #[arg(long, value_enum, default_value = "auto")]
-    pub xdp_attach: XdpAttach,
+    /// otherwise. Needs libxdp's dispatcher object (package libxdp1) for `dispatcher`. Saved in
+    /// the state file (config: `xdp_attach`).
+    #[arg(long, value_enum)]
+    pub xdp_attach: Option<XdpAttach>,
     /// Run priority in a libxdp dispatcher: lower runs first. The default, 5, puts the
     /// geo-filter before xdp-filter (10) and libxdp's default (50), so later programs never
-    /// see the packets it drops (README "Other XDP programs").
-    #[arg(long, value_name = "N", default_value_t = crate::datapath::dispatcher::DEFAULT_PRIORITY)]
-    pub xdp_priority: u32,
+    /// see the packets it drops (README "Other XDP programs"). [default: 5; saved in the state
+    /// file, config: `xdp_priority`]
+    #[arg(long, value_name = "N")]
+    pub xdp_priority: Option<u32>,
     /// Initial state for a first start (TOML: interfaces, xdp_mode, dbs, policy; see
     /// dist/geofilter.toml). Once a state file exists, it is restored instead.
     #[arg(long, value_name = "FILE")]

@@ -58,6 +58,12 @@ fn initial_state(args: &RunArgs) -> anyhow::Result<SavedState> {
     if let Some(mode) = args.xdp_mode {
         saved.xdp_mode = mode;
     }
+    if let Some(attach) = args.xdp_attach {
+        saved.xdp_attach = attach;
+    }
+    if let Some(priority) = args.xdp_priority {
+        saved.xdp_priority = priority;
+    }
     if saved.interfaces.is_empty() {
         bail!("no --iface given, and none in the config or state file");
     }
@@ -167,8 +173,8 @@ fn start(args: &RunArgs, mut saved: SavedState, db: CompiledDb) -> anyhow::Resul
     datapath.set_policy(&saved.policy.compile())?;
     let opts = AttachOptions {
         mode: saved.xdp_mode,
-        attach: args.xdp_attach,
-        priority: args.xdp_priority,
+        attach: saved.xdp_attach,
+        priority: saved.xdp_priority,
         force: args.force,
     };
     let attachments = attach_all(&mut datapath, &mut saved, &layout, opts, fresh)?;

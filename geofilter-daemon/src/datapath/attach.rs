@@ -39,8 +39,19 @@ pub enum XdpModeChoice {
     Auto,
 }
 
-/// `--xdp-attach`.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+/// `--xdp-attach`, or `xdp_attach` in the config and state file.
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    Default,
+    PartialEq,
+    Eq,
+    clap::ValueEnum,
+    serde::Serialize,
+    serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
 pub enum XdpAttach {
     /// In a slot of libxdp's dispatcher, beside other libxdp programs.
     Dispatcher,
