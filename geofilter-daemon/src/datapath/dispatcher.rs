@@ -12,7 +12,9 @@
 //! see the old set or the new, never none. All of it under libxdp's lock, an `flock` on the
 //! `xdp` bpffs folder.
 //!
-//! Verified on kernel 6.18 with Debian 12's xdp-tools 1.3.1.
+//! Verified with Debian 12's xdp-tools 1.3.1 on Debian's 5.10, 6.1 and 6.12 kernels (the kernel
+//! matrix's `dispatcher` tier). The 6.18 development host refuses every freplace load (EPERM,
+//! libxdp's own compatibility check included), so there only the refusal paths run.
 
 mod build;
 
