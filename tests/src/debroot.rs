@@ -12,7 +12,7 @@ use std::{
     process::{Command, Output},
 };
 
-use crate::netns::unique;
+use crate::netns::{checked as run, unique};
 
 /// One of the package test inputs, by its variable's name.
 pub fn package_input(name: &str) -> PathBuf {
@@ -21,21 +21,6 @@ pub fn package_input(name: &str) -> PathBuf {
     }));
     assert!(path.is_file(), "{name}={} does not exist", path.display());
     path
-}
-
-/// Runs `cmd`, failing the test with its output unless it succeeds.
-pub fn run(cmd: &mut Command) -> Output {
-    let out = cmd
-        .output()
-        .unwrap_or_else(|e| panic!("starting {cmd:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed ({}):\n{}{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
 }
 
 /// A bookworm minbase + systemd root in a folder of its own.

@@ -26,14 +26,17 @@ pub fn sh(program: &str, args: &[&str]) -> Output {
     checked(Command::new(program).args(args))
 }
 
-/// Runs `command`, failing the test with its command line and stderr unless it succeeds.
-fn checked(command: &mut Command) -> Output {
+/// Runs `command`, failing the test with its command line, status and output unless it
+/// succeeds.
+pub fn checked(command: &mut Command) -> Output {
     let out = command
         .output()
         .unwrap_or_else(|e| panic!("cannot run {command:?}: {e}"));
     assert!(
         out.status.success(),
-        "{command:?} failed: {}",
+        "{command:?} failed ({}):\n{}{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
     out

@@ -10,7 +10,8 @@
 use std::{fs, path::Path, process::Command};
 
 use geofilter_tests::{
-    debroot::{DebRoot, package_input, run},
+    debroot::{DebRoot, package_input},
+    netns::checked as run,
     require_root,
 };
 

@@ -174,10 +174,7 @@ impl Drop for Booted {
         // SAFETY: signalling our own child.
         unsafe { libc::kill(self.nspawn.id() as libc::pid_t, libc::SIGTERM) };
         let deadline = Instant::now() + Duration::from_secs(20);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.nspawn.try_wait() {
-                return;
-            }
+        while Instant::now() < deadline && !matches!(self.nspawn.try_wait(), Ok(Some(_))) {
             thread::sleep(Duration::from_millis(100));
         }
         let _ = self.nspawn.kill();
