@@ -53,3 +53,47 @@ pub fn ensure_command(command: &str, package: &str) {
         assert!(updated && install(), "apt-get install {package} failed");
     }
 }
+
+/// Set inside the sandbox that [`on_a_fresh_host`] re-runs a test in.
+const FRESH_HOST: &str = "GEOFILTER_TEST_FRESH_HOST";
+
+/// Runs the calling test as on a fresh machine: re-runs `test` (its name in this binary) in a
+/// mount and PID namespace of its own with every bpffs on /sys/fs/bpf unmounted, and asserts
+/// that it passed there. Returns `true` inside that sandbox (go on with the test), `false` in
+/// the outer run once the inner one passed (return).
+///
+/// Needed because a bpffs, once mounted, stays, and the other tests of a binary mount one in the
+/// xtask sandbox they share (possibly several, stacked, when their daemons race).
+pub fn on_a_fresh_host(test: &str) -> bool {
+    require_root();
+    if std::env::var_os(FRESH_HOST).is_some() {
+        let mount_point = std::path::Path::new("/sys/fs/bpf");
+        assert!(
+            !geofilter_daemon::datapath::bpffs::is_bpffs(mount_point).unwrap_or(false),
+            "the sandbox still has a bpffs at /sys/fs/bpf"
+        );
+        return true;
+    }
+    let me = std::env::current_exe().expect("test binary");
+    let out = std::process::Command::new("unshare")
+        .args(["--mount", "--pid", "--fork", "--mount-proc"])
+        .args(["--propagation", "private", "sh", "-c"])
+        // Every stacked instance: the first umount only uncovers the one below.
+        .arg(
+            "while [ \"$(stat -f -c %T /sys/fs/bpf 2>/dev/null)\" = bpf_fs ]; do \
+             umount -l /sys/fs/bpf || exit 125; done; \"$@\"",
+        )
+        .arg("sh")
+        .arg(me)
+        .args(["--exact", test, "--nocapture"])
+        .env(FRESH_HOST, "1")
+        .output()
+        .expect("running the sandboxed test");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("1 passed"),
+        "{test} on a host without bpffs failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    false
+}

@@ -288,54 +288,11 @@ fn filter_outlives_kill_with_private_mounts_that_see_the_hosts_bpffs() {
     );
 }
 
-/// Set inside the sandbox that [`filter_outlives_kill_on_a_host_without_bpffs`] re-runs itself in.
-const SANDBOXED: &str = "GEOFILTER_TEST_FRESH_HOST";
-
 #[test]
 fn filter_outlives_kill_on_a_host_without_bpffs() {
-    require_root();
-    if std::env::var_os(SANDBOXED).is_none() {
-        // A fresh machine has no bpffs at /sys/fs/bpf, and once one is mounted it stays (the
-        // other tests of this binary mount one in the xtask sandbox they share): re-run this test
-        // in a mount and PID namespace of its own, with /sys/fs/bpf unmounted, so it holds
-        // whatever ran before it.
-        let me = std::env::current_exe().expect("test binary");
-        let out = std::process::Command::new("unshare")
-            .args([
-                "--mount",
-                "--pid",
-                "--fork",
-                "--mount-proc",
-                "--propagation",
-                "private",
-            ])
-            .args([
-                "sh",
-                "-c",
-                "umount -l /sys/fs/bpf 2>/dev/null; \"$@\"",
-                "sh",
-            ])
-            .arg(me)
-            .args([
-                "--exact",
-                "filter_outlives_kill_on_a_host_without_bpffs",
-                "--nocapture",
-            ])
-            .env(SANDBOXED, "1")
-            .output()
-            .expect("running the sandboxed test");
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        assert!(
-            out.status.success() && stdout.contains("1 passed"),
-            "the test on a host without bpffs failed:\n{stdout}\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+    if !geofilter_tests::on_a_fresh_host("filter_outlives_kill_on_a_host_without_bpffs") {
         return;
     }
-    assert!(
-        !geofilter_daemon::datapath::bpffs::is_bpffs(std::path::Path::new("/sys/fs/bpf")).unwrap(),
-        "the sandbox still has a bpffs at /sys/fs/bpf"
-    );
     let pair = world_pair();
     let mut daemon = Daemon::start(&pair.server, &["--iface", &pair.server_if, "--block", "RU"]);
     assert_filter_outlives_kill(&pair, &mut daemon);
@@ -344,6 +301,49 @@ fn filter_outlives_kill_on_a_host_without_bpffs() {
         "the daemon mounted a bpffs:\n{}",
         daemon.log()
     );
+}
+
+/// Daemons for two interfaces starting together on a fresh machine both find no bpffs; were
+/// both to mount one, the second instance would stack on the first and hide its pins. Sixteen
+/// threads resolve their pin roots at once, released by a barrier: one bpffs results.
+#[test]
+fn many_daemons_starting_together_share_one_bpffs() {
+    if !geofilter_tests::on_a_fresh_host("many_daemons_starting_together_share_one_bpffs") {
+        return;
+    }
+    use std::{os::unix::fs::MetadataExt as _, path::PathBuf, sync::Barrier};
+    const RACERS: usize = 16;
+    let barrier = Barrier::new(RACERS);
+    let roots: Vec<_> = std::thread::scope(|scope| {
+        let racers: Vec<_> = (0..RACERS)
+            .map(|i| {
+                let barrier = &barrier;
+                scope.spawn(move || {
+                    let root = PathBuf::from(format!("/sys/fs/bpf/geofilter-race-{i}"));
+                    barrier.wait();
+                    geofilter_daemon::datapath::bpffs::prepare(&root).expect("pin root")
+                })
+            })
+            .collect();
+        racers.into_iter().map(|r| r.join().unwrap()).collect()
+    });
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let bpffs_mounts: Vec<&str> = mountinfo
+        .lines()
+        .filter(|l| l.split(' ').nth(4) == Some("/sys/fs/bpf"))
+        .collect();
+    assert_eq!(
+        bpffs_mounts.len(),
+        1,
+        "mounts on /sys/fs/bpf: {bpffs_mounts:#?}"
+    );
+    let mounted = roots.iter().filter(|r| r.mounted).count();
+    assert_eq!(mounted, 1, "racers that say they mounted it: {roots:#?}");
+    let dev = std::fs::metadata("/sys/fs/bpf").unwrap().dev();
+    for root in &roots {
+        let parent = root.path.parent().unwrap();
+        assert_eq!(std::fs::metadata(parent).unwrap().dev(), dev, "{root:?}");
+    }
 }
 
 #[test]

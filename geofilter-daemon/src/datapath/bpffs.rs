@@ -147,9 +147,7 @@ pub fn prepare(root: &Path) -> Result<PinRoot, BpffsError> {
     };
     let pin_root = match plan(observe(mount_point)?) {
         Plan::Here { mount, persistence } => {
-            if mount {
-                mount_bpffs(mount_point)?;
-            }
+            let mount = mount && mount_bpffs(mount_point)?;
             PinRoot {
                 configured: root.to_path_buf(),
                 path: root.to_path_buf(),
@@ -159,9 +157,7 @@ pub fn prepare(root: &Path) -> Result<PinRoot, BpffsError> {
             }
         }
         Plan::Outer { pid, mount } => {
-            if mount {
-                mount_bpffs_in_namespace_of(pid, mount_point)?;
-            }
+            let mount = mount && mount_bpffs_in_namespace_of(pid, mount_point)?;
             let outer = outer_path(pid, mount_point);
             let fd: OwnedFd = fs::File::open(&outer)
                 .map_err(io_err("opening", &outer))?

@@ -74,53 +74,96 @@ pub(super) fn propagated_from_outside(mountinfo: &str, mount_point: &Path) -> bo
         })
 }
 
-/// Mounts a bpffs on `mount_point` in this mount namespace.
-pub(super) fn mount_bpffs(mount_point: &Path) -> Result<(), BpffsError> {
+/// Mounts a bpffs on `mount_point` in this mount namespace, unless one is there by now.
+///
+/// Two daemons starting together on a fresh machine (`geofilter@eth0` and `geofilter@eth1`) both
+/// see no bpffs; if both mounted, the second instance would stack on the first and hide the
+/// first daemon's pins (a pin's path then resolves into the upper instance). So the check and
+/// the mount run under `flock` on the mount-point directory, and the check is made again by path
+/// (the lock is on the directory below any mount; a racer that opens the path after the mount
+/// gets the bpffs root, sees it mounted and does nothing). flock(2) works on any open file,
+/// directories on sysfs included (fs/locks.c, `locks_lock_file_wait`). Verified on 6.18 by
+/// `tests/tests/e2e.rs::many_daemons_starting_together_share_one_bpffs`.
+/// Returns whether this call mounted it.
+pub(super) fn mount_bpffs(mount_point: &Path) -> Result<bool, BpffsError> {
+    let err = io_err("mounting bpffs on", mount_point);
     let target = cstring(mount_point).map_err(io_err("mounting bpffs on", mount_point))?;
-    // SAFETY: all pointers are valid NUL-terminated strings; data may be NULL.
-    let rc = unsafe {
-        libc::mount(
-            c"bpf".as_ptr(),
-            target.as_ptr(),
-            c"bpf".as_ptr(),
-            0,
-            std::ptr::null(),
-        )
-    };
-    if rc != 0 {
-        return Err(io_err("mounting bpffs on", mount_point)(
-            io::Error::last_os_error(),
-        ));
+    // SAFETY: plain syscalls on a valid NUL-terminated path.
+    match unsafe { lock_and_mount(&target) } {
+        MOUNTED => Ok(true),
+        ALREADY_MOUNTED => Ok(false),
+        errno => Err(err(io::Error::from_raw_os_error(errno))),
     }
-    Ok(())
 }
 
-/// Mounts a bpffs on `mount_point` in process `pid`'s mount namespace. `setns(CLONE_NEWNS)` is
-/// refused to a multi-threaded process (EINVAL: it shares its fs_struct), so a forked child does
-/// it and reports the errno as its exit status.
-pub(super) fn mount_bpffs_in_namespace_of(pid: u32, mount_point: &Path) -> Result<(), BpffsError> {
+/// [`lock_and_mount`]'s outcomes besides an errno (errnos are 1..=133; a child's exit status
+/// carries these in 8 bits).
+const MOUNTED: i32 = 0;
+const ALREADY_MOUNTED: i32 = 254;
+
+/// The locked check-and-mount of [`mount_bpffs`], as raw syscalls only, so that a forked child
+/// may run it too (async-signal-safe). Returns [`MOUNTED`], [`ALREADY_MOUNTED`] or an errno.
+///
+/// # Safety
+/// `target` must stay valid for the call.
+unsafe fn lock_and_mount(target: &std::ffi::CStr) -> i32 {
+    unsafe {
+        let dir = libc::open(
+            target.as_ptr(),
+            libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC,
+        );
+        if dir < 0 {
+            return *libc::__errno_location();
+        }
+        let errno = if libc::flock(dir, libc::LOCK_EX) != 0 {
+            *libc::__errno_location()
+        } else {
+            let mut st: libc::statfs = std::mem::zeroed();
+            if libc::statfs(target.as_ptr(), &mut st) != 0 {
+                *libc::__errno_location()
+            } else if st.f_type as i64 == super::BPF_FS_MAGIC {
+                ALREADY_MOUNTED // another process mounted it while we waited
+            } else if libc::mount(
+                c"bpf".as_ptr(),
+                target.as_ptr(),
+                c"bpf".as_ptr(),
+                0,
+                std::ptr::null(),
+            ) != 0
+            {
+                *libc::__errno_location()
+            } else {
+                MOUNTED
+            }
+        };
+        // Closing the descriptor releases the lock.
+        libc::close(dir);
+        errno
+    }
+}
+
+/// Mounts a bpffs on `mount_point` in process `pid`'s mount namespace, unless one is there by
+/// now (see [`mount_bpffs`]). `setns(CLONE_NEWNS)` is refused to a multi-threaded process
+/// (EINVAL: it shares its fs_struct), so a forked child does it and reports the errno as its
+/// exit status.
+pub(super) fn mount_bpffs_in_namespace_of(
+    pid: u32,
+    mount_point: &Path,
+) -> Result<bool, BpffsError> {
     let what = "mounting bpffs in the outer mount namespace on";
     let err = io_err(what, mount_point);
     let ns_path = PathBuf::from(format!("/proc/{pid}/ns/mnt"));
     let ns = fs::File::open(&ns_path).map_err(io_err("opening", &ns_path))?;
     let target = cstring(mount_point).map_err(io_err(what, mount_point))?;
     // SAFETY: between fork and _exit the child calls only async-signal-safe functions (setns,
-    // mount, _exit) on memory prepared before the fork.
+    // open, flock, statfs, mount, close, _exit) on memory prepared before the fork.
     let child = unsafe { libc::fork() };
     if child == 0 {
         unsafe {
-            let errno = if libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNS) != 0
-                || libc::mount(
-                    c"bpf".as_ptr(),
-                    target.as_ptr(),
-                    c"bpf".as_ptr(),
-                    0,
-                    std::ptr::null(),
-                ) != 0
-            {
+            let errno = if libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNS) != 0 {
                 *libc::__errno_location()
             } else {
-                0
+                lock_and_mount(&target)
             };
             libc::_exit(errno & 0xff);
         }
@@ -134,7 +177,8 @@ pub(super) fn mount_bpffs_in_namespace_of(pid: u32, mount_point: &Path) -> Resul
         return Err(err(io::Error::last_os_error()));
     }
     match (libc::WIFEXITED(status), libc::WEXITSTATUS(status)) {
-        (true, 0) => Ok(()),
+        (true, MOUNTED) => Ok(true),
+        (true, ALREADY_MOUNTED) => Ok(false),
         (true, errno) => Err(err(io::Error::from_raw_os_error(errno))),
         _ => Err(err(io::Error::other("the mounting child was killed"))),
     }
