@@ -13,7 +13,7 @@ use std::{
 use tracing::{info, warn};
 
 use super::{
-    Follower, Reason,
+    Follower, Reason, Refused,
     databases::{DbKey, db_key},
     document::{DbRef, PolicyDocument},
     source::{PolicySource, Read, Validators},
@@ -121,9 +121,10 @@ impl Follower {
                 return;
             }
             match self.check(&daemon) {
-                // A source or database server that fails is not asked again at once; a bad
-                // document is, as its fix should apply at the next interval.
-                Err(Reason::Fetch | Reason::Database) => failures = failures.saturating_add(1),
+                // A source that fails is not asked again at once. A refused revision does not
+                // slow the polls (its fix must apply at the next one): `check` backs off its
+                // retries on its own.
+                Err(Reason::Fetch) => failures = failures.saturating_add(1),
                 _ => failures = 0,
             }
         }
@@ -175,24 +176,39 @@ impl Follower {
     }
 
     /// One check: read the source; apply a new revision. Returns why it failed.
+    ///
+    /// A refused revision is kept (with its validators, so polls of it cost 304s too) and not
+    /// validated again on every poll: a bad document never (it cannot get better), one whose
+    /// databases failed after a back-off. A different document is validated at once, so the
+    /// fix of a bad revision applies at the next poll.
     fn check(&self, daemon: &Daemon) -> Result<(), Reason> {
         let now = unix_now();
+        let refused = self
+            .refused
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
         let known = {
             let mut status = self.status();
             status.last_check = Some(now);
-            status
-                .applied
-                .as_ref()
-                .map(Revision::validators)
-                .unwrap_or_default()
+            match &refused {
+                Some(r) => r.validators.clone(),
+                None => status
+                    .applied
+                    .as_ref()
+                    .map(Revision::validators)
+                    .unwrap_or_default(),
+            }
         };
         let read = self.source.read(&known).map_err(|e| {
             self.fail(Reason::Fetch, e.to_string());
             Reason::Fetch
         })?;
-        let (bytes, validators) = match read {
-            Read::Document(bytes, validators) => (bytes, validators),
-            Read::NotModified => {
+        let (bytes, validators) = match (read, &refused) {
+            (Read::Document(bytes, validators), _) => (bytes, validators),
+            // Still the refused revision.
+            (Read::NotModified, Some(r)) => (r.bytes.clone(), r.validators.clone()),
+            (Read::NotModified, None) => {
                 let mut status = self.status();
                 status.last_success = Some(now);
                 status.latest = status.applied.as_ref().map(|r| r.sha256.clone());
@@ -209,13 +225,54 @@ impl Follower {
             status.applied.as_ref().is_some_and(|r| r.sha256 == sha)
         };
         if unchanged {
+            *self.refused.lock().unwrap_or_else(|e| e.into_inner()) = None;
             self.status().last_error = None;
             return self.follow_addresses(daemon);
         }
+        let attempts = match &refused {
+            Some(r) if r.sha == sha => {
+                if r.retry_at.is_none_or(|t| Instant::now() < t) {
+                    return Err(r.reason);
+                }
+                r.attempts
+            }
+            _ => 0,
+        };
+        match self.apply(daemon, &bytes, &sha, validators.clone(), now) {
+            Ok(()) => {
+                *self.refused.lock().unwrap_or_else(|e| e.into_inner()) = None;
+                Ok(())
+            }
+            Err(reason) => {
+                let attempts = attempts + 1;
+                let retry_at = (reason != Reason::Document)
+                    .then(|| Instant::now() + delay(self.interval, attempts));
+                *self.refused.lock().unwrap_or_else(|e| e.into_inner()) = Some(Refused {
+                    bytes,
+                    sha,
+                    validators,
+                    reason,
+                    attempts,
+                    retry_at,
+                });
+                Err(reason)
+            }
+        }
+    }
+
+    /// Validates the revision in `bytes` whole and applies it as one change.
+    fn apply(
+        &self,
+        daemon: &Daemon,
+        bytes: &[u8],
+        sha: &str,
+        validators: Validators,
+        now: u64,
+    ) -> Result<(), Reason> {
         let limits = daemon.db_limits();
         let applied_key = self.applied_key();
         let (document, paths, db) =
-            match self.validate_against(&bytes, &limits, applied_key.as_ref()) {
+            match self.validate_against(bytes, &limits, applied_key.as_ref()) {
                 Ok(v) => v,
                 Err((reason, e)) => {
                     self.fail(reason, e);
@@ -232,7 +289,7 @@ impl Follower {
         }
         self.status().exempt = exempt;
         info!(source = %self.source, revision = %sha, "policy revision applied");
-        self.record(&bytes, self.revision(&sha, validators, now), document, key);
+        self.record(bytes, self.revision(sha, validators, now), document, key);
         Ok(())
     }
 

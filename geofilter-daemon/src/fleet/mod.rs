@@ -91,6 +91,20 @@ impl FollowStatus {
     }
 }
 
+/// A revision read from the source and refused, kept so polls of it cost a 304 and its
+/// databases are not fetched again on every poll.
+#[derive(Clone, Debug)]
+struct Refused {
+    bytes: Vec<u8>,
+    sha: String,
+    validators: Validators,
+    reason: Reason,
+    /// Validations of it so far.
+    attempts: u32,
+    /// When to validate it again (`None`: never; a bad document cannot get better).
+    retry_at: Option<std::time::Instant>,
+}
+
 /// Follows one policy source for the daemon.
 pub struct Follower {
     pub source: PolicySource,
@@ -105,6 +119,8 @@ pub struct Follower {
     unwatched: AtomicBool,
     /// The first revision, read before the filter was attached; recorded once it is in force.
     first: Mutex<Option<(Vec<u8>, Revision, PolicyDocument)>>,
+    /// The latest revision read, while it is refused.
+    refused: Mutex<Option<Refused>>,
     /// The document in force and the database inputs its tables came from: to recompose when
     /// the source's addresses change, and to tell a policy-only revision from one with new
     /// databases.
@@ -123,6 +139,7 @@ impl Follower {
             unwatched: AtomicBool::new(false),
             first: Mutex::default(),
             applied: Mutex::default(),
+            refused: Mutex::default(),
         }
     }
 
