@@ -1,0 +1,363 @@
+//! Fleet mode end to end (issue 13): real daemons following one policy source, judged by the
+//! verdicts of their loaded programs on real datagrams (tests/src/probe.rs).
+//!
+//! - Ten daemons, each on its own pair, follow a document served by a real HTTP server in a hub
+//!   namespace (tests/src/fleet.rs, tests/src/policy_server.rs): a published change reaches all
+//!   within issue 13's 5 s at `--policy-interval 2`; a bad document, a garbage database and a
+//!   sha256 mismatch change nothing and are reported; a source that never answers or is gone
+//!   changes nothing; a daemon restarted while the source is down comes back enforcing the last
+//!   good revision.
+//! - A file source, updated as Kubernetes updates a mounted ConfigMap (the `..data` swap) and as
+//!   an editor saves (write a temporary file, rename it over): each change within 1 s.
+//!
+//! Privileged: fails without root.
+
+// A submodule of this binary (not a test binary of its own), so its tests run beside the fleet
+// test rather than after it.
+#[path = "fleet/file_source.rs"]
+mod file_source;
+
+use std::{
+    net::SocketAddr,
+    time::{Duration, Instant},
+};
+
+use geofilter_tests::{
+    daemon::Daemon,
+    fleet::{Fleet, POLICY_PATH, assert_all_enforce, converge, daemon_args, document, source_dbs},
+    netns::Netns,
+    policy_server::{PolicyServer, get_with, http_date, parse_http_date},
+    require_root,
+    scenario::{DE_V4, RU_V4, ip},
+};
+use serde_json::Value;
+
+const HOSTS: usize = 10;
+/// The poll interval of the acceptance line ("10 daemons at --policy-interval 2").
+const INTERVAL: &str = "2";
+/// Issue 13's bound on a published change reaching every daemon.
+const CONVERGE_WITHIN: Duration = Duration::from_secs(5);
+/// How long a probe keeps trying before a daemon counts as not converged (past the bound, so a
+/// slow daemon shows its time instead of a bare "no").
+const PROBE_LIMIT: Duration = Duration::from_secs(15);
+/// How long every daemon may take to notice a bad revision or a dead source: a poll interval,
+/// the daemon's bounded fetch timeout, back-off, and a loaded machine.
+const NOTICE_WITHIN: Duration = Duration::from_secs(45);
+
+/// `status --json`'s `policy_source` object.
+fn policy_source(daemon: &Daemon) -> Value {
+    let status = daemon.cli_json(&["status"]);
+    let source = status["policy_source"].clone();
+    assert!(
+        source.is_object(),
+        "status --json has no policy_source object: {status}"
+    );
+    source
+}
+
+/// The sha256 of `text`, as hex (coreutils' `sha256sum`, so the test does not share the daemon's
+/// code for it).
+fn sha256(text: &str) -> String {
+    use std::{io::Write as _, process::Stdio};
+    let mut child = std::process::Command::new("sha256sum")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("sha256sum");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(text.as_bytes())
+        .expect("writing to sha256sum");
+    let out = child.wait_with_output().expect("sha256sum output");
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .next()
+        .expect("a hash")
+        .to_owned()
+}
+
+/// Polls every daemon's `policy_source` until `done(k, source)` holds for all, at most `limit`;
+/// panics naming the daemons that never got there, with their status and log.
+fn wait_all(daemons: &[Daemon], limit: Duration, what: &str, done: impl Fn(usize, &Value) -> bool) {
+    let deadline = Instant::now() + limit;
+    let mut pending: Vec<usize> = (0..daemons.len()).collect();
+    loop {
+        pending.retain(|&k| !done(k, &policy_source(&daemons[k])));
+        if pending.is_empty() {
+            return;
+        }
+        if Instant::now() > deadline {
+            let k = pending[0];
+            panic!(
+                "{what}: daemons {pending:?} did not get there within {limit:?}; daemon {k}'s \
+                 policy_source: {}\nits log:\n{}",
+                policy_source(&daemons[k]),
+                daemons[k].log()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn errors(source: &Value) -> u64 {
+    source["errors"].as_u64().unwrap_or(0)
+}
+
+/// Prints the times and panics unless every daemon converged within [`CONVERGE_WITHIN`].
+fn check_convergence(what: &str, times: &[Option<Duration>], daemons: &[Daemon]) -> Duration {
+    let shown: Vec<String> = times
+        .iter()
+        .map(|t| t.map_or("never".into(), |t| format!("{} ms", t.as_millis())))
+        .collect();
+    eprintln!("{what}: enforced after {}", shown.join(", "));
+    for (k, t) in times.iter().enumerate() {
+        assert!(
+            t.is_some_and(|t| t <= CONVERGE_WITHIN),
+            "{what}: daemon {k} enforced it after {} (bound {CONVERGE_WITHIN:?}); its log:\n{}",
+            shown[k],
+            daemons[k].log()
+        );
+    }
+    let max = times.iter().flatten().max().copied().unwrap_or_default();
+    eprintln!(
+        "{what}: every one of {} daemons within {} ms (--policy-interval {INTERVAL})",
+        times.len(),
+        max.as_millis()
+    );
+    max
+}
+
+#[test]
+fn ten_daemons_follow_one_http_source() {
+    require_root();
+    let began = Instant::now();
+    let (ru, de) = (ip(RU_V4), ip(DE_V4));
+    let fleet = Fleet::new(HOSTS, &[ru, de]);
+    let mut source = fleet.source();
+    let dbs = source_dbs(&source);
+    let deny_ru = document(&["RU"], &dbs);
+    source.publish(POLICY_PATH, deny_ru.as_str());
+    let extra = ["--policy-interval", INTERVAL];
+    let mut daemons = fleet.start_daemons(&source, &extra);
+    let mut probes = fleet.probes(&[ru, de]);
+    eprintln!(
+        "{HOSTS} daemons ready {:?} after the start",
+        began.elapsed()
+    );
+
+    // The first revision, from the source before attaching.
+    assert_all_enforce(&mut probes, &[de], &[ru], "the first revision (deny RU)");
+    let revision = |doc: &str| sha256(doc);
+    let applied = |doc: &str| {
+        let want = revision(doc);
+        move |_: usize, s: &Value| s["revision"] == want.as_str() && s["ready"] == true
+    };
+    wait_all(&daemons, NOTICE_WITHIN, "first revision", applied(&deny_ru));
+    for (k, host) in fleet.hosts.iter().enumerate() {
+        assert_eq!(
+            host.ready(),
+            200,
+            "daemon {k}: /ready once the revision is applied"
+        );
+    }
+
+    // A change: RU passing is the positive sign that the new revision is in the program.
+    let deny_de = document(&["DE"], &dbs);
+    let since = Instant::now();
+    source.publish(POLICY_PATH, deny_de.as_str());
+    let times = converge(&mut probes, ru, since, PROBE_LIMIT);
+    check_convergence("deny RU -> deny DE", &times, &daemons);
+    assert_all_enforce(&mut probes, &[ru], &[de], "after deny DE");
+    wait_all(
+        &daemons,
+        NOTICE_WITHIN,
+        "deny DE applied",
+        applied(&deny_de),
+    );
+    let etag = source.etag(POLICY_PATH).expect("published");
+    for (k, d) in daemons.iter().enumerate() {
+        assert_eq!(policy_source(d)["etag"], etag.as_str(), "daemon {k}'s etag");
+    }
+
+    // Bad revisions: each is refused whole by every daemon, which keeps deny DE and says why.
+    source.publish(
+        "garbage.csv",
+        &b"\x00\x01\x02 not a database \xff\xfe\n5.45.0.0,oops\n"[..],
+    );
+    let v4_url = source.url("v4.csv");
+    let bad = [
+        (
+            "a document that is not TOML",
+            "[policy\nmode = \"deny\"\ncountries = [\"RU\"\n".to_owned(),
+            POLICY_PATH,
+        ),
+        (
+            "a garbage database",
+            document(
+                &["RU"],
+                &[format!("\"{}\"", source.url("garbage.csv")), dbs[1].clone()],
+            ),
+            "garbage.csv",
+        ),
+        (
+            "a database whose sha256 does not match",
+            document(
+                &["RU"],
+                &[
+                    format!("{{ url = \"{v4_url}\", sha256 = \"{}\" }}", "0".repeat(64)),
+                    dbs[1].clone(),
+                ],
+            ),
+            "sha256",
+        ),
+    ];
+    for (what, doc, named) in bad {
+        let before: Vec<u64> = daemons.iter().map(|d| errors(&policy_source(d))).collect();
+        source.publish(POLICY_PATH, doc.as_str());
+        wait_all(&daemons, NOTICE_WITHIN, what, |k, s| {
+            errors(s) > before[k] && s["last_error"].is_string() && s["ready"] == false
+        });
+        assert_all_enforce(&mut probes, &[ru], &[de], &format!("after {what}"));
+        for (k, (d, host)) in daemons.iter().zip(&fleet.hosts).enumerate() {
+            let s = policy_source(d);
+            let error = s["last_error"].as_str().unwrap_or_default();
+            assert!(
+                error.contains(named),
+                "daemon {k}: the error for {what} should name {named:?}: {error:?}"
+            );
+            assert_eq!(s["revision"], revision(&deny_de).as_str(), "daemon {k}");
+            assert_eq!(host.ready(), 503, "daemon {k}: /ready after {what}");
+        }
+        eprintln!(
+            "{what}: refused by all, e.g. {:?}",
+            policy_source(&daemons[0])["last_error"]
+        );
+    }
+
+    // A good revision again: back to deny RU, the second convergence sample.
+    let since = Instant::now();
+    source.publish(POLICY_PATH, deny_ru.as_str());
+    let times = converge(&mut probes, de, since, PROBE_LIMIT);
+    check_convergence("bad revisions -> deny RU", &times, &daemons);
+    assert_all_enforce(&mut probes, &[de], &[ru], "deny RU again");
+    wait_all(
+        &daemons,
+        NOTICE_WITHIN,
+        "deny RU applied again",
+        applied(&deny_ru),
+    );
+
+    // A source that accepts and never answers: every fetch times out, nothing changes.
+    let before: Vec<u64> = daemons.iter().map(|d| errors(&policy_source(d))).collect();
+    source.set_hang(true);
+    wait_all(
+        &daemons,
+        NOTICE_WITHIN,
+        "a source that never answers",
+        |k, s| errors(s) > before[k] && s["last_error"].is_string(),
+    );
+    assert_all_enforce(&mut probes, &[de], &[ru], "while the source hangs");
+    source.set_hang(false);
+
+    // A dead source: every daemon notices and keeps filtering.
+    source.stop();
+    let before: Vec<u64> = daemons.iter().map(|d| errors(&policy_source(d))).collect();
+    wait_all(&daemons, NOTICE_WITHIN, "a dead source", |k, s| {
+        errors(s) > before[k]
+    });
+    assert_all_enforce(&mut probes, &[de], &[ru], "while the source is down");
+
+    // A daemon restarted while the source is down enforces the last good revision it persisted,
+    // and is not ready until it reads the source again.
+    let args = daemon_args(&fleet.hosts[0], &source, &extra);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let status = daemons[0].stop();
+    assert!(status.success(), "daemon 0 stopped with {status}");
+    daemons[0].restart(&args);
+    probes[0].assert_enforces(&[de], &[ru], "host 0, restarted while the source is down");
+    let s = policy_source(&daemons[0]);
+    assert_eq!(s["revision"], revision(&deny_ru).as_str(), "restarted: {s}");
+    assert_eq!(
+        fleet.hosts[0].ready(),
+        503,
+        "restarted from the persisted revision"
+    );
+    source.resume();
+    wait_all(
+        &daemons[..1],
+        NOTICE_WITHIN,
+        "restarted, source back",
+        applied(&deny_ru),
+    );
+    assert_eq!(
+        fleet.hosts[0].ready(),
+        200,
+        "restarted, after reading the source"
+    );
+    assert_all_enforce(&mut probes, &[de], &[ru], "the source back");
+    eprintln!("fleet test took {:?}", began.elapsed());
+}
+
+/// The test server itself: validators, conditional requests with RFC 9110's precedence, counts,
+/// a restart on the same port, and the mode that never answers.
+#[test]
+fn policy_server_speaks_conditional_http() {
+    require_root();
+    assert_eq!(http_date(784_111_777), "Sun, 06 Nov 1994 08:49:37 GMT");
+    for t in [0, 784_111_777, 951_782_400, 1_796_083_200, 4_107_542_399] {
+        assert_eq!(parse_http_date(&http_date(t)), Some(t), "{}", http_date(t));
+    }
+    let ns = Netns::new("gfp");
+    let mut server = PolicyServer::start(&ns, "127.0.0.1:0".parse().unwrap());
+    let addr: SocketAddr = server.addr();
+    let t = Duration::from_secs(5);
+    let get = |headers: &[(&str, &str)]| get_with(&ns, addr, "p.toml", headers, t).expect("GET");
+    server.publish("p.toml", "one");
+    let first = get(&[]);
+    assert_eq!((first.status, first.body.as_str()), (200, "one"));
+    let etag = first.header("ETag").expect("ETag").to_owned();
+    let modified = first
+        .header("Last-Modified")
+        .expect("Last-Modified")
+        .to_owned();
+    assert!(etag.starts_with('"') && etag.ends_with('"'), "{etag}");
+    assert!(parse_http_date(&modified).is_some(), "{modified}");
+    assert_eq!(get(&[("If-None-Match", &etag)]).status, 304);
+    assert_eq!(get(&[("If-None-Match", &format!("W/{etag}"))]).status, 304);
+    assert_eq!(get(&[("If-Modified-Since", &modified)]).status, 304);
+    // If-None-Match wins over If-Modified-Since (RFC 9110 §13.2.2).
+    let other = get(&[("If-None-Match", "\"x\""), ("If-Modified-Since", &modified)]);
+    assert_eq!((other.status, other.body.as_str()), (200, "one"));
+    server.publish("p.toml", "two");
+    let second = get(&[("If-None-Match", &etag), ("If-Modified-Since", &modified)]);
+    assert_eq!((second.status, second.body.as_str()), (200, "two"));
+    let later = second.header("Last-Modified").and_then(parse_http_date);
+    assert!(
+        later > parse_http_date(&modified),
+        "Last-Modified must move on"
+    );
+    assert_eq!(
+        get_with(&ns, addr, "missing", &[], t).expect("GET").status,
+        404
+    );
+    let counts = server.counts();
+    assert_eq!(counts[&200].requests, 3);
+    assert_eq!(counts[&304].requests, 3);
+    assert_eq!(counts[&404].requests, 1);
+    assert!(counts[&304].bytes_out > 0 && counts[&304].bytes_out < counts[&200].bytes_out);
+
+    server.stop();
+    assert!(get_with(&ns, addr, "p.toml", &[], t).is_err(), "stopped");
+    server.resume();
+    assert_eq!(server.addr(), addr, "the same address after a restart");
+    assert_eq!(get(&[]).body, "two");
+    server.set_hang(true);
+    let asked = Instant::now();
+    let hung = get_with(&ns, addr, "p.toml", &[], Duration::from_millis(500));
+    assert!(hung.is_err(), "a hung server answered");
+    assert!(asked.elapsed() >= Duration::from_millis(450));
+    server.set_hang(false);
+    assert_eq!(get(&[]).status, 200);
+}
