@@ -137,7 +137,7 @@ fn one_fleet(
 
     let mut times = Vec::with_capacity(rounds);
     // A fixed seed: runs compare.
-    let mut rng = Rng(0x666c_6565_74);
+    let mut rng = Rng(0x0066_6c65_6574);
     for round in 0..rounds {
         // Publish at a random phase of the polls: straight after a convergence, every daemon has
         // just polled, and each round would measure a whole interval.
