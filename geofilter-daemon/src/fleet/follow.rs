@@ -3,7 +3,6 @@
 
 use std::{
     collections::hash_map::RandomState,
-    fs,
     hash::{BuildHasher as _, Hasher as _},
     net::IpAddr,
     path::{Path, PathBuf},
@@ -15,6 +14,7 @@ use tracing::{info, warn};
 
 use super::{
     Follower, Reason,
+    databases::{DbKey, db_key},
     document::{DbRef, PolicyDocument},
     source::{PolicySource, Read, Validators},
     store::{Revision, sha256_hex},
@@ -23,14 +23,15 @@ use super::{
 };
 use crate::{
     daemon::Daemon,
-    geoip::{
-        self, CompiledDb, DatabaseSource, Format, Limits,
-        update::{self, Download},
-    },
+    geoip::{self, CompiledDb, DatabaseSource, Limits},
     policy::DesiredPolicy,
     rules::{Cidr, ExceptionAction},
     state::SavedState,
 };
+
+/// A revision that passed every check but lockout: its document, database paths, and the
+/// tables compiled from them (`None`: the ones in force).
+type Validated = (PolicyDocument, Vec<PathBuf>, Option<CompiledDb>);
 
 /// The state to start from, when the source answered with a good revision before the filter
 /// was attached.
@@ -38,14 +39,6 @@ pub struct FirstRevision {
     pub saved: SavedState,
     pub db: CompiledDb,
 }
-
-/// What the tables in force were compiled from: each file with its content hash, and the
-/// format. A revision with the same inputs changes the policy only (O(1), no table rebuild).
-/// A revision that passed every check but lockout: its document, database paths, and the
-/// tables compiled from them (`None`: the ones in force).
-type Validated = (PolicyDocument, Vec<PathBuf>, Option<CompiledDb>);
-
-pub(super) type DbKey = (Vec<(PathBuf, String)>, Option<Format>);
 
 impl Follower {
     /// Reads and resolves the source once, before anything is attached, so the first attach
@@ -74,11 +67,11 @@ impl Follower {
             status.latest = Some(sha.clone());
             status.last_success = Some(now);
         }
-        let exempt = self.source.addresses();
         let (document, paths, db) = self.validate(&bytes, limits).map_err(|(reason, e)| {
             self.fail(reason, e.clone());
             anyhow::anyhow!("the policy from {}: {e}", self.source)
         })?;
+        let exempt = self.exempt(&document);
         let mut saved = saved.clone();
         saved.policy = compose(&document.policy, &exempt);
         saved.dbs = paths;
@@ -117,24 +110,44 @@ impl Follower {
 
     /// Checks the source over and over, until the process ends.
     pub fn follow(self: Arc<Self>, daemon: Arc<Daemon>) {
-        let watch = match &self.source {
-            PolicySource::File(path) => FolderWatch::new(path)
-                .inspect_err(|e| {
-                    warn!(error = %e,
-                    "cannot watch the policy file; re-reading it every --policy-interval instead")
-                })
-                .ok(),
-            PolicySource::Url(_) => None,
-        };
+        let mut watch = None;
         let mut failures = 0u32;
         loop {
+            if let PolicySource::File(path) = &self.source {
+                watch = self.rewatch(path, watch);
+            }
             self.wait(delay(self.interval, failures), watch.as_ref());
             if self.stopping.load(Ordering::Relaxed) {
                 return;
             }
             match self.check(&daemon) {
-                Err(Reason::Fetch) => failures = failures.saturating_add(1),
+                // A source or database server that fails is not asked again at once; a bad
+                // document is, as its fix should apply at the next interval.
+                Err(Reason::Fetch | Reason::Database) => failures = failures.saturating_add(1),
                 _ => failures = 0,
+            }
+        }
+    }
+
+    /// The watch on the policy file's folder, made again when the folder was replaced or could
+    /// not be watched before (it did not exist yet). Without one, the file is re-read every
+    /// interval.
+    fn rewatch(&self, path: &Path, watch: Option<FolderWatch>) -> Option<FolderWatch> {
+        if let Some(w) = watch.filter(FolderWatch::is_current) {
+            return Some(w);
+        }
+        match FolderWatch::new(path) {
+            Ok(w) => {
+                // What changed before the watch existed is seen by reading now.
+                self.recheck();
+                Some(w)
+            }
+            Err(e) => {
+                if !self.unwatched.swap(true, Ordering::Relaxed) {
+                    warn!(error = %e, "cannot watch the policy file's folder; re-reading it \
+                        every --policy-interval until it can be");
+                }
+                None
             }
         }
     }
@@ -173,7 +186,6 @@ impl Follower {
                 .map(Revision::validators)
                 .unwrap_or_default()
         };
-        let exempt = self.source.addresses();
         let read = self.source.read(&known).map_err(|e| {
             self.fail(Reason::Fetch, e.to_string());
             Reason::Fetch
@@ -186,7 +198,7 @@ impl Follower {
                 status.latest = status.applied.as_ref().map(|r| r.sha256.clone());
                 status.last_error = None;
                 drop(status);
-                return self.follow_addresses(daemon, exempt);
+                return self.follow_addresses(daemon);
             }
         };
         let sha = sha256_hex(&bytes);
@@ -198,7 +210,7 @@ impl Follower {
         };
         if unchanged {
             self.status().last_error = None;
-            return self.follow_addresses(daemon, exempt);
+            return self.follow_addresses(daemon);
         }
         let limits = daemon.db_limits();
         let applied_key = self.applied_key();
@@ -210,6 +222,7 @@ impl Follower {
                     return Err(reason);
                 }
             };
+        let exempt = self.exempt(&document);
         let policy = compose(&document.policy, &exempt);
         let key = db_key(&paths, document.db_format);
         let tables = db.map(|db| (db, paths, document.db_format));
@@ -225,13 +238,14 @@ impl Follower {
 
     /// Re-applies the revision in force when the source's addresses moved, so the new ones are
     /// passed too.
-    fn follow_addresses(&self, daemon: &Daemon, exempt: Vec<IpAddr>) -> Result<(), Reason> {
-        if self.status().exempt == exempt {
-            return Ok(());
-        }
+    fn follow_addresses(&self, daemon: &Daemon) -> Result<(), Reason> {
         let Some(document) = self.applied_key_document() else {
             return Ok(());
         };
+        let exempt = self.exempt(&document);
+        if self.status().exempt == exempt {
+            return Ok(());
+        }
         if let Err(e) = daemon.apply_revision(compose(&document.policy, &exempt), None, &exempt) {
             self.fail(Reason::Apply, e);
             return Err(Reason::Apply);
@@ -239,6 +253,20 @@ impl Follower {
         info!(source = %self.source, addresses = ?exempt, "the policy source moved; passing its new addresses");
         self.status().exempt = exempt;
         Ok(())
+    }
+
+    /// The addresses the policy comes from — the source and every database URL's host — which
+    /// the policy must never drop: a host must not cut itself off from its next revision.
+    fn exempt(&self, document: &PolicyDocument) -> Vec<IpAddr> {
+        let mut addrs = self.source.addresses();
+        for db in &document.dbs {
+            if let DbRef::Url { url, .. } = db {
+                addrs.extend(super::source::url_addresses(url));
+            }
+        }
+        addrs.sort();
+        addrs.dedup();
+        addrs
     }
 
     fn revision(&self, sha: &str, validators: Validators, now: u64) -> Revision {
@@ -301,8 +329,8 @@ impl Follower {
         limits: &Limits,
         applied: Option<&DbKey>,
     ) -> Result<Validated, (Reason, String)> {
-        let document =
-            PolicyDocument::parse(bytes).map_err(|e| (Reason::Document, e.to_string()))?;
+        let document = PolicyDocument::parse(bytes)
+            .map_err(|e| (Reason::Document, format!("{}: {e}", self.source)))?;
         let database = |e: String| (Reason::Database, e);
         let paths = document
             .dbs
@@ -325,45 +353,6 @@ impl Follower {
         .map_err(|e| database(e.to_string()))?;
         Ok((document, paths, Some(db)))
     }
-
-    /// The cached copy of the database at `url`: fetched, checked against its pin and validated
-    /// by `db update`'s path, then kept under its content hash (so a later revision that fails
-    /// never replaces the file the state file names).
-    fn cached(
-        &self,
-        url: &str,
-        pin: Option<&str>,
-        format: Option<Format>,
-    ) -> Result<PathBuf, String> {
-        let name = update::url_download(url)
-            .map_err(|e| e.to_string())?
-            .file_name;
-        let folder = self.store.db_folder(url);
-        if let Some(pin) = pin {
-            let cached = folder.join(&pin[..16]).join(&name);
-            if content_hash(&cached).as_deref() == Some(pin) {
-                return Ok(cached);
-            }
-        }
-        let incoming = folder.join("incoming");
-        let download = Download {
-            urls: vec![url.to_owned()],
-            file_name: name.clone(),
-            sha256: pin.map(str::to_owned),
-        };
-        let stored = update::fetch_and_store(&[download], &incoming, format, false)
-            .map_err(|e| e.to_string())?;
-        let fetched = &stored.paths[0];
-        let sha = content_hash(fetched).ok_or_else(|| format!("reading {}", fetched.display()))?;
-        let kept = folder.join(&sha[..16]);
-        let path = kept.join(&name);
-        if !path.exists() {
-            fs::create_dir_all(&kept).map_err(|e| format!("creating {}: {e}", kept.display()))?;
-            fs::rename(fetched, &path).map_err(|e| format!("storing {}: {e}", path.display()))?;
-        }
-        let _ = fs::remove_dir_all(&incoming);
-        Ok(path)
-    }
 }
 
 /// The document's policy with the source's addresses passed (a pass exception overrides any
@@ -382,23 +371,6 @@ pub fn pass_addresses(policy: &mut DesiredPolicy, addresses: &[IpAddr]) {
             .exceptions
             .insert(Cidr { addr, len }, ExceptionAction::Pass);
     }
-}
-
-fn db_key(paths: &[PathBuf], format: Option<Format>) -> DbKey {
-    let files = paths
-        .iter()
-        .map(|p| (p.clone(), content_hash(p).unwrap_or_default()))
-        .collect();
-    (files, format)
-}
-
-/// A file's SHA-256; a folder (a CIDR directory) by its modification time.
-fn content_hash(path: &Path) -> Option<String> {
-    let meta = fs::metadata(path).ok()?;
-    if meta.is_dir() {
-        return Some(format!("{:?}", meta.modified().ok()?));
-    }
-    fs::read(path).ok().map(|bytes| sha256_hex(&bytes))
 }
 
 /// How long to wait before the next check: the interval ±10 % (a fleet started together must

@@ -10,6 +10,7 @@
 //! is counted and shown, and the revision is kept on disk ([`store`]) so a restart while the
 //! source is down enforces it too.
 
+mod databases;
 mod document;
 mod follow;
 mod source;
@@ -100,12 +101,14 @@ pub struct Follower {
     recheck: AtomicBool,
     /// Set when the daemon stops: the follower returns after the check in flight.
     stopping: AtomicBool,
+    /// The file's folder could not be watched (said once).
+    unwatched: AtomicBool,
     /// The first revision, read before the filter was attached; recorded once it is in force.
     first: Mutex<Option<(Vec<u8>, Revision, PolicyDocument)>>,
     /// The document in force and the database inputs its tables came from: to recompose when
     /// the source's addresses change, and to tell a policy-only revision from one with new
     /// databases.
-    applied: Mutex<Option<(PolicyDocument, follow::DbKey)>>,
+    applied: Mutex<Option<(PolicyDocument, databases::DbKey)>>,
 }
 
 impl Follower {
@@ -117,6 +120,7 @@ impl Follower {
             status: Mutex::default(),
             recheck: AtomicBool::new(false),
             stopping: AtomicBool::new(false),
+            unwatched: AtomicBool::new(false),
             first: Mutex::default(),
             applied: Mutex::default(),
         }

@@ -11,8 +11,11 @@
 use std::{
     ffi::CString,
     io,
-    os::fd::{AsRawFd as _, FromRawFd as _, OwnedFd},
-    path::Path,
+    os::{
+        fd::{AsRawFd as _, FromRawFd as _, OwnedFd},
+        unix::fs::MetadataExt as _,
+    },
+    path::{Path, PathBuf},
     time::Duration,
 };
 
@@ -31,6 +34,10 @@ const SETTLE: Duration = Duration::from_millis(50);
 
 pub struct FolderWatch {
     fd: OwnedFd,
+    folder: PathBuf,
+    /// The watched folder's identity: a folder removed and made again (a redeploy) is another
+    /// inode, which the old watch never reports on.
+    identity: (u64, u64),
 }
 
 impl FolderWatch {
@@ -48,6 +55,7 @@ impl FolderWatch {
         }
         // SAFETY: `raw` is a new descriptor we own.
         let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+        let identity = identity(folder)?;
         let c = CString::new(folder.as_os_str().as_encoded_bytes()).map_err(io::Error::other)?;
         // SAFETY: `c` is NUL-terminated; `fd` is an inotify descriptor.
         if unsafe { libc::inotify_add_watch(fd.as_raw_fd(), c.as_ptr(), MASK) } < 0 {
@@ -57,7 +65,16 @@ impl FolderWatch {
                 format!("watching {}: {e}", folder.display()),
             ));
         }
-        Ok(Self { fd })
+        Ok(Self {
+            fd,
+            folder: folder.to_path_buf(),
+            identity,
+        })
+    }
+
+    /// Whether the folder watched is still the one at its path.
+    pub fn is_current(&self) -> bool {
+        identity(&self.folder).is_ok_and(|id| id == self.identity)
     }
 
     /// Blocks until something in the folder changed (true) or `timeout` passed (false).
@@ -87,4 +104,10 @@ impl FolderWatch {
         // SAFETY: reading into a buffer we own; the descriptor is non-blocking.
         while unsafe { libc::read(self.fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) } > 0 {}
     }
+}
+
+fn identity(folder: &Path) -> io::Result<(u64, u64)> {
+    let meta = std::fs::metadata(folder)
+        .map_err(|e| io::Error::new(e.kind(), format!("watching {}: {e}", folder.display())))?;
+    Ok((meta.dev(), meta.ino()))
 }
