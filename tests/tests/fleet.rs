@@ -24,7 +24,10 @@ use std::{
 
 use geofilter_tests::{
     daemon::Daemon,
-    fleet::{Fleet, POLICY_PATH, assert_all_enforce, converge, daemon_args, document, source_dbs},
+    fleet::{
+        Fleet, POLICY_PATH, SOURCE_V4, assert_all_enforce, converge, daemon_args, document,
+        source_dbs,
+    },
     netns::Netns,
     policy_server::{PolicyServer, get_with, http_date, parse_http_date},
     require_root,
@@ -178,7 +181,14 @@ fn ten_daemons_follow_one_http_source() {
     );
     let etag = source.etag(POLICY_PATH).expect("published");
     for (k, d) in daemons.iter().enumerate() {
-        assert_eq!(policy_source(d)["etag"], etag.as_str(), "daemon {k}'s etag");
+        let s = policy_source(d);
+        assert_eq!(s["etag"], etag.as_str(), "daemon {k}'s etag");
+        // Lockout protection for the source: its address is always passed.
+        let exempt = s["exempt"].as_array().cloned().unwrap_or_default();
+        assert!(
+            exempt.contains(&SOURCE_V4.to_string().into()),
+            "daemon {k} does not exempt the source {SOURCE_V4}: {s}"
+        );
     }
 
     // Bad revisions: each is refused whole by every daemon, which keeps deny DE and says why.
@@ -217,19 +227,19 @@ fn ten_daemons_follow_one_http_source() {
     for (what, doc, named) in bad {
         let before: Vec<u64> = daemons.iter().map(|d| errors(&policy_source(d))).collect();
         source.publish(POLICY_PATH, doc.as_str());
+        // The error names what and where; it also tells this revision's refusal from the
+        // previous one's (compared without case or hyphens: "SHA-256" names the sha256 field).
+        let names_it = |s: &Value| {
+            let error = s["last_error"].as_str().unwrap_or_default();
+            let plain = error.to_lowercase().replace('-', "");
+            named.iter().all(|n| plain.contains(n))
+        };
         wait_all(&daemons, NOTICE_WITHIN, what, |k, s| {
-            errors(s) > before[k] && s["last_error"].is_string() && s["ready"] == false
+            errors(s) > before[k] && names_it(s) && s["ready"] == false
         });
         assert_all_enforce(&mut probes, &[ru], &[de], &format!("after {what}"));
         for (k, (d, host)) in daemons.iter().zip(&fleet.hosts).enumerate() {
             let s = policy_source(d);
-            let error = s["last_error"].as_str().unwrap_or_default();
-            // Compared without case or hyphens: "SHA-256" names the sha256 field.
-            let plain = error.to_lowercase().replace('-', "");
-            assert!(
-                named.iter().all(|n| plain.contains(n)),
-                "daemon {k}: the error for {what} should name {named:?}: {error:?}"
-            );
             assert_eq!(s["revision"], revision(&deny_de).as_str(), "daemon {k}");
             assert_eq!(host.ready(), 503, "daemon {k}: /ready after {what}");
         }
