@@ -57,12 +57,22 @@ impl Probe {
 
     /// One datagram from `source`: whether it arrived within [`ARRIVAL`].
     pub fn once(&mut self, source: IpAddr) -> bool {
+        let nonce = self.send(source);
+        self.receive(Instant::now() + ARRIVAL, source, nonce)
+    }
+
+    /// Sends the next nonce from `source`; returns it.
+    fn send(&mut self, source: IpAddr) -> u64 {
         self.nonce += 1;
-        let nonce = self.nonce.to_be_bytes();
         self.sender(source)
-            .send_to(&nonce, self.target)
+            .send_to(&self.nonce.to_be_bytes(), self.target)
             .expect("send_to");
-        let deadline = Instant::now() + ARRIVAL;
+        self.nonce
+    }
+
+    /// Whether a datagram from `source` with a nonce of at least `first` arrives by `deadline`
+    /// (older ones, and other sources', are skipped).
+    fn receive(&self, deadline: Instant, source: IpAddr, first: u64) -> bool {
         let mut buf = [0u8; 16];
         while let Some(left) = deadline.checked_duration_since(Instant::now()) {
             if left.is_zero() {
@@ -71,10 +81,12 @@ impl Probe {
             self.receiver
                 .set_read_timeout(Some(left))
                 .expect("read timeout");
-            match self.receiver.recv_from(&mut buf) {
-                Ok((8, from)) if from.ip() == source && buf[..8] == nonce => return true,
-                Ok(_) => continue,
-                Err(_) => break,
+            let Ok((n, from)) = self.receiver.recv_from(&mut buf) else {
+                break;
+            };
+            let nonce = (n == 8).then(|| u64::from_be_bytes(buf[..8].try_into().expect("8")));
+            if from.ip() == source && nonce.is_some_and(|k| k >= first) {
+                return true;
             }
         }
         false
@@ -106,27 +118,10 @@ impl Probe {
         limit: Duration,
     ) -> Option<Duration> {
         let first = self.nonce + 1;
-        let mut buf = [0u8; 16];
         while since.elapsed() < limit {
-            self.nonce += 1;
-            self.sender(source)
-                .send_to(&self.nonce.to_be_bytes(), self.target)
-                .expect("send_to");
-            let next = Instant::now() + PACE;
-            while let Some(left) = next.checked_duration_since(Instant::now()) {
-                if left.is_zero() {
-                    break;
-                }
-                self.receiver
-                    .set_read_timeout(Some(left))
-                    .expect("read timeout");
-                let Ok((n, from)) = self.receiver.recv_from(&mut buf) else {
-                    break;
-                };
-                let nonce = (n == 8).then(|| u64::from_be_bytes(buf[..8].try_into().expect("8")));
-                if from.ip() == source && nonce.is_some_and(|k| k >= first) {
-                    return Some(since.elapsed());
-                }
+            self.send(source);
+            if self.receive(Instant::now() + PACE, source, first) {
+                return Some(since.elapsed());
             }
         }
         None

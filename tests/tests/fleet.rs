@@ -18,7 +18,7 @@
 mod file_source;
 
 use std::{
-    net::SocketAddr,
+    net::{IpAddr, SocketAddr},
     time::{Duration, Instant},
 };
 
@@ -30,6 +30,7 @@ use geofilter_tests::{
     },
     netns::Netns,
     policy_server::{PolicyServer, get_with, http_date, parse_http_date},
+    probe::Probe,
     require_root,
     scenario::{DE_V4, RU_V4, ip},
 };
@@ -132,6 +133,31 @@ fn check_convergence(what: &str, times: &[Option<Duration>], daemons: &[Daemon])
     max
 }
 
+/// A condition for [`wait_all`]: the daemon enforces `doc` and is ready.
+fn applied(doc: &str) -> impl Fn(usize, &Value) -> bool {
+    let want = sha256(doc);
+    move |_, s| s["revision"] == want.as_str() && s["ready"] == true
+}
+
+/// Publishes `doc`, under which `passing` passes and `dropped` is dropped; checks that every
+/// daemon enforces it within [`CONVERGE_WITHIN`] and then reports it applied.
+fn publish_and_converge(
+    source: &PolicyServer,
+    probes: &mut [Probe],
+    daemons: &[Daemon],
+    what: &str,
+    doc: &str,
+    passing: IpAddr,
+    dropped: IpAddr,
+) {
+    let since = Instant::now();
+    source.publish(POLICY_PATH, doc);
+    let times = converge(probes, passing, since, PROBE_LIMIT);
+    check_convergence(what, &times, daemons);
+    assert_all_enforce(probes, &[passing], &[dropped], what);
+    wait_all(daemons, NOTICE_WITHIN, what, applied(doc));
+}
+
 #[test]
 fn ten_daemons_follow_one_http_source() {
     require_root();
@@ -152,11 +178,6 @@ fn ten_daemons_follow_one_http_source() {
 
     // The first revision, from the source before attaching.
     assert_all_enforce(&mut probes, &[de], &[ru], "the first revision (deny RU)");
-    let revision = |doc: &str| sha256(doc);
-    let applied = |doc: &str| {
-        let want = revision(doc);
-        move |_: usize, s: &Value| s["revision"] == want.as_str() && s["ready"] == true
-    };
     wait_all(&daemons, NOTICE_WITHIN, "first revision", applied(&deny_ru));
     for (k, host) in fleet.hosts.iter().enumerate() {
         assert_eq!(
@@ -168,16 +189,14 @@ fn ten_daemons_follow_one_http_source() {
 
     // A change: RU passing is the positive sign that the new revision is in the program.
     let deny_de = document(&["DE"], &dbs);
-    let since = Instant::now();
-    source.publish(POLICY_PATH, deny_de.as_str());
-    let times = converge(&mut probes, ru, since, PROBE_LIMIT);
-    check_convergence("deny RU -> deny DE", &times, &daemons);
-    assert_all_enforce(&mut probes, &[ru], &[de], "after deny DE");
-    wait_all(
+    publish_and_converge(
+        &source,
+        &mut probes,
         &daemons,
-        NOTICE_WITHIN,
-        "deny DE applied",
-        applied(&deny_de),
+        "deny RU -> deny DE",
+        &deny_de,
+        ru,
+        de,
     );
     let etag = source.etag(POLICY_PATH).expect("published");
     for (k, d) in daemons.iter().enumerate() {
@@ -240,7 +259,7 @@ fn ten_daemons_follow_one_http_source() {
         assert_all_enforce(&mut probes, &[ru], &[de], &format!("after {what}"));
         for (k, (d, host)) in daemons.iter().zip(&fleet.hosts).enumerate() {
             let s = policy_source(d);
-            assert_eq!(s["revision"], revision(&deny_de).as_str(), "daemon {k}");
+            assert_eq!(s["revision"], sha256(&deny_de).as_str(), "daemon {k}");
             assert_eq!(host.ready(), 503, "daemon {k}: /ready after {what}");
         }
         eprintln!(
@@ -250,16 +269,14 @@ fn ten_daemons_follow_one_http_source() {
     }
 
     // A good revision again: back to deny RU, the second convergence sample.
-    let since = Instant::now();
-    source.publish(POLICY_PATH, deny_ru.as_str());
-    let times = converge(&mut probes, de, since, PROBE_LIMIT);
-    check_convergence("bad revisions -> deny RU", &times, &daemons);
-    assert_all_enforce(&mut probes, &[de], &[ru], "deny RU again");
-    wait_all(
+    publish_and_converge(
+        &source,
+        &mut probes,
         &daemons,
-        NOTICE_WITHIN,
-        "deny RU applied again",
-        applied(&deny_ru),
+        "bad revisions -> deny RU",
+        &deny_ru,
+        de,
+        ru,
     );
 
     // A source that accepts and never answers: every fetch times out, nothing changes.
@@ -291,7 +308,7 @@ fn ten_daemons_follow_one_http_source() {
     daemons[0].restart(&args);
     probes[0].assert_enforces(&[de], &[ru], "host 0, restarted while the source is down");
     let s = policy_source(&daemons[0]);
-    assert_eq!(s["revision"], revision(&deny_ru).as_str(), "restarted: {s}");
+    assert_eq!(s["revision"], sha256(&deny_ru).as_str(), "restarted: {s}");
     assert_eq!(
         fleet.hosts[0].ready(),
         503,

@@ -44,7 +44,8 @@ impl Follower {
                 policy.to_str().expect("UTF-8 path"),
             ],
         );
-        let probe = Probe::new(&pair, ip(SERVER_V4), &[ru, de]);
+        let mut probe = Probe::new(&pair, ip(SERVER_V4), &[ru, de]);
+        probe.assert_enforces(&[de], &[ru], "the first revision (deny RU)");
         Self {
             pair,
             daemon,
@@ -173,10 +174,7 @@ fn a_configmap_symlink_swap_is_applied_within_a_second() {
     std::fs::create_dir(&mounted).expect("mount folder");
     let mut map = ConfigMap::new(&mounted, &document(&["RU"], &dbs));
     let mut f = Follower::start(&mounted.join("policy.toml"));
-    f.probe
-        .assert_enforces(&[f.de], &[f.ru], "the first revision (deny RU)");
-    let de = f.de;
-    let ru = f.ru;
+    let (ru, de) = (f.ru, f.de);
     f.change("ConfigMap swap to deny DE", ru, || {
         map.update(&document(&["DE"], &dbs))
     });
@@ -196,8 +194,6 @@ fn an_editor_rename_over_and_an_in_place_write_are_applied_within_a_second() {
     let policy = dir.0.join("policy.toml");
     std::fs::write(&policy, document(&["RU"], &dbs)).expect("policy.toml");
     let mut f = Follower::start(&policy);
-    f.probe
-        .assert_enforces(&[f.de], &[f.ru], "the first revision (deny RU)");
     let (ru, de) = (f.ru, f.de);
     // As vim (backupcopy=no) and most editors save: a temporary file renamed over the original.
     let rename_over = |text: String| {
