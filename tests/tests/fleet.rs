@@ -105,6 +105,13 @@ fn wait_all(daemons: &[Daemon], limit: Duration, what: &str, done: impl Fn(usize
     }
 }
 
+/// Whether `last_error` says `what`, compared without case or hyphens ("SHA-256" says
+/// "sha256").
+fn error_says(source: &Value, what: &str) -> bool {
+    let error = source["last_error"].as_str().unwrap_or_default();
+    error.to_lowercase().replace('-', "").contains(what)
+}
+
 fn errors(source: &Value) -> u64 {
     source["errors"].as_u64().unwrap_or(0)
 }
@@ -247,12 +254,8 @@ fn ten_daemons_follow_one_http_source() {
         let before: Vec<u64> = daemons.iter().map(|d| errors(&policy_source(d))).collect();
         source.publish(POLICY_PATH, doc.as_str());
         // The error names what and where; it also tells this revision's refusal from the
-        // previous one's (compared without case or hyphens: "SHA-256" names the sha256 field).
-        let names_it = |s: &Value| {
-            let error = s["last_error"].as_str().unwrap_or_default();
-            let plain = error.to_lowercase().replace('-', "");
-            named.iter().all(|n| plain.contains(n))
-        };
+        // previous one's.
+        let names_it = |s: &Value| named.iter().all(|n| error_says(s, n));
         wait_all(&daemons, NOTICE_WITHIN, what, |k, s| {
             errors(s) > before[k] && names_it(s) && s["ready"] == false
         });
@@ -286,18 +289,26 @@ fn ten_daemons_follow_one_http_source() {
         &daemons,
         NOTICE_WITHIN,
         "a source that never answers",
-        |k, s| errors(s) > before[k] && s["last_error"].is_string(),
+        |k, s| errors(s) > before[k] && error_says(s, "time"),
     );
     assert_all_enforce(&mut probes, &[de], &[ru], "while the source hangs");
+    eprintln!(
+        "a source that never answers: {}",
+        policy_source(&daemons[0])["last_error"]
+    );
     source.set_hang(false);
 
     // A dead source: every daemon notices and keeps filtering.
     source.stop();
     let before: Vec<u64> = daemons.iter().map(|d| errors(&policy_source(d))).collect();
     wait_all(&daemons, NOTICE_WITHIN, "a dead source", |k, s| {
-        errors(s) > before[k]
+        errors(s) > before[k] && error_says(s, "refused")
     });
     assert_all_enforce(&mut probes, &[de], &[ru], "while the source is down");
+    eprintln!(
+        "a dead source: {}",
+        policy_source(&daemons[0])["last_error"]
+    );
 
     // A daemon restarted while the source is down enforces the last good revision it persisted,
     // and is not ready until it reads the source again.
