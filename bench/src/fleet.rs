@@ -13,8 +13,8 @@
 //!   to the default 30 s interval: requests per host per hour = measured rate × 2 / 30 × 3600.
 //!
 //! Every host uses the small test database (scenario.rs, six ranges), not the world one: 50
-//! daemons each compiling the world database would measure memory, not the fleet; the peak
-//! memory per daemon is reported.
+//! daemons each compiling the world database would measure memory, not the fleet; each daemon's
+//! peak memory and BPF map memory are reported.
 
 use std::time::{Duration, Instant};
 
@@ -23,6 +23,8 @@ use geofilter_tests::{
     rng::Rng,
     scenario::{DE_V4, RU_V4, ip},
 };
+
+use crate::report::mib;
 
 /// The poll interval of these runs (issue 13's acceptance line uses 2 s).
 pub const INTERVAL_S: u64 = 2;
@@ -40,6 +42,8 @@ pub struct Convergence {
     pub rounds: Vec<Duration>,
     /// The daemons' mean peak resident memory (`VmHWM`) at the end, in bytes.
     pub peak_rss: u64,
+    /// One daemon's BPF maps (the kernel's `memlock` of each), in bytes.
+    pub kernel_bytes: u64,
 }
 
 impl Convergence {
@@ -173,6 +177,10 @@ fn one_fleet(
         times.push(slowest);
     }
     let peak_rss = daemons.iter().map(|d| d.peak_rss_bytes()).sum::<u64>() / hosts as u64;
+    let kernel_bytes = crate::control::kernel_memory(&daemons[0])
+        .iter()
+        .map(|m| m.bytes)
+        .sum();
 
     let idle = idle_for.map(|duration| {
         // Let every daemon's last fetch of the change finish before counting.
@@ -210,6 +218,7 @@ fn one_fleet(
             hosts,
             rounds: times,
             peak_rss,
+            kernel_bytes,
         },
         idle,
     )
@@ -227,12 +236,13 @@ pub fn print(r: &Results) {
     for c in &r.converge {
         println!(
             "  change enforced everywhere, {:>2} hosts {:>8.0} ms  (slowest host; median of {} \
-             rounds, worst {:.0} ms; daemon peak memory {:.1} MiB each)",
+             rounds, worst {:.0} ms; each daemon: peak {:.1} MiB, BPF maps {:.1} MiB)",
             c.hosts,
             ms(c.median()),
             c.rounds.len(),
             ms(c.worst()),
-            c.peak_rss as f64 / (1024.0 * 1024.0)
+            mib(c.peak_rss),
+            mib(c.kernel_bytes)
         );
     }
     let i = &r.idle;

@@ -79,7 +79,7 @@ fn machine() -> String {
     format!("{cpu}, {cpus} CPUs, Linux {kernel}")
 }
 
-fn mib(bytes: u64) -> f64 {
+pub fn mib(bytes: u64) -> f64 {
     bytes as f64 / (1024.0 * 1024.0)
 }
 

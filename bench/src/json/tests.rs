@@ -118,6 +118,7 @@ fn json_has_every_field() {
                     hosts,
                     rounds: [9999, ms, 1].map(Duration::from_millis).to_vec(),
                     peak_rss: 1,
+                    kernel_bytes: 1,
                 })
                 .collect(),
             idle: crate::fleet::Idle {
