@@ -1,5 +1,5 @@
 //! The JSON line: one object, keys in the order of the issues that defined them (issue 5 the
-//! first ones, issue 12 `by_sources`, the IPv6 and flood rows and `memory`).
+//! first ones, issue 12 `by_sources`, the IPv6 and flood rows and `memory`, issue 13 `fleet`).
 
 use serde_json::Value;
 
@@ -70,6 +70,26 @@ fn dispatcher(cost: &crate::dispatcher::Cost) -> Object {
     }
 }
 
+/// `fleet`: `converge_ms.<hosts>` (median of the rounds' slowest host), and the idle cost per
+/// host per hour at the default interval.
+fn fleet(f: &crate::fleet::Results) -> Object {
+    let mut converge = Object::new();
+    for c in &f.converge {
+        converge = converge.num(c.hosts.to_string(), c.median().as_secs_f64() * 1e3);
+    }
+    Object::new()
+        .num("interval_s", crate::fleet::INTERVAL_S)
+        .obj("converge_ms", converge)
+        .num("requests_per_host_hour", f.idle.requests_per_host_hour())
+        .num("bytes_per_host_hour", f.idle.bytes_per_host_hour())
+        .num("bytes_per_request", f.idle.wire_bytes_per_request())
+}
+
+/// The JSON line of `--fleet-only`: `{"fleet": ...}`.
+pub fn fleet_line(f: &crate::fleet::Results) -> String {
+    Object::new().obj("fleet", fleet(f)).render()
+}
+
 pub fn line(r: &Results) -> String {
     let (t, l, c) = (&r.test_run, &r.live, &r.control);
     let memory: u64 = c.memory.iter().map(|m| m.bytes).sum();
@@ -129,6 +149,7 @@ pub fn line(r: &Results) -> String {
         .obj("live", live)
         .obj("control", control)
         .obj("memory", memory)
+        .obj("fleet", fleet(&r.fleet))
         .render()
 }
 

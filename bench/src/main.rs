@@ -7,7 +7,9 @@
 //! Sections, in order (see each module): `test_run` (ns per packet through BPF_PROG_TEST_RUN, at
 //! every source count of its sweep), `control` (database load, country change latency, kernel
 //! memory per map and per family's tables, the daemon's peak memory, nftables/ipset load times),
-//! `live` (Mpps dropped on a veth pair: IPv4, IPv6 and a flood of a million distinct sources).
+//! `live` (Mpps dropped on a veth pair: IPv4, IPv6 and a flood of a million distinct sources),
+//! `fleet` (daemons following one policy source: convergence for 1, 10 and 50 hosts, and what
+//! polling costs the source when nothing changes).
 //! Progress goes to stderr; the table (`report`, and with `--json` one JSON object as the last
 //! line, `json`) to stdout. `harness` loads the benchmark object both sections drive.
 //!
@@ -17,6 +19,7 @@
 mod control;
 mod data;
 mod dispatcher;
+mod fleet;
 mod harness;
 mod json;
 mod live;
@@ -41,6 +44,8 @@ struct Args {
     sources: usize,
     /// Stop after the test_run section.
     test_run_only: bool,
+    /// Only the fleet section (needs no database).
+    fleet_only: bool,
 }
 
 fn args() -> Args {
@@ -50,6 +55,7 @@ fn args() -> Args {
         quick: false,
         sources: data::SOURCES,
         test_run_only: false,
+        fleet_only: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -64,13 +70,17 @@ fn args() -> Args {
                     .expect("--sources needs a number")
             }
             "--test-run-only" => out.test_run_only = true,
+            "--fleet-only" => out.fleet_only = true,
             other => panic!(
                 "unknown argument {other:?} (expected --db FILE, --json, --quick, --sources N, \
-                 --test-run-only)"
+                 --test-run-only, --fleet-only)"
             ),
         }
     }
-    assert!(!out.dbs.is_empty(), "give at least one --db FILE");
+    assert!(
+        out.fleet_only || !out.dbs.is_empty(),
+        "give at least one --db FILE"
+    );
     out
 }
 
@@ -95,6 +105,18 @@ fn main() {
     } else {
         (11, 3, 20, 3)
     };
+    let fleet = || {
+        let (changes, idle_s) = if args.quick { (3, 12) } else { (5, 60) };
+        fleet::run(changes, std::time::Duration::from_secs(idle_s))
+    };
+    if args.fleet_only {
+        let results = fleet();
+        fleet::print(&results);
+        if args.json {
+            println!("{}", json::fleet_line(&results));
+        }
+        return;
+    }
 
     say(&format!("compiling {:?}", args.dbs));
     let world = World::load(&args.dbs);
@@ -254,6 +276,9 @@ fn main() {
     let ipset_rate = v4.measure(&mut bench, runs, || live::iptables_drops(&pair));
     drop(dir);
 
+    say("fleet: 1, 10 and 50 daemons following one policy source");
+    let fleet = fleet();
+
     let results = report::Results {
         world: &world,
         test_run,
@@ -280,6 +305,7 @@ fn main() {
             ipset_load,
             ipset_elements,
         },
+        fleet,
     };
     report::print(&results, args.json);
 }

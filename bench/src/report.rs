@@ -47,6 +47,7 @@ pub struct Results<'a> {
     pub dispatcher: crate::dispatcher::Cost,
     pub live: Live,
     pub control: Control,
+    pub fleet: crate::fleet::Results,
 }
 
 /// The first line of `program --version`, for the record.
@@ -78,7 +79,7 @@ fn machine() -> String {
     format!("{cpu}, {cpus} CPUs, Linux {kernel}")
 }
 
-fn mib(bytes: u64) -> f64 {
+pub fn mib(bytes: u64) -> f64 {
     bytes as f64 / (1024.0 * 1024.0)
 }
 
@@ -318,6 +319,8 @@ pub fn print(r: &Results, json: bool) {
         c.ipset_load.as_secs_f64(),
         c.ipset_elements
     );
+    println!();
+    crate::fleet::print(&r.fleet);
 
     if json {
         println!("{}", crate::json::line(r));

@@ -5,9 +5,12 @@
 
 pub mod daemon;
 pub mod debroot;
+pub mod fleet;
 pub mod frame;
 pub mod model;
 pub mod netns;
+pub mod policy_server;
+pub mod probe;
 pub mod rng;
 pub mod scenario;
 pub mod traffic;

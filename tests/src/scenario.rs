@@ -57,21 +57,18 @@ impl Drop for TempDir {
     }
 }
 
+/// The IPv4 file of [`write_db`].
+pub const DB_V4: &str = "5.45.192.0,5.45.255.255,RU\n46.114.0.0,46.114.255.255,DE\n77.88.0.1,77.88.63.254,RU\n8.8.8.0,8.8.8.255,US\n";
+/// The IPv6 file of [`write_db`].
+pub const DB_V6: &str = "2a01:598::,2a01:598:ffff:ffff:ffff:ffff:ffff:ffff,DE\n2a02:6b8::,2a02:6b8:ffff:ffff:ffff:ffff:ffff:ffff,RU\n";
+
 /// A small range database in the CSV shape of DB-IP lite and ip-location-db: one IPv4 file and
 /// one IPv6 file, merged by giving both.
 pub fn write_db(dir: &Path) -> (PathBuf, PathBuf) {
     let v4 = dir.join("v4.csv");
     let v6 = dir.join("v6.csv");
-    std::fs::write(
-        &v4,
-        "5.45.192.0,5.45.255.255,RU\n46.114.0.0,46.114.255.255,DE\n77.88.0.1,77.88.63.254,RU\n8.8.8.0,8.8.8.255,US\n",
-    )
-    .expect("writing v4.csv");
-    std::fs::write(
-        &v6,
-        "2a01:598::,2a01:598:ffff:ffff:ffff:ffff:ffff:ffff,DE\n2a02:6b8::,2a02:6b8:ffff:ffff:ffff:ffff:ffff:ffff,RU\n",
-    )
-    .expect("writing v6.csv");
+    std::fs::write(&v4, DB_V4).expect("writing v4.csv");
+    std::fs::write(&v6, DB_V6).expect("writing v6.csv");
     (v4, v6)
 }
 

@@ -111,6 +111,26 @@ fn json_has_every_field() {
             ipset_load: Duration::from_millis(700),
             ipset_elements: 1,
         },
+        fleet: crate::fleet::Results {
+            converge: [(1, 700), (10, 1100), (50, 2300)]
+                .into_iter()
+                .map(|(hosts, ms)| crate::fleet::Convergence {
+                    hosts,
+                    rounds: [9999, ms, 1].map(Duration::from_millis).to_vec(),
+                    peak_rss: 1,
+                    kernel_bytes: 1,
+                })
+                .collect(),
+            idle: crate::fleet::Idle {
+                hosts: 10,
+                seconds: 60.0,
+                // 0.5 requests per host per s at the 2 s interval: 120 per hour at 30 s.
+                requests: 300,
+                not_modified: 300,
+                http_bytes: 300 * 400,
+                wire_bytes: 300 * 1000,
+            },
+        },
     };
     let line = super::line(&results);
     let json: Value = serde_json::from_str(&line).expect("valid JSON");
@@ -159,6 +179,16 @@ fn json_has_every_field() {
     assert_eq!(num("memory.tables.ipv6_bytes"), 2020.0);
     assert_eq!(num("memory.kernel_bytes"), 3031.0);
     assert_eq!(num("memory.daemon_peak_bytes"), 123_456_789.0);
+    // Issue 13's: the median of each size's rounds; 120 requests of 1,000 wire bytes an hour.
+    assert_eq!(num("fleet.interval_s"), 2.0);
+    assert_eq!(num("fleet.converge_ms.1"), 700.0);
+    assert_eq!(num("fleet.converge_ms.10"), 1100.0);
+    assert_eq!(num("fleet.converge_ms.50"), 2300.0);
+    let fleet: Value = serde_json::from_str(&super::fleet_line(&results.fleet)).expect("JSON");
+    assert_eq!(fleet["fleet"]["converge_ms"]["50"], 2300.0);
+    assert_eq!(num("fleet.requests_per_host_hour"), 120.0);
+    assert_eq!(num("fleet.bytes_per_host_hour"), 120_000.0);
+    assert_eq!(num("fleet.bytes_per_request"), 1000.0);
     // Keys keep the order issue 5 gave them: the line opens as it always did.
     assert!(
         line.starts_with(r#"{"test_run":{"ipv4":{"floor_ns":10.0,"lpm_trie_ns":11.0,"#),

@@ -42,10 +42,16 @@ pub struct Options {
     /// A quick smoke run (3 rounds instead of 11, one live run per receiver): noisier figures.
     #[arg(long)]
     quick: bool,
+    /// Only the fleet section (1, 10 and 50 daemons following one policy source; about two
+    /// minutes): needs no database and no peers.
+    #[arg(long)]
+    fleet_only: bool,
 }
 
 pub fn bench(opts: &Options) -> anyhow::Result<()> {
-    let dbs = if opts.dbs.is_empty() {
+    let dbs = if opts.fleet_only {
+        Vec::new()
+    } else if opts.dbs.is_empty() {
         default_database()?
     } else {
         opts.dbs
@@ -56,13 +62,15 @@ pub fn bench(opts: &Options) -> anyhow::Result<()> {
             })
             .collect::<anyhow::Result<_>>()?
     };
-    cmd::ensure_commands(&[
+    let tools: &[(&str, &str)] = &[
         ("ip", "iproute2"),
         ("nft", "nftables"),
         ("iptables", "iptables"),
         ("ipset", "ipset"),
         ("ethtool", "ethtool"),
-    ])?;
+    ];
+    // The fleet section needs namespaces only.
+    cmd::ensure_commands(if opts.fleet_only { &tools[..1] } else { tools })?;
 
     // Release builds: the figures are about the shipped code (the daemon's CLI and its table
     // compiler are measured too).
@@ -89,6 +97,9 @@ pub fn bench(opts: &Options) -> anyhow::Result<()> {
     }
     if opts.quick {
         command.arg("--quick");
+    }
+    if opts.fleet_only {
+        command.arg("--fleet-only");
     }
     command.env("GEOFILTER_BIN", &daemon);
     cmd::run(&mut command)
