@@ -1,0 +1,332 @@
+//! The OCI image (`cargo xtask image`, `Containerfile`) run with podman as a node runs the
+//! DaemonSet of deploy/kubernetes/: in the server namespace of a veth pair (as `hostNetwork` puts
+//! it in the node's), with the host's bpffs (HostToContainer: `rslave`), a state folder and the
+//! control socket's folder mounted from the host, the policy folder read-only. It must filter
+//! real UDP (RU dropped, DE delivered), answer `geofilter status` from the host through the
+//! mounted socket, and detach when stopped.
+//!
+//! `cargo xtask test` builds the image once and names it in GEOFILTER_IMAGE; nothing is pulled
+//! (`--pull=never`), so the test behaves the same on a machine whose podman storage held nothing
+//! before. Everything it makes is removed on drop, also when it fails: the container, the
+//! namespaces, the pins, the folders.
+
+use std::{
+    path::{Path, PathBuf},
+    process::{Command, Output},
+    time::{Duration, Instant},
+};
+
+use geofilter_common::Verdict;
+use geofilter_daemon::control::protocol::{StatsReply, StatusReply};
+use geofilter_tests::{
+    daemon::{binary, policy_codes},
+    ensure_command,
+    netns::{Pair, SERVER_V4, checked, unique},
+    require_root,
+    scenario::{DE_V4, RU_V4, TempDir, ip, write_db},
+    traffic::{UdpSink, send_udp},
+};
+
+/// Datagrams per source: enough that a leak cannot hide, few enough for a loaded machine.
+const DATAGRAMS: u64 = 200;
+
+/// The image under test, which `cargo xtask test` builds (`cargo xtask image`).
+fn image() -> String {
+    let image = std::env::var("GEOFILTER_IMAGE").unwrap_or_else(|_| {
+        panic!("GEOFILTER_IMAGE is not set: run this test through `cargo xtask test`, which builds the image")
+    });
+    let exists = podman().args(["image", "exists", &image]).status();
+    assert!(
+        exists.is_ok_and(|s| s.success()),
+        "GEOFILTER_IMAGE={image} is not in podman's storage (`cargo xtask image` builds it)"
+    );
+    image
+}
+
+/// `podman` with the runtime every host of ours can run: crun, Debian's default, refuses a host
+/// whose cgroup v2 hierarchy has controllers while v1 is mounted too ("cgroups in hybrid mode not
+/// supported"), as this project's CI machine does; runc runs on every cgroup layout.
+fn podman() -> Command {
+    let mut podman = Command::new("podman");
+    podman.args(["--runtime", "runc"]);
+    podman
+}
+
+/// The limits the container gets. podman asks for 1048576 open files and processes by default,
+/// which a host without CAP_SYS_RESOURCE (this CI's) cannot grant: the runtime's setrlimit fails
+/// with EPERM. The host's own hard limit of open files, and processes to spare (the daemon runs
+/// a handful of threads).
+fn ulimits() -> [String; 4] {
+    let mut files = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes into the struct we own.
+    assert_eq!(
+        unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut files) },
+        0
+    );
+    let files = files.rlim_max.min(65_536);
+    [
+        "--ulimit".into(),
+        format!("nofile={files}:{files}"),
+        "--ulimit".into(),
+        "nproc=4096:4096".into(),
+    ]
+}
+
+/// A bpffs on /sys/fs/bpf, shared, as systemd leaves it on every node (sys-fs-bpf.mount, and
+/// systemd makes mounts shared): the DaemonSet needs the node's own, and its HostToContainer
+/// propagation is a slave of a shared mount. Inside `cargo xtask test`'s sandbox this is the
+/// sandbox's mount only.
+fn ensure_host_bpffs() {
+    let bpffs = Path::new("/sys/fs/bpf");
+    if !geofilter_daemon::datapath::bpffs::is_bpffs(bpffs).unwrap_or(false) {
+        checked(Command::new("mount").args(["-t", "bpf", "bpf", "/sys/fs/bpf"]));
+    }
+    checked(Command::new("mount").args(["--make-shared", "/sys/fs/bpf"]));
+}
+
+/// A running container, removed (with `--force`) on drop.
+struct Container {
+    name: String,
+}
+
+impl Container {
+    /// `podman run --detach` of the image with `mounts` (`-v` values) and `args` for its
+    /// `geofilter` entry point, in the server namespace of `pair`.
+    fn start(pair: &Pair, mounts: &[String], env: &[String], args: &[&str]) -> Self {
+        let name = unique("gf-ctr-");
+        let mut run = podman();
+        run.args(["run", "--detach", "--pull=never", "--privileged"])
+            // A plain file podman reads back (`podman logs`): journald may not run here.
+            .args(["--log-driver", "k8s-file"])
+            .args(["--name", &name])
+            .arg(format!("--network=ns:/run/netns/{}", pair.server.name))
+            .args(ulimits());
+        for mount in mounts {
+            run.args(["--volume", mount]);
+        }
+        for var in env {
+            run.args(["--env", var]);
+        }
+        run.arg(image()).args(args);
+        checked(&mut run);
+        Self { name }
+    }
+
+    fn logs(&self) -> String {
+        let out = podman().args(["logs", &self.name]).output();
+        out.map(|o| {
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&o.stdout),
+                String::from_utf8_lossy(&o.stderr)
+            )
+        })
+        .unwrap_or_default()
+    }
+
+    fn running(&self) -> bool {
+        let out = podman()
+            .args(["inspect", "--format", "{{.State.Running}}", &self.name])
+            .output();
+        out.is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "true")
+    }
+
+    /// Waits (at most 60 s) for the daemon's `geofilter: ready` line.
+    fn wait_ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let logs = self.logs();
+            if logs.contains("geofilter: ready") {
+                return;
+            }
+            assert!(
+                self.running(),
+                "the container exited before it was ready; its log:\n{logs}"
+            );
+            assert!(
+                Instant::now() < deadline,
+                "the container was not ready within 60 s; its log:\n{logs}"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    /// `podman stop` (SIGTERM, then SIGKILL after 10 s); the container's exit status.
+    fn stop(&self) -> i64 {
+        checked(podman().args(["stop", "--time", "10", &self.name]));
+        let out = checked(podman().args(["inspect", "--format", "{{.State.ExitCode}}", &self.name]));
+        String::from_utf8_lossy(&out.stdout)
+            .trim()
+            .parse()
+            .expect("podman's exit code")
+    }
+}
+
+impl Drop for Container {
+    fn drop(&mut self) {
+        let _ = podman()
+            .args(["rm", "--force", "--time", "0", &self.name])
+            .output();
+    }
+}
+
+/// A pin root removed on drop (a container killed before it detached leaves its pins).
+struct Pins(PathBuf);
+
+impl Drop for Pins {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// The host's side of the container: its folders, mounted into it.
+struct Host {
+    dir: TempDir,
+    pins: Pins,
+}
+
+impl Host {
+    fn new() -> Self {
+        let dir = TempDir::new();
+        for sub in ["state", "run", "etc"] {
+            std::fs::create_dir_all(dir.0.join(sub)).expect("creating a container folder");
+        }
+        write_db(&dir.0.join("etc"));
+        Self {
+            dir,
+            pins: Pins(PathBuf::from("/sys/fs/bpf").join(unique("gf-ctr-pins-"))),
+        }
+    }
+
+    /// The `-v` values: the host's bpffs as the DaemonSet mounts it, state, socket, policy.
+    fn mounts(&self) -> Vec<String> {
+        let d = self.dir.0.display();
+        vec![
+            "/sys/fs/bpf:/sys/fs/bpf:rslave".into(),
+            format!("{d}/state:/var/lib/geofilter"),
+            format!("{d}/run:/run/geofilter"),
+            format!("{d}/etc:/etc/geofilter:ro"),
+        ]
+    }
+
+    /// Pins in a root of the test's own, so tests never share (or remove) each other's.
+    fn env(&self) -> Vec<String> {
+        vec![format!("GEOFILTER_PIN_ROOT={}", self.pins.0.display())]
+    }
+
+    /// `geofilter <args> --json` run on the host against the container's control socket.
+    fn cli<T: serde::de::DeserializeOwned>(&self, container: &Container, args: &[&str]) -> T {
+        let out: Output = Command::new(binary())
+            .args(args)
+            .arg("--json")
+            .arg("--socket")
+            .arg(self.dir.0.join("run/geofilter.sock"))
+            .output()
+            .expect("running the geofilter CLI");
+        assert!(
+            out.status.success(),
+            "geofilter {} against the container failed: {}\ncontainer log:\n{}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr),
+            container.logs()
+        );
+        serde_json::from_slice(&out.stdout).expect("geofilter --json output")
+    }
+}
+
+/// The scene every case shares: a pair with an RU and a DE source; the container started with
+/// `args`, checked to filter real traffic and to detach when stopped.
+fn filters_real_traffic(host: &Host, pair: &Pair, args: &[&str]) {
+    let container = Container::start(pair, &host.mounts(), &host.env(), args);
+    container.wait_ready();
+
+    let status: StatusReply = host.cli(&container, &["status"]);
+    assert_eq!(policy_codes(&status.policy), ["RU"], "{status:?}");
+    assert!(pair.server_has_xdp(), "no XDP program on {}", pair.server_if);
+    assert!(
+        host.pins.0.is_dir(),
+        "the container did not pin into the host's bpffs at {}",
+        host.pins.0.display()
+    );
+
+    let sink = UdpSink::bind(&pair.server, &[ip(SERVER_V4)]);
+    for source in [RU_V4, DE_V4] {
+        send_udp(&pair.client, ip(source), ip(SERVER_V4), DATAGRAMS);
+    }
+    let arrived = sink.collect(Duration::from_millis(500));
+    assert_eq!(arrived.get(&ip(RU_V4)), None, "RU datagrams got through");
+    assert_eq!(
+        arrived.get(&ip(DE_V4)).copied(),
+        Some(DATAGRAMS),
+        "DE datagrams lost"
+    );
+    let stats: StatsReply = host.cli(&container, &["stats"]);
+    assert_eq!(stats.count("RU", Verdict::Drop).packets, DATAGRAMS);
+
+    // Without --keep, SIGTERM detaches and unpins: nothing of the filter outlives the container.
+    assert_eq!(container.stop(), 0, "log:\n{}", container.logs());
+    assert!(!pair.server_has_xdp(), "the stopped container left XDP attached");
+    assert!(
+        !host.pins.0.exists(),
+        "the stopped container left pins at {}",
+        host.pins.0.display()
+    );
+}
+
+fn setup() -> (Host, Pair) {
+    require_root();
+    ensure_command("podman", "podman");
+    ensure_command("runc", "runc");
+    ensure_host_bpffs();
+    let pair = Pair::new();
+    for source in [RU_V4, DE_V4] {
+        pair.add_source(ip(source));
+    }
+    (Host::new(), pair)
+}
+
+#[test]
+fn the_image_filters_with_flags() {
+    let (host, pair) = setup();
+    filters_real_traffic(
+        &host,
+        &pair,
+        &[
+            "run",
+            "--iface",
+            &pair.server_if,
+            "--block",
+            "RU",
+            "--db",
+            "/etc/geofilter/v4.csv",
+            "--db",
+            "/etc/geofilter/v6.csv",
+        ],
+    );
+}
+
+/// The DaemonSet's way: the policy document from the mounted folder (`--policy`, SPEC-13).
+#[test]
+fn the_image_filters_with_a_policy_file() {
+    let (host, pair) = setup();
+    std::fs::write(
+        host.dir.0.join("etc/policy.toml"),
+        "dbs = [\"/etc/geofilter/v4.csv\", \"/etc/geofilter/v6.csv\"]\n\n[policy]\nmode = \
+         \"deny\"\ncountries = [\"RU\"]\nunknown = \"pass\"\nmonitor = false\n",
+    )
+    .expect("writing policy.toml");
+    filters_real_traffic(
+        &host,
+        &pair,
+        &[
+            "run",
+            "--iface",
+            &pair.server_if,
+            "--policy",
+            "/etc/geofilter/policy.toml",
+        ],
+    );
+}
