@@ -35,8 +35,15 @@ pub fn ensure_command(command: &str, package: &str) {
     if found {
         return;
     }
-    require_root();
     eprintln!("installing {package} for `{command}`");
+    apt_install(package);
+}
+
+/// Installs a Debian package with apt (as root; fetching the package lists first when apt knows
+/// no such package).
+pub fn apt_install(package: &str) {
+    use std::process::Command;
+    require_root();
     let install = || {
         Command::new("apt-get")
             .args(["install", "-y", "-q", "--no-install-recommends", package])
