@@ -57,7 +57,7 @@ pub fn image() -> anyhow::Result<String> {
     }
     let tag = tag();
     cmd::run(
-        Command::new("podman")
+        podman()
             .args(["build", "--pull=never", "--file"])
             .arg(cmd::workspace_root().join("Containerfile"))
             .args(["--tag", &tag, "--label"])
@@ -67,7 +67,7 @@ pub fn image() -> anyhow::Result<String> {
             ))
             .arg(&context),
     )?;
-    let size = cmd::output(Command::new("podman").args([
+    let size = cmd::output(podman().args([
         "image",
         "inspect",
         "--format",
@@ -83,6 +83,12 @@ pub fn image() -> anyhow::Result<String> {
         size as f64 / (1024.0 * 1024.0)
     );
     Ok(tag)
+}
+
+/// `podman` as root (through sudo when not root): the image goes into root's storage, where the
+/// privileged tests, like a node's runtime, look for it (a user's rootless storage is another).
+fn podman() -> Command {
+    cmd::as_root(Path::new("podman"))
 }
 
 /// Adds the musl target's standard library to the toolchain that builds the workspace
