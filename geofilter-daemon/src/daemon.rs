@@ -27,13 +27,15 @@ use crate::{
         protocol::{
             Change, ChangeOptions, ConfirmReply, ControlError, DatabaseStatus, Exceptions,
             InterfaceStatus, LogRequest, LogStarted, MAX_CONFIRM_S, MAX_WHY_ADDRESSES,
-            ProgramStatus, ReloadReply, Reply, Request, Response, StatsReply, StatusReply,
-            TopEntry, TopReply, UnloadReply, WhyAnswer,
+            PolicySourceStatus, ProgramStatus, ReloadReply, Reply, Request, Response, StatsReply,
+            StatusReply, TopEntry, TopReply, UnloadReply, WhyAnswer,
         },
         server::{Handler, LogFeed},
     },
     datapath::events::EventHub,
-    geoip::{self, DatabaseSource},
+    fleet::Follower,
+    geoip::{self, CompiledDb, DatabaseSource, Format},
+    policy::DesiredPolicy,
     report, why,
 };
 
@@ -58,6 +60,8 @@ pub struct Daemon {
     reloading: Arc<tokio::sync::Mutex<()>>,
     /// Sampled packet events for `log` and `top`; `None` without a reader (`--event-rate 0`).
     events: Option<Arc<EventHub>>,
+    /// The policy source this daemon follows (`run --policy`): it alone changes the policy.
+    follower: Option<Arc<Follower>>,
 }
 
 impl Daemon {
@@ -71,7 +75,65 @@ impl Daemon {
             policy_refusals: AtomicU64::new(0),
             reloading: Arc::default(),
             events: None,
+            follower: None,
         }
+    }
+
+    /// Follows `follower`'s source: local policy changes are refused from now on.
+    pub fn with_follower(mut self, follower: Arc<Follower>) -> Self {
+        self.follower = Some(follower);
+        self
+    }
+
+    pub fn follower(&self) -> Option<&Arc<Follower>> {
+        self.follower.as_ref()
+    }
+
+    /// Refuses a local policy change while a policy source is followed.
+    fn local_change_allowed(&self) -> Result<(), ControlError> {
+        match &self.follower {
+            Some(f) => Err(ControlError::Following {
+                policy: f.source.to_string(),
+            }),
+            None => Ok(()),
+        }
+    }
+
+    /// The bounds a database load must stay within (`--max-table-mib`).
+    pub fn db_limits(&self) -> geoip::Limits {
+        geoip::Limits::for_table_mib(self.lock().datapath.table_limit_mib())
+    }
+
+    /// Applies one revision of a followed policy as one change: its policy and, when its
+    /// databases changed, their tables (`format` is their `db_format`). Checked against
+    /// lockout for `protect`; on error nothing changed.
+    pub fn apply_revision(
+        &self,
+        policy: DesiredPolicy,
+        tables: Option<(CompiledDb, Vec<PathBuf>, Option<Format>)>,
+        protect: &[IpAddr],
+    ) -> Result<(), String> {
+        let mut state = self.lock();
+        let mut next = Next::unchanged(&state);
+        next.policy = policy;
+        let format_before = state.saved.db_format;
+        let reload = tables.is_some();
+        if let Some((db, paths, format)) = tables {
+            // Saved by `commit` with the rest of the state on success.
+            state.saved.db_format = format;
+            next.db = Some((db, paths));
+        }
+        if let Err(e) = commit(&mut state, next, protect) {
+            state.saved.db_format = format_before;
+            return Err(e);
+        }
+        if reload {
+            state.reloads += 1;
+            if let Some(hub) = &self.events {
+                hub.use_db(state.db.clone());
+            }
+        }
+        Ok(())
     }
 
     /// Serves `log` and `top` from `hub`.
@@ -163,6 +225,21 @@ impl Daemon {
             pins: state.pin_root.persistence.describe(),
             state_file: state.state_file.clone(),
             uptime_s: self.started.elapsed().as_secs(),
+            policy_source: self.follower.as_ref().map(|f| {
+                let s = f.status();
+                PolicySourceStatus {
+                    source: f.source.to_string(),
+                    revision: s.applied.as_ref().map(|r| r.sha256.clone()),
+                    etag: s.applied.as_ref().and_then(|r| r.etag.clone()),
+                    applied_at: s.applied.as_ref().map(|r| r.applied_at),
+                    last_check: s.last_check,
+                    last_success: s.last_success,
+                    last_error: s.last_error.clone(),
+                    errors: s.error_count(),
+                    ready: s.ready(),
+                    exempt: s.exempt.clone(),
+                }
+            }),
         }
     }
 
@@ -355,6 +432,11 @@ impl Daemon {
     /// and lockout check (for the sessions that made changes: a signal carries no caller). A bad
     /// file is logged and the current tables stay.
     pub async fn reload_on_sighup(&self) {
+        if let Some(follower) = &self.follower {
+            info!(source = %follower.source, "SIGHUP: checking the policy source now");
+            follower.recheck();
+            return;
+        }
         info!("SIGHUP: re-reading the databases");
         let protect = self
             .sessions
@@ -439,7 +521,9 @@ impl Handler for Daemon {
             Request::Status {} => Ok(Reply::Status(Box::new(self.status()))),
             Request::Stats {} => self.stats().map(Reply::Stats),
             Request::Change { change, opts } => {
-                let applied = self.change(&change, &opts);
+                let applied = self
+                    .local_change_allowed()
+                    .and_then(|()| self.change(&change, &opts));
                 let counter = match applied {
                     Ok(_) => &self.policy_changes,
                     Err(_) => &self.policy_refusals,
@@ -447,7 +531,10 @@ impl Handler for Daemon {
                 counter.fetch_add(1, Ordering::Relaxed);
                 applied
             }
-            Request::Confirm {} => self.confirm().map(Reply::Confirmed),
+            Request::Confirm {} => self
+                .local_change_allowed()
+                .and_then(|()| self.confirm())
+                .map(Reply::Confirmed),
             Request::ExceptList {} => Ok(Reply::Exceptions(self.exceptions())),
             Request::Why { addresses } => self.why(&addresses).map(Reply::Why),
             Request::Reload {
@@ -455,10 +542,13 @@ impl Handler for Daemon {
                 embedded,
                 caller,
                 force,
-            } => self
-                .reload_request(dbs, embedded, caller, force)
-                .await
-                .map(Reply::Reloaded),
+            } => match self.local_change_allowed() {
+                Ok(()) => self
+                    .reload_request(dbs, embedded, caller, force)
+                    .await
+                    .map(Reply::Reloaded),
+                Err(e) => Err(e),
+            },
             Request::Top { window_s } => self.top(window_s).map(Reply::Top),
             // Streamed by the server through `Handler::log`; never reaches here.
             Request::Log(_) => Err(ControlError::Refused("log is a streaming request".into())),

@@ -9,6 +9,7 @@ pub mod country;
 pub mod daemon;
 pub mod datapath;
 pub mod family;
+pub mod fleet;
 pub mod geoip;
 pub mod iface;
 pub mod metrics;

@@ -1,7 +1,9 @@
 //! Prometheus metrics (`--metrics ADDR:PORT`): per-country packets and bytes by verdict, database
 //! size, age and reloads, policy changes and refusals (dist/grafana/geofilter.json charts them),
 //! encoded with `prometheus-client` and served over a minimal HTTP/1.0 responder (one GET per
-//! connection; scrapers need nothing more).
+//! connection; scrapers need nothing more). With `--policy`, the followed revision too, and
+//! `GET /ready` for a Kubernetes readiness probe: 200 once the desired revision is enforced,
+//! 503 otherwise (without `--policy`, 200: the listener only starts once the filter runs).
 
 use std::{
     net::SocketAddr,
@@ -14,6 +16,7 @@ use prometheus_client::{
         counter::{ConstCounter, Counter},
         family::Family,
         gauge::ConstGauge,
+        info::Info,
     },
     registry::Registry,
 };
@@ -114,9 +117,102 @@ pub fn render(daemon: &Daemon) -> Result<String, String> {
         "Countries on the policy list",
         ConstGauge::new(state.saved.policy.countries.len() as i64),
     );
+    drop(state);
+    if let Some(follower) = daemon.follower() {
+        register_policy_source(&mut registry, follower);
+    }
     let mut out = String::new();
     encode(&mut out, &registry).map_err(|e| e.to_string())?;
     Ok(out)
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RevisionLabels {
+    source: String,
+    revision: String,
+    etag: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabels {
+    reason: &'static str,
+}
+
+/// The fleet view of one host: which revision it enforces, since when, and what failed.
+fn register_policy_source(registry: &mut Registry, follower: &crate::fleet::Follower) {
+    use crate::fleet::Reason;
+    let status = follower.status();
+    if let Some(applied) = &status.applied {
+        registry.register(
+            "policy_revision",
+            "The policy revision enforced (SHA-256 of the document) and where it came from",
+            Info::new(RevisionLabels {
+                source: follower.source.to_string(),
+                revision: applied.sha256.clone(),
+                etag: applied.etag.clone().unwrap_or_default(),
+            }),
+        );
+    }
+    for (name, help, value) in [
+        (
+            "policy_last_success_timestamp_seconds",
+            "When the policy source last answered (a document or 304), Unix time",
+            status.last_success,
+        ),
+        (
+            "policy_last_change_timestamp_seconds",
+            "When a policy revision was last applied, Unix time",
+            status.last_change,
+        ),
+    ] {
+        if let Some(t) = value {
+            registry.register(name, help, ConstGauge::new(t as i64));
+        }
+    }
+    registry.register(
+        "policy_ready",
+        "1 when the last document read from the source is the one enforced (as /ready)",
+        ConstGauge::new(i64::from(status.ready())),
+    );
+    let errors = Family::<ReasonLabels, Counter>::default();
+    for reason in [
+        Reason::Fetch,
+        Reason::Document,
+        Reason::Database,
+        Reason::Apply,
+    ] {
+        let n = status.errors.get(&reason).copied().unwrap_or(0);
+        errors
+            .get_or_create(&ReasonLabels {
+                reason: reason.name(),
+            })
+            .inc_by(n);
+    }
+    registry.register(
+        "policy_errors",
+        "Policy checks that changed nothing, by reason: fetch (source unreachable, HTTP error), \
+         document (invalid), database (fetch, SHA-256 or load failed), apply (lockout, kernel)",
+        errors,
+    );
+}
+
+/// `GET /ready`: the status line and body.
+fn readiness(daemon: &Daemon) -> (&'static str, String) {
+    let Some(follower) = daemon.follower() else {
+        return ("200 OK", "ready\n".into());
+    };
+    let status = follower.status();
+    if status.ready() {
+        return ("200 OK", "ready\n".into());
+    }
+    let why = match (&status.applied, &status.last_error) {
+        (_, Some(error)) => error.clone(),
+        (Some(_), None) => {
+            "enforcing the last good revision; the source has not answered yet".into()
+        }
+        (None, None) => "no revision applied yet".into(),
+    };
+    ("503 Service Unavailable", format!("not ready: {why}\n"))
 }
 
 /// Binds `addr` and serves `/metrics` until the task is aborted.
@@ -132,9 +228,25 @@ pub async fn spawn(addr: SocketAddr, daemon: Arc<Daemon>) -> anyhow::Result<Join
             let daemon = daemon.clone();
             tokio::spawn(async move {
                 let mut buf = [0u8; 1024];
-                let _ =
+                let n =
                     tokio::time::timeout(std::time::Duration::from_secs(5), stream.read(&mut buf))
-                        .await;
+                        .await
+                        .ok()
+                        .and_then(Result::ok)
+                        .unwrap_or(0);
+                let path = std::str::from_utf8(&buf[..n])
+                    .ok()
+                    .and_then(|r| r.split_whitespace().nth(1))
+                    .unwrap_or("/metrics");
+                if path == "/ready" {
+                    let (status, body) = readiness(&daemon);
+                    let response = format!(
+                        "HTTP/1.0 {status}\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\r\n{body}",
+                        body.len()
+                    );
+                    let _ = stream.write_all(response.as_bytes()).await;
+                    return;
+                }
                 let response = match render(&daemon) {
                     Ok(body) => format!(
                         "HTTP/1.0 200 OK\r\nContent-Type: application/openmetrics-text; version=1.0.0; charset=utf-8\r\nContent-Length: {}\r\n\r\n{body}",

@@ -115,15 +115,22 @@ pub fn load_config(path: &Path) -> anyhow::Result<SavedState> {
     toml::from_str(&text).with_context(|| format!("config {}", path.display()))
 }
 
-/// Writes the state file atomically: a temporary file in the same folder, fsync, rename, fsync of
-/// the folder. A crash leaves the old file or the new one, never a torn one.
+/// Writes the state file atomically (see [`write_atomic`]).
 pub fn save(path: &Path, state: &SavedState) -> anyhow::Result<()> {
-    let dir = path.parent().context("state file has no folder")?;
+    let mut text = serde_json::to_string_pretty(state)?;
+    text.push('\n');
+    write_atomic(path, text.as_bytes())
+}
+
+/// Writes `bytes` to `path` atomically: a temporary file in the same folder, fsync, rename,
+/// fsync of the folder. A crash leaves the old file or the new one, never a torn one.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    let dir = path.parent().context("the file has no folder")?;
     fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let tmp = path.with_extension("tmp");
     let mut file = File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
-    file.write_all(serde_json::to_string_pretty(state)?.as_bytes())?;
-    file.write_all(b"\n")?;
+    file.write_all(bytes)
+        .with_context(|| format!("writing {}", tmp.display()))?;
     file.sync_all()
         .with_context(|| format!("syncing {}", tmp.display()))?;
     drop(file);

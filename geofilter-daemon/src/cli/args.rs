@@ -140,8 +140,20 @@ pub struct RunArgs {
     pub xdp_priority: Option<u32>,
     /// Initial state for a first start (TOML: interfaces, xdp_mode, dbs, policy; see
     /// dist/geofilter.toml). Once a state file exists, it is restored instead.
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", conflicts_with = "policy")]
     pub config: Option<PathBuf>,
+    /// Follow a policy published for a fleet: a file (watched; a Kubernetes ConfigMap volume
+    /// works) or an http(s):// URL (polled). The document is the --config TOML without the
+    /// per-host fields (interfaces, xdp_*); its `dbs` may be URLs with a `sha256`. Every
+    /// revision is validated whole and applied as one change; a bad one, or a dead source,
+    /// changes nothing. Local policy changes are refused while following (README "A fleet").
+    #[arg(long, value_name = "FILE|URL", conflicts_with_all = ["block", "dbs", "db_format"])]
+    pub policy: Option<crate::fleet::PolicySource>,
+    /// Seconds between polls of a --policy URL (jittered by ±10 %; after failures, backing off
+    /// up to 8 times this); for a file, the fallback re-read when no change was seen.
+    #[arg(long, value_name = "SECONDS", default_value_t = crate::fleet::DEFAULT_INTERVAL_S,
+          value_parser = clap::value_parser!(u64).range(1..=86400))]
+    pub policy_interval: u64,
     /// Where the desired state is saved after every change and restored from at start-up.
     #[arg(long, default_value = paths::STATE_FILE)]
     pub state_file: PathBuf,

@@ -114,7 +114,40 @@ fn status_text(v: &StatusReply) -> String {
     if let Some(secs) = v.pending_confirm_s {
         s += &format!("a change rolls back in {secs} s unless confirmed\n");
     }
+    if let Some(f) = &v.policy_source {
+        s += &policy_source_text(f);
+    }
     s += &format!("uptime: {} s\n", v.uptime_s);
+    s
+}
+
+/// The followed source's lines of `status`: what is enforced, and when the source last
+/// answered. Times as ages, which is what an operator compares across hosts.
+fn policy_source_text(f: &crate::control::protocol::PolicySourceStatus) -> String {
+    let now = crate::fleet::unix_now();
+    let ago = |t: Option<u64>| {
+        t.map_or("never".into(), |t| {
+            format!("{} s ago", now.saturating_sub(t))
+        })
+    };
+    let revision = f
+        .revision
+        .as_deref()
+        .map_or("none", |r| &r[..r.len().min(12)]);
+    let mut s = format!(
+        "policy source: {} ({})\n  revision {revision}{} applied {}; last check {}, last answer {}\n",
+        f.source,
+        if f.ready { "ready" } else { "NOT READY" },
+        f.etag
+            .as_deref()
+            .map_or(String::new(), |e| format!(" etag {e}")),
+        ago(f.applied_at),
+        ago(f.last_check),
+        ago(f.last_success),
+    );
+    if let Some(e) = &f.last_error {
+        s += &format!("  last error ({} in all): {e}\n", f.errors);
+    }
     s
 }
 

@@ -18,6 +18,7 @@ use crate::{
         events::{self, EventHub},
         owner::PinRootLock,
     },
+    fleet::{Follower, Store},
     geoip::{self, CompiledDb, DatabaseSource},
     notify::{self, Notifier},
     paths::{self, PinLayout},
@@ -79,7 +80,8 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
     // starting: ignored until `serve` installs its handler, which then re-reads the databases.
     // SAFETY: setting a signal disposition has no memory-safety preconditions.
     unsafe { libc::signal(libc::SIGHUP, libc::SIG_IGN) };
-    let (saved, db) = prepare(&args)?;
+    let follower = follower(&args);
+    let (saved, db) = prepare(&args, follower.as_deref())?;
     let notifier = Arc::new(Notifier::from_env());
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -96,7 +98,10 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
     } = start(&args, saved, db)?;
     // From here on the filter is running: a crash (even a panic) must leave it in place.
     guard.0 = None;
-    let (state, served) = serve_until_stopped(&args, runtime, socket, state, notifier)?;
+    if let Some(f) = &follower {
+        f.started(&state.saved);
+    }
+    let (state, served) = serve_until_stopped(&args, runtime, socket, state, notifier, follower)?;
     let stopped = teardown(&args, state, guard);
     drop(owner);
     served.and(stopped)
@@ -104,7 +109,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
 
 /// `run --check`: everything [`prepare`] checks, then a summary of what `run` would do.
 fn check(args: &RunArgs) -> anyhow::Result<()> {
-    let (saved, db) = prepare(args)?;
+    let (saved, db) = prepare(args, follower(args).as_deref())?;
     let interfaces = saved
         .interfaces
         .iter()
@@ -114,13 +119,44 @@ fn check(args: &RunArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The follower of `--policy`, if given; its revisions are kept beside the state file.
+fn follower(args: &RunArgs) -> Option<Arc<Follower>> {
+    let source = args.policy.clone()?;
+    let interval = Duration::from_secs(args.policy_interval);
+    Some(Arc::new(Follower::new(
+        source,
+        interval,
+        Store::beside(&args.state_file),
+    )))
+}
+
 /// Everything that can be checked before touching the kernel, so bad input never leaves a
 /// half-configured filter behind: the desired state and its compiled database.
-fn prepare(args: &RunArgs) -> anyhow::Result<(SavedState, CompiledDb)> {
-    let saved = initial_state(args)?;
+///
+/// With `--policy`, the source is read first, so the first attach enforces the published
+/// revision. If it cannot be (a dead source, a bad revision), the daemon starts from the last
+/// good revision, which the state file holds; `--check` fails instead.
+fn prepare(
+    args: &RunArgs,
+    follower: Option<&Follower>,
+) -> anyhow::Result<(SavedState, CompiledDb)> {
+    let mut saved = initial_state(args)?;
+    let limits = geoip::Limits::for_table_mib(args.max_table_mib);
+    if let Some(follower) = follower {
+        match follower.first_revision(&saved, &limits) {
+            Ok(first) => {
+                info!(source = %follower.source, "policy read from the source");
+                return Ok((first.saved, first.db));
+            }
+            Err(e) if args.check => return Err(e),
+            Err(e) => {
+                warn!(error = %e, "the policy source gave no good revision; starting from the last good one (the state file)");
+                crate::fleet::pass_addresses(&mut saved.policy, &follower.source.addresses());
+            }
+        }
+    }
     let format = saved.db_format;
     // No database anywhere (flags, config, state file) means the one compiled into the binary.
-    let limits = geoip::Limits::for_table_mib(args.max_table_mib);
     let db = geoip::load_source(&DatabaseSource::from_paths(&saved.dbs, format), &limits)
         .context("loading the country database")?;
     if saved.dbs.is_empty() {
@@ -254,16 +290,38 @@ fn serve_until_stopped(
     socket: ControlSocket,
     mut state: State,
     notifier: Arc<Notifier>,
+    follower: Option<Arc<Follower>>,
 ) -> anyhow::Result<(State, anyhow::Result<()>)> {
     let events = state.datapath.take_events().filter(|_| args.event_rate > 0);
     let mut daemon = Daemon::new(state);
+    if let Some(f) = &follower {
+        daemon = daemon.with_follower(f.clone());
+    }
     if let Some(maps) = events {
         let (hub, ring) = EventHub::new(maps, args.event_settings())?;
         runtime.spawn(events::pump(ring, hub.clone()));
         daemon = daemon.with_events(hub);
     }
     let daemon = Arc::new(daemon);
+    let following = match follower {
+        // A thread of its own: reads and database loads block, and must never hold up the
+        // control socket.
+        Some(f) => {
+            let (follower, daemon) = (f.clone(), daemon.clone());
+            let thread = std::thread::Builder::new()
+                .name("policy".into())
+                .spawn(move || follower.follow(daemon))
+                .context("starting the policy follower")?;
+            Some((f, thread))
+        }
+        None => None,
+    };
     let served = runtime.block_on(serve(args, socket, daemon.clone(), notifier));
+    if let Some((f, thread)) = following {
+        // A check in flight ends within the request timeout; then the daemon is ours again.
+        f.stop();
+        let _ = thread.join();
+    }
     drop(runtime);
     let state = Arc::try_unwrap(daemon)
         .map_err(|_| anyhow::anyhow!("control tasks still hold the daemon"))?

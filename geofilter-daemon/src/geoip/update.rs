@@ -44,6 +44,9 @@ pub enum Preset {
 pub struct Download {
     pub urls: Vec<String>,
     pub file_name: String,
+    /// The SHA-256 (lower-case hex) the file must have: a policy document pins its databases
+    /// this way. A download that hashes differently is refused before it is read.
+    pub sha256: Option<String>,
 }
 
 impl Preset {
@@ -54,6 +57,7 @@ impl Preset {
                 "https://cdn.jsdelivr.net/npm/@ip-location-db/{package}/{file}"
             )],
             file_name: file.to_owned(),
+            sha256: None,
         };
         match self {
             Preset::DbipLite => {
@@ -74,6 +78,7 @@ impl Preset {
                 vec![Download {
                     urls: vec![url(year, month), url(prev_year, prev_month)],
                     file_name: "dbip-country-lite.csv.gz".into(),
+                    sha256: None,
                 }]
             }
             Preset::IpLocationDb => vec![
@@ -116,6 +121,7 @@ pub fn url_download(url: &str) -> Result<Download, UpdateError> {
     Ok(Download {
         urls: vec![url.to_owned()],
         file_name: name.to_owned(),
+        sha256: None,
     })
 }
 
@@ -147,6 +153,12 @@ pub enum UpdateError {
         url: String,
         #[source]
         source: Box<DbError>,
+    },
+    #[error("fetching {url}: its SHA-256 is {got}, the policy pins {want}; nothing was replaced")]
+    Sha256Mismatch {
+        url: String,
+        got: String,
+        want: String,
     },
     #[error("the downloaded files do not form a valid database, nothing was replaced: {0}")]
     InvalidSet(#[source] Box<DbError>),
@@ -196,6 +208,18 @@ pub fn fetch_and_store(
     for d in downloads {
         let path = staging.dir.join(&d.file_name);
         let (url, n) = fetch_first(&agent, &d.urls, &path, progress)?;
+        if let Some(want) = &d.sha256 {
+            let got = fs::read(&path)
+                .map(|b| crate::fleet::sha256_hex(&b))
+                .map_err(io("read", &path))?;
+            if &got != want {
+                return Err(UpdateError::Sha256Mismatch {
+                    url,
+                    got,
+                    want: want.clone(),
+                });
+            }
+        }
         bytes += n;
         staged.push(path);
         urls.push(url);

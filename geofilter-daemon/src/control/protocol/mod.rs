@@ -103,6 +103,11 @@ pub enum ControlError {
     EventsOff,
     #[error("--window must be at least 1 second")]
     Window,
+    #[error(
+        "refused: this daemon follows the policy at {policy} (`run --policy`); change it there. A \
+         local change would be undone by the next revision"
+    )]
+    Following { policy: String },
 }
 
 /// Parses one request line, with an error that says what was wrong.

@@ -95,6 +95,28 @@ pub struct StatusReply {
     pub pins: String,
     pub state_file: Option<PathBuf>,
     pub uptime_s: u64,
+    /// The policy source this daemon follows (`run --policy`), `None` when it has none.
+    #[serde(default)]
+    pub policy_source: Option<PolicySourceStatus>,
+}
+
+/// A followed policy source, for the fleet view. Times are Unix seconds.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PolicySourceStatus {
+    pub source: String,
+    /// SHA-256 of the document in force (`sha256sum` of the published file).
+    pub revision: Option<String>,
+    pub etag: Option<String>,
+    pub applied_at: Option<u64>,
+    pub last_check: Option<u64>,
+    pub last_success: Option<u64>,
+    pub last_error: Option<String>,
+    /// Failed checks since start.
+    pub errors: u64,
+    /// The last document read from the source is the one enforced (`/ready`).
+    pub ready: bool,
+    /// The source's addresses, always passed.
+    pub exempt: Vec<std::net::IpAddr>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

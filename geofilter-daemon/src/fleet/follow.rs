@@ -1,0 +1,414 @@
+//! One check of the source, and the loop that repeats it: read, validate whole, apply as one
+//! change, record. See the parent module for the guarantees.
+
+use std::{
+    collections::hash_map::RandomState,
+    hash::{BuildHasher as _, Hasher as _},
+    net::IpAddr,
+    path::{Path, PathBuf},
+    sync::{Arc, atomic::Ordering},
+    time::{Duration, Instant},
+};
+
+use tracing::{info, warn};
+
+use super::{
+    Follower, Reason,
+    databases::{DbKey, db_key},
+    document::{DbRef, PolicyDocument},
+    source::{PolicySource, Read, Validators},
+    store::{Revision, sha256_hex},
+    unix_now,
+    watch::FolderWatch,
+};
+use crate::{
+    daemon::Daemon,
+    geoip::{self, CompiledDb, DatabaseSource, Limits},
+    policy::DesiredPolicy,
+    rules::{Cidr, ExceptionAction},
+    state::SavedState,
+};
+
+/// A revision that passed every check but lockout: its document, database paths, and the
+/// tables compiled from them (`None`: the ones in force).
+type Validated = (PolicyDocument, Vec<PathBuf>, Option<CompiledDb>);
+
+/// The state to start from, when the source answered with a good revision before the filter
+/// was attached.
+pub struct FirstRevision {
+    pub saved: SavedState,
+    pub db: CompiledDb,
+}
+
+impl Follower {
+    /// Reads and resolves the source once, before anything is attached, so the first attach
+    /// already enforces the published revision. An error leaves the caller to start from the
+    /// last good revision (the state file) — or, for `run --check`, to fail.
+    pub fn first_revision(
+        &self,
+        saved: &SavedState,
+        limits: &Limits,
+    ) -> anyhow::Result<FirstRevision> {
+        let now = unix_now();
+        self.status().last_check = Some(now);
+        let (bytes, validators) = match self.source.read(&Validators::default()) {
+            Ok(Read::Document(bytes, validators)) => (bytes, validators),
+            Ok(Read::NotModified) => {
+                anyhow::bail!("{}: HTTP 304 to an unconditional GET", self.source)
+            }
+            Err(e) => {
+                self.fail(Reason::Fetch, e.to_string());
+                return Err(e.into());
+            }
+        };
+        let sha = sha256_hex(&bytes);
+        {
+            let mut status = self.status();
+            status.latest = Some(sha.clone());
+            status.last_success = Some(now);
+        }
+        let exempt = self.source.addresses();
+        let (document, paths, db) = self.validate(&bytes, limits).map_err(|(reason, e)| {
+            self.fail(reason, e.clone());
+            anyhow::anyhow!("the policy from {}: {e}", self.source)
+        })?;
+        let mut saved = saved.clone();
+        saved.policy = compose(&document.policy, &exempt);
+        saved.dbs = paths;
+        saved.db_format = document.db_format;
+        self.status().exempt = exempt;
+        let revision = self.revision(&sha, validators, now);
+        *self.first.lock().unwrap_or_else(|e| e.into_inner()) = Some((bytes, revision, document));
+        Ok(FirstRevision { saved, db })
+    }
+
+    /// Called once the filter runs with `saved`: records the first revision read, or takes the
+    /// one restored from disk as the revision in force.
+    pub fn started(&self, saved: &SavedState) {
+        let key = db_key(&saved.dbs, saved.db_format);
+        let first = self.first.lock().unwrap_or_else(|e| e.into_inner()).take();
+        match first {
+            Some((bytes, revision, document)) => {
+                self.record(&bytes, revision, document, key);
+            }
+            None => {
+                let restored = self.store.load(&self.source.to_string());
+                let document = restored.as_ref().and_then(|_| self.store.document());
+                match &restored {
+                    Some(r) => warn!(source = %self.source, revision = %r.sha256,
+                        "enforcing the last good revision saved on disk until the source answers"),
+                    None => warn!(source = %self.source,
+                        "no revision of this policy was ever applied here: enforcing the saved \
+                         state until the source answers"),
+                }
+                self.status().applied = restored;
+                *self.applied.lock().unwrap_or_else(|e| e.into_inner()) =
+                    document.map(|d| (d, key));
+            }
+        }
+    }
+
+    /// Checks the source over and over, until the process ends.
+    pub fn follow(self: Arc<Self>, daemon: Arc<Daemon>) {
+        let mut watch = None;
+        let mut failures = 0u32;
+        loop {
+            if let PolicySource::File(path) = &self.source {
+                watch = self.rewatch(path, watch);
+            }
+            self.wait(delay(self.interval, failures), watch.as_ref());
+            if self.stopping.load(Ordering::Relaxed) {
+                return;
+            }
+            match self.check(&daemon) {
+                // A source or database server that fails is not asked again at once; a bad
+                // document is, as its fix should apply at the next interval.
+                Err(Reason::Fetch | Reason::Database) => failures = failures.saturating_add(1),
+                _ => failures = 0,
+            }
+        }
+    }
+
+    /// The watch on the policy file's folder, made again when the folder was replaced or could
+    /// not be watched before (it did not exist yet). Without one, the file is re-read every
+    /// interval.
+    fn rewatch(&self, path: &Path, watch: Option<FolderWatch>) -> Option<FolderWatch> {
+        if let Some(w) = watch.filter(FolderWatch::is_current) {
+            return Some(w);
+        }
+        match FolderWatch::new(path) {
+            Ok(w) => {
+                // What changed before the watch existed is seen by reading now.
+                self.recheck();
+                Some(w)
+            }
+            Err(e) => {
+                if !self.unwatched.swap(true, Ordering::Relaxed) {
+                    warn!(error = %e, "cannot watch the policy file's folder; re-reading it \
+                        every --policy-interval until it can be");
+                }
+                None
+            }
+        }
+    }
+
+    /// Sleeps `delay`, waking early for a change of the watched file or a SIGHUP.
+    fn wait(&self, delay: Duration, watch: Option<&FolderWatch>) {
+        let end = Instant::now() + delay;
+        loop {
+            if self.recheck.swap(false, Ordering::Relaxed) || self.stopping.load(Ordering::Relaxed)
+            {
+                return;
+            }
+            let left = end.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return;
+            }
+            // In slices, so a SIGHUP is seen within 200 ms.
+            let slice = left.min(Duration::from_millis(200));
+            match watch {
+                Some(w) if w.wait(slice) => return,
+                Some(_) => {}
+                None => std::thread::sleep(slice),
+            }
+        }
+    }
+
+    /// One check: read the source; apply a new revision. Returns why it failed.
+    fn check(&self, daemon: &Daemon) -> Result<(), Reason> {
+        let now = unix_now();
+        let known = {
+            let mut status = self.status();
+            status.last_check = Some(now);
+            status
+                .applied
+                .as_ref()
+                .map(Revision::validators)
+                .unwrap_or_default()
+        };
+        let exempt = self.source.addresses();
+        let read = self.source.read(&known).map_err(|e| {
+            self.fail(Reason::Fetch, e.to_string());
+            Reason::Fetch
+        })?;
+        let (bytes, validators) = match read {
+            Read::Document(bytes, validators) => (bytes, validators),
+            Read::NotModified => {
+                let mut status = self.status();
+                status.last_success = Some(now);
+                status.latest = status.applied.as_ref().map(|r| r.sha256.clone());
+                status.last_error = None;
+                drop(status);
+                return self.follow_addresses(daemon, exempt);
+            }
+        };
+        let sha = sha256_hex(&bytes);
+        let unchanged = {
+            let mut status = self.status();
+            status.last_success = Some(now);
+            status.latest = Some(sha.clone());
+            status.applied.as_ref().is_some_and(|r| r.sha256 == sha)
+        };
+        if unchanged {
+            self.status().last_error = None;
+            return self.follow_addresses(daemon, exempt);
+        }
+        let limits = daemon.db_limits();
+        let applied_key = self.applied_key();
+        let (document, paths, db) =
+            match self.validate_against(&bytes, &limits, applied_key.as_ref()) {
+                Ok(v) => v,
+                Err((reason, e)) => {
+                    self.fail(reason, e);
+                    return Err(reason);
+                }
+            };
+        let policy = compose(&document.policy, &exempt);
+        let key = db_key(&paths, document.db_format);
+        let tables = db.map(|db| (db, paths, document.db_format));
+        if let Err(e) = daemon.apply_revision(policy, tables, &exempt) {
+            self.fail(Reason::Apply, e);
+            return Err(Reason::Apply);
+        }
+        self.status().exempt = exempt;
+        info!(source = %self.source, revision = %sha, "policy revision applied");
+        self.record(&bytes, self.revision(&sha, validators, now), document, key);
+        Ok(())
+    }
+
+    /// Re-applies the revision in force when the source's addresses moved, so the new ones are
+    /// passed too.
+    fn follow_addresses(&self, daemon: &Daemon, exempt: Vec<IpAddr>) -> Result<(), Reason> {
+        if self.status().exempt == exempt {
+            return Ok(());
+        }
+        let Some(document) = self.applied_key_document() else {
+            return Ok(());
+        };
+        if let Err(e) = daemon.apply_revision(compose(&document.policy, &exempt), None, &exempt) {
+            self.fail(Reason::Apply, e);
+            return Err(Reason::Apply);
+        }
+        info!(source = %self.source, addresses = ?exempt, "the policy source moved; passing its new addresses");
+        self.status().exempt = exempt;
+        Ok(())
+    }
+
+    fn revision(&self, sha: &str, validators: Validators, now: u64) -> Revision {
+        Revision {
+            source: self.source.to_string(),
+            sha256: sha.to_owned(),
+            etag: validators.etag,
+            last_modified: validators.last_modified,
+            applied_at: now,
+        }
+    }
+
+    /// Marks `revision` as in force and saves it with its document.
+    fn record(&self, bytes: &[u8], revision: Revision, document: PolicyDocument, key: DbKey) {
+        if let Err(e) = self.store.save(bytes, &revision) {
+            warn!(error = %e, "saving the policy revision failed; it is enforced, but a restart \
+                while the source is down restores the one before");
+        }
+        self.store.prune(key.0.iter().map(|(p, _)| p.as_path()));
+        let mut status = self.status();
+        status.last_change = Some(revision.applied_at);
+        status.latest = Some(revision.sha256.clone());
+        status.applied = Some(revision);
+        status.last_error = None;
+        drop(status);
+        *self.applied.lock().unwrap_or_else(|e| e.into_inner()) = Some((document, key));
+    }
+
+    fn applied_key(&self) -> Option<DbKey> {
+        self.applied
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+            .map(|(_, k)| k.clone())
+    }
+
+    fn applied_key_document(&self) -> Option<PolicyDocument> {
+        self.applied
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+            .map(|(d, _)| d.clone())
+    }
+
+    /// Parses `bytes` and compiles its databases (for the first start: always).
+    fn validate(
+        &self,
+        bytes: &[u8],
+        limits: &Limits,
+    ) -> Result<(PolicyDocument, Vec<PathBuf>, CompiledDb), (Reason, String)> {
+        let (document, paths, db) = self.validate_against(bytes, limits, None)?;
+        Ok((document, paths, db.expect("no tables in force: compiled")))
+    }
+
+    /// Parses `bytes`, fetches its databases, and compiles them unless they are the ones in
+    /// force (`applied`): then `None`, a policy-only change.
+    fn validate_against(
+        &self,
+        bytes: &[u8],
+        limits: &Limits,
+        applied: Option<&DbKey>,
+    ) -> Result<Validated, (Reason, String)> {
+        let document = PolicyDocument::parse(bytes)
+            .map_err(|e| (Reason::Document, format!("{}: {e}", self.source)))?;
+        let database = |e: String| (Reason::Database, e);
+        let paths = document
+            .dbs
+            .iter()
+            .map(|db| match db {
+                DbRef::Path(path) => Ok(path.clone()),
+                DbRef::Url { url, sha256 } => {
+                    self.cached(url, sha256.as_deref(), document.db_format)
+                }
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(database)?;
+        if applied == Some(&db_key(&paths, document.db_format)) {
+            return Ok((document, paths, None));
+        }
+        let db = geoip::load_source(
+            &DatabaseSource::from_paths(&paths, document.db_format),
+            limits,
+        )
+        .map_err(|e| database(e.to_string()))?;
+        Ok((document, paths, Some(db)))
+    }
+}
+
+/// The document's policy with the source's addresses passed (a pass exception overrides any
+/// the document sets for them).
+fn compose(policy: &DesiredPolicy, exempt: &[IpAddr]) -> DesiredPolicy {
+    let mut policy = policy.clone();
+    pass_addresses(&mut policy, exempt);
+    policy
+}
+
+/// Adds a pass exception for each of `addresses` to `policy`.
+pub fn pass_addresses(policy: &mut DesiredPolicy, addresses: &[IpAddr]) {
+    for &addr in addresses {
+        let len = if addr.is_ipv4() { 32 } else { 128 };
+        policy
+            .exceptions
+            .insert(Cidr { addr, len }, ExceptionAction::Pass);
+    }
+}
+
+/// How long to wait before the next check: the interval ±10 % (a fleet started together must
+/// not poll in lockstep); after `failures` failed reads in a row, the interval doubled per
+/// failure up to 8 times it.
+fn delay(interval: Duration, failures: u32) -> Duration {
+    let base = match failures {
+        0 => interval,
+        n => interval.saturating_mul(1 << (n - 1).min(3)),
+    };
+    let random = RandomState::new().build_hasher().finish();
+    // A factor in [0.9, 1.1).
+    let factor = 0.9 + (random % 1000) as f64 / 5000.0;
+    base.mul_f64(factor)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn delays_are_jittered_and_back_off_up_to_eight_intervals() {
+        let i = Duration::from_secs(10);
+        for _ in 0..100 {
+            let d = delay(i, 0);
+            assert!(
+                d >= Duration::from_secs(9) && d < Duration::from_secs(11),
+                "{d:?}"
+            );
+        }
+        let spread: std::collections::BTreeSet<_> = (0..50).map(|_| delay(i, 0)).collect();
+        assert!(spread.len() > 10, "no jitter: {spread:?}");
+        assert!(delay(i, 2) >= Duration::from_secs(18));
+        for failures in [4, 10, u32::MAX] {
+            let d = delay(i, failures);
+            assert!(
+                d >= Duration::from_secs(72) && d < Duration::from_secs(88),
+                "{d:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_source_is_passed_whatever_the_document_says() {
+        let mut policy = DesiredPolicy::default();
+        let addr: IpAddr = "192.0.2.1".parse().unwrap();
+        policy
+            .exceptions
+            .insert(Cidr { addr, len: 32 }, ExceptionAction::Drop);
+        let composed = compose(&policy, &[addr]);
+        assert_eq!(
+            composed.exceptions[&Cidr { addr, len: 32 }],
+            ExceptionAction::Pass
+        );
+    }
+}
