@@ -3,7 +3,8 @@
 //! it in the node's), with the host's bpffs (HostToContainer: `rslave`), a state folder and the
 //! control socket's folder mounted from the host, the policy folder read-only. It must filter
 //! real UDP (RU dropped, DE delivered), answer `geofilter status` from the host through the
-//! mounted socket, and detach when stopped.
+//! mounted socket, and detach when stopped; with `--keep`, as the DaemonSet runs it, a new
+//! container adopts the filter the old one left, with no moment unfiltered in between.
 //!
 //! `cargo xtask test` builds the image once and names it in GEOFILTER_IMAGE; nothing is pulled
 //! (`--pull=never`), so the test behaves the same on a machine whose podman storage held nothing
@@ -11,6 +12,7 @@
 //! namespaces, the pins, the folders.
 
 use std::{
+    net::IpAddr,
     path::{Path, PathBuf},
     process::{Command, Output},
     time::{Duration, Instant},
@@ -24,7 +26,7 @@ use geofilter_tests::{
     netns::{Pair, SERVER_V4, checked, unique},
     require_root,
     scenario::{DE_V4, RU_V4, TempDir, ip, write_db},
-    traffic::{UdpSink, send_udp},
+    traffic::{StampedSender, UdpSink, send_udp},
 };
 
 /// Datagrams per source: enough that a leak cannot hide, few enough for a loaded machine.
@@ -154,10 +156,24 @@ impl Container {
         }
     }
 
+    /// Waits (at most 10 s) for the daemon to exit on its own (after `unload`).
+    fn wait_exit(&self) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while self.running() {
+            assert!(
+                Instant::now() < deadline,
+                "the container still runs 10 s after unload; its log:\n{}",
+                self.logs()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
     /// `podman stop` (SIGTERM, then SIGKILL after 10 s); the container's exit status.
     fn stop(&self) -> i64 {
         checked(podman().args(["stop", "--time", "10", &self.name]));
-        let out = checked(podman().args(["inspect", "--format", "{{.State.ExitCode}}", &self.name]));
+        let out =
+            checked(podman().args(["inspect", "--format", "{{.State.ExitCode}}", &self.name]));
         String::from_utf8_lossy(&out.stdout)
             .trim()
             .parse()
@@ -201,6 +217,17 @@ impl Host {
         }
     }
 
+    /// The policy document the DaemonSet's ConfigMap would hold: RU dropped, the test's small
+    /// database from the mounted folder.
+    fn write_policy(&self) {
+        std::fs::write(
+            self.dir.0.join("etc/policy.toml"),
+            "dbs = [\"/etc/geofilter/v4.csv\", \"/etc/geofilter/v6.csv\"]\n\n[policy]\nmode = \
+             \"deny\"\ncountries = [\"RU\"]\nunknown = \"pass\"\nmonitor = false\n",
+        )
+        .expect("writing policy.toml");
+    }
+
     /// The `-v` values: the host's bpffs as the DaemonSet mounts it, state, socket, policy.
     fn mounts(&self) -> Vec<String> {
         let d = self.dir.0.display();
@@ -237,43 +264,80 @@ impl Host {
     }
 }
 
-/// The scene every case shares: a pair with an RU and a DE source; the container started with
-/// `args`, checked to filter real traffic and to detach when stopped.
-fn filters_real_traffic(host: &Host, pair: &Pair, args: &[&str]) {
+/// Starts the container with `args` and waits until it is ready and filtering: the policy
+/// `status` shows through the mounted socket, XDP on the interface, pins in the host's bpffs.
+fn started(host: &Host, pair: &Pair, args: &[&str]) -> Container {
     let container = Container::start(pair, &host.mounts(), &host.env(), args);
     container.wait_ready();
-
     let status: StatusReply = host.cli(&container, &["status"]);
     assert_eq!(policy_codes(&status.policy), ["RU"], "{status:?}");
-    assert!(pair.server_has_xdp(), "no XDP program on {}", pair.server_if);
+    assert!(
+        pair.server_has_xdp(),
+        "no XDP program on {}",
+        pair.server_if
+    );
     assert!(
         host.pins.0.is_dir(),
         "the container did not pin into the host's bpffs at {}",
         host.pins.0.display()
     );
+    container
+}
 
+/// Real UDP from both sources: every RU datagram dropped, every DE one delivered. `when` names
+/// the moment for the failure message.
+fn assert_filtering(pair: &Pair, when: &str) {
     let sink = UdpSink::bind(&pair.server, &[ip(SERVER_V4)]);
     for source in [RU_V4, DE_V4] {
         send_udp(&pair.client, ip(source), ip(SERVER_V4), DATAGRAMS);
     }
     let arrived = sink.collect(Duration::from_millis(500));
-    assert_eq!(arrived.get(&ip(RU_V4)), None, "RU datagrams got through");
+    assert_eq!(
+        arrived.get(&ip(RU_V4)),
+        None,
+        "{when}: RU datagrams got through"
+    );
     assert_eq!(
         arrived.get(&ip(DE_V4)).copied(),
         Some(DATAGRAMS),
-        "DE datagrams lost"
+        "{when}: DE datagrams lost"
     );
+}
+
+/// The case of a container run without --keep: it filters, and SIGTERM detaches and unpins, so
+/// nothing of the filter outlives it.
+fn filters_and_detaches_on_stop(host: &Host, pair: &Pair, args: &[&str]) {
+    let container = started(host, pair, args);
+    assert_filtering(pair, "with the container running");
     let stats: StatsReply = host.cli(&container, &["stats"]);
     assert_eq!(stats.count("RU", Verdict::Drop).packets, DATAGRAMS);
 
-    // Without --keep, SIGTERM detaches and unpins: nothing of the filter outlives the container.
     assert_eq!(container.stop(), 0, "log:\n{}", container.logs());
-    assert!(!pair.server_has_xdp(), "the stopped container left XDP attached");
+    assert!(
+        !pair.server_has_xdp(),
+        "the stopped container left XDP attached"
+    );
     assert!(
         !host.pins.0.exists(),
         "the stopped container left pins at {}",
         host.pins.0.display()
     );
+}
+
+/// `GET /ready` on the metrics port, from the server namespace (the container's network): the
+/// HTTP status code, as the DaemonSet's readiness probe sees it.
+fn ready_code(pair: &Pair) -> String {
+    let out = checked(pair.server.command("curl").args([
+        "--silent",
+        "--max-time",
+        "5",
+        "--output",
+        "/dev/null",
+        "--write-out",
+        "%{http_code}",
+        "http://127.0.0.1:9477/ready",
+    ]));
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 fn setup() -> (Host, Pair) {
@@ -291,7 +355,7 @@ fn setup() -> (Host, Pair) {
 #[test]
 fn the_image_filters_with_flags() {
     let (host, pair) = setup();
-    filters_real_traffic(
+    filters_and_detaches_on_stop(
         &host,
         &pair,
         &[
@@ -312,13 +376,8 @@ fn the_image_filters_with_flags() {
 #[test]
 fn the_image_filters_with_a_policy_file() {
     let (host, pair) = setup();
-    std::fs::write(
-        host.dir.0.join("etc/policy.toml"),
-        "dbs = [\"/etc/geofilter/v4.csv\", \"/etc/geofilter/v6.csv\"]\n\n[policy]\nmode = \
-         \"deny\"\ncountries = [\"RU\"]\nunknown = \"pass\"\nmonitor = false\n",
-    )
-    .expect("writing policy.toml");
-    filters_real_traffic(
+    host.write_policy();
+    filters_and_detaches_on_stop(
         &host,
         &pair,
         &[
@@ -328,5 +387,92 @@ fn the_image_filters_with_a_policy_file() {
             "--policy",
             "/etc/geofilter/policy.toml",
         ],
+    );
+}
+
+/// The DaemonSet's rolling update on one node: the old pod's daemon (`--keep`) stops and leaves
+/// the filter attached, the interface stays filtered with no daemon running, and the new pod's
+/// daemon adopts it and reports ready on `/ready`, as the readiness probe asks.
+#[test]
+fn a_rolling_update_never_leaves_the_interface_unfiltered() {
+    ensure_command("curl", "curl");
+    let (host, pair) = setup();
+    host.write_policy();
+    let args = [
+        "run",
+        "--iface",
+        &pair.server_if,
+        "--policy",
+        "/etc/geofilter/policy.toml",
+        "--keep",
+        "--metrics",
+        "0.0.0.0:9477",
+    ];
+    let old = started(&host, &pair, &args);
+    assert_eq!(
+        ready_code(&pair),
+        "200",
+        "old pod's /ready; log:\n{}",
+        old.logs()
+    );
+    assert_filtering(&pair, "with the old pod running");
+
+    // The update under traffic, from before the old pod stops until the new one is ready: not
+    // one RU datagram gets through, every DE one does.
+    let (ru, de, server) = (ip(RU_V4), ip(DE_V4), ip(SERVER_V4));
+    let sink = UdpSink::bind(&pair.server, &[server]);
+    let blocked = StampedSender::start(&pair.client, ru, server, Duration::from_millis(1));
+    let allowed = StampedSender::start(&pair.client, de, server, Duration::from_millis(1));
+    assert_eq!(old.stop(), 0, "log:\n{}", old.logs());
+    drop(old);
+    assert!(
+        pair.server_has_xdp(),
+        "the old pod's --keep left no XDP attached"
+    );
+    let new = started(&host, &pair, &args);
+    let (blocked_sent, allowed_sent) = (blocked.stop(), allowed.stop());
+    let arrived = sink.finish(Duration::from_millis(300));
+    let from = |source: IpAddr| arrived.iter().filter(|(a, _)| *a == source).count();
+    eprintln!(
+        "rolling update under traffic: RU sent {} delivered {}, DE sent {} delivered {}",
+        blocked_sent.len(),
+        from(ru),
+        allowed_sent.len(),
+        from(de)
+    );
+    assert_eq!(
+        (from(ru), from(de)),
+        (0, allowed_sent.len()),
+        "during the update ({} RU and {} DE datagrams sent): delivered from RU, DE",
+        blocked_sent.len(),
+        allowed_sent.len()
+    );
+    assert_eq!(
+        ready_code(&pair),
+        "200",
+        "new pod's /ready; log:\n{}",
+        new.logs()
+    );
+    assert_filtering(&pair, "with the new pod running");
+
+    // What `kubectl delete` leaves of a --keep filter goes with `geofilter unload`.
+    let unload = Command::new(binary())
+        .args(["unload", "--socket"])
+        .arg(host.dir.0.join("run/geofilter.sock"))
+        .env("GEOFILTER_PIN_ROOT", &host.pins.0)
+        .output()
+        .expect("running geofilter unload");
+    assert!(
+        unload.status.success(),
+        "geofilter unload: {}\nlog:\n{}",
+        String::from_utf8_lossy(&unload.stderr),
+        new.logs()
+    );
+    new.wait_exit();
+    assert!(!pair.server_has_xdp(), "unload left XDP attached");
+    assert!(
+        !host.pins.0.exists(),
+        "unload left pins at {}",
+        host.pins.0.display()
     );
 }

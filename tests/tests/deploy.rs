@@ -61,10 +61,12 @@ fn venv() -> &'static Path {
             apt_install("python3-venv");
             assert!(create(), "python3 -m venv {} failed", venv.display());
         }
-        checked(
-            Command::new(venv.join("bin/pip"))
-                .args(["install", "--quiet", "--disable-pip-version-check", VALIDATOR]),
-        );
+        checked(Command::new(venv.join("bin/pip")).args([
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+            VALIDATOR,
+        ]));
         venv
     })
 }
@@ -113,7 +115,10 @@ fn manifest(kind: &str) -> Value {
 #[test]
 fn every_manifest_validates_against_the_kubernetes_schemas() {
     let resources = resources();
-    assert!(!resources.is_empty(), "kustomization.yaml lists no resource");
+    assert!(
+        !resources.is_empty(),
+        "kustomization.yaml lists no resource"
+    );
     for version in KUBERNETES_VERSIONS {
         let out = Command::new(venv().join("bin/kubernetes-validate"))
             .args(["--strict", "--kubernetes-version", version])
@@ -149,7 +154,12 @@ fn kustomization_lists_every_manifest() {
     let listed: BTreeSet<String> = resources().into_iter().collect();
     let present: BTreeSet<String> = std::fs::read_dir(deploy_dir())
         .expect("reading deploy/kubernetes")
-        .map(|e| e.expect("a folder entry").file_name().to_string_lossy().into_owned())
+        .map(|e| {
+            e.expect("a folder entry")
+                .file_name()
+                .to_string_lossy()
+                .into_owned()
+        })
         .filter(|name| name != "kustomization.yaml")
         .collect();
     assert_eq!(
@@ -182,7 +192,10 @@ fn the_daemonset_follows_the_configmaps_policy_document() {
         .iter()
         .find(|m| m["name"] == volume["name"])
         .expect("the policy volume is mounted");
-    assert!(mount.get("subPath").is_none(), "the policy is mounted with subPath");
+    assert!(
+        mount.get("subPath").is_none(),
+        "the policy is mounted with subPath"
+    );
     let args: Vec<&str> = container["args"]
         .as_array()
         .expect("args")
@@ -201,7 +214,10 @@ fn the_daemonset_follows_the_configmaps_policy_document() {
     let document = configmap["data"][key]
         .as_str()
         .unwrap_or_else(|| panic!("the ConfigMap has no {key}"));
-    assert!(args.contains(&"--keep"), "without --keep an update detaches the filter");
+    assert!(
+        args.contains(&"--keep"),
+        "without --keep an update detaches the filter"
+    );
 
     // The document as the daemon reads it: `run --check` validates it (and its databases)
     // without touching the kernel.

@@ -67,13 +67,7 @@ pub fn image() -> anyhow::Result<String> {
             ))
             .arg(&context),
     )?;
-    let size = cmd::output(podman().args([
-        "image",
-        "inspect",
-        "--format",
-        "{{.Size}}",
-        &tag,
-    ]))?;
+    let size = cmd::output(podman().args(["image", "inspect", "--format", "{{.Size}}", &tag]))?;
     let size: u64 = size
         .trim()
         .parse()
