@@ -1,10 +1,10 @@
 //! The OCI image (`cargo xtask image`, `Containerfile`) run with podman as a node runs the
-//! DaemonSet of deploy/kubernetes/: in the server namespace of a veth pair (as `hostNetwork` puts
-//! it in the node's), with the host's bpffs (HostToContainer: `rslave`), a state folder and the
-//! control socket's folder mounted from the host, the policy folder read-only. It must filter
-//! real UDP (RU dropped, DE delivered), answer `geofilter status` from the host through the
-//! mounted socket, and detach when stopped; with `--keep`, as the DaemonSet runs it, a new
-//! container adopts the filter the old one left, with no moment unfiltered in between.
+//! DaemonSet of deploy/kubernetes/: in the server namespace of a veth pair (as `hostNetwork`
+//! puts it in the node's), with the host's bpffs (HostToContainer: `rslave`), a state folder and
+//! the control socket's folder mounted from the host, the policy folder read-only. Privileged, it
+//! must filter real UDP (RU dropped, DE delivered), answer `geofilter status` from the host
+//! through the mounted socket, and detach when stopped. With the DaemonSet's securityContext and
+//! `--keep`, a new container must adopt the filter the old one left, with no moment unfiltered.
 //!
 //! `cargo xtask test` builds the image once and names it in GEOFILTER_IMAGE; nothing is pulled
 //! (`--pull=never`), so the test behaves the same on a machine whose podman storage held nothing
@@ -89,18 +89,37 @@ fn ensure_host_bpffs() {
     checked(Command::new("mount").args(["--make-shared", "/sys/fs/bpf"]));
 }
 
+/// `podman run` flags for the container's privileges: all of them, as the plain podman case.
+const PRIVILEGED: &[&str] = &["--privileged"];
+
+/// The securityContext of deploy/kubernetes/daemonset.yaml (keep the two in step): the systemd
+/// unit's capabilities only, a read-only root, /tmp a tmpfs (the DaemonSet's emptyDir).
+const DAEMONSET: &[&str] = &[
+    "--cap-drop=all",
+    "--cap-add=CAP_BPF,CAP_NET_ADMIN,CAP_SYS_ADMIN,CAP_PERFMON,CAP_SYS_RESOURCE",
+    "--read-only",
+    "--tmpfs=/tmp",
+];
+
 /// A running container, removed (with `--force`) on drop.
 struct Container {
     name: String,
 }
 
 impl Container {
-    /// `podman run --detach` of the image with `mounts` (`-v` values) and `args` for its
-    /// `geofilter` entry point, in the server namespace of `pair`.
-    fn start(pair: &Pair, mounts: &[String], env: &[String], args: &[&str]) -> Self {
+    /// `podman run --detach` of the image with `security` flags, `mounts` (`-v` values) and
+    /// `args` for its `geofilter` entry point, in the server namespace of `pair`.
+    fn start(
+        pair: &Pair,
+        security: &[&str],
+        mounts: &[String],
+        env: &[String],
+        args: &[&str],
+    ) -> Self {
         let name = unique("gf-ctr-");
         let mut run = podman();
-        run.args(["run", "--detach", "--pull=never", "--privileged"])
+        run.args(["run", "--detach", "--pull=never"])
+            .args(security)
             // A plain file podman reads back (`podman logs`): journald may not run here.
             .args(["--log-driver", "k8s-file"])
             .args(["--name", &name])
@@ -266,8 +285,8 @@ impl Host {
 
 /// Starts the container with `args` and waits until it is ready and filtering: the policy
 /// `status` shows through the mounted socket, XDP on the interface, pins in the host's bpffs.
-fn started(host: &Host, pair: &Pair, args: &[&str]) -> Container {
-    let container = Container::start(pair, &host.mounts(), &host.env(), args);
+fn started(host: &Host, pair: &Pair, security: &[&str], args: &[&str]) -> Container {
+    let container = Container::start(pair, security, &host.mounts(), &host.env(), args);
     container.wait_ready();
     let status: StatusReply = host.cli(&container, &["status"]);
     assert_eq!(policy_codes(&status.policy), ["RU"], "{status:?}");
@@ -307,7 +326,7 @@ fn assert_filtering(pair: &Pair, when: &str) {
 /// The case of a container run without --keep: it filters, and SIGTERM detaches and unpins, so
 /// nothing of the filter outlives it.
 fn filters_and_detaches_on_stop(host: &Host, pair: &Pair, args: &[&str]) {
-    let container = started(host, pair, args);
+    let container = started(host, pair, PRIVILEGED, args);
     assert_filtering(pair, "with the container running");
     let stats: StatsReply = host.cli(&container, &["stats"]);
     assert_eq!(stats.count("RU", Verdict::Drop).packets, DATAGRAMS);
@@ -392,7 +411,8 @@ fn the_image_filters_with_a_policy_file() {
 
 /// The DaemonSet's rolling update on one node: the old pod's daemon (`--keep`) stops and leaves
 /// the filter attached, the interface stays filtered with no daemon running, and the new pod's
-/// daemon adopts it and reports ready on `/ready`, as the readiness probe asks.
+/// daemon adopts it and reports ready on `/ready`, as the readiness probe asks. Both run with the
+/// DaemonSet's capabilities, not privileged.
 #[test]
 fn a_rolling_update_never_leaves_the_interface_unfiltered() {
     ensure_command("curl", "curl");
@@ -408,7 +428,7 @@ fn a_rolling_update_never_leaves_the_interface_unfiltered() {
         "--metrics",
         "0.0.0.0:9477",
     ];
-    let old = started(&host, &pair, &args);
+    let old = started(&host, &pair, DAEMONSET, &args);
     assert_eq!(
         ready_code(&pair),
         "200",
@@ -429,7 +449,7 @@ fn a_rolling_update_never_leaves_the_interface_unfiltered() {
         pair.server_has_xdp(),
         "the old pod's --keep left no XDP attached"
     );
-    let new = started(&host, &pair, &args);
+    let new = started(&host, &pair, DAEMONSET, &args);
     let (blocked_sent, allowed_sent) = (blocked.stop(), allowed.stop());
     let arrived = sink.finish(Duration::from_millis(300));
     let from = |source: IpAddr| arrived.iter().filter(|(a, _)| *a == source).count();
