@@ -67,11 +67,11 @@ impl Follower {
             status.latest = Some(sha.clone());
             status.last_success = Some(now);
         }
-        let exempt = self.source.addresses();
         let (document, paths, db) = self.validate(&bytes, limits).map_err(|(reason, e)| {
             self.fail(reason, e.clone());
             anyhow::anyhow!("the policy from {}: {e}", self.source)
         })?;
+        let exempt = self.exempt(&document);
         let mut saved = saved.clone();
         saved.policy = compose(&document.policy, &exempt);
         saved.dbs = paths;
@@ -186,7 +186,6 @@ impl Follower {
                 .map(Revision::validators)
                 .unwrap_or_default()
         };
-        let exempt = self.source.addresses();
         let read = self.source.read(&known).map_err(|e| {
             self.fail(Reason::Fetch, e.to_string());
             Reason::Fetch
@@ -199,7 +198,7 @@ impl Follower {
                 status.latest = status.applied.as_ref().map(|r| r.sha256.clone());
                 status.last_error = None;
                 drop(status);
-                return self.follow_addresses(daemon, exempt);
+                return self.follow_addresses(daemon);
             }
         };
         let sha = sha256_hex(&bytes);
@@ -211,7 +210,7 @@ impl Follower {
         };
         if unchanged {
             self.status().last_error = None;
-            return self.follow_addresses(daemon, exempt);
+            return self.follow_addresses(daemon);
         }
         let limits = daemon.db_limits();
         let applied_key = self.applied_key();
@@ -223,6 +222,7 @@ impl Follower {
                     return Err(reason);
                 }
             };
+        let exempt = self.exempt(&document);
         let policy = compose(&document.policy, &exempt);
         let key = db_key(&paths, document.db_format);
         let tables = db.map(|db| (db, paths, document.db_format));
@@ -238,13 +238,14 @@ impl Follower {
 
     /// Re-applies the revision in force when the source's addresses moved, so the new ones are
     /// passed too.
-    fn follow_addresses(&self, daemon: &Daemon, exempt: Vec<IpAddr>) -> Result<(), Reason> {
-        if self.status().exempt == exempt {
-            return Ok(());
-        }
+    fn follow_addresses(&self, daemon: &Daemon) -> Result<(), Reason> {
         let Some(document) = self.applied_key_document() else {
             return Ok(());
         };
+        let exempt = self.exempt(&document);
+        if self.status().exempt == exempt {
+            return Ok(());
+        }
         if let Err(e) = daemon.apply_revision(compose(&document.policy, &exempt), None, &exempt) {
             self.fail(Reason::Apply, e);
             return Err(Reason::Apply);
@@ -252,6 +253,20 @@ impl Follower {
         info!(source = %self.source, addresses = ?exempt, "the policy source moved; passing its new addresses");
         self.status().exempt = exempt;
         Ok(())
+    }
+
+    /// The addresses the policy comes from — the source and every database URL's host — which
+    /// the policy must never drop: a host must not cut itself off from its next revision.
+    fn exempt(&self, document: &PolicyDocument) -> Vec<IpAddr> {
+        let mut addrs = self.source.addresses();
+        for db in &document.dbs {
+            if let DbRef::Url { url, .. } = db {
+                addrs.extend(super::source::url_addresses(url));
+            }
+        }
+        addrs.sort();
+        addrs.dedup();
+        addrs
     }
 
     fn revision(&self, sha: &str, validators: Validators, now: u64) -> Revision {

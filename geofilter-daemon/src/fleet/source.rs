@@ -90,24 +90,28 @@ impl PolicySource {
         }
     }
 
-    /// The addresses the policy comes from, never to be dropped by the policy itself (a host
-    /// must not cut itself off from its policy). Resolved at each read: the source's name may
-    /// move. Empty for a file.
+    /// The addresses the policy comes from (resolved now: the source's name may move). Empty
+    /// for a file.
     pub fn addresses(&self) -> Vec<IpAddr> {
-        let Self::Url(url) = self else {
-            return Vec::new();
-        };
-        let Some((host, port)) = host_of(url) else {
-            return Vec::new();
-        };
-        let mut addrs: Vec<IpAddr> = (host.as_str(), port)
-            .to_socket_addrs()
-            .map(|it| it.map(|a| a.ip()).collect())
-            .unwrap_or_default();
-        addrs.sort();
-        addrs.dedup();
-        addrs
+        match self {
+            Self::File(_) => Vec::new(),
+            Self::Url(url) => url_addresses(url),
+        }
     }
+}
+
+/// The addresses an http(s) URL's host resolves to now, sorted.
+pub fn url_addresses(url: &str) -> Vec<IpAddr> {
+    let Some((host, port)) = host_of(url) else {
+        return Vec::new();
+    };
+    let mut addrs: Vec<IpAddr> = (host.as_str(), port)
+        .to_socket_addrs()
+        .map(|it| it.map(|a| a.ip()).collect())
+        .unwrap_or_default();
+    addrs.sort();
+    addrs.dedup();
+    addrs
 }
 
 fn read_file(path: &PathBuf) -> Result<Read, FetchError> {

@@ -108,3 +108,46 @@ impl Store {
         self.dir.join("dbs").join(&sha256_hex(url.as_bytes())[..16])
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_revision_is_restored_for_its_own_source_only_and_the_cache_keeps_what_is_used() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::beside(&dir.path().join("state.json"));
+        assert_eq!(store.load("http://a/p.toml"), None);
+        let revision = Revision {
+            source: "http://a/p.toml".into(),
+            sha256: sha256_hex(b"[policy]\ncountries = [\"RU\"]\n"),
+            etag: Some("\"1\"".into()),
+            last_modified: None,
+            applied_at: 1,
+        };
+        store
+            .save(b"[policy]\ncountries = [\"RU\"]\n", &revision)
+            .unwrap();
+        assert_eq!(store.load("http://a/p.toml"), Some(revision));
+        assert_eq!(
+            store.load("http://b/p.toml"),
+            None,
+            "another source's revision"
+        );
+        assert_eq!(store.document().unwrap().policy.countries.len(), 1);
+
+        let url = store.db_folder("http://a/db.csv");
+        let (old, new) = (url.join("aaaa"), url.join("bbbb"));
+        for copy in [&old, &new] {
+            fs::create_dir_all(copy).unwrap();
+            fs::write(copy.join("db.csv"), "x").unwrap();
+        }
+        let kept = new.join("db.csv");
+        store.prune(std::iter::once(kept.as_path()));
+        assert!(kept.exists() && !old.exists());
+        assert_eq!(
+            sha256_hex(b"abc"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+    }
+}
