@@ -101,38 +101,49 @@ const DAEMONSET: &[&str] = &[
     "--tmpfs=/tmp",
 ];
 
+/// `podman run` of the image with `security` flags and `extra` ones, the host's folders mounted
+/// (`host`), and `args` for its `geofilter` entry point, in the server namespace of `pair`.
+fn podman_run(
+    pair: &Pair,
+    host: &Host,
+    security: &[&str],
+    extra: &[&str],
+    args: &[&str],
+) -> Command {
+    let mut run = podman();
+    run.args(["run", "--pull=never"])
+        .args(security)
+        .args(extra)
+        // A plain file podman reads back (`podman logs`): journald may not run here.
+        .args(["--log-driver", "k8s-file"])
+        .arg(format!("--network=ns:/run/netns/{}", pair.server.name))
+        .args(ulimits());
+    for mount in host.mounts() {
+        run.args(["--volume", &mount]);
+    }
+    for var in host.env() {
+        run.args(["--env", &var]);
+    }
+    run.arg(image()).args(args);
+    run
+}
+
 /// A running container, removed (with `--force`) on drop.
 struct Container {
     name: String,
 }
 
 impl Container {
-    /// `podman run --detach` of the image with `security` flags, `mounts` (`-v` values) and
-    /// `args` for its `geofilter` entry point, in the server namespace of `pair`.
-    fn start(
-        pair: &Pair,
-        security: &[&str],
-        mounts: &[String],
-        env: &[String],
-        args: &[&str],
-    ) -> Self {
+    /// `podman run --detach` of the image (see [`podman_run`]).
+    fn start(pair: &Pair, host: &Host, security: &[&str], args: &[&str]) -> Self {
         let name = unique("gf-ctr-");
-        let mut run = podman();
-        run.args(["run", "--detach", "--pull=never"])
-            .args(security)
-            // A plain file podman reads back (`podman logs`): journald may not run here.
-            .args(["--log-driver", "k8s-file"])
-            .args(["--name", &name])
-            .arg(format!("--network=ns:/run/netns/{}", pair.server.name))
-            .args(ulimits());
-        for mount in mounts {
-            run.args(["--volume", mount]);
-        }
-        for var in env {
-            run.args(["--env", var]);
-        }
-        run.arg(image()).args(args);
-        checked(&mut run);
+        checked(&mut podman_run(
+            pair,
+            host,
+            security,
+            &["--detach", "--name", &name],
+            args,
+        ));
         Self { name }
     }
 
@@ -172,19 +183,6 @@ impl Container {
                 "the container was not ready within 60 s; its log:\n{logs}"
             );
             std::thread::sleep(Duration::from_millis(200));
-        }
-    }
-
-    /// Waits (at most 10 s) for the daemon to exit on its own (after `unload`).
-    fn wait_exit(&self) {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while self.running() {
-            assert!(
-                Instant::now() < deadline,
-                "the container still runs 10 s after unload; its log:\n{}",
-                self.logs()
-            );
-            std::thread::sleep(Duration::from_millis(100));
         }
     }
 
@@ -286,7 +284,7 @@ impl Host {
 /// Starts the container with `args` and waits until it is ready and filtering: the policy
 /// `status` shows through the mounted socket, XDP on the interface, pins in the host's bpffs.
 fn started(host: &Host, pair: &Pair, security: &[&str], args: &[&str]) -> Container {
-    let container = Container::start(pair, security, &host.mounts(), &host.env(), args);
+    let container = Container::start(pair, host, security, args);
     container.wait_ready();
     let status: StatusReply = host.cli(&container, &["status"]);
     assert_eq!(policy_codes(&status.policy), ["RU"], "{status:?}");
@@ -475,20 +473,23 @@ fn a_rolling_update_never_leaves_the_interface_unfiltered() {
     );
     assert_filtering(&pair, "with the new pod running");
 
-    // What `kubectl delete` leaves of a --keep filter goes with `geofilter unload`.
-    let unload = Command::new(binary())
-        .args(["unload", "--socket"])
-        .arg(host.dir.0.join("run/geofilter.sock"))
-        .env("GEOFILTER_PIN_ROOT", &host.pins.0)
-        .output()
-        .expect("running geofilter unload");
+    // `kubectl delete`: the pod stops, and --keep leaves the filter attached. What the README
+    // says to run on each node then removes it: `geofilter unload` in a one-off container of the
+    // image, with the same mounts and no daemon to talk to.
+    assert_eq!(new.stop(), 0, "log:\n{}", new.logs());
+    drop(new);
     assert!(
-        unload.status.success(),
-        "geofilter unload: {}\nlog:\n{}",
-        String::from_utf8_lossy(&unload.stderr),
-        new.logs()
+        pair.server_has_xdp(),
+        "the deleted pod's --keep left no XDP attached"
     );
-    new.wait_exit();
+    let unload = checked(&mut podman_run(
+        &pair,
+        &host,
+        DAEMONSET,
+        &["--rm"],
+        &["unload"],
+    ));
+    eprintln!("unload: {}", String::from_utf8_lossy(&unload.stdout).trim());
     assert!(!pair.server_has_xdp(), "unload left XDP attached");
     assert!(
         !host.pins.0.exists(),
