@@ -321,10 +321,11 @@ fn assert_filtering(pair: &Pair, when: &str) {
     );
 }
 
-/// The case of a container run without --keep: it filters, and SIGTERM detaches and unpins, so
-/// nothing of the filter outlives it.
-fn filters_and_detaches_on_stop(host: &Host, pair: &Pair, args: &[&str]) {
-    let container = started(host, pair, PRIVILEGED, args);
+/// The case of a container run privileged and without --keep (`run --iface SERVER_IF <run>`):
+/// it filters, and SIGTERM detaches and unpins, so nothing of the filter outlives it.
+fn filters_and_detaches_on_stop(host: &Host, pair: &Pair, run: &[&str]) {
+    let args = [&["run", "--iface", &pair.server_if][..], run].concat();
+    let container = started(host, pair, PRIVILEGED, &args);
     assert_filtering(pair, "with the container running");
     let stats: StatsReply = host.cli(&container, &["stats"]);
     assert_eq!(stats.count("RU", Verdict::Drop).packets, DATAGRAMS);
@@ -372,21 +373,13 @@ fn setup() -> (Host, Pair) {
 #[test]
 fn the_image_filters_with_flags() {
     let (host, pair) = setup();
-    filters_and_detaches_on_stop(
-        &host,
-        &pair,
-        &[
-            "run",
-            "--iface",
-            &pair.server_if,
-            "--block",
-            "RU",
-            "--db",
-            "/etc/geofilter/v4.csv",
-            "--db",
-            "/etc/geofilter/v6.csv",
-        ],
-    );
+    let db = [
+        "--db",
+        "/etc/geofilter/v4.csv",
+        "--db",
+        "/etc/geofilter/v6.csv",
+    ];
+    filters_and_detaches_on_stop(&host, &pair, &[&["--block", "RU"][..], &db].concat());
 }
 
 /// The DaemonSet's way: the policy document from the mounted folder (`--policy`, SPEC-13).
@@ -394,17 +387,7 @@ fn the_image_filters_with_flags() {
 fn the_image_filters_with_a_policy_file() {
     let (host, pair) = setup();
     host.write_policy();
-    filters_and_detaches_on_stop(
-        &host,
-        &pair,
-        &[
-            "run",
-            "--iface",
-            &pair.server_if,
-            "--policy",
-            "/etc/geofilter/policy.toml",
-        ],
-    );
+    filters_and_detaches_on_stop(&host, &pair, &["--policy", "/etc/geofilter/policy.toml"]);
 }
 
 /// The DaemonSet's rolling update on one node: the old pod's daemon (`--keep`) stops and leaves
