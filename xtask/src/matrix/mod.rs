@@ -62,6 +62,8 @@ const TIERS: [Tier; 6] = [
             // real veth (8021q is a module in Debian's kernels, so the VLAN-interface test runs
             // here even where the host kernel lacks it).
             "filter_outlives",
+            // Daemons starting together mount one bpffs (flock on a sysfs directory).
+            "share_one_bpffs",
             "vlan",
             "ipv6_sources_embedding",
         ],

@@ -82,8 +82,9 @@ pub(super) fn propagated_from_outside(mountinfo: &str, mount_point: &Path) -> bo
 /// the mount run under `flock` on the mount-point directory, and the check is made again by path
 /// (the lock is on the directory below any mount; a racer that opens the path after the mount
 /// gets the bpffs root, sees it mounted and does nothing). flock(2) works on any open file,
-/// directories on sysfs included (fs/locks.c, `locks_lock_file_wait`). Verified on 6.18 by
-/// `tests/tests/e2e.rs::many_daemons_starting_together_share_one_bpffs`.
+/// directories on sysfs included (fs/locks.c, `locks_lock_file_wait`). Verified on 5.10, 6.1,
+/// 6.12 and 6.18 by `tests/tests/e2e.rs::many_daemons_starting_together_share_one_bpffs` (in
+/// the kernel matrix).
 /// Returns whether this call mounted it.
 pub(super) fn mount_bpffs(mount_point: &Path) -> Result<bool, BpffsError> {
     let err = io_err("mounting bpffs on", mount_point);
