@@ -4,7 +4,8 @@
 //! the control socket's folder mounted from the host, the policy folder read-only. Privileged, it
 //! must filter real UDP (RU dropped, DE delivered), answer `geofilter status` from the host
 //! through the mounted socket, and detach when stopped. With the DaemonSet's securityContext and
-//! `--keep`, a new container must adopt the filter the old one left, with no moment unfiltered.
+//! `--keep`, a new container must adopt the filter the old one left, with no moment unfiltered,
+//! and a ConfigMap update (the kubelet's `..data` swap) must reach the daemon within a second.
 //!
 //! `cargo xtask test` builds the image once and names it in GEOFILTER_IMAGE; nothing is pulled
 //! (`--pull=never`), so the test behaves the same on a machine whose podman storage held nothing
@@ -128,6 +129,14 @@ fn podman_run(
     run
 }
 
+/// A policy document that drops `country`, on the test's small database (in the mounted folder).
+fn policy_document(country: &str) -> String {
+    format!(
+        "dbs = [\"/etc/geofilter/v4.csv\", \"/etc/geofilter/v6.csv\"]\n\n[policy]\nmode = \
+         \"deny\"\ncountries = [\"{country}\"]\nunknown = \"pass\"\nmonitor = false\n"
+    )
+}
+
 /// A running container, removed (with `--force`) on drop.
 struct Container {
     name: String,
@@ -234,15 +243,35 @@ impl Host {
         }
     }
 
-    /// The policy document the DaemonSet's ConfigMap would hold: RU dropped, the test's small
-    /// database from the mounted folder.
+    /// The policy document the DaemonSet's ConfigMap would hold, written as a plain file.
     fn write_policy(&self) {
+        std::fs::write(self.dir.0.join("etc/policy.toml"), policy_document("RU"))
+            .expect("writing policy.toml");
+    }
+
+    /// Publishes the document dropping `country` as the kubelet updates a mounted ConfigMap
+    /// (its atomic writer): the files in a new hidden folder `..REVISION`, then a `..data_tmp`
+    /// symlink to it renamed over `..data`, which `policy.toml` points through; the old folder
+    /// is removed after the swap.
+    fn publish_configmap(&self, country: &str, revision: u32) {
+        let etc = self.dir.0.join("etc");
+        let folder = format!("..rev{revision}");
+        std::fs::create_dir(etc.join(&folder)).expect("creating the revision folder");
         std::fs::write(
-            self.dir.0.join("etc/policy.toml"),
-            "dbs = [\"/etc/geofilter/v4.csv\", \"/etc/geofilter/v6.csv\"]\n\n[policy]\nmode = \
-             \"deny\"\ncountries = [\"RU\"]\nunknown = \"pass\"\nmonitor = false\n",
+            etc.join(&folder).join("policy.toml"),
+            policy_document(country),
         )
-        .expect("writing policy.toml");
+        .expect("writing the revision's policy.toml");
+        let old = std::fs::read_link(etc.join("..data")).ok();
+        std::os::unix::fs::symlink(&folder, etc.join("..data_tmp")).expect("..data_tmp");
+        std::fs::rename(etc.join("..data_tmp"), etc.join("..data")).expect("swapping ..data");
+        if !etc.join("policy.toml").exists() {
+            std::os::unix::fs::symlink("..data/policy.toml", etc.join("policy.toml"))
+                .expect("the policy.toml symlink");
+        }
+        if let Some(old) = old {
+            std::fs::remove_dir_all(etc.join(old)).expect("removing the old revision");
+        }
     }
 
     /// The `-v` values: the host's bpffs as the DaemonSet mounts it, state, socket, policy.
@@ -301,23 +330,23 @@ fn started(host: &Host, pair: &Pair, security: &[&str], args: &[&str]) -> Contai
     container
 }
 
-/// Real UDP from both sources: every RU datagram dropped, every DE one delivered. `when` names
-/// the moment for the failure message.
-fn assert_filtering(pair: &Pair, when: &str) {
+/// Real UDP from two sources: every datagram from `blocked` dropped, every one from `passed`
+/// delivered. `when` names the moment for the failure message.
+fn assert_filtering(pair: &Pair, blocked: &str, passed: &str, when: &str) {
     let sink = UdpSink::bind(&pair.server, &[ip(SERVER_V4)]);
-    for source in [RU_V4, DE_V4] {
+    for source in [blocked, passed] {
         send_udp(&pair.client, ip(source), ip(SERVER_V4), DATAGRAMS);
     }
     let arrived = sink.collect(Duration::from_millis(500));
     assert_eq!(
-        arrived.get(&ip(RU_V4)),
+        arrived.get(&ip(blocked)),
         None,
-        "{when}: RU datagrams got through"
+        "{when}: datagrams from {blocked} got through"
     );
     assert_eq!(
-        arrived.get(&ip(DE_V4)).copied(),
+        arrived.get(&ip(passed)).copied(),
         Some(DATAGRAMS),
-        "{when}: DE datagrams lost"
+        "{when}: datagrams from {passed} lost"
     );
 }
 
@@ -326,7 +355,7 @@ fn assert_filtering(pair: &Pair, when: &str) {
 fn filters_and_detaches_on_stop(host: &Host, pair: &Pair, run: &[&str]) {
     let args = [&["run", "--iface", &pair.server_if][..], run].concat();
     let container = started(host, pair, PRIVILEGED, &args);
-    assert_filtering(pair, "with the container running");
+    assert_filtering(pair, RU_V4, DE_V4, "with the container running");
     let stats: StatsReply = host.cli(&container, &["stats"]);
     assert_eq!(stats.count("RU", Verdict::Drop).packets, DATAGRAMS);
 
@@ -416,7 +445,7 @@ fn a_rolling_update_never_leaves_the_interface_unfiltered() {
         "old pod's /ready; log:\n{}",
         old.logs()
     );
-    assert_filtering(&pair, "with the old pod running");
+    assert_filtering(&pair, RU_V4, DE_V4, "with the old pod running");
 
     // The update under traffic, from before the old pod stops until the new one is ready: not
     // one RU datagram gets through, every DE one does.
@@ -454,7 +483,7 @@ fn a_rolling_update_never_leaves_the_interface_unfiltered() {
         "new pod's /ready; log:\n{}",
         new.logs()
     );
-    assert_filtering(&pair, "with the new pod running");
+    assert_filtering(&pair, RU_V4, DE_V4, "with the new pod running");
 
     // `kubectl delete`: the pod stops, and --keep leaves the filter attached. What the README
     // says to run on each node then removes it: `geofilter unload` in a one-off container of the
@@ -479,4 +508,39 @@ fn a_rolling_update_never_leaves_the_interface_unfiltered() {
         "unload left pins at {}",
         host.pins.0.display()
     );
+}
+
+/// A ConfigMap edit as it reaches a pod: the kubelet's `..data` swap in the mounted folder. The
+/// daemon in the container (the DaemonSet's securityContext) applies it within a second, and the
+/// traffic shows it.
+#[test]
+fn a_configmap_update_reaches_the_daemon_in_the_container() {
+    let (host, pair) = setup();
+    host.publish_configmap("RU", 1);
+    let policy = ["--policy", "/etc/geofilter/policy.toml"];
+    let args = [&["run", "--iface", &pair.server_if][..], &policy].concat();
+    let container = started(&host, &pair, DAEMONSET, &args);
+    assert_filtering(&pair, RU_V4, DE_V4, "revision 1");
+
+    let published = Instant::now();
+    host.publish_configmap("DE", 2);
+    let applied = loop {
+        let status: StatusReply = host.cli(&container, &["status"]);
+        if policy_codes(&status.policy) == ["DE"] {
+            break published.elapsed();
+        }
+        assert!(
+            published.elapsed() < Duration::from_secs(10),
+            "revision 2 not applied within 10 s: {status:?}\nlog:\n{}",
+            container.logs()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    eprintln!("ConfigMap swap applied in the container after {applied:?}");
+    assert!(
+        applied <= Duration::from_secs(1),
+        "the swap took {applied:?} to apply (at most 1 s)"
+    );
+    assert_filtering(&pair, DE_V4, RU_V4, "revision 2");
+    assert_eq!(container.stop(), 0, "log:\n{}", container.logs());
 }
