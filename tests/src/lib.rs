@@ -1,5 +1,5 @@
 //! Helpers shared by the privileged test binaries: frame building, root checks, network
-//! namespaces and the daemon process.
+//! namespaces, the daemon process and its container image.
 //!
 //! Tests panic with a message rather than returning errors, so a failure keeps its backtrace.
 
@@ -8,6 +8,7 @@ pub mod debroot;
 pub mod frame;
 pub mod model;
 pub mod netns;
+pub mod podman;
 pub mod rng;
 pub mod scenario;
 pub mod traffic;

@@ -14,7 +14,7 @@
 
 use std::{
     net::IpAddr,
-    path::{Path, PathBuf},
+    path::PathBuf,
     process::{Command, Output},
     time::{Duration, Instant},
 };
@@ -25,6 +25,7 @@ use geofilter_tests::{
     daemon::{binary, policy_codes},
     ensure_command,
     netns::{Pair, SERVER_V4, checked, unique},
+    podman::{self, Container, DAEMONSET, PRIVILEGED, Spec, ensure_host_bpffs},
     require_root,
     scenario::{DE_V4, RU_V4, TempDir, ip, write_db},
     traffic::{StampedSender, UdpSink, send_udp},
@@ -33,74 +34,13 @@ use geofilter_tests::{
 /// Datagrams per source: enough that a leak cannot hide, few enough for a loaded machine.
 const DATAGRAMS: u64 = 200;
 
-/// The image under test, which `cargo xtask test` builds (`cargo xtask image`).
-fn image() -> String {
-    let image = std::env::var("GEOFILTER_IMAGE").unwrap_or_else(|_| {
-        panic!("GEOFILTER_IMAGE is not set: run this test through `cargo xtask test`, which builds the image")
-    });
-    let exists = podman().args(["image", "exists", &image]).status();
-    assert!(
-        exists.is_ok_and(|s| s.success()),
-        "GEOFILTER_IMAGE={image} is not in podman's storage (`cargo xtask image` builds it)"
-    );
-    image
+/// A policy document that drops `country`, on the test's small database (in the mounted folder).
+fn policy_document(country: &str) -> String {
+    format!(
+        "dbs = [\"/etc/geofilter/v4.csv\", \"/etc/geofilter/v6.csv\"]\n\n[policy]\nmode = \
+         \"deny\"\ncountries = [\"{country}\"]\nunknown = \"pass\"\nmonitor = false\n"
+    )
 }
-
-/// `podman` with the runtime every host of ours can run: crun, Debian's default, refuses a host
-/// whose cgroup v2 hierarchy has controllers while v1 is mounted too ("cgroups in hybrid mode not
-/// supported"), as this project's CI machine does; runc runs on every cgroup layout.
-fn podman() -> Command {
-    let mut podman = Command::new("podman");
-    podman.args(["--runtime", "runc"]);
-    podman
-}
-
-/// The limits the container gets. podman asks for 1048576 open files and processes by default,
-/// which a host without CAP_SYS_RESOURCE (this CI's) cannot grant: the runtime's setrlimit fails
-/// with EPERM. The host's own hard limit of open files, and processes to spare (the daemon runs
-/// a handful of threads).
-fn ulimits() -> [String; 4] {
-    let mut files = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit writes into the struct we own.
-    assert_eq!(
-        unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut files) },
-        0
-    );
-    let files = files.rlim_max.min(65_536);
-    [
-        "--ulimit".into(),
-        format!("nofile={files}:{files}"),
-        "--ulimit".into(),
-        "nproc=4096:4096".into(),
-    ]
-}
-
-/// A bpffs on /sys/fs/bpf, shared, as systemd leaves it on every node (sys-fs-bpf.mount, and
-/// systemd makes mounts shared): the DaemonSet needs the node's own, and its HostToContainer
-/// propagation is a slave of a shared mount. Inside `cargo xtask test`'s sandbox this is the
-/// sandbox's mount only.
-fn ensure_host_bpffs() {
-    let bpffs = Path::new("/sys/fs/bpf");
-    if !geofilter_daemon::datapath::bpffs::is_bpffs(bpffs).unwrap_or(false) {
-        checked(Command::new("mount").args(["-t", "bpf", "bpf", "/sys/fs/bpf"]));
-    }
-    checked(Command::new("mount").args(["--make-shared", "/sys/fs/bpf"]));
-}
-
-/// `podman run` flags for the container's privileges: all of them, as the plain podman case.
-const PRIVILEGED: &[&str] = &["--privileged"];
-
-/// The securityContext of deploy/kubernetes/daemonset.yaml (keep the two in step): the systemd
-/// unit's capabilities only, a read-only root, /tmp a tmpfs (the DaemonSet's emptyDir).
-const DAEMONSET: &[&str] = &[
-    "--cap-drop=all",
-    "--cap-add=CAP_BPF,CAP_NET_ADMIN,CAP_SYS_ADMIN,CAP_PERFMON,CAP_SYS_RESOURCE",
-    "--read-only",
-    "--tmpfs=/tmp",
-];
 
 /// `podman run` of the image with `security` flags and `extra` ones, the host's folders mounted
 /// (`host`), and `args` for its `geofilter` entry point, in the server namespace of `pair`.
@@ -111,108 +51,7 @@ fn podman_run(
     extra: &[&str],
     args: &[&str],
 ) -> Command {
-    let mut run = podman();
-    run.args(["run", "--pull=never"])
-        .args(security)
-        .args(extra)
-        // A plain file podman reads back (`podman logs`): journald may not run here.
-        .args(["--log-driver", "k8s-file"])
-        .arg(format!("--network=ns:/run/netns/{}", pair.server.name))
-        .args(ulimits());
-    for mount in host.mounts() {
-        run.args(["--volume", &mount]);
-    }
-    for var in host.env() {
-        run.args(["--env", &var]);
-    }
-    run.arg(image()).args(args);
-    run
-}
-
-/// A policy document that drops `country`, on the test's small database (in the mounted folder).
-fn policy_document(country: &str) -> String {
-    format!(
-        "dbs = [\"/etc/geofilter/v4.csv\", \"/etc/geofilter/v6.csv\"]\n\n[policy]\nmode = \
-         \"deny\"\ncountries = [\"{country}\"]\nunknown = \"pass\"\nmonitor = false\n"
-    )
-}
-
-/// A running container, removed (with `--force`) on drop.
-struct Container {
-    name: String,
-}
-
-impl Container {
-    /// `podman run --detach` of the image (see [`podman_run`]).
-    fn start(pair: &Pair, host: &Host, security: &[&str], args: &[&str]) -> Self {
-        let name = unique("gf-ctr-");
-        checked(&mut podman_run(
-            pair,
-            host,
-            security,
-            &["--detach", "--name", &name],
-            args,
-        ));
-        Self { name }
-    }
-
-    fn logs(&self) -> String {
-        let out = podman().args(["logs", &self.name]).output();
-        out.map(|o| {
-            format!(
-                "{}{}",
-                String::from_utf8_lossy(&o.stdout),
-                String::from_utf8_lossy(&o.stderr)
-            )
-        })
-        .unwrap_or_default()
-    }
-
-    fn running(&self) -> bool {
-        let out = podman()
-            .args(["inspect", "--format", "{{.State.Running}}", &self.name])
-            .output();
-        out.is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "true")
-    }
-
-    /// Waits (at most 60 s) for the daemon's `geofilter: ready` line.
-    fn wait_ready(&self) {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            let logs = self.logs();
-            if logs.contains("geofilter: ready") {
-                return;
-            }
-            assert!(
-                self.running(),
-                "the container exited before it was ready; its log:\n{logs}"
-            );
-            assert!(
-                Instant::now() < deadline,
-                "the container was not ready within 60 s; its log:\n{logs}"
-            );
-            std::thread::sleep(Duration::from_millis(200));
-        }
-    }
-
-    /// `podman stop` (SIGTERM, then SIGKILL after 10 s); the container's exit status.
-    fn stop(&self) -> i64 {
-        checked(podman().args(["stop", "--time", "10", &self.name]));
-        let out =
-            checked(podman().args(["inspect", "--format", "{{.State.ExitCode}}", &self.name]));
-        String::from_utf8_lossy(&out.stdout)
-            .trim()
-            .parse()
-            .expect("podman's exit code")
-    }
-}
-
-impl Drop for Container {
-    fn drop(&mut self) {
-        let _ = podman()
-            .args(["rm", "--force", "--time", "0", &self.name])
-            .output();
-    }
+    podman::run(&host.spec(pair, security), extra, args)
 }
 
 /// A pin root removed on drop (a container killed before it detached leaves its pins).
@@ -274,20 +113,22 @@ impl Host {
         }
     }
 
-    /// The `-v` values: the host's bpffs as the DaemonSet mounts it, state, socket, policy.
-    fn mounts(&self) -> Vec<String> {
+    /// How the container runs, with `security`: in the server namespace of `pair`; the host's
+    /// bpffs mounted as the DaemonSet mounts it, the state, socket and policy folders; pins in a
+    /// root of the test's own, so tests never share (or remove) each other's.
+    fn spec<'a>(&self, pair: &'a Pair, security: &'a [&'a str]) -> Spec<'a> {
         let d = self.dir.0.display();
-        vec![
-            "/sys/fs/bpf:/sys/fs/bpf:rslave".into(),
-            format!("{d}/state:/var/lib/geofilter"),
-            format!("{d}/run:/run/geofilter"),
-            format!("{d}/etc:/etc/geofilter:ro"),
-        ]
-    }
-
-    /// Pins in a root of the test's own, so tests never share (or remove) each other's.
-    fn env(&self) -> Vec<String> {
-        vec![format!("GEOFILTER_PIN_ROOT={}", self.pins.0.display())]
+        Spec {
+            netns: &pair.server.name,
+            security,
+            volumes: vec![
+                "/sys/fs/bpf:/sys/fs/bpf:rslave".into(),
+                format!("{d}/state:/var/lib/geofilter"),
+                format!("{d}/run:/run/geofilter"),
+                format!("{d}/etc:/etc/geofilter:ro"),
+            ],
+            env: vec![format!("GEOFILTER_PIN_ROOT={}", self.pins.0.display())],
+        }
     }
 
     /// `geofilter <args> --json` run on the host against the container's control socket.
@@ -313,7 +154,7 @@ impl Host {
 /// Starts the container with `args` and waits until it is ready and filtering: the policy
 /// `status` shows through the mounted socket, XDP on the interface, pins in the host's bpffs.
 fn started(host: &Host, pair: &Pair, security: &[&str], args: &[&str]) -> Container {
-    let container = Container::start(pair, host, security, args);
+    let container = Container::start(&host.spec(pair, security), args);
     container.wait_ready();
     let status: StatusReply = host.cli(&container, &["status"]);
     assert_eq!(policy_codes(&status.policy), ["RU"], "{status:?}");
