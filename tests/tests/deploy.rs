@@ -19,7 +19,7 @@ use std::{
 };
 
 use geofilter_tests::{
-    apt_install, daemon::binary, ensure_command, netns::checked, scenario::TempDir,
+    apt_install, daemon::binary, ensure_command, netns::checked, podman, scenario::TempDir,
 };
 use serde_json::Value;
 
@@ -234,5 +234,51 @@ fn the_daemonset_follows_the_configmaps_policy_document() {
         "the ConfigMap's {key} is not a policy document geofilter accepts: {}{}",
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// One set of capabilities in three places: the systemd unit grants them, the DaemonSet adds
+/// them (dropping every other), and the container tier runs the image with them
+/// ([`podman::DAEMONSET`]), so that tier tests what the DaemonSet asks for.
+#[test]
+fn the_daemonset_has_the_capabilities_of_the_systemd_unit() {
+    let names = |list: &str, separator: char| -> BTreeSet<String> {
+        list.split(separator)
+            .map(|c| c.trim().trim_start_matches("CAP_").to_owned())
+            .filter(|c| !c.is_empty())
+            .collect()
+    };
+    let unit = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../dist/geofilter.service"),
+    )
+    .expect("reading dist/geofilter.service");
+    let granted = unit
+        .lines()
+        .find_map(|l| l.strip_prefix("AmbientCapabilities="))
+        .map(|l| names(l, ' '))
+        .expect("the unit has AmbientCapabilities=");
+
+    let daemonset = manifest("DaemonSet");
+    let capabilities =
+        &daemonset["spec"]["template"]["spec"]["containers"][0]["securityContext"]["capabilities"];
+    let list = |key: &str| -> BTreeSet<String> {
+        capabilities[key]
+            .as_array()
+            .unwrap_or_else(|| panic!("securityContext.capabilities.{key}"))
+            .iter()
+            .map(|c| c.as_str().expect("a capability name").to_owned())
+            .collect()
+    };
+    assert_eq!(list("add"), granted, "DaemonSet capabilities vs the unit's");
+    assert_eq!(list("drop"), BTreeSet::from(["ALL".to_owned()]));
+
+    let tested = podman::DAEMONSET
+        .iter()
+        .find_map(|flag| flag.strip_prefix("--cap-add="))
+        .map(|l| names(l, ','))
+        .expect("the container tier adds capabilities");
+    assert_eq!(
+        tested, granted,
+        "the container tier's capabilities vs the unit's"
     );
 }
