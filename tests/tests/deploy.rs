@@ -6,7 +6,9 @@
 //! - kustomization.yaml names every manifest of the folder (one left out would never be applied);
 //! - the DaemonSet and the ConfigMap agree (the mounted folder, the file the daemon follows, the
 //!   image of this version), and the ConfigMap's policy.toml is a policy document the daemon
-//!   accepts (`geofilter run --check --policy`).
+//!   accepts (`geofilter run --check --policy`);
+//! - the DaemonSet adds the systemd unit's capabilities and no other, as the container tier
+//!   (`container.rs`) runs the image.
 //!
 //! The validator is installed on first use into a virtual environment under target/ (python3 -m
 //! venv + pip), as a fresh CI machine has none: a missing tool fails the test, never skips it.
