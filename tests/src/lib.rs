@@ -1,5 +1,5 @@
 //! Helpers shared by the privileged test binaries: frame building, root checks, network
-//! namespaces and the daemon process.
+//! namespaces, the daemon process and its container image.
 //!
 //! Tests panic with a message rather than returning errors, so a failure keeps its backtrace.
 
@@ -9,6 +9,7 @@ pub mod fleet;
 pub mod frame;
 pub mod model;
 pub mod netns;
+pub mod podman;
 pub mod policy_server;
 pub mod probe;
 pub mod rng;
@@ -38,8 +39,15 @@ pub fn ensure_command(command: &str, package: &str) {
     if found {
         return;
     }
-    require_root();
     eprintln!("installing {package} for `{command}`");
+    apt_install(package);
+}
+
+/// Installs a Debian package with apt (as root; fetching the package lists first when apt knows
+/// no such package).
+pub fn apt_install(package: &str) {
+    use std::process::Command;
+    require_root();
     let install = || {
         Command::new("apt-get")
             .args(["install", "-y", "-q", "--no-install-recommends", package])

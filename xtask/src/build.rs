@@ -33,6 +33,12 @@ pub fn cargo(tools_bin: &std::path::Path) -> anyhow::Result<Command> {
 
 /// Builds everything; returns the path of the `geofilter` binary.
 pub fn build(opts: &Options) -> anyhow::Result<PathBuf> {
+    build_for(opts, None)
+}
+
+/// [`build`] for a Rust target other than the host's (`--target`, e.g. the musl target of the
+/// static binary `cargo xtask image` ships); returns the path of the `geofilter` binary.
+pub fn build_for(opts: &Options, target: Option<&str>) -> anyhow::Result<PathBuf> {
     let tools_bin = setup::ensure()?;
     let mut cargo = cargo(&tools_bin)?;
     cargo.args([
@@ -45,12 +51,14 @@ pub fn build(opts: &Options) -> anyhow::Result<PathBuf> {
     if opts.release {
         cargo.arg("--release");
     }
+    let mut dir = cmd::workspace_root().join("target");
+    if let Some(target) = target {
+        cargo.args(["--target", target]);
+        dir.push(target);
+    }
     cmd::run(&mut cargo)?;
     let profile = if opts.release { "release" } else { "debug" };
-    let bin = cmd::workspace_root()
-        .join("target")
-        .join(profile)
-        .join("geofilter");
+    let bin = dir.join(profile).join("geofilter");
     eprintln!("xtask: built {}", bin.display());
     Ok(bin)
 }

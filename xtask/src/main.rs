@@ -1,4 +1,4 @@
-//! geofilter's developer tasks: `cargo xtask <setup|build|run|test|fuzz|bench|package>`.
+//! geofilter's developer tasks: `cargo xtask <setup|build|run|test|fuzz|bench|package|image>`.
 //!
 //! Every task that needs the eBPF toolchain runs `setup` first, so a fresh clone needs nothing
 //! installed by hand: the nightly toolchain and a `bpf-linker` built against its LLVM are
@@ -8,6 +8,7 @@ mod bench;
 mod build;
 mod cmd;
 mod fuzz;
+mod image;
 mod matrix;
 mod package;
 mod run;
@@ -46,6 +47,9 @@ enum Task {
     /// Build the Debian package target/debian/geofilter_VERSION_amd64.deb (release binary, unit,
     /// example configuration, man pages, completions, licences).
     Package(package::Options),
+    /// Build the OCI image localhost/geofilter:VERSION with podman, offline: a static (musl)
+    /// release binary in a scratch image (Containerfile), for deploy/kubernetes/.
+    Image,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -57,5 +61,6 @@ fn main() -> anyhow::Result<()> {
         Task::Fuzz(opts) => fuzz::fuzz(&opts),
         Task::Bench(opts) => bench::bench(&opts),
         Task::Package(opts) => package::package(&opts).map(drop),
+        Task::Image => image::image().map(drop),
     }
 }

@@ -48,16 +48,7 @@ pub fn package(opts: &Options) -> anyhow::Result<PathBuf> {
     }
 
     let sbin = install(&bin, &stage, "usr/sbin/geofilter", 0o755)?;
-    // As dh_strip does: the eBPF object is data in .rodata, untouched by stripping symbols.
-    cmd::run(
-        Command::new("strip")
-            .args([
-                "--strip-unneeded",
-                "--remove-section=.comment",
-                "--remove-section=.note",
-            ])
-            .arg(&sbin),
-    )?;
+    strip(&sbin)?;
     install(
         &dist.join("geofilter.service"),
         &stage,
@@ -124,8 +115,21 @@ pub fn package(opts: &Options) -> anyhow::Result<PathBuf> {
     Ok(deb)
 }
 
+/// Strips symbols as dh_strip does: the eBPF object is data in .rodata, untouched by it.
+pub fn strip(binary: &Path) -> anyhow::Result<()> {
+    cmd::run(
+        Command::new("strip")
+            .args([
+                "--strip-unneeded",
+                "--remove-section=.comment",
+                "--remove-section=.note",
+            ])
+            .arg(binary),
+    )
+}
+
 /// Copies `from` to `stage/rel` with `mode`, creating parent folders (0755).
-fn install(from: &Path, stage: &Path, rel: &str, mode: u32) -> anyhow::Result<PathBuf> {
+pub fn install(from: &Path, stage: &Path, rel: &str, mode: u32) -> anyhow::Result<PathBuf> {
     let to = stage.join(rel);
     make_parent(&to)?;
     fs::copy(from, &to)

@@ -17,7 +17,7 @@ use std::{env, process::Command};
 
 use clap::Args;
 
-use crate::{build, cmd, fuzz, matrix, package, sandbox, setup, test_binaries};
+use crate::{build, cmd, fuzz, image, matrix, package, sandbox, setup, test_binaries};
 
 #[derive(Args)]
 pub struct Options {
@@ -87,6 +87,8 @@ fn host_tiers(opts: &Options, geofilter: &std::path::Path) -> anyhow::Result<()>
     // The package tier's inputs (an older and the current .deb, a bookworm root), built here,
     // outside the sandbox, as the invoking user.
     let package_inputs = package::test_inputs()?;
+    // The container tier's image (tests/tests/container.rs), built here as the package is.
+    let image = image::image()?;
     // Every test binary cargo builds for `geofilter-tests`, in name order, each through the
     // sandbox runner from the crate's folder (as `cargo test` would run it).
     let tests_dir = cmd::workspace_root().join("tests");
@@ -99,7 +101,8 @@ fn host_tiers(opts: &Options, geofilter: &std::path::Path) -> anyhow::Result<()>
             .args(&opts.args)
             .current_dir(&tests_dir)
             .env("GEOFILTER_BIN", geofilter)
-            .envs(package_inputs.iter().cloned());
+            .envs(package_inputs.iter().cloned())
+            .env("GEOFILTER_IMAGE", &image);
         if opts.long {
             privileged.env("GEOFILTER_LONG", "1");
         }
