@@ -7,6 +7,11 @@
 //! binary already, and the daemon execs nothing it needs (only `ip link set ... xdp off` when it
 //! has to remove another tool's netlink-attached program, best effort), so the root filesystem
 //! is the binary and the folders the daemon writes to or that a deployment mounts on.
+//!
+//! The musl target's standard library comes from rustup's server. Where that cannot be reached
+//! (or with `GEOFILTER_IMAGE_GLIBC=1`), the image gets the glibc binary instead, with the
+//! shared libraries and the loader `ldd` names copied beside it: still `FROM scratch`, still
+//! offline, a few MiB larger.
 
 use std::{fs, os::unix::fs::PermissionsExt as _, path::Path, process::Command};
 
@@ -27,12 +32,22 @@ pub fn tag() -> String {
 pub fn image() -> anyhow::Result<String> {
     cmd::ensure_commands(&[
         ("podman", "podman"),
-        ("x86_64-linux-musl-gcc", "musl-tools"),
         ("readelf", "binutils"),
         ("strip", "binutils"),
     ])?;
-    ensure_target()?;
-    let bin = build::build_for(&build::Options { release: true }, Some(TARGET))?;
+    let release = build::Options { release: true };
+    let musl = std::env::var_os("GEOFILTER_IMAGE_GLIBC").is_none_or(|v| v != "1");
+    let musl = musl
+        && cmd::ensure_commands(&[("x86_64-linux-musl-gcc", "musl-tools")])
+            .and_then(|()| ensure_target())
+            .inspect_err(|e| {
+                eprintln!(
+                    "xtask: no musl target ({e:#}): the image gets the glibc binary and the \
+                     libraries it links"
+                )
+            })
+            .is_ok();
+    let bin = build::build_for(&release, musl.then_some(TARGET))?;
     let context = cmd::workspace_root().join("target/image");
     let rootfs = context.join("rootfs");
     if rootfs.exists() {
@@ -40,7 +55,11 @@ pub fn image() -> anyhow::Result<String> {
     }
     let sbin = package::install(&bin, &rootfs, "usr/sbin/geofilter", 0o755)?;
     package::strip(&sbin)?;
-    require_static(&sbin)?;
+    if musl {
+        require_static(&sbin)?;
+    } else {
+        copy_shared_libraries(&sbin, &rootfs)?;
+    }
     for (dir, mode) in [
         // State file, persisted policy revisions, database cache (a host volume in deployments).
         ("var/lib/geofilter", 0o700),
@@ -101,6 +120,30 @@ fn ensure_target() -> anyhow::Result<()> {
             .current_dir(cmd::workspace_root())
             .args(["target", "add", TARGET]),
     )
+}
+
+/// Copies every shared library `binary` links, and its loader, to the same paths under `rootfs`
+/// (`ldd` lines: `libc.so.6 => /lib/x86_64-linux-gnu/libc.so.6 (0x...)` and
+/// `/lib64/ld-linux-x86-64.so.2 (0x...)`).
+fn copy_shared_libraries(binary: &Path, rootfs: &Path) -> anyhow::Result<()> {
+    let listed = cmd::output(Command::new("ldd").arg(binary))?;
+    for line in listed.lines() {
+        let path = match line.split_once("=>") {
+            Some((_, target)) => target.split_whitespace().next(),
+            None => line.split_whitespace().next(),
+        };
+        let Some(path) = path.filter(|p| p.starts_with('/')) else {
+            continue; // linux-vdso.so.1: in the kernel
+        };
+        let target = rootfs.join(path.trim_start_matches('/'));
+        if let Some(dir) = target.parent() {
+            fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        }
+        // Follows symlinks: the file the link names, under the link's name.
+        fs::copy(path, &target)
+            .with_context(|| format!("copying {path} to {}", target.display()))?;
+    }
+    Ok(())
 }
 
 /// Fails unless `binary` needs no dynamic loader (a scratch image has none): no PT_INTERP.
