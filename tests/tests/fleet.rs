@@ -357,3 +357,71 @@ fn ten_daemons_follow_one_http_source() {
         panic!("{late}");
     }
 }
+
+/// While a daemon follows a source, local policy verbs are refused naming it (read verbs work);
+/// and a revision that would drop the source's own address — allow only DE, drop what no
+/// database places, as the hub's 10.210.255.1 is — still leaves the daemon able to fetch the
+/// next one: the source is always passed.
+#[test]
+fn a_follower_refuses_local_changes_and_is_never_cut_off_from_its_source() {
+    require_root();
+    let (ru, de) = (ip(RU_V4), ip(DE_V4));
+    let fleet = Fleet::new(1, &[ru, de]);
+    let source = fleet.source();
+    let dbs = source_dbs(&source);
+    source.publish(POLICY_PATH, document(&["RU"], &dbs).as_str());
+    let daemons = fleet.start_daemons(&source, &["--policy-interval", INTERVAL]);
+    let mut probes = fleet.probes(&[ru, de]);
+    assert_all_enforce(&mut probes, &[de], &[ru], "deny RU");
+
+    for verb in [
+        &["block", "BY"][..],
+        &["except", "add", "192.0.2.1"],
+        &["db", "reload"],
+    ] {
+        let out = daemons[0].cli(verb);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success()
+                && err.contains("follows the policy at")
+                && err.contains(&source.url(POLICY_PATH)),
+            "`geofilter {}` while following: {err}",
+            verb.join(" ")
+        );
+    }
+    let exempt = policy_source(&daemons[0])["exempt"].clone();
+    assert_eq!(
+        exempt,
+        serde_json::json!([SOURCE_V4.to_string()]),
+        "the source is passed"
+    );
+
+    let lockout = format!(
+        "dbs = [{}]\n[policy]\nmode = \"allow-only\"\ncountries = [\"DE\"]\nunknown = \"drop\"\n",
+        dbs.join(", ")
+    );
+    source.publish(POLICY_PATH, lockout.as_str());
+    wait_all(
+        &daemons,
+        NOTICE_WITHIN,
+        "allow-only DE, unknown drop",
+        applied(&lockout),
+    );
+    assert_all_enforce(&mut probes, &[de], &[ru], "allow-only DE");
+    let status = daemons[0].cli_json(&["status"]);
+    assert_eq!(
+        status["policy"]["exceptions"][format!("{SOURCE_V4}/32")],
+        "pass",
+        "the source's pass exception: {status}"
+    );
+    // The next revision still arrives over the link the policy would otherwise have closed.
+    let next = document(&["DE"], &dbs);
+    source.publish(POLICY_PATH, next.as_str());
+    wait_all(
+        &daemons,
+        NOTICE_WITHIN,
+        "deny DE after allow-only",
+        applied(&next),
+    );
+    assert_all_enforce(&mut probes, &[ru], &[de], "deny DE");
+}
