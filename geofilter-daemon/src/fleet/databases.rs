@@ -45,7 +45,13 @@ impl Follower {
         let stored = update::fetch_and_store(&[download], &incoming, format, false)
             .map_err(|e| e.to_string())?;
         let fetched = &stored.paths[0];
-        let sha = content_hash(fetched).ok_or_else(|| format!("reading {}", fetched.display()))?;
+        // A pinned download was checked against its pin by `fetch_and_store`.
+        let sha = match pin {
+            Some(pin) => pin.to_owned(),
+            None => {
+                content_hash(fetched).ok_or_else(|| format!("reading {}", fetched.display()))?
+            }
+        };
         let kept = folder.join(&sha[..16]);
         let path = kept.join(&name);
         if !path.exists() {

@@ -5,7 +5,7 @@ use std::{
     collections::hash_map::RandomState,
     hash::{BuildHasher as _, Hasher as _},
     net::IpAddr,
-    path::{Path, PathBuf},
+    path::Path,
     sync::{Arc, atomic::Ordering},
     time::{Duration, Instant},
 };
@@ -13,7 +13,7 @@ use std::{
 use tracing::{info, warn};
 
 use super::{
-    Follower, Reason, Refused,
+    FirstRead, Follower, Reason, Refused,
     databases::{DbKey, db_key},
     document::{DbRef, PolicyDocument},
     source::{PolicySource, Read, Validators},
@@ -29,9 +29,10 @@ use crate::{
     state::SavedState,
 };
 
-/// A revision that passed every check but lockout: its document, database paths, and the
-/// tables compiled from them (`None`: the ones in force).
-type Validated = (PolicyDocument, Vec<PathBuf>, Option<CompiledDb>);
+/// A revision that passed every check but lockout: its document, its database inputs (paths
+/// with content hashes, computed once per revision), and the tables compiled from them
+/// (`None`: the ones in force).
+type Validated = (PolicyDocument, DbKey, Option<CompiledDb>);
 
 /// The state to start from, when the source answered with a good revision before the filter
 /// was attached.
@@ -67,28 +68,37 @@ impl Follower {
             status.latest = Some(sha.clone());
             status.last_success = Some(now);
         }
-        let (document, paths, db) = self.validate(&bytes, limits).map_err(|(reason, e)| {
+        let (document, key, db) = self.validate(&bytes, limits).map_err(|(reason, e)| {
             self.fail(reason, e.clone());
             anyhow::anyhow!("the policy from {}: {e}", self.source)
         })?;
         let exempt = self.exempt(&document);
         let mut saved = saved.clone();
         saved.policy = compose(&document.policy, &exempt);
-        saved.dbs = paths;
+        saved.dbs = key.0.iter().map(|(path, _)| path.clone()).collect();
         saved.db_format = document.db_format;
         self.status().exempt = exempt;
         let revision = self.revision(&sha, validators, now);
-        *self.first.lock().unwrap_or_else(|e| e.into_inner()) = Some((bytes, revision, document));
+        *self.first.lock().unwrap_or_else(|e| e.into_inner()) = Some(FirstRead {
+            bytes,
+            revision,
+            document,
+            key,
+        });
         Ok(FirstRevision { saved, db })
     }
 
     /// Called once the filter runs with `saved`: records the first revision read, or takes the
     /// one restored from disk as the revision in force.
     pub fn started(&self, saved: &SavedState) {
-        let key = db_key(&saved.dbs, saved.db_format);
         let first = self.first.lock().unwrap_or_else(|e| e.into_inner()).take();
         match first {
-            Some((bytes, revision, document)) => {
+            Some(FirstRead {
+                bytes,
+                revision,
+                document,
+                key,
+            }) => {
                 self.record(&bytes, revision, document, key);
             }
             None => {
@@ -102,6 +112,7 @@ impl Follower {
                          state until the source answers"),
                 }
                 self.status().applied = restored;
+                let key = db_key(&saved.dbs, saved.db_format);
                 *self.applied.lock().unwrap_or_else(|e| e.into_inner()) =
                     document.map(|d| (d, key));
             }
@@ -270,19 +281,21 @@ impl Follower {
         now: u64,
     ) -> Result<(), Reason> {
         let limits = daemon.db_limits();
-        let applied_key = self.applied_key();
-        let (document, paths, db) =
-            match self.validate_against(bytes, &limits, applied_key.as_ref()) {
-                Ok(v) => v,
-                Err((reason, e)) => {
-                    self.fail(reason, e);
-                    return Err(reason);
-                }
-            };
+        let applied_key = self.applied().map(|(_, key)| key);
+        let (document, key, db) = match self.validate_against(bytes, &limits, applied_key.as_ref())
+        {
+            Ok(v) => v,
+            Err((reason, e)) => {
+                self.fail(reason, e);
+                return Err(reason);
+            }
+        };
         let exempt = self.exempt(&document);
         let policy = compose(&document.policy, &exempt);
-        let key = db_key(&paths, document.db_format);
-        let tables = db.map(|db| (db, paths, document.db_format));
+        let tables = db.map(|db| {
+            let paths = key.0.iter().map(|(path, _)| path.clone()).collect();
+            (db, paths, document.db_format)
+        });
         if let Err(e) = daemon.apply_revision(policy, tables, &exempt) {
             self.fail(Reason::Apply, e);
             return Err(Reason::Apply);
@@ -296,7 +309,7 @@ impl Follower {
     /// Re-applies the revision in force when the source's addresses moved, so the new ones are
     /// passed too.
     fn follow_addresses(&self, daemon: &Daemon) -> Result<(), Reason> {
-        let Some(document) = self.applied_key_document() else {
+        let Some((document, _)) = self.applied() else {
             return Ok(());
         };
         let exempt = self.exempt(&document);
@@ -352,20 +365,12 @@ impl Follower {
         *self.applied.lock().unwrap_or_else(|e| e.into_inner()) = Some((document, key));
     }
 
-    fn applied_key(&self) -> Option<DbKey> {
+    /// The document in force and its database inputs.
+    fn applied(&self) -> Option<(PolicyDocument, DbKey)> {
         self.applied
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .as_ref()
-            .map(|(_, k)| k.clone())
-    }
-
-    fn applied_key_document(&self) -> Option<PolicyDocument> {
-        self.applied
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .as_ref()
-            .map(|(d, _)| d.clone())
+            .clone()
     }
 
     /// Parses `bytes` and compiles its databases (for the first start: always).
@@ -373,9 +378,9 @@ impl Follower {
         &self,
         bytes: &[u8],
         limits: &Limits,
-    ) -> Result<(PolicyDocument, Vec<PathBuf>, CompiledDb), (Reason, String)> {
-        let (document, paths, db) = self.validate_against(bytes, limits, None)?;
-        Ok((document, paths, db.expect("no tables in force: compiled")))
+    ) -> Result<(PolicyDocument, DbKey, CompiledDb), (Reason, String)> {
+        let (document, key, db) = self.validate_against(bytes, limits, None)?;
+        Ok((document, key, db.expect("no tables in force: compiled")))
     }
 
     /// Parses `bytes`, fetches its databases, and compiles them unless they are the ones in
@@ -400,15 +405,16 @@ impl Follower {
             })
             .collect::<Result<Vec<_>, _>>()
             .map_err(database)?;
-        if applied == Some(&db_key(&paths, document.db_format)) {
-            return Ok((document, paths, None));
+        let key = db_key(&paths, document.db_format);
+        if applied == Some(&key) {
+            return Ok((document, key, None));
         }
         let db = geoip::load_source(
             &DatabaseSource::from_paths(&paths, document.db_format),
             limits,
         )
         .map_err(|e| database(e.to_string()))?;
-        Ok((document, paths, Some(db)))
+        Ok((document, key, Some(db)))
     }
 }
 

@@ -91,6 +91,14 @@ impl FollowStatus {
     }
 }
 
+/// The first revision, read and validated before the filter was attached.
+struct FirstRead {
+    bytes: Vec<u8>,
+    revision: Revision,
+    document: PolicyDocument,
+    key: databases::DbKey,
+}
+
 /// A revision read from the source and refused, kept so polls of it cost a 304 and its
 /// databases are not fetched again on every poll.
 #[derive(Clone, Debug)]
@@ -118,7 +126,7 @@ pub struct Follower {
     /// The file's folder could not be watched (said once).
     unwatched: AtomicBool,
     /// The first revision, read before the filter was attached; recorded once it is in force.
-    first: Mutex<Option<(Vec<u8>, Revision, PolicyDocument)>>,
+    first: Mutex<Option<FirstRead>>,
     /// The latest revision read, while it is refused.
     refused: Mutex<Option<Refused>>,
     /// The document in force and the database inputs its tables came from: to recompose when
