@@ -40,6 +40,20 @@ fn node_words(chunk: &Chunk) -> usize {
     NODE_HEADER_WORDS + run_starts(chunk).count()
 }
 
+/// Words of a 64-byte cache line.
+const LINE_WORDS: usize = 16;
+
+/// Where the next node may start in a page whose first `used` words are taken: there, or at the
+/// next cache line if its header (bitmap and counts) would straddle one, so reading a node's
+/// bitmap word and count byte costs one cache line, never two.
+fn next_start(used: usize) -> usize {
+    if used % LINE_WORDS + NODE_HEADER_WORDS > LINE_WORDS {
+        used.next_multiple_of(LINE_WORDS)
+    } else {
+        used
+    }
+}
+
 /// The node address of every chunk and the number of pages.
 fn place(table: &StrideTable) -> Result<(Vec<NodeAddr>, usize), TooManyPages> {
     let mut nodes = vec![0; table.chunks.len()];
@@ -48,11 +62,12 @@ fn place(table: &StrideTable) -> Result<(Vec<NodeAddr>, usize), TooManyPages> {
         nodes[b] = node_addr(b as u32, 0);
         used[b] = node_words(chunk);
     }
-    // Best fit, decreasing: (free words, page) of every page with room.
+    // Best fit, decreasing: (room for the next node, page) of every page.
+    let room = |used: usize| PAGE_WORDS.saturating_sub(next_start(used));
     let mut free: BTreeSet<(usize, usize)> = used
         .iter()
         .enumerate()
-        .map(|(page, &u)| (PAGE_WORDS - u, page))
+        .map(|(page, &u)| (room(u), page))
         .collect();
     let mut rest: Vec<(usize, usize)> = (ROOT_CHUNKS as usize..table.chunks.len())
         .map(|i| (node_words(&table.chunks[i]), i))
@@ -72,9 +87,10 @@ fn place(table: &StrideTable) -> Result<(Vec<NodeAddr>, usize), TooManyPages> {
         if page >= MAX_PAGES as usize {
             return Err(TooManyPages);
         }
-        nodes[index] = node_addr(page as u32, used[page]);
-        used[page] += words;
-        free.insert((PAGE_WORDS - used[page], page));
+        let start = next_start(used[page]);
+        nodes[index] = node_addr(page as u32, start);
+        used[page] = start + words;
+        free.insert((room(used[page]), page));
     }
     Ok((nodes, used.len()))
 }

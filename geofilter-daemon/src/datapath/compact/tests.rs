@@ -61,6 +61,11 @@ fn world_sizes() {
             start.elapsed() - built,
         );
         assert_round_trip(&table, &compact);
+        let (per_lookup, lines) = cache_lines(&table, &compact, prefixes, 65_536);
+        println!(
+            "  65,536 sources: {per_lookup:.2} cache lines per lookup, {lines} distinct ({} KiB)",
+            lines * 64 / 1024
+        );
         // Candidate (b), DXR: a 65,536-entry direct root, and per split /16 one range
         // (16-bit key, 16-bit value through a dictionary) per maximal run of its addresses.
         let ranges: usize = (0..1 << 16)
@@ -76,6 +81,56 @@ fn world_sizes() {
             (ranges * 4 + (1 << 16) * 4) / 1024
         );
     }
+}
+
+/// Cache lines one lookup reads (bitmap word, count word, value at each level), averaged over
+/// `n` addresses inside random prefixes, and the distinct lines all of them read.
+fn cache_lines(
+    table: &StrideTable,
+    compact: &CompactTable,
+    prefixes: &[Prefix],
+    n: usize,
+) -> (f64, usize) {
+    let mut rng = StdRng::seed_from_u64(5);
+    let bits = table.family.bits();
+    let mut all = std::collections::HashSet::new();
+    let mut total = 0;
+    for _ in 0..n {
+        let q = prefixes[rng.random_range(0..prefixes.len())];
+        let host = bits - u32::from(q.len);
+        let addr = q.addr
+            | if host == 0 {
+                0
+            } else {
+                rng.random::<u128>() >> (128 - host)
+            };
+        let mut lines = std::collections::HashSet::new();
+        let byte = |resolved: u32| (addr >> (bits - resolved) & 0xff) as usize;
+        let (mut chunk, mut node, mut resolved) = (byte(8), node_addr(byte(8) as u32, 0), 16);
+        loop {
+            let i = byte(resolved);
+            let c = &table.chunks[chunk];
+            let rank = run_starts(c).filter(|&s| s <= i).count() - 1;
+            let w = node as usize;
+            for word in [
+                w + i / 32,
+                w + BITMAP_WORDS + i / 128,
+                w + NODE_HEADER_WORDS + rank,
+            ] {
+                lines.insert(word / 16);
+            }
+            let e = c.entries[i];
+            if !e.is_child() || resolved == bits {
+                break;
+            }
+            chunk = e.child_index() as usize;
+            node = compact.nodes[chunk];
+            resolved += 8;
+        }
+        total += lines.len();
+        all.extend(lines);
+    }
+    (total as f64 / n as f64, all.len())
 }
 
 /// Maximal runs of equal leaves under chunk `index`, in address order (`last`: the leaf before).
@@ -149,7 +204,7 @@ fn every_entry_of_every_chunk_decodes_to_what_it_was() {
     assert_round_trip(&empty, &compact);
 }
 
-/// The real slices, round trip, and nodes never cross a page.
+/// The real slices, round trip, and nodes never cross a page nor their headers a cache line.
 #[test]
 fn real_slices_round_trip_and_nodes_stay_in_their_page() {
     let dir =
@@ -173,7 +228,13 @@ fn real_slices_round_trip_and_nodes_stay_in_their_page() {
             assert!(w[0].0 as usize + w[0].1 <= w[1].0 as usize, "{w:?} overlap");
         }
         for (addr, words) in spans {
-            assert!((addr as usize & (PAGE_WORDS - 1)) + words <= PAGE_WORDS);
+            let start = addr as usize & (PAGE_WORDS - 1);
+            assert!(start + words <= PAGE_WORDS);
+            assert_eq!(
+                next_start(start),
+                start,
+                "a header straddles a line at {addr:#x}"
+            );
         }
     }
 }
