@@ -22,13 +22,15 @@
 //! SIGCOMM 2015, with one bitmap per 8-bit stride):
 //!
 //! ```text
-//!  word 0..8    bitmap, entry i is bit i % 32 of word i / 32
-//!  word 8..10   8 bytes: runs starting before bitmap word w, byte w (w = 0..8), little-endian
+//!  word 0..8    bitmap, entry i is bit i % 32 of word i / 32 (bit 0: always clear, run 0
+//!               starts at entry 0 implicitly)
+//!  word 8..10   8 bytes: run starts in bitmap words before w, byte w (w = 0..8), little-endian
 //!  word 10..    one Entry per run, in entry order
 //! ```
 //!
-//! Entry `i` is run `rank(i) = runs before word i/32 + popcount(that word's bits 0..=i%32) - 1`:
-//! one bitmap word, one count byte and one value, whatever `i` is. A node takes 11 to 266 words.
+//! Entry `i` is run `rank(i) = starts before word i/32 + popcount(that word's bits 0..=i%32)`:
+//! one bitmap word, one count byte and one value, whatever `i` is. A node takes 11 to 266 words,
+//! and an all-unknown node is all zeros, which is what a fresh kernel array holds.
 //!
 //! Nodes are packed into [`Page`]s of [`PAGE_WORDS`] words, the elements of the kernel's
 //! `ARRAY`, and never cross a page, so one array lookup brings a whole node (each lookup of an
@@ -83,24 +85,29 @@ pub const fn node_addr(page: u32, word: usize) -> NodeAddr {
     (page << PAGE_SHIFT) | word as u32
 }
 
-/// Entry `index` of the node at `node` (a word offset) in `words`: the decoding the program and
-/// the daemon share.
+/// The run of entry `index` of the node at `node` (a word offset) in `words`: the decoding the
+/// program and the daemon share.
 ///
 /// Every index is masked to the page, so the kernel's verifier can bound each load without a
-/// branch (an offset from a map value masked to `PAGE_WORDS - 1`, times 4, stays inside the
+/// branch (an offset into a map value masked to `PAGE_WORDS - 1`, times 4, stays inside the
 /// 4 KiB value; verified on 5.10, 6.1 and 6.18). A malformed node therefore reads some word of
 /// its own page, never past it. The popcount is LLVM's expansion for BPF, which has no popcount
 /// instruction: a dozen ALU operations.
 #[inline(always)]
-pub fn node_entry(words: &[u32; PAGE_WORDS], node: usize, index: usize) -> Entry {
+pub fn node_rank(words: &[u32; PAGE_WORDS], node: usize, index: usize) -> usize {
     const MASK: usize = PAGE_WORDS - 1;
     let word = (index >> 5) & (BITMAP_WORDS - 1);
-    let bit = index & 31;
-    let below = words[(node + word) & MASK] & (u32::MAX >> (31 - bit));
+    let below = words[(node + word) & MASK] & (u32::MAX >> (31 - (index & 31)));
     let counts = words[(node + BITMAP_WORDS + (word >> 2)) & MASK];
     let before = (counts >> ((word & 3) * 8)) & 0xff;
-    let rank = (before + below.count_ones()).wrapping_sub(1) as usize;
-    Entry(words[(node + NODE_HEADER_WORDS + rank) & MASK])
+    (before + below.count_ones()) as usize
+}
+
+/// Entry `index` of the node at `node` in `words` (see [`node_rank`]).
+#[inline(always)]
+pub fn node_entry(words: &[u32; PAGE_WORDS], node: usize, index: usize) -> Entry {
+    let rank = node_rank(words, node, index);
+    Entry(words[(node + NODE_HEADER_WORDS + rank) & (PAGE_WORDS - 1)])
 }
 
 /// One level of the compiled trie: 256 entries for the next byte of the address (the
@@ -204,7 +211,7 @@ impl Entry {
 const _: () = assert!(core::mem::size_of::<Entry>() == 4);
 const _: () = assert!(core::mem::size_of::<Chunk>() == 1024);
 const _: () = assert!(core::mem::size_of::<Page>() == 4096);
-// The largest node fits a page, and a run count before any bitmap word fits its byte.
+// The largest node fits a page, and the run starts before any bitmap word fit its byte.
 const _: () = assert!(MAX_NODE_WORDS <= PAGE_WORDS);
 const _: () = assert!(CHUNK_ENTRIES - 32 <= 0xff);
 // A leaf never looks like a child or a mark: the source takes 16 bits, the country 10 above it.

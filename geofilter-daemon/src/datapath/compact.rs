@@ -13,7 +13,7 @@ use std::collections::BTreeSet;
 
 use geofilter_common::table::{
     BITMAP_WORDS, CHUNK_ENTRIES, Chunk, ENTRY_EXCEPTION, Entry, MAX_PAGES, NODE_HEADER_WORDS,
-    NodeAddr, PAGE_SHIFT, PAGE_WORDS, Page, ROOT_CHUNKS, node_addr, node_entry,
+    NodeAddr, PAGE_SHIFT, PAGE_WORDS, Page, ROOT_CHUNKS, node_addr, node_entry, node_rank,
 };
 
 use super::stride::{Marks, StrideTable};
@@ -30,14 +30,21 @@ pub struct CompactTable {
     pub nodes: Vec<NodeAddr>,
 }
 
-/// Where each run of `chunk` starts.
-fn run_starts(chunk: &Chunk) -> impl Iterator<Item = usize> + '_ {
-    (0..CHUNK_ENTRIES).filter(|&i| i == 0 || chunk.entries[i] != chunk.entries[i - 1])
+/// Runs of equal entries in `chunk`. (A plain loop over the words: the daemon's debug build
+/// runs this for every chunk of a world table, and the test VMs run the debug build.)
+fn runs(chunk: &Chunk) -> usize {
+    let mut runs = 1;
+    let mut last = chunk.entries[0].0;
+    for e in &chunk.entries[1..] {
+        runs += usize::from(e.0 != last);
+        last = e.0;
+    }
+    runs
 }
 
 /// Words of the node for `chunk`.
 fn node_words(chunk: &Chunk) -> usize {
-    NODE_HEADER_WORDS + run_starts(chunk).count()
+    NODE_HEADER_WORDS + runs(chunk)
 }
 
 /// Words of a 64-byte cache line.
@@ -57,10 +64,10 @@ fn next_start(used: usize) -> usize {
 /// The node address of every chunk and the number of pages.
 fn place(table: &StrideTable) -> Result<(Vec<NodeAddr>, usize), TooManyPages> {
     let mut nodes = vec![0; table.chunks.len()];
-    let mut used = vec![0usize; ROOT_CHUNKS as usize];
-    for (b, chunk) in table.chunks.iter().enumerate().take(ROOT_CHUNKS as usize) {
-        nodes[b] = node_addr(b as u32, 0);
-        used[b] = node_words(chunk);
+    let words: Vec<usize> = table.chunks.iter().map(node_words).collect();
+    let mut used = words[..ROOT_CHUNKS as usize].to_vec();
+    for (b, node) in nodes.iter_mut().enumerate().take(ROOT_CHUNKS as usize) {
+        *node = node_addr(b as u32, 0);
     }
     // Best fit, decreasing: (room for the next node, page) of every page.
     let room = |used: usize| PAGE_WORDS.saturating_sub(next_start(used));
@@ -70,7 +77,7 @@ fn place(table: &StrideTable) -> Result<(Vec<NodeAddr>, usize), TooManyPages> {
         .map(|(page, &u)| (room(u), page))
         .collect();
     let mut rest: Vec<(usize, usize)> = (ROOT_CHUNKS as usize..table.chunks.len())
-        .map(|i| (node_words(&table.chunks[i]), i))
+        .map(|i| (words[i], i))
         .collect();
     rest.sort_unstable_by(|a, b| b.cmp(a));
     for (words, index) in rest {
@@ -112,34 +119,39 @@ impl CompactTable {
     /// Writes chunk `index`'s node again with its current marks, in place (its shape does not
     /// depend on marks); returns the page it is in.
     pub fn write_node(&mut self, table: &StrideTable, marks: &Marks, index: u32) -> u32 {
-        let chunk = table.chunks[index as usize];
-        let marked = marks.render(table, index);
-        let addr = self.nodes[index as usize];
+        let chunk = &table.chunks[index as usize];
+        let nodes = &self.nodes;
+        let value = |e: Entry| {
+            if e.is_child() {
+                Entry::child(nodes[e.child_index() as usize]).0
+            } else {
+                e.0
+            }
+        };
+        let addr = nodes[index as usize];
         let (page, start) = (addr >> PAGE_SHIFT, (addr as usize) & (PAGE_WORDS - 1));
-        let mut words = [0u32; NODE_HEADER_WORDS + CHUNK_ENTRIES];
-        let mut runs = 0usize;
-        for i in 0..CHUNK_ENTRIES {
-            let word = i / 32;
-            if i % 32 == 0 && word > 0 {
-                // Runs starting before bitmap word `word`: fits a byte (at most 224).
-                words[BITMAP_WORDS + word / 4] |= (runs as u32) << ((word % 4) * 8);
+        let words = &mut self.pages[page as usize].words;
+        let node = &mut words[start..];
+        node[..NODE_HEADER_WORDS].fill(0);
+        node[NODE_HEADER_WORDS] = value(chunk.entries[0]);
+        // Run starts after entry 0 so far: the rank of the current run.
+        let mut starts = 0u32;
+        for i in 1..CHUNK_ENTRIES {
+            if i % 32 == 0 {
+                // At most 224: fits its byte.
+                node[BITMAP_WORDS + i / 128] |= starts << ((i / 32 % 4) * 8);
             }
-            let e = chunk.entries[i];
-            if i == 0 || e != chunk.entries[i - 1] {
-                words[word] |= 1 << (i % 32);
-                let value = if e.is_child() {
-                    Entry::child(self.nodes[e.child_index() as usize])
-                } else {
-                    e
-                };
-                words[NODE_HEADER_WORDS + runs] = value.0;
-                runs += 1;
+            if chunk.entries[i].0 != chunk.entries[i - 1].0 {
+                starts += 1;
+                node[i / 32] |= 1 << (i % 32);
+                node[NODE_HEADER_WORDS + starts as usize] = value(chunk.entries[i]);
             }
-            // A mark anywhere in a run marks the run.
-            words[NODE_HEADER_WORDS + runs - 1] |= marked.entries[i].0 & ENTRY_EXCEPTION;
         }
-        let len = NODE_HEADER_WORDS + runs;
-        self.pages[page as usize].words[start..start + len].copy_from_slice(&words[..len]);
+        // A mark anywhere in a run marks the run.
+        for i in marks.marked_entries(index) {
+            let rank = node_rank(words, start, i);
+            words[start + NODE_HEADER_WORDS + rank] |= ENTRY_EXCEPTION;
+        }
         page
     }
 
@@ -213,7 +225,7 @@ pub fn decode(pages: &[Page]) -> Result<(Vec<Chunk>, Vec<NodeAddr>), String> {
             .take(BITMAP_WORDS)
             .map(|w| w.count_ones())
             .sum();
-        if start + NODE_HEADER_WORDS + runs as usize > PAGE_WORDS || words[start] & 1 == 0 {
+        if start + NODE_HEADER_WORDS + runs as usize >= PAGE_WORDS || words[start] & 1 != 0 {
             return Err(format!("a malformed node at page {page} word {start}"));
         }
         let mut chunk = Chunk::EMPTY;
