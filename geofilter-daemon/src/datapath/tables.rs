@@ -248,6 +248,12 @@ impl Datapath {
         self.v6.max_pages = mib * PAGES_PER_MIB;
     }
 
+    /// Kernel bytes of the live IPv4 and IPv6 tables' values (the pages of nodes; the kernel's
+    /// own `memlock` figure for the arrays adds a few hundred bytes each).
+    pub fn table_bytes(&self) -> (usize, usize) {
+        (self.v4.live.compact.bytes(), self.v6.live.compact.bytes())
+    }
+
     /// The table budget per address family, in MiB; database loads are bounded by it too
     /// ([`crate::geoip::Limits`]).
     pub fn table_limit_mib(&self) -> usize {
