@@ -1,5 +1,6 @@
-//! Compiling prefixes into the fixed-stride tables the program walks (layout:
-//! [`geofilter_common::table`]), and placing the exception marks on them.
+//! Compiling prefixes into the stride trie the program walks (layout:
+//! [`geofilter_common::table`]; the kernel holds each chunk as a node, [`super::compact`]), and
+//! placing the exception marks on it.
 //!
 //! The compiler fills the 65,536-entry root (one entry per /16), then one 256-entry chunk per
 //! block that a prefix boundary splits, one byte at a time. Identical chunks are stored once:
