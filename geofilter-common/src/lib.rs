@@ -237,7 +237,7 @@ mod pod {
     unsafe impl aya::Pod for super::Counter {}
     unsafe impl aya::Pod for super::PrefixInfo {}
     unsafe impl aya::Pod for super::Policy {}
-    unsafe impl aya::Pod for super::table::Chunk {}
+    unsafe impl aya::Pod for super::table::Page {}
     unsafe impl aya::Pod for super::bench::BenchConfig {}
     unsafe impl aya::Pod for super::WhyProbe {}
     unsafe impl aya::Pod for super::events::Event {}

@@ -7,7 +7,7 @@
 /// one, never a mix (a plain array update copies the value non-atomically).
 pub const POLICY: &str = "GF_POLICY";
 /// `ARRAY_OF_MAPS[1]` holding the live IPv4 country table: an `ARRAY` of
-/// [`crate::table::Chunk`] (see [`crate::table`]) sized to what the database needs, created with
+/// [`crate::table::Page`]s of nodes (see [`crate::table`]) sized to what the database needs, created with
 /// [`BPF_F_INNER_MAP`] so tables of any size fit the slot. A database reload builds a new table
 /// beside it and swaps the slot. (In the LPM-trie variant of the program, kept as the benchmark
 /// baseline, the inner map is an `LPM_TRIE`, `[u8; 4]` network order → [`crate::PrefixInfo`].)
@@ -69,12 +69,14 @@ pub const EXT_PROGRAM: &str = "geofilter_ext";
 /// the program's contract, so inner arrays of any size may be swapped in. The price is that the
 /// verifier no longer inlines lookups into such arrays
 /// (kernel/bpf/arraymap.c, `array_map_gen_lookup` returns `-EOPNOTSUPP`); each level of a table
-/// lookup is then a direct call of `array_map_lookup_elem`.
+/// lookup is then a direct call of `array_map_lookup_elem`. Without the flag every inner map
+/// must have the template's `max_entries` (`bpf_map_meta_equal`), so a table could not be sized
+/// to its database.
 pub const BPF_F_INNER_MAP: u32 = 1 << 12;
 
-/// Chunks of the inner-map template in the program object. With [`BPF_F_INNER_MAP`] the live
-/// inner maps may hold any number of chunks; the template only has to exist.
-pub const TABLE_TEMPLATE_CHUNKS: u32 = crate::table::ROOT_CHUNKS;
+/// Pages of the inner-map template in the program object. With [`BPF_F_INNER_MAP`] the live
+/// inner maps may hold any number of pages; the template only has to exist.
+pub const TABLE_TEMPLATE_PAGES: u32 = crate::table::ROOT_CHUNKS;
 
 /// Capacity of each country table of the LPM-trie variant. The world database needs about 600k
 /// prefixes per family (GeoLite2 country: 580k IPv4, 598k IPv6); an LPM trie does not

@@ -1,29 +1,117 @@
-//! The country tables' layout: fixed-stride, direct-indexed, compiled by the daemon.
+//! The country tables' layout: a stride trie compiled by the daemon, compressed into pages.
 //!
-//! An address is read as bytes, most significant first. A table is an array of [`Chunk`]s of 256
+//! # The trie
+//! An address is read as bytes, most significant first. The trie is a tree of [`Chunk`]s of 256
 //! [`Entry`]s; each chunk resolves one byte of the address:
 //!
-//! - the first two bytes index the 65,536-entry root, stored as chunks `0..=255` (chunk = first
-//!   byte, entry = second byte), so one load resolves a /16;
+//! - the first two bytes index the 65,536-entry root, chunks `0..=255` (chunk = first byte,
+//!   entry = second byte), so the root resolves a /16;
 //! - every further byte indexes the chunk the previous entry points to: /24, /32 for IPv4, and
 //!   on down to /128 for IPv6 (at most 16 levels, most addresses stop after 2 to 4).
 //!
 //! An entry is either a *leaf* holding the [`PrefixInfo`] of every address below it, or a
-//! *child*: the index of the chunk for the next byte. The daemon shares identical chunks, so a
+//! *child* pointing to the chunk for the next byte. The daemon shares identical chunks, so a
 //! chunk may be reached from several parents. Each entry also carries an *exception mark*: set
 //! when an exception prefix may cover addresses below it. A packet consults the exception trie
 //! only if an entry on its path is marked, so packets nowhere near an exception never walk it.
+//!
+//! # The kernel's form: nodes in pages
+//! Neighbouring entries of a chunk nearly always repeat (a country's block covers many /16s or
+//! /24s), so the kernel holds each chunk as a *node*: the distinct runs of equal entries, and a
+//! 256-bit bitmap with bit `i` set where a run starts at entry `i` (Poptrie, Asai and Ohara,
+//! SIGCOMM 2015, with one bitmap per 8-bit stride):
+//!
+//! ```text
+//!  word 0..8    bitmap, entry i is bit i % 32 of word i / 32 (bit 0: always clear, run 0
+//!               starts at entry 0 implicitly)
+//!  word 8..10   8 bytes: run starts in bitmap words before w, byte w (w = 0..8), little-endian
+//!  word 10..    one Entry per run, in entry order
+//! ```
+//!
+//! Entry `i` is run `rank(i) = starts before word i/32 + popcount(that word's bits 0..=i%32)`:
+//! one bitmap word, one count byte and one value, whatever `i` is. A node takes 11 to 266 words,
+//! and an all-unknown node is all zeros, which is what a fresh kernel array holds.
+//!
+//! Nodes are packed into [`Page`]s of [`PAGE_WORDS`] words, the elements of the kernel's
+//! `ARRAY`, and never cross a page, so one array lookup brings a whole node (each lookup of an
+//! inner array with `BPF_F_INNER_MAP` is a helper call, see `maps::BPF_F_INNER_MAP`). A child
+//! entry holds its node's [`NodeAddr`]: page and word. Root chunk `b` is the node at word 0 of
+//! page `b`, so the root needs no directory. The marks are on the run values: a mark on any entry
+//! of a run marks the run (a superset of the addresses, which is all a mark promises), and a
+//! node's shape never depends on its marks, so marks change in place.
 
 use crate::{CountryId, NO_SOURCE, PrefixInfo, UNKNOWN_COUNTRY};
 
 /// Entries per chunk: one byte of the address.
 pub const CHUNK_ENTRIES: usize = 256;
-/// Chunks `0..ROOT_CHUNKS` form the root, indexed by the address's first byte.
+/// Chunks `0..ROOT_CHUNKS` form the root, indexed by the address's first byte; root chunk `b` is
+/// the node at word 0 of page `b`.
 pub const ROOT_CHUNKS: u32 = 256;
-/// The most chunks one table may hold: child indices have 30 bits.
+/// The most chunks one compiled trie may hold: child indices have 30 bits.
 pub const MAX_CHUNKS: u32 = ENTRY_CHILD;
 
-/// One level of a table: 256 entries for the next byte of the address (1 KiB).
+/// Words (`u32`) per page: 4 KiB, the value of one kernel array element.
+pub const PAGE_WORDS: usize = 1024;
+/// Bits of a [`NodeAddr`] that give the word inside the page.
+pub const PAGE_SHIFT: u32 = PAGE_WORDS.trailing_zeros();
+/// The most pages one table may hold: a node address has 30 bits.
+pub const MAX_PAGES: u32 = ENTRY_CHILD >> PAGE_SHIFT;
+/// Words of a node before its run values: the bitmap and the run counts.
+pub const NODE_HEADER_WORDS: usize = 10;
+/// Words of the bitmap.
+pub const BITMAP_WORDS: usize = CHUNK_ENTRIES / 32;
+/// The largest node: every entry its own run.
+pub const MAX_NODE_WORDS: usize = NODE_HEADER_WORDS + CHUNK_ENTRIES;
+
+/// One element of the kernel's table array: nodes, packed (4 KiB).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Page {
+    pub words: [u32; PAGE_WORDS],
+}
+
+impl Page {
+    /// No nodes: what a freshly created (zero-filled) kernel array holds.
+    pub const ZERO: Page = Page {
+        words: [0; PAGE_WORDS],
+    };
+}
+
+/// Where a node starts: page `addr >> PAGE_SHIFT`, word `addr & (PAGE_WORDS - 1)`.
+pub type NodeAddr = u32;
+
+/// The address of the node at `word` of `page`.
+pub const fn node_addr(page: u32, word: usize) -> NodeAddr {
+    (page << PAGE_SHIFT) | word as u32
+}
+
+/// The run of entry `index` of the node at `node` (a word offset) in `words`: the decoding the
+/// program and the daemon share.
+///
+/// Every index is masked to the page, so the kernel's verifier can bound each load without a
+/// branch (an offset into a map value masked to `PAGE_WORDS - 1`, times 4, stays inside the
+/// 4 KiB value; verified on 5.10, 6.1 and 6.18). A malformed node therefore reads some word of
+/// its own page, never past it. The popcount is LLVM's expansion for BPF, which has no popcount
+/// instruction: a dozen ALU operations.
+#[inline(always)]
+pub fn node_rank(words: &[u32; PAGE_WORDS], node: usize, index: usize) -> usize {
+    const MASK: usize = PAGE_WORDS - 1;
+    let word = (index >> 5) & (BITMAP_WORDS - 1);
+    let below = words[(node + word) & MASK] & (u32::MAX >> (31 - (index & 31)));
+    let counts = words[(node + BITMAP_WORDS + (word >> 2)) & MASK];
+    let before = (counts >> ((word & 3) * 8)) & 0xff;
+    (before + below.count_ones()) as usize
+}
+
+/// Entry `index` of the node at `node` in `words` (see [`node_rank`]).
+#[inline(always)]
+pub fn node_entry(words: &[u32; PAGE_WORDS], node: usize, index: usize) -> Entry {
+    let rank = node_rank(words, node, index);
+    Entry(words[(node + NODE_HEADER_WORDS + rank) & (PAGE_WORDS - 1)])
+}
+
+/// One level of the compiled trie: 256 entries for the next byte of the address (the
+/// daemon's form; the kernel holds it as a node).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Chunk {
@@ -39,7 +127,7 @@ impl Chunk {
 
 /// `Entry` bit: an exception may cover addresses below this entry.
 pub const ENTRY_EXCEPTION: u32 = 1 << 31;
-/// `Entry` bit: the low 30 bits index the chunk for the next byte.
+/// `Entry` bit: the low 30 bits point to the chunk for the next byte.
 pub const ENTRY_CHILD: u32 = 1 << 30;
 const CHILD_MASK: u32 = ENTRY_CHILD - 1;
 const COUNTRY_SHIFT: u32 = 16;
@@ -50,12 +138,12 @@ const COUNTRY_MASK: u32 = 0x3ff;
 /// ```text
 ///  31  30  29..26  25..16    15..0
 ///  EX  0   0       country   source    leaf (country 0: no country, source ignored)
-///  EX  1   chunk index (30 bits)        child
+///  EX  1   child (30 bits)              child
 /// ```
 ///
-/// `EX` is [`ENTRY_EXCEPTION`]. A leaf holds the whole [`PrefixInfo`], so a lookup needs no
-/// further load once it reaches one. The all-zero entry is an unknown leaf, which is what a
-/// freshly created (zero-filled) kernel array holds.
+/// `EX` is [`ENTRY_EXCEPTION`]. A child is the chunk's index in the daemon's compiled trie and
+/// the node's [`NodeAddr`] in the kernel's pages. A leaf holds the whole [`PrefixInfo`], so a
+/// lookup needs no further load once it reaches one. The all-zero entry is an unknown leaf.
 #[repr(transparent)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Entry(pub u32);
@@ -74,7 +162,7 @@ impl Entry {
         Entry(((info.country as u32 & COUNTRY_MASK) << COUNTRY_SHIFT) | info.source as u32)
     }
 
-    /// A pointer to chunk `index` (below [`MAX_CHUNKS`]).
+    /// A pointer to chunk or node `index` (below `1 << 30`).
     pub const fn child(index: u32) -> Entry {
         Entry(ENTRY_CHILD | (index & CHILD_MASK))
     }
@@ -84,7 +172,7 @@ impl Entry {
         self.0 & ENTRY_CHILD != 0
     }
 
-    /// The chunk a child entry points to.
+    /// The chunk or node a child entry points to.
     #[inline(always)]
     pub const fn child_index(self) -> u32 {
         self.0 & CHILD_MASK
@@ -122,6 +210,10 @@ impl Entry {
 // Layout checks: part of the kernel/user contract (the kernel array's value size).
 const _: () = assert!(core::mem::size_of::<Entry>() == 4);
 const _: () = assert!(core::mem::size_of::<Chunk>() == 1024);
+const _: () = assert!(core::mem::size_of::<Page>() == 4096);
+// The largest node fits a page, and the run starts before any bitmap word fit its byte.
+const _: () = assert!(MAX_NODE_WORDS <= PAGE_WORDS);
+const _: () = assert!(CHUNK_ENTRIES - 32 <= 0xff);
 // A leaf never looks like a child or a mark: the source takes 16 bits, the country 10 above it.
 const _: () = assert!(COUNTRY_SHIFT + 10 <= 30);
 const _: () = assert!(NO_SOURCE as u32 <= 0xffff);

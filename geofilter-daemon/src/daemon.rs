@@ -212,6 +212,8 @@ impl Daemon {
                 prefixes_v4: state.db.v4.len(),
                 prefixes_v6: state.db.v6.len(),
                 countries: state.db.countries().len(),
+                table_bytes_v4: state.datapath.table_bytes().0,
+                table_bytes_v6: state.datapath.table_bytes().1,
                 reloads: state.reloads,
                 reload_failures: state.reload_failures,
             },

@@ -1,7 +1,7 @@
 //! The geofilter XDP program: classify each frame's source address by country and apply the
 //! policy.
 //!
-//! Per packet: parse to the source address (`parse`), look the address up in the fixed-stride
+//! Per packet: parse to the source address (`parse`), look the address up in the compact stride
 //! country table (`stride`), consult the exception trie only if the table marks the address's
 //! path, read the country's action from the policy, count, return the verdict (`filter`).
 //! Nothing here logs per packet; counters are per-CPU arrays the daemon sums. A `why` probe (a

@@ -1,9 +1,15 @@
-//! The country tables: fixed-stride, direct-indexed (layout in `geofilter_common::table`).
+//! The country tables: a stride trie held as compact nodes in pages (layout in
+//! `geofilter_common::table`).
 //!
-//! A lookup is at most one load per address byte after the first, with no loop the verifier has
-//! to explore beyond the address length: IPv4 takes 1 to 3 dependent loads, IPv6 1 to 15 (2 to 4
-//! for nearly every address of a world database; the deep levels exist for the few ranges that
-//! end inside a /64).
+//! A lookup takes one array lookup per address byte after the first, each bringing the whole
+//! node for that byte (a 256-bit bitmap, run counts and the run values, all in one 4 KiB page),
+//! then one bitmap word, one count byte and one value from it: IPv4 takes 1 to 3 levels, IPv6 1
+//! to 15 (2 to 4 for nearly every address of a world database; the deep levels exist for the
+//! few ranges that end inside a /64). There is no loop the verifier has to explore beyond the
+//! address length. Every lookup of the inner array is a helper call: the verifier inlines
+//! `ARRAY` lookups only for maps without `BPF_F_INNER_MAP` (kernel/bpf/arraymap.c,
+//! `array_map_gen_lookup` returns `-EOPNOTSUPP` for them), which is why a node never spans two
+//! pages.
 //!
 //! Atomic replacement: each family's whole table is one inner `ARRAY` in slot 0 of an
 //! `ARRAY_OF_MAPS`. A lookup fetches the inner map once and takes every level from it, so a
@@ -18,21 +24,21 @@ use aya_ebpf::{
 };
 use geofilter_common::{
     PrefixInfo,
-    maps::{BPF_F_INNER_MAP, TABLE_TEMPLATE_CHUNKS},
-    table::{CHUNK_ENTRIES, Chunk, ENTRY_EXCEPTION, Entry},
+    maps::{BPF_F_INNER_MAP, TABLE_TEMPLATE_PAGES},
+    table::{ENTRY_EXCEPTION, PAGE_SHIFT, PAGE_WORDS, Page, node_entry},
 };
 
 use crate::filter::{CountryTables, Found};
 
 /// One family's table. `BPF_F_INNER_MAP` lets tables of any size share the slot (see
 /// `geofilter_common::maps::BPF_F_INNER_MAP` for what that costs). Its value is declared as the
-/// chunk's entry array, not the `Chunk` struct: see [`crate::maps::InnerValue`] for why an inner
+/// page's word array, not the `Page` struct: see [`crate::maps::InnerValue`] for why an inner
 /// map's value must not be a struct in BTF.
-type Table = Array<ChunkEntries, { TABLE_TEMPLATE_CHUNKS as usize }, { BPF_F_INNER_MAP as usize }>;
+type Table = Array<PageWords, { TABLE_TEMPLATE_PAGES as usize }, { BPF_F_INNER_MAP as usize }>;
 
-/// A [`Chunk`]'s only field, the same bytes (`Chunk` is `repr(C)` around it).
-type ChunkEntries = [Entry; CHUNK_ENTRIES];
-const _: () = assert!(core::mem::size_of::<ChunkEntries>() == core::mem::size_of::<Chunk>());
+/// A [`Page`]'s only field, the same bytes (`Page` is `repr(C)` around it).
+type PageWords = [u32; PAGE_WORDS];
+const _: () = assert!(core::mem::size_of::<PageWords>() == core::mem::size_of::<Page>());
 
 #[btf_map]
 static GF_TABLE_V4: ArrayOfMaps<Table, 1> = ArrayOfMaps::new();
@@ -64,22 +70,23 @@ fn byte_at<const N: usize>(key: &[u8; N], i: usize) -> usize {
 /// Walks `table` for the address `key` (network order).
 #[inline(always)]
 fn lookup<const N: usize>(table: &Table, key: &[u8; N]) -> Found {
-    // The root: the first byte picks one of chunks 0..=255, the second byte the entry. One load
-    // resolves a /16.
+    // The root: the first byte picks the page whose node at word 0 is that root chunk, the
+    // second byte the entry. One array lookup resolves a /16.
     let Some(root) = table.get(byte_at(key, 0) as u32) else {
         return MISSING;
     };
-    let mut entry = root[byte_at(key, 1)];
+    let mut entry = node_entry(root, 0, byte_at(key, 1));
     let mut marks = entry.0;
-    // Each further byte indexes the chunk the entry points to, until an entry is a leaf.
+    // Each further byte indexes the node the entry points to, until an entry is a leaf.
     for i in 2..N {
         if !entry.is_child() {
             break;
         }
-        let Some(chunk) = table.get(entry.child_index()) else {
+        let addr = entry.child_index();
+        let Some(page) = table.get(addr >> PAGE_SHIFT) else {
             return MISSING;
         };
-        entry = chunk[byte_at(key, i)];
+        entry = node_entry(page, addr as usize & (PAGE_WORDS - 1), byte_at(key, i));
         marks |= entry.0;
     }
     Found {

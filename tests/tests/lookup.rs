@@ -75,6 +75,41 @@ fn nested() -> (Vec<Prefix>, Vec<Prefix>) {
     (table_v4, table_v6)
 }
 
+/// Full nodes: `count` neighbouring prefixes of length `len` from `base`, three countries in
+/// turn, so the chunk they fill has a run per entry (the largest node the kernel holds, 266
+/// words, and every bitmap word and run count in use).
+fn alternating(base: u128, len: u8, bits: u32, count: u128) -> Vec<Prefix> {
+    let codes = [b"DE", b"RU", b"FR"];
+    (0..count)
+        .map(|i| {
+            p(
+                base + (i << (bits - u32::from(len))),
+                len,
+                codes[(i % 3) as usize],
+                0,
+            )
+        })
+        .collect()
+}
+
+/// Full nodes at the root, one level below and at the last level, for both families.
+fn full_nodes() -> (Vec<Prefix>, Vec<Prefix>) {
+    let mut t4 = alternating(v4("11.0.0.0"), 16, 32, 256);
+    t4.extend(alternating(v4("12.0.0.0"), 24, 32, 256));
+    t4.extend(alternating(v4("12.0.7.0"), 32, 32, 256));
+    t4.sort_by_key(|q| (q.addr, q.len));
+    let mut t6 = alternating(v6("2a00::"), 16, 128, 256);
+    t6.extend(alternating(v6("2001:db8::"), 40, 128, 256));
+    t6.extend(alternating(
+        v6("2001:db8:1234:5678:9abc:def0:1234:5600"),
+        128,
+        128,
+        256,
+    ));
+    t6.sort_by_key(|q| (q.addr, q.len));
+    (t4, t6)
+}
+
 /// Every prefix's first and last address and their neighbours, plus random addresses inside
 /// each prefix and anywhere.
 fn probes(prefixes: &[Prefix], bits: u32, rng: &mut Rng, random: usize) -> Vec<u128> {
@@ -157,6 +192,23 @@ fn stride_tables_answer_like_the_kernel_lpm_trie() {
         &lpm,
         probes(&table_v6, 128, &mut rng, 2000).into_iter().map(ip6),
         "nested IPv6",
+    );
+
+    // Nodes with a run per entry (full bitmaps, every run count, the largest nodes a page holds).
+    let (full_v4, full_v6) = full_nodes();
+    dp.install_tables(&full_v4, &full_v6).unwrap();
+    lpm.install_tables(&full_v4, &full_v6).unwrap();
+    n += assert_same_answers(
+        &dp,
+        &lpm,
+        probes(&full_v4, 32, &mut rng, 500).into_iter().map(ip4),
+        "full nodes IPv4",
+    );
+    n += assert_same_answers(
+        &dp,
+        &lpm,
+        probes(&full_v6, 128, &mut rng, 500).into_iter().map(ip6),
+        "full nodes IPv6",
     );
 
     // The real geo-whois-asn-country slices, compiled as the daemon compiles them.

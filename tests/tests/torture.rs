@@ -282,9 +282,9 @@ fn graceful_restarts_with_keep_under_traffic_mishandle_nothing() {
 #[test]
 fn a_database_larger_than_the_tables_may_grow_is_refused_and_the_old_tables_stay() {
     let scene = Scene::new(&[RU_V4, DE_V4], &["--block", "RU", "--max-table-mib", "1"]);
-    // The embedded world database needs about 23 MiB per family.
+    // The embedded world database needs about 3 MiB per family (and more than 1 MiB of prefixes).
     let out = scene.daemon.cli(&["db", "reload", "--embedded"]);
-    assert!(!out.status.success(), "a 23 MiB table passed a 1 MiB limit");
+    assert!(!out.status.success(), "a 3 MiB table passed a 1 MiB limit");
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
         err.contains("MiB limit") && err.contains("current tables stay"),

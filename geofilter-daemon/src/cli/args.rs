@@ -167,7 +167,7 @@ pub struct RunArgs {
     #[arg(long)]
     pub keep: bool,
     /// Refuse databases whose table for one address family would exceed this many MiB of kernel
-    /// memory (a world database needs about 23 MiB per family). Loading is bounded by it too:
+    /// memory (a world database needs about 3 MiB per family). Loading is bounded by it too:
     /// the ranges read and the prefixes compiled per family may each take at most this much
     /// memory, checked while reading. A refused reload keeps the current tables.
     #[arg(long, value_name = "MIB", default_value_t = crate::geoip::DEFAULT_MAX_TABLE_MIB)]

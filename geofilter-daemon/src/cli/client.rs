@@ -100,6 +100,12 @@ fn status_text(v: &StatusReply) -> String {
         "database: {} IPv4 + {} IPv6 prefixes, {} countries, from {from}\n",
         db.prefixes_v4, db.prefixes_v6, db.countries,
     );
+    let mib = |bytes: usize| bytes as f64 / f64::from(1 << 20);
+    s += &format!(
+        "tables: {:.1} MiB IPv4 + {:.1} MiB IPv6 of kernel memory\n",
+        mib(db.table_bytes_v4),
+        mib(db.table_bytes_v6),
+    );
     let p = &v.policy;
     s += &format!("policy: {}", policy_line(p));
     for (cidr, action) in exception_rows(&p.exceptions) {

@@ -13,10 +13,11 @@
 //! - removing: the trie entry first, then the marks no other exception needs. A packet that
 //!   still sees a mark finds no entry: the state after the change.
 //!
-//! Marks are written in place into the live table: the whole 1 KiB chunk is rewritten, but only
-//! mark bits differ from what the kernel holds, and every mark is one bit. However the kernel
-//! copies the value (`copy_map_value`, any store width), a reader sees each entry's other 31
-//! bits unchanged and its mark old or new.
+//! Marks are written in place into the live table: the whole 4 KiB page holding a changed node
+//! is rewritten, but only mark bits differ from what the kernel holds (a node's shape never
+//! depends on its marks, `compact.rs`), and every mark is one bit of a run's value. However the
+//! kernel copies the value (`copy_map_value`, any store width), a reader sees each word's other
+//! 31 bits unchanged and its mark old or new.
 //!
 //! [`ENTRY_EXCEPTION`]: geofilter_common::table::ENTRY_EXCEPTION
 
@@ -111,24 +112,17 @@ impl Datapath {
     /// For the privileged tests (the `test-helpers` feature): one map read per table level.
     #[cfg(feature = "test-helpers")]
     pub fn exception_lookup_needed(&self, addr: std::net::IpAddr) -> Result<bool, DatapathError> {
-        let (family, key) = match addr {
-            std::net::IpAddr::V4(a) => (&self.v4, a.octets().to_vec()),
-            std::net::IpAddr::V6(a) => (&self.v6, a.octets().to_vec()),
-        };
+        let family = if addr.is_ipv4() { &self.v4 } else { &self.v6 };
         if family.exceptions.is_empty() {
             return Ok(false);
         }
+        let (bits, addr) = match addr {
+            std::net::IpAddr::V4(a) => (32, u128::from(a.to_bits())),
+            std::net::IpAddr::V6(a) => (128, a.to_bits()),
+        };
         let inner = &family.live.inner;
         let read = |index: u32| inner.get(&index, 0).map_err(map_err(family.name));
-        let mut entry = read(u32::from(key[0]))?.entries[usize::from(key[1])];
-        let mut marked = entry.exception_marked();
-        for &byte in &key[2..] {
-            if !entry.is_child() {
-                break;
-            }
-            entry = read(entry.child_index())?.entries[usize::from(byte)];
-            marked |= entry.exception_marked();
-        }
+        let (_, marked) = super::compact::walk(read, bits, addr)?;
         Ok(marked)
     }
 

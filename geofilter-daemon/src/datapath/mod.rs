@@ -9,6 +9,7 @@
 
 mod attach;
 pub mod bpffs;
+pub mod compact;
 mod counters;
 pub mod dispatcher;
 pub mod events;
@@ -33,7 +34,6 @@ use aya::{
 pub use counters::{Counters, CountryCounters};
 use geofilter_common::{Counter, POLICY_SCHEMA, Policy, maps as names};
 pub use probe::Classification;
-use stride::StrideTable;
 pub use tables::TableStats;
 use tables::{FamilyTables, LiveTable};
 
@@ -105,12 +105,12 @@ pub enum DatapathError {
         source: stride::BuildError,
     },
     #[error(
-        "table {name} would need {needed_mib} MiB ({chunks} chunks of 1 KiB), more than the \
+        "table {name} would need {needed_mib} MiB ({pages} pages of 4 KiB), more than the \
          {limit_mib} MiB limit (--max-table-mib); nothing was changed"
     )]
     TooLarge {
         name: &'static str,
-        chunks: usize,
+        pages: usize,
         needed_mib: usize,
         limit_mib: usize,
     },
@@ -233,15 +233,6 @@ impl Datapath {
         let country_counters = take_map(&mut ebpf, names::COUNTRY_COUNTERS)?;
         let class_counters = take_map(&mut ebpf, names::CLASS_COUNTERS)?;
         let events = Some(events::EventMaps::take(&mut ebpf)?);
-        // Placeholders until `install_tables` or `adopt` below: nothing reads them before.
-        let placeholder = |family, name| -> Result<LiveTable, DatapathError> {
-            Ok(LiveTable {
-                table: StrideTable::empty(family),
-                inner: tables::TableMap::create(1, names::BPF_F_INNER_MAP)
-                    .map_err(map_err(name))?,
-                marks: Default::default(),
-            })
-        };
         let mut datapath = Self {
             ebpf,
             adopted,
@@ -250,17 +241,17 @@ impl Datapath {
                 family: Family::V4,
                 name: names::TABLE_V4,
                 outer: outer_v4,
-                live: placeholder(Family::V4, names::TABLE_V4)?,
+                live: LiveTable::placeholder(Family::V4, names::TABLE_V4)?,
                 exceptions: Default::default(),
-                max_chunks: geoip::DEFAULT_MAX_TABLE_MIB * 1024,
+                max_pages: geoip::DEFAULT_MAX_TABLE_MIB * tables::PAGES_PER_MIB,
             },
             v6: FamilyTables {
                 family: Family::V6,
                 name: names::TABLE_V6,
                 outer: outer_v6,
-                live: placeholder(Family::V6, names::TABLE_V6)?,
+                live: LiveTable::placeholder(Family::V6, names::TABLE_V6)?,
                 exceptions: Default::default(),
-                max_chunks: geoip::DEFAULT_MAX_TABLE_MIB * 1024,
+                max_pages: geoip::DEFAULT_MAX_TABLE_MIB * tables::PAGES_PER_MIB,
             },
             except_v4,
             except_v6,

@@ -1,5 +1,6 @@
-//! Compiling prefixes into the fixed-stride tables the program walks (layout:
-//! [`geofilter_common::table`]), and placing the exception marks on them.
+//! Compiling prefixes into the stride trie the program walks (layout:
+//! [`geofilter_common::table`]; the kernel holds each chunk as a node, [`super::compact`]), and
+//! placing the exception marks on it.
 //!
 //! The compiler fills the 65,536-entry root (one entry per /16), then one 256-entry chunk per
 //! block that a prefix boundary splits, one byte at a time. Identical chunks are stored once:
@@ -10,7 +11,7 @@
 //! kernel's LPM trie would accept gives the same answers here.
 
 use std::{
-    collections::{BTreeMap, BTreeSet, HashMap},
+    collections::{BTreeMap, HashMap},
     hash::{BuildHasherDefault, Hasher},
 };
 
@@ -288,19 +289,11 @@ impl Marks {
         changed
     }
 
-    /// `table`'s chunk `index` as the kernel holds it: with its exception marks.
-    pub fn render(&self, table: &StrideTable, index: u32) -> Chunk {
-        let mut chunk = table.chunks[index as usize];
-        for (&(_, entry), _) in self.counts.range((index, 0)..=(index, u8::MAX)) {
-            let e = &mut chunk.entries[usize::from(entry)];
-            *e = e.with_exception_mark(true);
-        }
-        chunk
-    }
-
-    /// Chunks that carry at least one mark.
-    pub fn marked_chunks(&self) -> BTreeSet<u32> {
-        self.counts.keys().map(|&(chunk, _)| chunk).collect()
+    /// The entries of chunk `index` that carry a mark.
+    pub fn marked_entries(&self, index: u32) -> impl Iterator<Item = usize> + '_ {
+        self.counts
+            .range((index, 0)..=(index, u8::MAX))
+            .map(|(&(_, entry), _)| usize::from(entry))
     }
 }
 

@@ -1,14 +1,15 @@
-//! Country tables: a compiled database written into fresh stride tables, then swapped in.
+//! Country tables: a compiled database encoded into fresh compact tables, then swapped in.
 //!
-//! Each family's table is one `ARRAY` of chunks (layout: [`geofilter_common::table`]), created
-//! at exactly the size the database needs and filled completely before it is referenced. Then
-//! one `bpf_map_update_elem` on the family's `ARRAY_OF_MAPS` slot makes it live: the program
-//! takes every level of a lookup from the inner map it fetched at the start of that lookup, so a
-//! packet reads the old table or the new one, never a mix, and the kernel frees the old array
-//! only after every program run that could hold it has finished (RCU).
+//! Each family's table is one `ARRAY` of 4 KiB pages of nodes (layout:
+//! [`geofilter_common::table`], encoder: [`super::compact`]), created at exactly the size the
+//! database needs and filled completely before it is referenced. Then one `bpf_map_update_elem`
+//! on the family's `ARRAY_OF_MAPS` slot makes it live: the program takes every level of a lookup
+//! from the inner map it fetched at the start of that lookup, so a packet reads the old table or
+//! the new one, never a mix, and the kernel frees the old array only after every program run
+//! that could hold it has finished (RCU).
 //!
-//! The daemon keeps a copy of each live table (without marks) to place exception marks on it in
-//! place; see `exceptions.rs`.
+//! The daemon keeps a copy of each live table (the compiled trie and its encoded pages) to place
+//! exception marks on it in place; see `exceptions.rs`.
 
 use std::{
     collections::BTreeSet,
@@ -16,28 +17,33 @@ use std::{
 };
 
 use aya::maps::{Array, ArrayOfMaps, MapData};
-use geofilter_common::{
-    maps::BPF_F_INNER_MAP,
-    table::{Chunk, ROOT_CHUNKS},
-};
+use geofilter_common::{maps::BPF_F_INNER_MAP, table::Page};
 
 use super::{
-    Datapath, DatapathError, map_err,
+    Datapath, DatapathError,
+    compact::{self, CompactTable},
+    map_err,
     stride::{Marks, StrideTable},
 };
 use crate::{family::Family, geoip::Prefix};
 
-/// One family's kernel table: an `ARRAY` of chunks.
-pub(super) type TableMap = Array<MapData, Chunk>;
+/// One family's kernel table: an `ARRAY` of pages.
+pub(super) type TableMap = Array<MapData, Page>;
+
+/// Pages per MiB.
+pub(super) const PAGES_PER_MIB: usize = (1 << 20) / size_of::<Page>();
 
 /// What an install wrote.
 #[derive(Clone, Copy, Debug, Default, serde::Serialize)]
 pub struct TableStats {
     pub prefixes_v4: usize,
     pub prefixes_v6: usize,
-    /// Chunks of 256 entries (1 KiB) in each table, root included.
+    /// Chunks of 256 entries in each compiled trie, root included (each is one node).
     pub chunks_v4: usize,
     pub chunks_v6: usize,
+    /// Kernel bytes of each table's values (4 KiB pages of nodes).
+    pub bytes_v4: usize,
+    pub bytes_v6: usize,
     #[serde(skip)]
     pub elapsed: Duration,
 }
@@ -51,43 +57,75 @@ pub(super) struct FamilyTables {
     pub live: LiveTable,
     /// The exception prefixes of this family, as in the kernel's exception trie.
     pub exceptions: BTreeSet<(u128, u8)>,
-    /// Tables needing more chunks than this are refused before any kernel memory is allocated.
-    pub max_chunks: usize,
+    /// Tables needing more pages than this are refused before any kernel memory is allocated.
+    pub max_pages: usize,
 }
 
-/// A table the program is using: its compiled form, its kernel array and the marks written there.
+/// A table the program is using: its compiled form, its encoded pages as the kernel holds them,
+/// its kernel array and the marks written there.
 pub(super) struct LiveTable {
     pub table: StrideTable,
+    pub compact: CompactTable,
     pub inner: TableMap,
     pub marks: Marks,
 }
 
+impl LiveTable {
+    /// An empty table, not yet in the kernel's slot (until `install_tables` or `adopt`).
+    pub fn placeholder(family: Family, name: &'static str) -> Result<Self, DatapathError> {
+        let table = StrideTable::empty(family);
+        let marks = Marks::default();
+        Ok(Self {
+            compact: CompactTable::encode(&table, &marks).expect("an empty table fits"),
+            table,
+            inner: TableMap::create(1, BPF_F_INNER_MAP).map_err(map_err(name))?,
+            marks,
+        })
+    }
+}
+
 impl FamilyTables {
-    /// Builds the kernel array for `table` with this family's exception marks, filled
-    /// completely, but not yet referenced by the program.
-    pub fn prepare(&self, table: StrideTable) -> Result<LiveTable, DatapathError> {
+    /// Marks for this family's exceptions on `table`.
+    fn marks_on(&self, table: &StrideTable) -> Marks {
         let mut marks = Marks::default();
         for &(addr, len) in &self.exceptions {
-            marks.update(&table, addr, len, true);
+            marks.update(table, addr, len, true);
         }
-        let len = u32::try_from(table.chunks.len()).expect("at most MAX_CHUNKS chunks");
+        marks
+    }
+
+    /// Encodes `table` with this family's exception marks and builds its kernel array, filled
+    /// completely, but not yet referenced by the program.
+    pub fn prepare(&self, table: StrideTable) -> Result<LiveTable, DatapathError> {
+        let marks = self.marks_on(&table);
+        let compact =
+            CompactTable::encode(&table, &marks).map_err(|_| self.too_large(usize::MAX))?;
+        if compact.pages.len() > self.max_pages {
+            return Err(self.too_large(compact.pages.len()));
+        }
+        let len = u32::try_from(compact.pages.len()).expect("at most MAX_PAGES pages");
         let mut inner = TableMap::create(len, BPF_F_INNER_MAP).map_err(map_err(self.name))?;
-        let marked = marks.marked_chunks();
-        for (index, chunk) in (0..len).zip(&table.chunks) {
-            // A new array is zero-filled, and zero is the unknown leaf: empty chunks (most of
-            // the IPv6 root) need no write.
-            if *chunk == Chunk::EMPTY && !marked.contains(&index) {
-                continue;
+        for (index, page) in (0..len).zip(&compact.pages) {
+            // A new array is zero-filled: pages of empty space need no write.
+            if *page != Page::ZERO {
+                inner.set(index, page, 0).map_err(map_err(self.name))?;
             }
-            inner
-                .set(index, marks.render(&table, index), 0)
-                .map_err(map_err(self.name))?;
         }
         Ok(LiveTable {
             table,
+            compact,
             inner,
             marks,
         })
+    }
+
+    fn too_large(&self, pages: usize) -> DatapathError {
+        DatapathError::TooLarge {
+            name: self.name,
+            pages,
+            needed_mib: pages.div_ceil(PAGES_PER_MIB),
+            limit_mib: self.max_pages / PAGES_PER_MIB,
+        }
     }
 
     /// Makes `new` the table the program uses, in one step.
@@ -99,21 +137,25 @@ impl FamilyTables {
         Ok(())
     }
 
-    /// Writes `chunks` of the live table again, with their current marks (in place: only mark
-    /// bits differ from what the kernel holds, see `exceptions.rs`).
+    /// Encodes the nodes of `chunks` again with their current marks and writes the pages that
+    /// hold them (in place: only mark bits differ from what the kernel holds, see
+    /// `exceptions.rs`).
     pub fn rewrite(&mut self, chunks: &[u32]) -> Result<(), DatapathError> {
         let live = &mut self.live;
-        for &index in chunks {
-            let chunk = live.marks.render(&live.table, index);
+        let pages: BTreeSet<u32> = chunks
+            .iter()
+            .map(|&index| live.compact.write_node(&live.table, &live.marks, index))
+            .collect();
+        for page in pages {
             live.inner
-                .set(index, chunk, 0)
+                .set(page, live.compact.pages[page as usize], 0)
                 .map_err(map_err(self.name))?;
         }
         Ok(())
     }
 
     /// Reads the live table back from the kernel (after adopting an earlier daemon's pins), and
-    /// rewrites any chunk whose marks do not match this family's exceptions.
+    /// rewrites in place any page whose marks do not match this family's exceptions.
     pub fn adopt(&mut self) -> Result<(), DatapathError> {
         let inner: TableMap = self.outer.get(&0, 0).map_err(map_err(self.name))?;
         let len = inner.len();
@@ -121,46 +163,36 @@ impl FamilyTables {
         for index in 0..len {
             held.push(inner.get(&index, 0).map_err(map_err(self.name))?);
         }
-        let bad = |detail: String| DatapathError::BadPin {
+        let (chunks, nodes) = compact::decode(&held).map_err(|detail| DatapathError::BadPin {
             name: self.name,
             detail,
-        };
-        if len < ROOT_CHUNKS {
-            return Err(bad(format!(
-                "{len} chunks, fewer than the {ROOT_CHUNKS} of a root"
-            )));
-        }
-        // Walking the marks follows child indices: they must stay inside the array.
-        if let Some(e) = held
-            .iter()
-            .flat_map(|chunk| chunk.entries)
-            .find(|e| e.is_child() && e.child_index() >= len)
-        {
-            return Err(bad(format!(
-                "a child index {} past its {len} chunks",
-                e.child_index()
-            )));
-        }
+        })?;
         let mut table = StrideTable::empty(self.family);
-        table.chunks = held
-            .iter()
-            .map(|chunk| Chunk {
-                entries: chunk.entries.map(|e| e.with_exception_mark(false)),
-            })
-            .collect();
-        let mut marks = Marks::default();
-        for &(addr, len) in &self.exceptions {
-            marks.update(&table, addr, len, true);
+        table.chunks = chunks;
+        let marks = self.marks_on(&table);
+        // The kernel's layout stays; only the marks are rendered again.
+        let mut compact = CompactTable {
+            pages: held.clone(),
+            nodes,
+        };
+        for index in 0..table.chunks.len() {
+            compact.write_node(&table, &marks, index as u32);
         }
         self.live = LiveTable {
             table,
+            compact,
             inner,
             marks,
         };
-        let stale: Vec<u32> = (0..len)
-            .filter(|&i| self.live.marks.render(&self.live.table, i) != held[i as usize])
-            .collect();
-        self.rewrite(&stale)
+        for (index, page) in (0..len).zip(&held) {
+            if self.live.compact.pages[index as usize] != *page {
+                self.live
+                    .inner
+                    .set(index, self.live.compact.pages[index as usize], 0)
+                    .map_err(map_err(self.name))?;
+            }
+        }
+        Ok(())
     }
 }
 
@@ -190,6 +222,8 @@ impl Datapath {
             prefixes_v6: v6.len(),
             chunks_v4: self.v4.live.table.chunks.len(),
             chunks_v6: self.v6.live.table.chunks.len(),
+            bytes_v4: self.v4.live.compact.bytes(),
+            bytes_v6: self.v6.live.compact.bytes(),
             elapsed: start.elapsed(),
         })
     }
@@ -203,15 +237,6 @@ impl FamilyTables {
                 name: self.name,
                 source,
             })?;
-        let chunks = table.chunks.len();
-        if chunks > self.max_chunks {
-            return Err(DatapathError::TooLarge {
-                name: self.name,
-                chunks,
-                needed_mib: chunks.div_ceil(1024),
-                limit_mib: self.max_chunks / 1024,
-            });
-        }
         self.prepare(table)
     }
 }
@@ -219,13 +244,19 @@ impl FamilyTables {
 impl Datapath {
     /// Refuses tables larger than `mib` MiB per address family from now on.
     pub fn set_table_limit_mib(&mut self, mib: usize) {
-        self.v4.max_chunks = mib * 1024;
-        self.v6.max_chunks = mib * 1024;
+        self.v4.max_pages = mib * PAGES_PER_MIB;
+        self.v6.max_pages = mib * PAGES_PER_MIB;
+    }
+
+    /// Kernel bytes of the live IPv4 and IPv6 tables' values (the pages of nodes; the kernel's
+    /// own `memlock` figure for the arrays adds a few hundred bytes each).
+    pub fn table_bytes(&self) -> (usize, usize) {
+        (self.v4.live.compact.bytes(), self.v6.live.compact.bytes())
     }
 
     /// The table budget per address family, in MiB; database loads are bounded by it too
     /// ([`crate::geoip::Limits`]).
     pub fn table_limit_mib(&self) -> usize {
-        self.v4.max_chunks / 1024
+        self.v4.max_pages / PAGES_PER_MIB
     }
 }

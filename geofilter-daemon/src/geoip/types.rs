@@ -90,8 +90,10 @@ impl CompiledDb {
     }
 }
 
-/// The largest table (per address family) the daemon builds unless told otherwise: ten times a
-/// world database's (about 23 MiB per family), so only a wrong or hostile file reaches it.
+/// The largest table (per address family) the daemon builds unless told otherwise: far above a
+/// world database's (about 3 MiB per family), so only a wrong or hostile file reaches it; the
+/// same budget bounds the ranges and prefixes of a load ([`Limits`]), which a world database
+/// uses a tenth of.
 pub const DEFAULT_MAX_TABLE_MIB: usize = 256;
 
 /// How much one load may produce per address family, from the table budget
@@ -102,8 +104,7 @@ pub const DEFAULT_MAX_TABLE_MIB: usize = 256;
 /// into hundreds of prefixes each) could otherwise cost far more than the table it is for. The
 /// budget in bytes bounds each: ranges read per family (per file, and all files together) and
 /// prefixes compiled per family, each at most the budget's size in memory. A world database
-/// (about 350,000 ranges and 600,000 prefixes per family, a 23 MiB table) uses a tenth of the
-/// default 256 MiB.
+/// (about 350,000 ranges and 600,000 prefixes per family) uses a tenth of the default 256 MiB.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Limits {
     pub ranges: usize,

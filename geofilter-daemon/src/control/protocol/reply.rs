@@ -153,6 +153,9 @@ pub struct DatabaseStatus {
     pub prefixes_v4: usize,
     pub prefixes_v6: usize,
     pub countries: usize,
+    /// Kernel bytes of each family's live country table (its pages of nodes).
+    pub table_bytes_v4: usize,
+    pub table_bytes_v6: usize,
     pub reloads: u64,
     pub reload_failures: u64,
 }

@@ -1,7 +1,7 @@
 //! The stride tables against the LPM rule restated (hand-written, random and real prefix sets),
 //! bad prefixes refused, and the exception marks.
 
-use std::net::IpAddr;
+use std::{collections::BTreeSet, net::IpAddr};
 
 use geofilter_common::{UNKNOWN_COUNTRY, country::country_id};
 use rand::{Rng, SeedableRng, rngs::StdRng};
