@@ -118,8 +118,45 @@ pub struct WhyProbe {
     pub magic: u32,
     /// Written by the program: a [`Verdict`] as `u32`.
     pub verdict: u32,
-    /// Written by the program: what the country table said.
-    pub info: PrefixInfo,
+    /// Written by the program: the country the table gives the address.
+    pub country: CountryId,
+    /// Written by the program: a [`Decider`] as `u8`.
+    pub decided_by: u8,
+    /// Written by the program: the list slot that decided, when [`Decider::List`] did.
+    pub list: u8,
+    /// Written by the program: the address's net in the table, and that net's ASN slot and
+    /// lists ([`table::Net`]).
+    pub net: u32,
+    pub asn_slot: u32,
+    pub lists: u32,
+}
+
+/// What decided a verdict (`why` says it).
+#[repr(u8)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Decider {
+    /// The country's action (also for an address with no country: the unknown action).
+    Country = 0,
+    Exception = 1,
+    /// Outside the port scope: passed without a country check.
+    PortScope = 2,
+    /// A blocklist ([`WhyProbe::list`] says which).
+    List = 3,
+    /// The action of the address's ASN.
+    Asn = 4,
+}
+
+impl Decider {
+    pub const fn from_u8(v: u8) -> Option<Decider> {
+        Some(match v {
+            0 => Decider::Country,
+            1 => Decider::Exception,
+            2 => Decider::PortScope,
+            3 => Decider::List,
+            4 => Decider::Asn,
+            _ => return None,
+        })
+    }
 }
 
 pub const WHY_MAGIC: u32 = u32::from_be_bytes(*b"GFWY");
@@ -143,6 +180,18 @@ pub const POLICY_PORT_SCOPE: u32 = 1 << 3;
 /// `Policy::flags` bit: with a port scope, protocols without ports (ICMP, GRE, ...) are
 /// geo-filtered too.
 pub const POLICY_PORTLESS_IN_SCOPE: u32 = 1 << 4;
+/// `Policy::flags` bit: some ASN has an action ([`Policy::asn_actions`]). Without it and without
+/// [`POLICY_LISTS`] no packet reads its net: a country-only policy costs what it did.
+pub const POLICY_ASNS: u32 = 1 << 5;
+/// `Policy::flags` bit: some blocklist is enabled ([`Policy::list_drop`], [`Policy::list_pass`]).
+pub const POLICY_LISTS: u32 = 1 << 6;
+
+/// Listed indices of ASNs: how many ASNs one policy can name (index 0 is "not listed").
+pub const LISTED_ASNS: u32 = 1024;
+/// [`Policy::asn_actions`] values.
+pub const ASN_NONE: u8 = 0;
+pub const ASN_DROP: u8 = 1;
+pub const ASN_PASS: u8 = 2;
 
 /// Exception actions (values of the exception tries).
 pub const EXCEPTION_PASS: u32 = 0;
@@ -183,7 +232,8 @@ impl PortSet {
 ///
 /// 3: country tables became stride tables ([`table`]) instead of LPM tries.
 /// 4: a fifth packet class ([`PacketClass::TooManyVlanTags`]) in the class counters.
-pub const POLICY_SCHEMA: u32 = 4;
+/// 5: compact tables with nets (ASNs, blocklists); the policy's ASN actions and list masks.
+pub const POLICY_SCHEMA: u32 = 5;
 
 /// The whole filtering decision, one value, swapped in one step.
 ///
@@ -199,6 +249,13 @@ pub struct Policy {
     /// Destination ports in the geo-filtering scope, used under [`POLICY_PORT_SCOPE`].
     pub tcp_ports: PortSet,
     pub udp_ports: PortSet,
+    /// Indexed by an ASN's listed index (the table's ASN pages map slots to it):
+    /// [`ASN_NONE`], [`ASN_DROP`] or [`ASN_PASS`]. Used under [`POLICY_ASNS`].
+    pub asn_actions: [u8; LISTED_ASNS as usize],
+    /// Enabled blocklists by action, one bit per list slot ([`table::Net::lists`]); a pass list
+    /// wins over a drop list. Used under [`POLICY_LISTS`].
+    pub list_drop: u32,
+    pub list_pass: u32,
 }
 
 impl Policy {
@@ -210,6 +267,9 @@ impl Policy {
             actions: [ACTION_PASS; COUNTRY_SLOTS as usize],
             tcp_ports: PortSet::EMPTY,
             udp_ports: PortSet::EMPTY,
+            asn_actions: [ASN_NONE; LISTED_ASNS as usize],
+            list_drop: 0,
+            list_pass: 0,
         }
     }
 }
@@ -222,12 +282,30 @@ pub const fn country_counter_index(country: CountryId, verdict: Verdict) -> u32 
 /// Entries in the per-country counter array.
 pub const COUNTRY_COUNTERS: u32 = COUNTRY_SLOTS * Verdict::COUNT;
 
+/// Index into the per-listed-ASN counter array: packets of ASNs the policy names, by verdict.
+pub const fn asn_counter_index(listed: u32, verdict: Verdict) -> u32 {
+    listed * Verdict::COUNT + verdict as u32
+}
+
+/// Entries in the per-listed-ASN counter array.
+pub const ASN_COUNTERS: u32 = LISTED_ASNS * Verdict::COUNT;
+
+/// Index into the per-list counter array: packets in an enabled list, by verdict.
+pub const fn list_counter_index(list: u32, verdict: Verdict) -> u32 {
+    list * Verdict::COUNT + verdict as u32
+}
+
+/// Entries in the per-list counter array.
+pub const LIST_COUNTERS: u32 = table::LIST_SLOTS * Verdict::COUNT;
+
 // Layout checks: these sizes are part of the kernel/user contract.
 const _: () = assert!(core::mem::size_of::<Counter>() == 16);
 const _: () = assert!(core::mem::size_of::<PrefixInfo>() == 4);
 // XDP metadata length must be a multiple of 4 and at most 32 bytes (`xdp_metalen_invalid`).
-const _: () = assert!(core::mem::size_of::<WhyProbe>() == 12);
-const _: () = assert!(core::mem::size_of::<Policy>() == 8 + COUNTRY_SLOTS as usize + 2 * 8192);
+const _: () = assert!(core::mem::size_of::<WhyProbe>() == 24);
+const _: () = assert!(
+    core::mem::size_of::<Policy>() == 8 + COUNTRY_SLOTS as usize + 2 * 8192 + 1024 + 8
+);
 const _: () = assert!(COUNTRY_SLOTS.is_multiple_of(8));
 
 #[cfg(feature = "user")]

@@ -28,6 +28,11 @@ pub const EXCEPT_CAPACITY: u32 = 65536;
 pub const COUNTRY_COUNTERS: &str = "GF_CC_COUNT";
 /// `PERCPU_ARRAY` of [`crate::Counter`], indexed by [`crate::PacketClass`].
 pub const CLASS_COUNTERS: &str = "GF_CLASS_COUNT";
+/// `PERCPU_ARRAY` of [`crate::Counter`], indexed by [`crate::asn_counter_index`]: only the ASNs a
+/// policy names have a listed index, so this never holds a series per ASN of the world.
+pub const ASN_COUNTERS: &str = "GF_ASN_COUNT";
+/// `PERCPU_ARRAY` of [`crate::Counter`], indexed by [`crate::list_counter_index`].
+pub const LIST_COUNTERS: &str = "GF_LIST_COUNT";
 
 /// `RINGBUF` of [`crate::events::Event`]s: sampled drops for `geofilter log` and `geofilter top`.
 /// Not pinned: each program object has its own, read by the daemon that loaded it (an adopting
@@ -42,7 +47,7 @@ pub const EVENT_CONFIG: &str = "GF_EV_CONFIG";
 pub const EVENT_BUCKET: &str = "GF_EV_BUCKET";
 
 /// Every map the daemon pins (and adopts after a restart), in one list.
-pub const PINNED: [&str; 7] = [
+pub const PINNED: [&str; 9] = [
     POLICY,
     TABLE_V4,
     TABLE_V6,
@@ -50,6 +55,8 @@ pub const PINNED: [&str; 7] = [
     EXCEPT_V6,
     COUNTRY_COUNTERS,
     CLASS_COUNTERS,
+    ASN_COUNTERS,
+    LIST_COUNTERS,
 ];
 
 /// The XDP program's name in the object file (the same in the LPM-trie variant).

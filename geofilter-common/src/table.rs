@@ -9,7 +9,7 @@
 //! - every further byte indexes the chunk the previous entry points to: /24, /32 for IPv4, and
 //!   on down to /128 for IPv6 (at most 16 levels, most addresses stop after 2 to 4).
 //!
-//! An entry is either a *leaf* holding the [`PrefixInfo`] of every address below it, or a
+//! An entry is either a *leaf* holding the [`Leaf`] (country and net) of every address below it, or a
 //! *child* pointing to the chunk for the next byte. The daemon shares identical chunks, so a
 //! chunk may be reached from several parents. Each entry also carries an *exception mark*: set
 //! when an exception prefix may cover addresses below it. A packet consults the exception trie
@@ -39,8 +39,25 @@
 //! page `b`, so the root needs no directory. The marks are on the run values: a mark on any entry
 //! of a run marks the run (a superset of the addresses, which is all a mark promises), and a
 //! node's shape never depends on its marks, so marks change in place.
+//!
+//! # Nets and ASN pages: ASNs and blocklists in the same walk
+//! A leaf also names a *net* ([`Net`]): the autonomous system and the blocklists its addresses
+//! are in. The daemon compiles the country ranges, the ASN ranges and the lists' prefixes into
+//! one partition, so a packet still walks one table; only a policy that uses ASNs or lists (or
+//! a `why` probe) reads the net. The pages of one table array:
+//!
+//! ```text
+//!  0 .. 256              root nodes (page b: root chunk b at word 0; other nodes after it)
+//!  ASN_PAGE .. NET_PAGE  one u16 per ASN slot: its listed index (0: in no policy)
+//!  NET_PAGE ..           the nets, 512 a page; then the other nodes
+//! ```
+//!
+//! The ASN pages are part of the table, not a map of their own, so a reload swaps the table,
+//! its nets and their slots in one step: a packet never combines one table's slots with
+//! another's. Blocking an ASN writes one `u16` in place (its listed index), then swaps the
+//! policy that gives that index an action, which is the one step that changes verdicts.
 
-use crate::{CountryId, NO_SOURCE, PrefixInfo, UNKNOWN_COUNTRY};
+use crate::{CountryId, UNKNOWN_COUNTRY};
 
 /// Entries per chunk: one byte of the address.
 pub const CHUNK_ENTRIES: usize = 256;
@@ -130,20 +147,40 @@ pub const ENTRY_EXCEPTION: u32 = 1 << 31;
 /// `Entry` bit: the low 30 bits point to the chunk for the next byte.
 pub const ENTRY_CHILD: u32 = 1 << 30;
 const CHILD_MASK: u32 = ENTRY_CHILD - 1;
-const COUNTRY_SHIFT: u32 = 16;
+const COUNTRY_SHIFT: u32 = 20;
 const COUNTRY_MASK: u32 = 0x3ff;
+/// Bits of a leaf's [`Leaf::net`].
+pub const NET_BITS: u32 = 20;
+const NET_MASK: u32 = (1 << NET_BITS) - 1;
+
+/// What a leaf says about its addresses: the country, and the *net* — the index of the
+/// table's [`Net`] (ASN and blocklists) the addresses share. Net 0 is no ASN and no list, so a
+/// table compiled without ASN data or lists has only net 0.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Leaf {
+    pub country: CountryId,
+    pub net: u32,
+}
+
+impl Leaf {
+    pub const UNKNOWN: Leaf = Leaf {
+        country: UNKNOWN_COUNTRY,
+        net: 0,
+    };
+}
 
 /// One table entry, 32 bits:
 ///
 /// ```text
-///  31  30  29..26  25..16    15..0
-///  EX  0   0       country   source    leaf (country 0: no country, source ignored)
-///  EX  1   child (30 bits)              child
+///  31  30  29..20    19..0
+///  EX  0   country   net          leaf
+///  EX  1   child (30 bits)        child
 /// ```
 ///
 /// `EX` is [`ENTRY_EXCEPTION`]. A child is the chunk's index in the daemon's compiled trie and
-/// the node's [`NodeAddr`] in the kernel's pages. A leaf holds the whole [`PrefixInfo`], so a
-/// lookup needs no further load once it reaches one. The all-zero entry is an unknown leaf.
+/// the node's [`NodeAddr`] in the kernel's pages. A leaf holds the whole [`Leaf`], so a
+/// country-only lookup needs no further load once it reaches one. The all-zero entry is the
+/// unknown leaf (no country, net 0).
 #[repr(transparent)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Entry(pub u32);
@@ -154,12 +191,9 @@ const _: () = assert!(crate::COUNTRY_SLOTS <= COUNTRY_MASK + 1);
 impl Entry {
     pub const UNKNOWN: Entry = Entry(0);
 
-    /// A leaf for `info` (an unknown country makes the unknown leaf, whatever the source).
-    pub const fn leaf(info: PrefixInfo) -> Entry {
-        if info.country == UNKNOWN_COUNTRY {
-            return Entry::UNKNOWN;
-        }
-        Entry(((info.country as u32 & COUNTRY_MASK) << COUNTRY_SHIFT) | info.source as u32)
+    /// A leaf for `leaf`.
+    pub const fn leaf(leaf: Leaf) -> Entry {
+        Entry(((leaf.country as u32 & COUNTRY_MASK) << COUNTRY_SHIFT) | (leaf.net & NET_MASK))
     }
 
     /// A pointer to chunk or node `index` (below `1 << 30`).
@@ -180,15 +214,10 @@ impl Entry {
 
     /// What a leaf entry says about its addresses.
     #[inline(always)]
-    pub const fn info(self) -> PrefixInfo {
-        let country = ((self.0 >> COUNTRY_SHIFT) & COUNTRY_MASK) as CountryId;
-        if country == UNKNOWN_COUNTRY {
-            PrefixInfo::UNKNOWN
-        } else {
-            PrefixInfo {
-                country,
-                source: self.0 as u16,
-            }
+    pub const fn info(self) -> Leaf {
+        Leaf {
+            country: ((self.0 >> COUNTRY_SHIFT) & COUNTRY_MASK) as CountryId,
+            net: self.0 & NET_MASK,
         }
     }
 
@@ -207,6 +236,54 @@ impl Entry {
     }
 }
 
+/// What one net of a table is: the autonomous system (as the table's *ASN slot*, 0 = none) and
+/// the blocklists (bit `i`: list slot `i`) its addresses are in. Stored in the table's net pages
+/// ([`NET_PAGE`]); read only when the policy uses ASNs or lists, or by a `why` probe.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Net {
+    pub asn_slot: u32,
+    pub lists: u32,
+}
+
+/// The most ASN slots a table has (slot 0 is "no ASN"): a world ASN database names about 84,000
+/// ASNs in IPv4 and 53,000 in IPv6 (ip-location-db `asn`, 2026).
+pub const ASN_SLOTS: u32 = 1 << 17;
+/// The most blocklists: one bit each in [`Net::lists`].
+pub const LIST_SLOTS: u32 = 32;
+/// The first page of the ASN pages: one `u16` per ASN slot, the slot's *listed index* (0: the
+/// ASN is in no policy; `k`: `Policy::asn_actions[k]` says what to do with it), 2,048 a page.
+/// Blocking an ASN writes its slot's `u16` in place, then swaps the policy.
+pub const ASN_PAGE: u32 = ROOT_CHUNKS;
+/// ASN slots per page.
+pub const ASN_SLOTS_PER_PAGE: u32 = (PAGE_WORDS * 2) as u32;
+/// Pages of ASN slots: always all of them, so the net pages start at a fixed page.
+pub const ASN_PAGES: u32 = ASN_SLOTS / ASN_SLOTS_PER_PAGE;
+/// The first page of the net pages: [`Net`] `n` is words `2 (n % 512)` and `2 (n % 512) + 1` of
+/// page `NET_PAGE + n / 512`. Nodes other than the roots come after the net pages.
+pub const NET_PAGE: u32 = ASN_PAGE + ASN_PAGES;
+/// Nets per page.
+pub const NETS_PER_PAGE: u32 = (PAGE_WORDS / 2) as u32;
+/// The most nets a table has: a leaf has [`NET_BITS`] for the net.
+pub const MAX_NETS: u32 = 1 << NET_BITS;
+
+/// Net `net` of a net page (the words of page `NET_PAGE + net / NETS_PER_PAGE`).
+#[inline(always)]
+pub fn page_net(words: &[u32; PAGE_WORDS], net: u32) -> Net {
+    let at = (net as usize % NETS_PER_PAGE as usize) * 2;
+    Net {
+        asn_slot: words[at & (PAGE_WORDS - 1)],
+        lists: words[(at + 1) & (PAGE_WORDS - 1)],
+    }
+}
+
+/// The listed index of ASN slot `slot` in an ASN page (page `ASN_PAGE + slot / 2048`).
+#[inline(always)]
+pub fn page_listed(words: &[u32; PAGE_WORDS], slot: u32) -> u32 {
+    let half = slot as usize % ASN_SLOTS_PER_PAGE as usize;
+    (words[(half >> 1) & (PAGE_WORDS - 1)] >> ((half & 1) * 16)) & 0xffff
+}
+
 // Layout checks: part of the kernel/user contract (the kernel array's value size).
 const _: () = assert!(core::mem::size_of::<Entry>() == 4);
 const _: () = assert!(core::mem::size_of::<Chunk>() == 1024);
@@ -214,32 +291,49 @@ const _: () = assert!(core::mem::size_of::<Page>() == 4096);
 // The largest node fits a page, and the run starts before any bitmap word fit its byte.
 const _: () = assert!(MAX_NODE_WORDS <= PAGE_WORDS);
 const _: () = assert!(CHUNK_ENTRIES - 32 <= 0xff);
-// A leaf never looks like a child or a mark: the source takes 16 bits, the country 10 above it.
-const _: () = assert!(COUNTRY_SHIFT + 10 <= 30);
-const _: () = assert!(NO_SOURCE as u32 <= 0xffff);
+// A leaf never looks like a child or a mark: the net takes 20 bits, the country 10 above it.
+const _: () = assert!(COUNTRY_SHIFT == NET_BITS && COUNTRY_SHIFT + 10 <= 30);
+const _: () = assert!(ASN_SLOTS.is_multiple_of(ASN_SLOTS_PER_PAGE));
+const _: () = assert!(core::mem::size_of::<Net>() == 8);
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn leaves_round_trip_every_country_and_source() {
-        for country in 1..crate::COUNTRY_SLOTS as u16 {
-            for source in [0, 1, 7, 0x1234, u16::MAX - 1, u16::MAX] {
-                let info = PrefixInfo { country, source };
-                let entry = Entry::leaf(info);
+    fn leaves_round_trip_every_country_and_net() {
+        for country in 0..crate::COUNTRY_SLOTS as u16 {
+            for net in [0, 1, 7, 0x1234, MAX_NETS - 2, MAX_NETS - 1] {
+                let leaf = Leaf { country, net };
+                let entry = Entry::leaf(leaf);
                 assert!(!entry.is_child() && !entry.exception_marked());
-                assert_eq!(entry.info(), info);
-                assert_eq!(entry.with_exception_mark(true).info(), info);
+                assert_eq!(entry.info(), leaf);
+                assert_eq!(entry.with_exception_mark(true).info(), leaf);
             }
         }
-        assert_eq!(Entry::leaf(PrefixInfo::UNKNOWN), Entry::UNKNOWN);
-        assert_eq!(Entry::UNKNOWN.info(), PrefixInfo::UNKNOWN);
-        let unknown_with_source = PrefixInfo {
-            country: UNKNOWN_COUNTRY,
-            source: 3,
-        };
-        assert_eq!(Entry::leaf(unknown_with_source).info(), PrefixInfo::UNKNOWN);
+        assert_eq!(Entry::leaf(Leaf::UNKNOWN), Entry::UNKNOWN);
+        assert_eq!(Entry::UNKNOWN.info(), Leaf::UNKNOWN);
+    }
+
+    #[test]
+    fn nets_and_listed_indices_decode_from_their_pages() {
+        let mut words = [0u32; PAGE_WORDS];
+        for n in 0..NETS_PER_PAGE {
+            words[2 * n as usize] = n * 3;
+            words[2 * n as usize + 1] = !n;
+        }
+        for n in [0, 1, 511, 512, 1023, MAX_NETS - 1] {
+            let i = n % NETS_PER_PAGE;
+            assert_eq!(page_net(&words, n), Net { asn_slot: i * 3, lists: !i });
+        }
+        let mut words = [0u32; PAGE_WORDS];
+        for s in 0..ASN_SLOTS_PER_PAGE {
+            let k = (s * 7) & 0xffff;
+            words[(s / 2) as usize] |= k << ((s % 2) * 16);
+        }
+        for s in [0, 1, 2, 2047, 2048, 4095, ASN_SLOTS - 1] {
+            assert_eq!(page_listed(&words, s), ((s % 2048) * 7) & 0xffff, "slot {s}");
+        }
     }
 
     #[test]

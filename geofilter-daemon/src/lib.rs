@@ -13,6 +13,7 @@ pub mod fleet;
 pub mod geoip;
 pub mod iface;
 pub mod metrics;
+pub mod nets;
 pub mod notify;
 pub mod paths;
 pub mod policy;

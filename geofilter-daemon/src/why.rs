@@ -28,19 +28,20 @@ pub fn explain(
     db: &CompiledDb,
     policy: &DesiredPolicy,
 ) -> WhyAnswer {
-    let country = found.info.country;
+    let country = found.country;
     let known = country != UNKNOWN_COUNTRY;
     let code = code_str(country);
     // The program looked up the IPv4 address an IPv6 source embeds, if it embeds one.
     let (filtered, embedding) = policy::filtered_as(addr);
-    let prefix = db
+    // The prefix the kernel's country came from, as the compiled database has it (the daemon
+    // compiled the table from it, so they agree; the check keeps a disagreement visible).
+    let placed = db
         .lookup(filtered)
-        .filter(|p| p.info == found.info)
-        .map(|p| format!("{}/{}", Family::of(filtered).ip(p.addr), p.len));
+        .filter(|p| p.info.country == found.country);
+    let prefix = placed.map(|p| format!("{}/{}", Family::of(filtered).ip(p.addr), p.len));
     // The database file (or the embedded database's label) the prefix came from.
-    let source = db
-        .sources
-        .get(usize::from(found.info.source))
+    let source = placed
+        .and_then(|p| db.sources.get(usize::from(p.info.source)))
         .map(|s| s.path.display().to_string());
     let listed = policy.countries.contains(&country);
     let rule = match (known, policy.mode) {
@@ -149,7 +150,15 @@ mod tests {
             }],
             v6: vec![],
         };
-        let found = Classification { verdict, info: de };
+        let found = Classification {
+            verdict,
+            country: de.country,
+            decided_by: geofilter_common::Decider::Country,
+            list: 0,
+            net: 0,
+            asn_slot: 0,
+            lists: 0,
+        };
         explain("46.114.1.1".parse().unwrap(), &found, &db, policy)
     }
 

@@ -11,9 +11,11 @@ use aya_ebpf::{
     programs::XdpContext,
 };
 use geofilter_common::{
-    ACTION_DROP, COUNTRY_SLOTS, EXCEPTION_DROP, POLICY_EXCEPTIONS_V4, POLICY_EXCEPTIONS_V6,
-    POLICY_MONITOR, POLICY_PORT_SCOPE, POLICY_PORTLESS_IN_SCOPE, PacketClass, Policy, PrefixInfo,
-    UNKNOWN_COUNTRY, Verdict, WHY_MAGIC, WhyProbe,
+    ACTION_DROP, ASN_DROP, ASN_PASS, COUNTRY_SLOTS, Decider, EXCEPTION_DROP, LISTED_ASNS,
+    POLICY_ASNS, POLICY_EXCEPTIONS_V4, POLICY_EXCEPTIONS_V6, POLICY_LISTS, POLICY_MONITOR,
+    POLICY_PORT_SCOPE, POLICY_PORTLESS_IN_SCOPE, PacketClass, Policy, UNKNOWN_COUNTRY, Verdict,
+    WHY_MAGIC, WhyProbe,
+    table::{Leaf, Net},
 };
 
 use crate::{
@@ -23,7 +25,11 @@ use crate::{
 
 /// What a country table says about one address.
 pub struct Found {
-    pub info: PrefixInfo,
+    pub leaf: Leaf,
+    /// The leaf's net and its ASN slot's listed index: read only when asked for (a policy with
+    /// ASNs or lists, a `why` probe); otherwise no ASN and no list.
+    pub net: Net,
+    pub listed: u32,
     /// Whether an exception may cover the address, so the exception trie must be consulted (when
     /// the policy says the family has exceptions at all). `false` only when the table can prove
     /// that no exception covers the address.
@@ -32,8 +38,8 @@ pub struct Found {
 
 /// Where a program variant looks addresses up.
 pub trait CountryTables {
-    fn v4(addr: [u8; 4]) -> Found;
-    fn v6(addr: [u8; 16]) -> Found;
+    fn v4(addr: [u8; 4], want_net: bool) -> Found;
+    fn v6(addr: [u8; 16], want_net: bool) -> Found;
 }
 
 #[inline(always)]
@@ -46,26 +52,28 @@ pub fn filter<T: CountryTables>(ctx: &XdpContext) -> u32 {
         return xdp_action::XDP_PASS;
     };
     let source = parse_source(ctx);
-    let (class, info, exception, transport) = match &source {
+    // The net costs two more loads: only a policy that uses ASNs or lists, or a probe, pays them.
+    let want_net = probe.is_some() || policy.flags & (POLICY_ASNS | POLICY_LISTS) != 0;
+    let (class, found, exception, transport) = match &source {
         &Source::V4(addr, transport, class) => {
-            let found = T::v4(addr);
+            let found = T::v4(addr, want_net);
             let exception = if policy.flags & POLICY_EXCEPTIONS_V4 != 0 && found.exception_possible
             {
                 maps::exception_v4(addr)
             } else {
                 None
             };
-            (class, found.info, exception, transport)
+            (class, found, exception, transport)
         }
         &Source::V6(addr, transport) => {
-            let found = T::v6(addr);
+            let found = T::v6(addr, want_net);
             let exception = if policy.flags & POLICY_EXCEPTIONS_V6 != 0 && found.exception_possible
             {
                 maps::exception_v6(addr)
             } else {
                 None
             };
-            (PacketClass::Ipv6, found.info, exception, transport)
+            (PacketClass::Ipv6, found, exception, transport)
         }
         Source::NotIp => {
             if probe.is_none() {
@@ -91,17 +99,29 @@ pub fn filter<T: CountryTables>(ctx: &XdpContext) -> u32 {
             };
         }
     };
-    let verdict = decide(ctx, policy, info.country, exception, transport);
+    let country = found.leaf.country;
+    let (verdict, decided) = decide(ctx, policy, &found, exception, transport);
     match probe {
         // SAFETY: `why_probe` bounds-checked the record against the metadata area.
         Some(probe) => unsafe {
             (*probe).verdict = verdict as u32;
-            (*probe).info = info;
+            (*probe).country = country;
+            (*probe).decided_by = decided.by as u8;
+            (*probe).list = decided.list as u8;
+            (*probe).net = found.leaf.net;
+            (*probe).asn_slot = found.net.asn_slot;
+            (*probe).lists = found.net.lists;
         },
         None => {
             maps::count_class(class, frame_len);
-            maps::count_country(info.country, verdict, frame_len);
-            events::emit(ctx, &source, transport, info.country, verdict);
+            maps::count_country(country, verdict, frame_len);
+            if found.listed != 0 {
+                maps::count_asn(found.listed, verdict, frame_len);
+            }
+            if decided.by == Decider::List {
+                maps::count_list(decided.list, verdict, frame_len);
+            }
+            events::emit(ctx, &source, transport, country, verdict);
         }
     }
     match verdict {
@@ -150,16 +170,23 @@ fn why_probe(ctx: &XdpContext) -> Option<*mut WhyProbe> {
     Some(probe)
 }
 
+/// What decided a verdict: the rule, and the list slot when a list did.
+struct Decided {
+    by: Decider,
+    list: u32,
+}
+
 /// The verdict, in order: an exception decides outright; a packet outside the port scope passes;
-/// otherwise the country's action.
+/// then an enabled pass list, an enabled drop list, the address's ASN if the policy names it,
+/// and last the country's action.
 #[inline(always)]
 fn decide(
     ctx: &XdpContext,
     policy: &Policy,
-    country: u16,
+    found: &Found,
     exception: Option<u32>,
     transport: Transport,
-) -> Verdict {
+) -> (Verdict, Decided) {
     let drop = |policy: &Policy| {
         if policy.flags & POLICY_MONITOR != 0 {
             Verdict::WouldDrop
@@ -167,21 +194,47 @@ fn decide(
             Verdict::Drop
         }
     };
+    let by = |by: Decider| Decided { by, list: 0 };
     if let Some(action) = exception {
-        return if action == EXCEPTION_DROP {
+        let verdict = if action == EXCEPTION_DROP {
             drop(policy)
         } else {
             Verdict::Pass
         };
+        return (verdict, by(Decider::Exception));
     }
     if policy.flags & POLICY_PORT_SCOPE != 0 && !in_port_scope(ctx, policy, transport) {
-        return Verdict::Pass;
+        return (Verdict::Pass, by(Decider::PortScope));
     }
-    if country_action(policy, country) == ACTION_DROP {
+    if policy.flags & POLICY_LISTS != 0 {
+        let pass = found.net.lists & policy.list_pass;
+        if pass != 0 {
+            let list = pass.trailing_zeros();
+            return (Verdict::Pass, Decided { by: Decider::List, list });
+        }
+        let dropping = found.net.lists & policy.list_drop;
+        if dropping != 0 {
+            let list = dropping.trailing_zeros();
+            return (drop(policy), Decided { by: Decider::List, list });
+        }
+    }
+    if policy.flags & POLICY_ASNS != 0 && found.listed != 0 {
+        // Masked like the country index (see `country_action`): listed indices are below
+        // LISTED_ASNS wherever they come from (16 bits in an ASN page the daemon writes).
+        let action = policy.asn_actions[found.listed as usize & (LISTED_ASNS as usize - 1)];
+        if action == ASN_DROP {
+            return (drop(policy), by(Decider::Asn));
+        }
+        if action == ASN_PASS {
+            return (Verdict::Pass, by(Decider::Asn));
+        }
+    }
+    let verdict = if country_action(policy, found.leaf.country) == ACTION_DROP {
         drop(policy)
     } else {
         Verdict::Pass
-    }
+    };
+    (verdict, by(Decider::Country))
 }
 
 /// The policy's action for `country` (the unknown-country action for an id past the array).

@@ -6,7 +6,11 @@ use aya_ebpf::{
     btf_maps::{ArrayOfMaps, LpmTrie, lpm_trie::Key},
     macros::btf_map,
 };
-use geofilter_common::{PrefixInfo, maps::TABLE_CAPACITY};
+use geofilter_common::{
+    PrefixInfo,
+    maps::TABLE_CAPACITY,
+    table::{Leaf, Net},
+};
 
 use crate::{
     filter::{CountryTables, Found},
@@ -27,15 +31,22 @@ static GF_TABLE_V4: ArrayOfMaps<Trie<4>, 1> = ArrayOfMaps::new();
 static GF_TABLE_V6: ArrayOfMaps<Trie<16>, 1> = ArrayOfMaps::new();
 
 /// The trie cannot tell whether an exception is near, so every packet of a family with
-/// exceptions looks them up (as geofilter did before its stride tables).
+/// exceptions looks them up (as geofilter did before its stride tables). It holds countries
+/// only: every address is in net 0 (no ASN, no list).
 #[inline(always)]
 fn found(info: Option<*mut InnerValue<INFO_SIZE>>) -> Found {
+    // SAFETY: the kernel returned a pointer to a live trie value, a `PrefixInfo` the daemon
+    // wrote; it stays valid for this program run (RCU), and we copy it out at once.
+    let info = info.map_or(PrefixInfo::UNKNOWN, |info| unsafe {
+        *inner_as::<PrefixInfo, INFO_SIZE>(&*info)
+    });
     Found {
-        // SAFETY: the kernel returned a pointer to a live trie value, a `PrefixInfo` the daemon
-        // wrote; it stays valid for this program run (RCU), and we copy it out at once.
-        info: info.map_or(PrefixInfo::UNKNOWN, |info| unsafe {
-            *inner_as::<PrefixInfo, INFO_SIZE>(&*info)
-        }),
+        leaf: Leaf {
+            country: info.country,
+            net: 0,
+        },
+        net: Net::default(),
+        listed: 0,
         exception_possible: true,
     }
 }
@@ -44,12 +55,12 @@ pub struct Lpm;
 
 impl CountryTables for Lpm {
     #[inline(always)]
-    fn v4(addr: [u8; 4]) -> Found {
+    fn v4(addr: [u8; 4], _want_net: bool) -> Found {
         found(GF_TABLE_V4.get_value_ptr_mut(0, &Key::new(32, addr)))
     }
 
     #[inline(always)]
-    fn v6(addr: [u8; 16]) -> Found {
+    fn v6(addr: [u8; 16], _want_net: bool) -> Found {
         found(GF_TABLE_V6.get_value_ptr_mut(0, &Key::new(128, addr)))
     }
 }

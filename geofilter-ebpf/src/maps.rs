@@ -7,7 +7,8 @@ use aya_ebpf::{
     macros::btf_map,
 };
 use geofilter_common::{
-    COUNTRY_COUNTERS, Counter, CountryId, PacketClass, Policy, Verdict, country_counter_index,
+    ASN_COUNTERS, COUNTRY_COUNTERS, Counter, CountryId, LIST_COUNTERS, PacketClass, Policy,
+    Verdict, asn_counter_index, country_counter_index, list_counter_index,
     maps::EXCEPT_CAPACITY,
 };
 
@@ -52,6 +53,12 @@ static GF_CC_COUNT: PerCpuArray<Counter, { COUNTRY_COUNTERS as usize }> = PerCpu
 #[btf_map]
 static GF_CLASS_COUNT: PerCpuArray<Counter, { PacketClass::COUNT as usize }> = PerCpuArray::new();
 
+#[btf_map]
+static GF_ASN_COUNT: PerCpuArray<Counter, { ASN_COUNTERS as usize }> = PerCpuArray::new();
+
+#[btf_map]
+static GF_LIST_COUNT: PerCpuArray<Counter, { LIST_COUNTERS as usize }> = PerCpuArray::new();
+
 #[inline(always)]
 pub fn policy() -> Option<&'static Policy> {
     // SAFETY: the daemon stores a `Policy` (a plain `repr(C)` record of integers) there.
@@ -91,6 +98,24 @@ pub fn count_class(class: PacketClass, bytes: u64) {
 pub fn count_country(country: CountryId, verdict: Verdict, bytes: u64) {
     add(
         GF_CC_COUNT.get_ptr_mut(country_counter_index(country, verdict)),
+        bytes,
+    );
+}
+
+/// Counts a packet of a listed ASN (`listed` is its listed index, never 0 here).
+#[inline(always)]
+pub fn count_asn(listed: u32, verdict: Verdict, bytes: u64) {
+    add(
+        GF_ASN_COUNT.get_ptr_mut(asn_counter_index(listed, verdict)),
+        bytes,
+    );
+}
+
+/// Counts a packet that an enabled list decided.
+#[inline(always)]
+pub fn count_list(list: u32, verdict: Verdict, bytes: u64) {
+    add(
+        GF_LIST_COUNT.get_ptr_mut(list_counter_index(list, verdict)),
         bytes,
     );
 }

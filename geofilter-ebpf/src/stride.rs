@@ -23,9 +23,11 @@ use aya_ebpf::{
     macros::btf_map,
 };
 use geofilter_common::{
-    PrefixInfo,
     maps::{BPF_F_INNER_MAP, TABLE_TEMPLATE_PAGES},
-    table::{ENTRY_EXCEPTION, PAGE_SHIFT, PAGE_WORDS, Page, node_entry},
+    table::{
+        ASN_PAGE, ASN_SLOTS, ASN_SLOTS_PER_PAGE, ENTRY_EXCEPTION, Leaf, MAX_NETS, NET_PAGE,
+        NETS_PER_PAGE, Net, PAGE_SHIFT, PAGE_WORDS, Page, node_entry, page_listed, page_net,
+    },
 };
 
 use crate::filter::{CountryTables, Found};
@@ -49,7 +51,12 @@ static GF_TABLE_V6: ArrayOfMaps<Table, 1> = ArrayOfMaps::new();
 /// A table missing or cut short (never the case once the daemon has installed one): the address
 /// has no country, and exceptions are looked up as if no table could rule them out.
 const MISSING: Found = Found {
-    info: PrefixInfo::UNKNOWN,
+    leaf: Leaf::UNKNOWN,
+    net: Net {
+        asn_slot: 0,
+        lists: 0,
+    },
+    listed: 0,
     exception_possible: true,
 };
 
@@ -67,9 +74,10 @@ fn byte_at<const N: usize>(key: &[u8; N], i: usize) -> usize {
     usize::from(unsafe { core::ptr::read_volatile(&key[i]) })
 }
 
-/// Walks `table` for the address `key` (network order).
+/// Walks `table` for the address `key` (network order); with `want_net`, also reads the net the
+/// leaf names and its ASN slot's listed index, from the same table (so from the same reload).
 #[inline(always)]
-fn lookup<const N: usize>(table: &Table, key: &[u8; N]) -> Found {
+fn lookup<const N: usize>(table: &Table, key: &[u8; N], want_net: bool) -> Found {
     // The root: the first byte picks the page whose node at word 0 is that root chunk, the
     // second byte the entry. One array lookup resolves a /16.
     let Some(root) = table.get(byte_at(key, 0) as u32) else {
@@ -89,14 +97,46 @@ fn lookup<const N: usize>(table: &Table, key: &[u8; N]) -> Found {
         entry = node_entry(page, addr as usize & (PAGE_WORDS - 1), byte_at(key, i));
         marks |= entry.0;
     }
-    Found {
-        // A child entry at the last byte is a malformed table: read it as no country.
-        info: if entry.is_child() {
-            PrefixInfo::UNKNOWN
-        } else {
-            entry.info()
-        },
-        exception_possible: marks & ENTRY_EXCEPTION != 0,
+    let exception_possible = marks & ENTRY_EXCEPTION != 0;
+    // A child entry at the last byte is a malformed table: read it as no country.
+    if entry.is_child() {
+        return Found {
+            exception_possible,
+            ..MISSING
+        };
+    }
+    let leaf = entry.info();
+    let mut found = Found {
+        leaf,
+        exception_possible,
+        ..MISSING
+    };
+    if want_net && leaf.net != 0 {
+        found.net = net(table, leaf.net);
+        found.listed = listed(table, found.net.asn_slot);
+    }
+    found
+}
+
+/// Net `id` of `table` (no ASN and no list when its page is missing: never the case in a table
+/// the daemon wrote, which has a page for every net its leaves name).
+#[inline(always)]
+fn net(table: &Table, id: u32) -> Net {
+    match table.get(NET_PAGE + (id & (MAX_NETS - 1)) / NETS_PER_PAGE) {
+        Some(page) => page_net(page, id),
+        None => MISSING.net,
+    }
+}
+
+/// The listed index of ASN slot `slot` of `table` (0, "not listed", for slot 0 or past the end).
+#[inline(always)]
+fn listed(table: &Table, slot: u32) -> u32 {
+    if slot == 0 || slot >= ASN_SLOTS {
+        return 0;
+    }
+    match table.get(ASN_PAGE + slot / ASN_SLOTS_PER_PAGE) {
+        Some(page) => page_listed(page, slot),
+        None => 0,
     }
 }
 
@@ -104,17 +144,17 @@ pub struct Stride;
 
 impl CountryTables for Stride {
     #[inline(always)]
-    fn v4(addr: [u8; 4]) -> Found {
+    fn v4(addr: [u8; 4], want_net: bool) -> Found {
         match GF_TABLE_V4.get(0) {
-            Some(table) => lookup(table, &addr),
+            Some(table) => lookup(table, &addr, want_net),
             None => MISSING,
         }
     }
 
     #[inline(always)]
-    fn v6(addr: [u8; 16]) -> Found {
+    fn v6(addr: [u8; 16], want_net: bool) -> Found {
         match GF_TABLE_V6.get(0) {
-            Some(table) => lookup(table, &addr),
+            Some(table) => lookup(table, &addr, want_net),
             None => MISSING,
         }
     }

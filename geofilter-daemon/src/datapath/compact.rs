@@ -12,8 +12,10 @@
 use std::collections::BTreeSet;
 
 use geofilter_common::table::{
-    BITMAP_WORDS, CHUNK_ENTRIES, Chunk, ENTRY_EXCEPTION, Entry, MAX_PAGES, NODE_HEADER_WORDS,
-    NodeAddr, PAGE_SHIFT, PAGE_WORDS, Page, ROOT_CHUNKS, node_addr, node_entry, node_rank,
+    ASN_PAGE, ASN_SLOTS, ASN_SLOTS_PER_PAGE, BITMAP_WORDS, CHUNK_ENTRIES, Chunk, ENTRY_EXCEPTION,
+    Entry, MAX_NETS, MAX_PAGES, NET_PAGE, NETS_PER_PAGE, NODE_HEADER_WORDS, Net, NodeAddr,
+    PAGE_SHIFT, PAGE_WORDS, Page, ROOT_CHUNKS, node_addr, node_entry, node_rank, page_listed,
+    page_net,
 };
 
 use super::stride::{Marks, StrideTable};
@@ -22,12 +24,32 @@ use super::stride::{Marks, StrideTable};
 #[error("the table needs more than {MAX_PAGES} pages")]
 pub struct TooManyPages;
 
+/// A table's nets (index: the net its leaves name; net 0 is no ASN and no list) and the listed
+/// index of each ASN slot (index: the slot; slot 0 is no ASN and stays 0).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct NetPages {
+    pub nets: Vec<Net>,
+    pub listed: Vec<u16>,
+}
+
+impl NetPages {
+    /// Pages the nets take (at least one: net 0 is always there).
+    fn net_pages(&self) -> usize {
+        self.nets.len().max(1).div_ceil(NETS_PER_PAGE as usize)
+    }
+}
+
 /// A compiled table in the kernel's form, with the exception marks of `marks`.
 #[derive(Clone, Debug)]
 pub struct CompactTable {
     pub pages: Vec<Page>,
     /// The node of each chunk of the compiled table.
     pub nodes: Vec<NodeAddr>,
+}
+
+/// The first page after the net pages: where nodes that do not fit the root pages go.
+fn first_node_page(nets: &NetPages) -> usize {
+    NET_PAGE as usize + nets.net_pages()
 }
 
 /// Runs of equal entries in `chunk`. (A plain loop over the words: the daemon's debug build
@@ -61,11 +83,13 @@ fn next_start(used: usize) -> usize {
     }
 }
 
-/// The node address of every chunk and the number of pages.
-fn place(table: &StrideTable) -> Result<(Vec<NodeAddr>, usize), TooManyPages> {
+/// The node address of every chunk and the number of pages. The ASN and net pages between the
+/// root pages and the rest hold no nodes.
+fn place(table: &StrideTable, nets: &NetPages) -> Result<(Vec<NodeAddr>, usize), TooManyPages> {
     let mut nodes = vec![0; table.chunks.len()];
     let words: Vec<usize> = table.chunks.iter().map(node_words).collect();
     let mut used = words[..ROOT_CHUNKS as usize].to_vec();
+    used.resize(first_node_page(nets), PAGE_WORDS);
     for (b, node) in nodes.iter_mut().enumerate().take(ROOT_CHUNKS as usize) {
         *node = node_addr(b as u32, 0);
     }
@@ -75,6 +99,7 @@ fn place(table: &StrideTable) -> Result<(Vec<NodeAddr>, usize), TooManyPages> {
         .iter()
         .enumerate()
         .map(|(page, &u)| (room(u), page))
+        .filter(|&(room, _)| room > 0)
         .collect();
     let mut rest: Vec<(usize, usize)> = (ROOT_CHUNKS as usize..table.chunks.len())
         .map(|i| (words[i], i))
@@ -103,9 +128,16 @@ fn place(table: &StrideTable) -> Result<(Vec<NodeAddr>, usize), TooManyPages> {
 }
 
 impl CompactTable {
-    /// Encodes `table` with the marks of `marks`.
-    pub fn encode(table: &StrideTable, marks: &Marks) -> Result<Self, TooManyPages> {
-        let (nodes, pages) = place(table)?;
+    /// Encodes `table` with the marks of `marks` and the nets and ASN slots of `nets`.
+    pub fn encode(
+        table: &StrideTable,
+        marks: &Marks,
+        nets: &NetPages,
+    ) -> Result<Self, TooManyPages> {
+        if nets.nets.len() > MAX_NETS as usize || nets.listed.len() > ASN_SLOTS as usize {
+            return Err(TooManyPages);
+        }
+        let (nodes, pages) = place(table, nets)?;
         let mut out = Self {
             pages: vec![Page::ZERO; pages],
             nodes,
@@ -113,7 +145,30 @@ impl CompactTable {
         for index in 0..table.chunks.len() {
             out.write_node(table, marks, index as u32);
         }
+        out.write_nets(nets);
         Ok(out)
+    }
+
+    /// Writes `nets` into the net and ASN pages (which must be there: see [`Self::encode`]).
+    pub fn write_nets(&mut self, nets: &NetPages) {
+        for (id, net) in nets.nets.iter().enumerate() {
+            let page = &mut self.pages[NET_PAGE as usize + id / NETS_PER_PAGE as usize].words;
+            let at = (id % NETS_PER_PAGE as usize) * 2;
+            (page[at], page[at + 1]) = (net.asn_slot, net.lists);
+        }
+        for (slot, &listed) in nets.listed.iter().enumerate() {
+            self.set_listed(slot as u32, listed);
+        }
+    }
+
+    /// Sets ASN slot `slot`'s listed index in place; returns the page it is in.
+    pub fn set_listed(&mut self, slot: u32, listed: u16) -> u32 {
+        let page = ASN_PAGE + slot / ASN_SLOTS_PER_PAGE;
+        let half = (slot % ASN_SLOTS_PER_PAGE) as usize;
+        let word = &mut self.pages[page as usize].words[half / 2];
+        let shift = (half % 2) * 16;
+        *word = (*word & !(0xffff << shift)) | (u32::from(listed) << shift);
+        page
     }
 
     /// Writes chunk `index`'s node again with its current marks, in place (its shape does not
@@ -194,14 +249,22 @@ pub fn walk<E>(
     Ok((entry, marked))
 }
 
-/// Reads a kernel table back into the compiled trie it encodes (chunks in the order a walk from
-/// the root finds them, marks dropped) and the node of each chunk: for adopting an earlier
-/// daemon's table in place.
-pub fn decode(pages: &[Page]) -> Result<(Vec<Chunk>, Vec<NodeAddr>), String> {
-    if pages.len() < ROOT_CHUNKS as usize {
+/// A kernel table read back: the compiled trie it encodes (chunks in the order a walk from the
+/// root finds them, marks dropped), the node of each chunk, and its nets and ASN slots.
+#[derive(Debug)]
+pub struct Decoded {
+    pub chunks: Vec<Chunk>,
+    pub nodes: Vec<NodeAddr>,
+    pub nets: NetPages,
+}
+
+/// Reads a kernel table back (see [`Decoded`]): for adopting an earlier daemon's table in place.
+pub fn decode(pages: &[Page]) -> Result<Decoded, String> {
+    if pages.len() <= NET_PAGE as usize {
         return Err(format!(
-            "{} pages, fewer than the {ROOT_CHUNKS} of a root",
-            pages.len()
+            "{} pages, fewer than the {} of a root, the ASN pages and a net page",
+            pages.len(),
+            NET_PAGE + 1
         ));
     }
     let mut chunks: Vec<Chunk> = Vec::new();
@@ -244,7 +307,35 @@ pub fn decode(pages: &[Page]) -> Result<(Vec<Chunk>, Vec<NodeAddr>), String> {
         }
         chunks.push(chunk);
     }
-    Ok((chunks, queue))
+    // Every net a leaf names, and every slot with a listed index.
+    let mut top_net = 0;
+    for chunk in &chunks {
+        for e in &chunk.entries {
+            if !e.is_child() {
+                top_net = top_net.max(e.info().net);
+            }
+        }
+    }
+    let net_pages = (top_net as usize + 1).div_ceil(NETS_PER_PAGE as usize);
+    if NET_PAGE as usize + net_pages > pages.len() {
+        return Err(format!(
+            "a leaf names net {top_net}, past the table's {} pages",
+            pages.len()
+        ));
+    }
+    let nets = (0..=top_net)
+        .map(|n| page_net(&pages[(NET_PAGE + n / NETS_PER_PAGE) as usize].words, n))
+        .collect();
+    let mut listed: Vec<u16> = (0..ASN_SLOTS)
+        .map(|s| page_listed(&pages[(ASN_PAGE + s / ASN_SLOTS_PER_PAGE) as usize].words, s) as u16)
+        .collect();
+    let used = listed.iter().rposition(|&k| k != 0).map_or(0, |i| i + 1);
+    listed.truncate(used);
+    Ok(Decoded {
+        chunks,
+        nodes: queue,
+        nets: NetPages { nets, listed },
+    })
 }
 
 #[cfg(test)]

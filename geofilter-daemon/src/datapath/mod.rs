@@ -34,7 +34,7 @@ use aya::{
 pub use counters::{Counters, CountryCounters};
 use geofilter_common::{Counter, POLICY_SCHEMA, Policy, maps as names};
 pub use probe::Classification;
-pub use tables::TableStats;
+pub use tables::{TableInput, TableStats};
 use tables::{FamilyTables, LiveTable};
 
 use crate::{family::Family, geoip, paths::PinLayout};
@@ -267,7 +267,7 @@ impl Datapath {
             datapath.adopt_exceptions_and_tables()?;
         } else {
             datapath.set_policy(&Policy::pass_all())?;
-            datapath.install_tables(&[], &[])?;
+            datapath.install_inputs(&TableInput::default(), &TableInput::default())?;
         }
         Ok(datapath)
     }

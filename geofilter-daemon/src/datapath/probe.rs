@@ -3,8 +3,8 @@
 //! The answer comes from the loaded program's code: a minimal frame from the address runs through
 //! its `why` twin (the same filter code and the same live maps, loaded beside it, never attached)
 //! with BPF_PROG_TEST_RUN, carrying a [`WhyProbe`] record in front of the frame that the twin turns
-//! into XDP metadata. The program fills the record (country table entry, verdict) and counts
-//! nothing.
+//! into XDP metadata. The program fills the record (country, net, verdict and what decided it)
+//! and counts nothing.
 
 use std::net::IpAddr;
 
@@ -12,15 +12,23 @@ use aya::{
     Ebpf,
     programs::{ProgramError, TestRun, TestRunOptions, Xdp},
 };
-use geofilter_common::{PrefixInfo, Verdict, WHY_MAGIC, WhyProbe, maps as names};
+use geofilter_common::{CountryId, Decider, Verdict, WHY_MAGIC, WhyProbe, maps as names};
 
 use super::{Datapath, DatapathError};
 
-/// What the program decided for one address.
+/// What the program decided for one address, and what it found on the way.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Classification {
     pub verdict: Verdict,
-    pub info: PrefixInfo,
+    pub country: CountryId,
+    pub decided_by: Decider,
+    /// The list slot that decided, when a list did.
+    pub list: u8,
+    /// The address's net in the table (in a table without ASN data or lists: its database
+    /// file's index), and that net's ASN slot and lists (bit per list slot).
+    pub net: u32,
+    pub asn_slot: u32,
+    pub lists: u32,
 }
 
 const META_LEN: usize = size_of::<WhyProbe>();
@@ -109,8 +117,16 @@ pub(super) fn classify(ebpf: &Ebpf, addr: IpAddr) -> Result<Classification, Data
             "the program did not fill the probe record".into(),
         ));
     }
+    let decided_by = Decider::from_u8(probe.decided_by).ok_or_else(|| {
+        DatapathError::Probe(format!("program reported decider {}", probe.decided_by))
+    })?;
     Ok(Classification {
         verdict,
-        info: probe.info,
+        country: probe.country,
+        decided_by,
+        list: probe.list,
+        net: probe.net,
+        asn_slot: probe.asn_slot,
+        lists: probe.lists,
     })
 }

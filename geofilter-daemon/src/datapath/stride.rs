@@ -16,11 +16,46 @@ use std::{
 };
 
 use geofilter_common::{
-    PrefixInfo,
-    table::{CHUNK_ENTRIES, Chunk, Entry, MAX_CHUNKS, ROOT_CHUNKS},
+    PrefixInfo, UNKNOWN_COUNTRY,
+    table::{CHUNK_ENTRIES, Chunk, Entry, Leaf, MAX_CHUNKS, ROOT_CHUNKS},
 };
 
 use crate::{family::Family, geoip::Prefix};
+
+/// One prefix of a table: the [`Leaf`] (country and net) of its addresses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TablePrefix {
+    /// The network address within its family (IPv4: below 2^32), host bits zero.
+    pub addr: u128,
+    pub len: u8,
+    pub leaf: Leaf,
+}
+
+/// A country database's prefix in a table without ASN data or lists: its net is its source
+/// (the database file), so the table keeps the prefixes of different files apart exactly as the
+/// database does, and every net is "no ASN, no list".
+impl From<Prefix> for TablePrefix {
+    fn from(p: Prefix) -> Self {
+        Self {
+            addr: p.addr,
+            len: p.len,
+            leaf: leaf_of(p.info),
+        }
+    }
+}
+
+/// The leaf of a country-only prefix (see `From<Prefix>`): an unknown country is the unknown
+/// leaf, whatever its source.
+pub fn leaf_of(info: PrefixInfo) -> Leaf {
+    if info.country == UNKNOWN_COUNTRY {
+        Leaf::UNKNOWN
+    } else {
+        Leaf {
+            country: info.country,
+            net: u32::from(info.source),
+        }
+    }
+}
 
 /// Entries of the root: the address's first two bytes.
 const ROOT_BITS: u32 = 16;
@@ -52,7 +87,15 @@ impl StrideTable {
 
     /// Compiles `prefixes` (any order; nested prefixes resolve to the most specific, duplicates
     /// to the later one).
-    pub fn build(family: Family, prefixes: &[Prefix]) -> Result<Self, BuildError> {
+    pub fn build<P: Copy + Into<TablePrefix>>(
+        family: Family,
+        prefixes: &[P],
+    ) -> Result<Self, BuildError> {
+        let prefixes: Vec<TablePrefix> = prefixes.iter().map(|&p| p.into()).collect();
+        Self::build_prefixes(family, &prefixes)
+    }
+
+    fn build_prefixes(family: Family, prefixes: &[TablePrefix]) -> Result<Self, BuildError> {
         let bits = family.bits();
         for p in prefixes {
             let host_bits = bits.checked_sub(u32::from(p.len));
@@ -93,7 +136,7 @@ impl StrideTable {
     }
 
     /// What the program finds for `addr` (the host's copy of its walk, for tests and checks).
-    pub fn lookup(&self, addr: u128) -> PrefixInfo {
+    pub fn lookup(&self, addr: u128) -> Leaf {
         let bits = self.family.bits();
         let root = (addr >> (bits - ROOT_BITS)) as usize;
         let mut entry = self.chunks[root >> 8].entries[root & 0xff];
@@ -104,7 +147,7 @@ impl StrideTable {
             entry = self.chunks[entry.child_index() as usize].entries[usize::from(byte)];
         }
         if entry.is_child() {
-            PrefixInfo::UNKNOWN
+            Leaf::UNKNOWN
         } else {
             entry.info()
         }
@@ -164,7 +207,7 @@ impl Builder {
         entries: &mut [Entry],
         base: u128,
         shift: u32,
-        prefixes: &[Prefix],
+        prefixes: &[TablePrefix],
     ) -> Result<(), BuildError> {
         let mut i = 0;
         while i < prefixes.len() {
@@ -174,7 +217,7 @@ impl Builder {
             if host_bits >= shift {
                 // The prefix covers whole entries.
                 let n = 1usize << (host_bits - shift);
-                entries[slot..slot + n].fill(Entry::leaf(p.info));
+                entries[slot..slot + n].fill(Entry::leaf(p.leaf));
                 i += 1;
                 continue;
             }
@@ -201,7 +244,7 @@ impl Builder {
         outer: Entry,
         base: u128,
         shift: u32,
-        prefixes: &[Prefix],
+        prefixes: &[TablePrefix],
     ) -> Result<u32, BuildError> {
         let mut chunk = Chunk {
             entries: [outer; CHUNK_ENTRIES],

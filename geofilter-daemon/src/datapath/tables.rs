@@ -17,15 +17,41 @@ use std::{
 };
 
 use aya::maps::{Array, ArrayOfMaps, MapData};
-use geofilter_common::{maps::BPF_F_INNER_MAP, table::Page};
+use geofilter_common::{
+    maps::BPF_F_INNER_MAP,
+    table::{Net, Page},
+};
 
 use super::{
     Datapath, DatapathError,
-    compact::{self, CompactTable},
+    compact::{self, CompactTable, NetPages},
     map_err,
-    stride::{Marks, StrideTable},
+    stride::{Marks, StrideTable, TablePrefix},
 };
-use crate::{family::Family, geoip::Prefix};
+use crate::family::Family;
+
+/// What one family's table is compiled from: its prefixes, and the nets their leaves name.
+#[derive(Clone, Debug, Default)]
+pub struct TableInput {
+    pub prefixes: Vec<TablePrefix>,
+    pub nets: NetPages,
+}
+
+impl TableInput {
+    /// A country-only table: every net (one per database file, see `TablePrefix::from`) is no
+    /// ASN and no list.
+    pub fn countries<P: Copy + Into<TablePrefix>>(prefixes: &[P]) -> Self {
+        let prefixes: Vec<TablePrefix> = prefixes.iter().map(|&p| p.into()).collect();
+        let top = prefixes.iter().map(|p| p.leaf.net).max().unwrap_or(0);
+        Self {
+            prefixes,
+            nets: NetPages {
+                nets: vec![Net::default(); top as usize + 1],
+                listed: Vec::new(),
+            },
+        }
+    }
+}
 
 /// One family's kernel table: an `ARRAY` of pages.
 pub(super) type TableMap = Array<MapData, Page>;
@@ -68,6 +94,7 @@ pub(super) struct LiveTable {
     pub compact: CompactTable,
     pub inner: TableMap,
     pub marks: Marks,
+    pub nets: NetPages,
 }
 
 impl LiveTable {
@@ -75,11 +102,13 @@ impl LiveTable {
     pub fn placeholder(family: Family, name: &'static str) -> Result<Self, DatapathError> {
         let table = StrideTable::empty(family);
         let marks = Marks::default();
+        let nets = NetPages::default();
         Ok(Self {
-            compact: CompactTable::encode(&table, &marks).expect("an empty table fits"),
+            compact: CompactTable::encode(&table, &marks, &nets).expect("an empty table fits"),
             table,
             inner: TableMap::create(1, BPF_F_INNER_MAP).map_err(map_err(name))?,
             marks,
+            nets,
         })
     }
 }
@@ -96,10 +125,10 @@ impl FamilyTables {
 
     /// Encodes `table` with this family's exception marks and builds its kernel array, filled
     /// completely, but not yet referenced by the program.
-    pub fn prepare(&self, table: StrideTable) -> Result<LiveTable, DatapathError> {
+    pub fn prepare(&self, table: StrideTable, nets: NetPages) -> Result<LiveTable, DatapathError> {
         let marks = self.marks_on(&table);
         let compact =
-            CompactTable::encode(&table, &marks).map_err(|_| self.too_large(usize::MAX))?;
+            CompactTable::encode(&table, &marks, &nets).map_err(|_| self.too_large(usize::MAX))?;
         if compact.pages.len() > self.max_pages {
             return Err(self.too_large(compact.pages.len()));
         }
@@ -116,6 +145,7 @@ impl FamilyTables {
             compact,
             inner,
             marks,
+            nets,
         })
     }
 
@@ -163,10 +193,11 @@ impl FamilyTables {
         for index in 0..len {
             held.push(inner.get(&index, 0).map_err(map_err(self.name))?);
         }
-        let (chunks, nodes) = compact::decode(&held).map_err(|detail| DatapathError::BadPin {
+        let decoded = compact::decode(&held).map_err(|detail| DatapathError::BadPin {
             name: self.name,
             detail,
         })?;
+        let (chunks, nodes, nets) = (decoded.chunks, decoded.nodes, decoded.nets);
         let mut table = StrideTable::empty(self.family);
         table.chunks = chunks;
         let marks = self.marks_on(&table);
@@ -183,6 +214,7 @@ impl FamilyTables {
             compact,
             inner,
             marks,
+            nets,
         };
         for (index, page) in (0..len).zip(&held) {
             if self.live.compact.pages[index as usize] != *page {
@@ -197,13 +229,22 @@ impl FamilyTables {
 }
 
 impl Datapath {
-    /// Builds new tables holding exactly `v4` and `v6` (nested prefixes resolve to the most
-    /// specific, as in an LPM table) and swaps them in. On any error the live tables are
-    /// untouched: the new ones are only referenced after they are complete.
-    pub fn install_tables(
+    /// Builds new country-only tables holding exactly `v4` and `v6` (nested prefixes resolve to
+    /// the most specific, as in an LPM table) and swaps them in: [`Self::install_inputs`].
+    pub fn install_tables<P: Copy + Into<TablePrefix>>(
         &mut self,
-        v4: &[Prefix],
-        v6: &[Prefix],
+        v4: &[P],
+        v6: &[P],
+    ) -> Result<TableStats, DatapathError> {
+        self.install_inputs(&TableInput::countries(v4), &TableInput::countries(v6))
+    }
+
+    /// Builds new tables from `v4` and `v6` and swaps them in. On any error the live tables are
+    /// untouched: the new ones are only referenced after they are complete.
+    pub fn install_inputs(
+        &mut self,
+        v4: &TableInput,
+        v6: &TableInput,
     ) -> Result<TableStats, DatapathError> {
         let start = Instant::now();
         // The two families are independent: one compiles and fills its array on another thread.
@@ -218,8 +259,8 @@ impl Datapath {
         self.v4.swap_in(new_v4)?;
         self.v6.swap_in(new_v6)?;
         Ok(TableStats {
-            prefixes_v4: v4.len(),
-            prefixes_v6: v6.len(),
+            prefixes_v4: v4.prefixes.len(),
+            prefixes_v6: v6.prefixes.len(),
             chunks_v4: self.v4.live.table.chunks.len(),
             chunks_v6: self.v6.live.table.chunks.len(),
             bytes_v4: self.v4.live.compact.bytes(),
@@ -230,14 +271,35 @@ impl Datapath {
 }
 
 impl FamilyTables {
-    /// Compiles `prefixes` and [`prepare`](Self::prepare)s the kernel array for them.
-    fn compile(&self, prefixes: &[Prefix]) -> Result<LiveTable, DatapathError> {
-        let table =
-            StrideTable::build(self.family, prefixes).map_err(|source| DatapathError::Table {
+    /// Compiles `input` and [`prepare`](Self::prepare)s the kernel array for it.
+    fn compile(&self, input: &TableInput) -> Result<LiveTable, DatapathError> {
+        let table = StrideTable::build(self.family, &input.prefixes).map_err(|source| {
+            DatapathError::Table {
                 name: self.name,
                 source,
-            })?;
-        self.prepare(table)
+            }
+        })?;
+        self.prepare(table, input.nets.clone())
+    }
+
+    /// Sets the listed index of ASN slots in the live table, in place (one `u16` each; the
+    /// policy that gives the index an action is swapped separately, after).
+    pub fn set_listed(&mut self, slots: &[(u32, u16)]) -> Result<(), DatapathError> {
+        let live = &mut self.live;
+        let mut pages = BTreeSet::new();
+        for &(slot, listed) in slots {
+            if live.nets.listed.len() <= slot as usize {
+                live.nets.listed.resize(slot as usize + 1, 0);
+            }
+            live.nets.listed[slot as usize] = listed;
+            pages.insert(live.compact.set_listed(slot, listed));
+        }
+        for page in pages {
+            live.inner
+                .set(page, live.compact.pages[page as usize], 0)
+                .map_err(map_err(self.name))?;
+        }
+        Ok(())
     }
 }
 

@@ -68,7 +68,10 @@ pub mod update;
 
 use std::path::{Path, PathBuf};
 
-pub(crate) use self::types::Ranges;
+pub(crate) use self::{
+    prefixes::{for_each_prefix, last_addr},
+    types::Ranges,
+};
 pub use self::{
     compile::{compile, compile_within},
     error::{DbError, LineProblem},

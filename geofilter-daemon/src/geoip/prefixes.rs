@@ -4,15 +4,21 @@ use geofilter_common::PrefixInfo;
 
 use super::{Prefix, text::host_mask};
 
-/// Splits `start..=end` into the fewest CIDR prefixes (greedy: at each step the largest block
-/// that starts at `start`, is aligned to its size, and does not pass `end`).
+/// Splits `start..=end` into the fewest CIDR prefixes (see [`for_each_prefix`]).
 pub(crate) fn split_into_prefixes(
-    mut start: u128,
+    start: u128,
     end: u128,
     bits: u32,
     info: PrefixInfo,
     out: &mut Vec<Prefix>,
 ) {
+    for_each_prefix(start, end, bits, |addr, len| out.push(Prefix { addr, len, info }));
+}
+
+/// Calls `f(addr, len)` for each of the fewest CIDR prefixes that make up `start..=end`, in
+/// order (greedy: at each step the largest block that starts at `start`, is aligned to its
+/// size, and does not pass `end`).
+pub(crate) fn for_each_prefix(mut start: u128, end: u128, bits: u32, mut f: impl FnMut(u128, u8)) {
     debug_assert!(start <= end && (bits == 128 || end >> bits == 0));
     loop {
         let align = start.trailing_zeros().min(bits);
@@ -23,11 +29,7 @@ pub(crate) fn split_into_prefixes(
             None => 128,
         };
         let k = align.min(fit);
-        out.push(Prefix {
-            addr: start,
-            len: (bits - k) as u8,
-            info,
-        });
+        f(start, (bits - k) as u8);
         if k == 128 {
             break;
         }

@@ -1,7 +1,10 @@
 //! The encoder: every index of every chunk decodes to the entry it was, marks land on the runs
 //! that hold them, and a kernel table reads back into the trie it encodes.
 
-use geofilter_common::PrefixInfo;
+use geofilter_common::{
+    PrefixInfo,
+    table::{Leaf, Net},
+};
 use rand::{Rng, SeedableRng, rngs::StdRng};
 
 use super::*;
@@ -46,7 +49,7 @@ fn world_sizes() {
         let start = std::time::Instant::now();
         let table = StrideTable::build(family, prefixes).unwrap();
         let built = start.elapsed();
-        let compact = CompactTable::encode(&table, &Marks::default()).unwrap();
+        let compact = CompactTable::encode(&table, &Marks::default(), &NetPages::default()).unwrap();
         let runs: usize = table.chunks.iter().map(runs).sum();
         println!(
             "{family:?}: {} prefixes, {} chunks ({} KiB as chunks), {runs} runs, {} pages \
@@ -189,7 +192,7 @@ fn every_entry_of_every_chunk_decodes_to_what_it_was() {
         let family = [Family::V4, Family::V6][round % 2];
         let prefixes = random_prefixes(family, &mut rng);
         let table = StrideTable::build(family, &prefixes).unwrap();
-        let compact = CompactTable::encode(&table, &Marks::default()).unwrap();
+        let compact = CompactTable::encode(&table, &Marks::default(), &NetPages::default()).unwrap();
         assert_round_trip(&table, &compact);
         // The walk over the pages finds what the compiled trie does.
         for _ in 0..2000 {
@@ -199,11 +202,11 @@ fn every_entry_of_every_chunk_decodes_to_what_it_was() {
             assert_eq!(entry.info(), table.lookup(addr), "{addr:#x}");
         }
     }
-    // The empty table: 256 root nodes of one run each, one page each, all zero (so a fresh
-    // kernel array needs no write).
+    // The empty table: 256 root nodes of one run each, one page each, the ASN pages and one net
+    // page, all zero (so a fresh kernel array needs no write).
     let empty = StrideTable::empty(Family::V6);
-    let compact = CompactTable::encode(&empty, &Marks::default()).unwrap();
-    assert_eq!(compact.pages, vec![Page::ZERO; ROOT_CHUNKS as usize]);
+    let compact = CompactTable::encode(&empty, &Marks::default(), &NetPages::default()).unwrap();
+    assert!(compact.pages == vec![Page::ZERO; NET_PAGE as usize + 1]);
     assert_round_trip(&empty, &compact);
 }
 
@@ -218,7 +221,7 @@ fn real_slices_round_trip_and_nodes_stay_in_their_page() {
     ]);
     for (family, prefixes) in [(Family::V4, &db.v4), (Family::V6, &db.v6)] {
         let table = StrideTable::build(family, prefixes).unwrap();
-        let compact = CompactTable::encode(&table, &Marks::default()).unwrap();
+        let compact = CompactTable::encode(&table, &Marks::default(), &NetPages::default()).unwrap();
         assert_round_trip(&table, &compact);
         let mut spans: Vec<(u32, usize)> = table
             .chunks
@@ -252,12 +255,12 @@ fn marks_land_on_runs_and_change_only_mark_bits() {
         let bits = family.bits();
         let prefixes = random_prefixes(family, &mut rng);
         let table = StrideTable::build(family, &prefixes).unwrap();
-        let plain = CompactTable::encode(&table, &Marks::default()).unwrap();
+        let plain = CompactTable::encode(&table, &Marks::default(), &NetPages::default()).unwrap();
         let mut marks = Marks::default();
         let target = prefixes[rng.random_range(0..prefixes.len())];
         let len = (target.len + rng.random_range(0..8)).min(bits as u8);
         marks.update(&table, target.addr, len, true);
-        let marked = CompactTable::encode(&table, &marks).unwrap();
+        let marked = CompactTable::encode(&table, &marks, &NetPages::default()).unwrap();
         assert_eq!(plain.nodes, marked.nodes);
         for (a, b) in plain.pages.iter().zip(&marked.pages) {
             for (x, y) in a.words.iter().zip(&b.words) {
@@ -290,9 +293,34 @@ fn decoding_reads_back_the_trie_and_its_layout() {
     let mut rng = StdRng::seed_from_u64(9);
     for round in 0..20 {
         let family = [Family::V4, Family::V6][round % 2];
-        let table = StrideTable::build(family, &random_prefixes(family, &mut rng)).unwrap();
-        let compact = CompactTable::encode(&table, &Marks::default()).unwrap();
-        let (chunks, nodes) = decode(&compact.pages).unwrap();
+        let prefixes = random_prefixes(family, &mut rng);
+        let table = StrideTable::build(family, &prefixes).unwrap();
+        // Nets for every source the prefixes name, and some listed ASN slots.
+        let top = prefixes.iter().map(|p| p.info.source).max().unwrap_or(0) as u32;
+        let nets = NetPages {
+            nets: (0..=top)
+                .map(|i| Net {
+                    asn_slot: i * 3,
+                    lists: i.wrapping_mul(0x9e37_79b9),
+                })
+                .collect(),
+            listed: (0..3000).map(|s| if s % 7 == 3 { s as u16 } else { 0 }).collect(),
+        };
+        let compact = CompactTable::encode(&table, &Marks::default(), &nets).unwrap();
+        let decoded = decode(&compact.pages).unwrap();
+        let (chunks, nodes) = (decoded.chunks, decoded.nodes);
+        let mut want = nets.clone();
+        want.listed.truncate(want.listed.iter().rposition(|&k| k != 0).unwrap() + 1);
+        let used = table
+            .chunks
+            .iter()
+            .flat_map(|c| c.entries.iter())
+            .filter(|e| !e.is_child())
+            .map(|e| e.info().net)
+            .max()
+            .unwrap();
+        want.nets.truncate(used as usize + 1);
+        assert_eq!(decoded.nets, want);
         let mut back = StrideTable::empty(family);
         back.chunks = chunks;
         let mut again = CompactTable {
@@ -302,7 +330,8 @@ fn decoding_reads_back_the_trie_and_its_layout() {
         for index in 0..back.chunks.len() {
             again.write_node(&back, &Marks::default(), index as u32);
         }
-        assert_eq!(again.pages, compact.pages);
+        again.write_nets(&decoded.nets);
+        assert!(again.pages == compact.pages, "round {round}: pages differ");
         for _ in 0..500 {
             let addr = rng.random::<u128>() >> (128 - family.bits());
             assert_eq!(back.lookup(addr), table.lookup(addr));
@@ -310,12 +339,16 @@ fn decoding_reads_back_the_trie_and_its_layout() {
     }
     assert!(decode(&[Page::ZERO; 10]).is_err());
     // A child pointing past the pages is refused, not followed.
-    // (All-zero pages are the empty table: 256 unknown root nodes.)
-    let mut pages = vec![Page::ZERO; ROOT_CHUNKS as usize];
-    assert_eq!(
-        decode(&pages).unwrap().0,
-        vec![Chunk::EMPTY; ROOT_CHUNKS as usize]
-    );
+    // (All-zero pages are the empty table: 256 unknown root nodes, no ASN listed, net 0.)
+    let mut pages = vec![Page::ZERO; NET_PAGE as usize + 1];
+    let empty = decode(&pages).unwrap();
+    assert_eq!(empty.chunks, vec![Chunk::EMPTY; ROOT_CHUNKS as usize]);
+    assert_eq!(empty.nets.nets, vec![Net::default()]);
+    assert!(empty.nets.listed.is_empty());
     pages[0].words[NODE_HEADER_WORDS] = Entry::child(node_addr(5000, 0)).0;
-    assert!(decode(&pages).unwrap_err().contains("past the 256 pages"));
+    assert!(decode(&pages).unwrap_err().contains("past the 321 pages"));
+    // So is a leaf naming a net past the net pages.
+    let mut pages = vec![Page::ZERO; NET_PAGE as usize + 1];
+    pages[0].words[NODE_HEADER_WORDS] = Entry::leaf(Leaf { country: 5, net: 600 }).0;
+    assert!(decode(&pages).unwrap_err().contains("names net 600"));
 }

@@ -1,0 +1,233 @@
+//! Nets: the country ranges, the ASN ranges and the blocklists' ranges of one address family,
+//! cut into one partition and compiled into the table input, so that a packet still walks one
+//! table whatever the policy names (layout: `geofilter_common::table`, "Nets and ASN pages").
+//!
+//! Every piece of the partition has a country (with the database file it came from), an ASN
+//! (or none) and a set of lists. The table's leaf holds the country and a *net*: the index of
+//! the distinct (ASN slot, list set) pair, so the number of nets grows with the ASNs, not with
+//! the prefixes (a world ASN database: about 84,000 nets for IPv4). ASN slots number the ASNs
+//! of one table from 1 in ascending order; slot 0 and net 0 mean "no ASN, no list".
+//!
+//! Rules: the country database decides the country exactly as `geoip::compile` does (its
+//! prefixes come in already compiled); the ASN database's ranges are disjoint (`asn::load`
+//! resolves overlaps); a list holds an address when any of its ranges does. Pieces whose leaf
+//! and net are both empty are left out: a lookup miss means exactly that.
+
+use std::collections::HashMap;
+
+use geofilter_common::{
+    UNKNOWN_COUNTRY,
+    table::{ASN_SLOTS, LIST_SLOTS, Leaf, MAX_NETS, Net},
+};
+
+use crate::{
+    datapath::{TableInput, compact::NetPages, stride::TablePrefix},
+    family::Family,
+    geoip::{Prefix, for_each_prefix, last_addr},
+};
+
+/// An inclusive range of one family's addresses with an ASN (disjoint and sorted within a
+/// family, as `asn::load` returns them).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AsnSpan {
+    pub start: u128,
+    pub end: u128,
+    pub asn: u32,
+}
+
+/// One blocklist's ranges of one family: sorted, disjoint, inclusive.
+#[derive(Clone, Copy, Debug)]
+pub struct ListSpans<'a> {
+    /// The list's slot: bit `slot` of [`Net::lists`].
+    pub slot: u32,
+    pub ranges: &'a [(u128, u128)],
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum NetsError {
+    #[error("{family}: {count} distinct ASNs, more than the {max} a table holds")]
+    TooManyAsns {
+        family: &'static str,
+        count: usize,
+        max: u32,
+    },
+    #[error("{family}: {count} distinct ASN and list combinations, more than the {max} a table holds")]
+    TooManyNets {
+        family: &'static str,
+        count: usize,
+        max: u32,
+    },
+    #[error("list slot {slot} is past the {LIST_SLOTS} a table holds")]
+    BadListSlot { slot: u32 },
+}
+
+/// What the daemon keeps about one table's nets, to explain and change them.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct NetIndex {
+    /// The ASN of each slot (index 0: none).
+    pub slot_asn: Vec<u32>,
+    /// The slot of each ASN the table holds.
+    pub asn_slot: HashMap<u32, u32>,
+}
+
+impl NetIndex {
+    /// The ASN in ASN slot `slot`, if any.
+    pub fn asn(&self, slot: u32) -> Option<u32> {
+        self.slot_asn.get(slot as usize).copied().filter(|&a| a != 0)
+    }
+}
+
+/// The table input of one family, and its net index.
+pub fn compile(
+    family: Family,
+    countries: &[Prefix],
+    asns: &[AsnSpan],
+    lists: &[ListSpans<'_>],
+) -> Result<(TableInput, NetIndex), NetsError> {
+    let bits = family.bits();
+    let name = family.name();
+    if let Some(bad) = lists.iter().find(|l| l.slot >= LIST_SLOTS) {
+        return Err(NetsError::BadListSlot { slot: bad.slot });
+    }
+    // Slots: the distinct ASNs, ascending.
+    let mut slot_asn: Vec<u32> = asns.iter().map(|a| a.asn).collect();
+    slot_asn.sort_unstable();
+    slot_asn.dedup();
+    slot_asn.insert(0, 0);
+    if slot_asn.len() > ASN_SLOTS as usize {
+        return Err(NetsError::TooManyAsns {
+            family: name,
+            count: slot_asn.len() - 1,
+            max: ASN_SLOTS - 1,
+        });
+    }
+    let asn_slot: HashMap<u32, u32> = slot_asn
+        .iter()
+        .enumerate()
+        .skip(1)
+        .map(|(slot, &asn)| (asn, slot as u32))
+        .collect();
+
+    // Every place where something may change: each range's start and the address after it.
+    let mut cuts: Vec<u128> = Vec::with_capacity(2 * (countries.len() + asns.len()) + 1);
+    cuts.push(0);
+    let mut cut = |start: u128, end: u128| {
+        cuts.push(start);
+        if let Some(next) = end.checked_add(1)
+            && (bits == 128 || next >> bits == 0)
+        {
+            cuts.push(next);
+        }
+    };
+    for p in countries {
+        cut(p.addr, last_addr(p.addr, p.len, bits));
+    }
+    for a in asns {
+        cut(a.start, a.end);
+    }
+    for l in lists {
+        for &(start, end) in l.ranges {
+            cut(start, end);
+        }
+    }
+    cuts.sort_unstable();
+    cuts.dedup();
+
+    let mut nets: Vec<Net> = vec![Net::default()];
+    let mut net_of: HashMap<Net, u32> = HashMap::from([(Net::default(), 0)]);
+    let mut prefixes = Vec::new();
+    // Cursors into the sorted inputs; each only moves forward.
+    let (mut c, mut a) = (0usize, 0usize);
+    let mut l: Vec<usize> = vec![0; lists.len()];
+    // The current run of equal leaves: its start and leaf.
+    let mut run: Option<(u128, Leaf)> = None;
+    let last = if bits == 128 {
+        u128::MAX
+    } else {
+        (1u128 << bits) - 1
+    };
+    for (i, &start) in cuts.iter().enumerate() {
+        let end = cuts.get(i + 1).map_or(last, |&next| next - 1);
+        while c < countries.len() && last_addr(countries[c].addr, countries[c].len, bits) < start {
+            c += 1;
+        }
+        let country = match countries.get(c) {
+            Some(p) if p.addr <= start => p.info.country,
+            _ => UNKNOWN_COUNTRY,
+        };
+        while a < asns.len() && asns[a].end < start {
+            a += 1;
+        }
+        let asn = match asns.get(a) {
+            Some(s) if s.start <= start => s.asn,
+            _ => 0,
+        };
+        let mut mask = 0u32;
+        for (list, cursor) in lists.iter().zip(l.iter_mut()) {
+            while *cursor < list.ranges.len() && list.ranges[*cursor].1 < start {
+                *cursor += 1;
+            }
+            if list.ranges.get(*cursor).is_some_and(|r| r.0 <= start) {
+                mask |= 1 << list.slot;
+            }
+        }
+        let net = Net {
+            asn_slot: if asn == 0 { 0 } else { asn_slot[&asn] },
+            lists: mask,
+        };
+        let id = match net_of.get(&net) {
+            Some(&id) => id,
+            None => {
+                let id = nets.len() as u32;
+                nets.push(net);
+                net_of.insert(net, id);
+                id
+            }
+        };
+        let leaf = Leaf { country, net: id };
+        match run {
+            Some((_, current)) if current == leaf => {}
+            _ => {
+                if let Some((from, current)) = run {
+                    emit(&mut prefixes, from, start - 1, bits, current);
+                }
+                run = Some((start, leaf));
+            }
+        }
+        if end == last {
+            break;
+        }
+    }
+    if let Some((from, current)) = run {
+        emit(&mut prefixes, from, last, bits, current);
+    }
+    if nets.len() > MAX_NETS as usize {
+        return Err(NetsError::TooManyNets {
+            family: name,
+            count: nets.len(),
+            max: MAX_NETS,
+        });
+    }
+    Ok((
+        TableInput {
+            prefixes,
+            nets: NetPages {
+                nets,
+                listed: Vec::new(),
+            },
+        },
+        NetIndex { slot_asn, asn_slot },
+    ))
+}
+
+/// The prefixes of `start..=end` with `leaf`, unless the leaf says nothing (unknown, net 0).
+fn emit(out: &mut Vec<TablePrefix>, start: u128, end: u128, bits: u32, leaf: Leaf) {
+    if leaf != Leaf::UNKNOWN {
+        for_each_prefix(start, end, bits, |addr, len| {
+            out.push(TablePrefix { addr, len, leaf })
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests;
