@@ -47,6 +47,8 @@ pub enum Element {
     Ports,
     /// Whether this country is listed.
     Country(CountryId),
+    /// Whether this ASN is listed.
+    Asn(u32),
     /// This exception's action, or its absence.
     Exception(Cidr),
 }
@@ -63,16 +65,24 @@ pub fn apply(current: &DesiredPolicy, change: &Change) -> Result<Applied, String
     let mut next = current.clone();
     let mut touched = BTreeSet::new();
     match change {
-        Change::Block { countries } => {
+        Change::Block { countries, asns } => {
             for &c in countries {
                 next.countries.insert(c);
                 touched.insert(Element::Country(c));
             }
+            for &a in asns {
+                next.asns.insert(a);
+                touched.insert(Element::Asn(a));
+            }
         }
-        Change::Unblock { countries } => {
+        Change::Unblock { countries, asns } => {
             for &c in countries {
                 next.countries.remove(&c);
                 touched.insert(Element::Country(c));
+            }
+            for &a in asns {
+                next.asns.remove(&a);
+                touched.insert(Element::Asn(a));
             }
         }
         Change::Mode { mode } => {
@@ -184,7 +194,9 @@ impl Undo {
     /// Hands the elements a later change set over to that change.
     pub fn later_change(&mut self, touched: &BTreeSet<Element>) {
         let mode = touched.contains(&Element::Mode);
-        let taken = |e: &Element| touched.contains(e) || mode && matches!(e, Element::Country(_));
+        let taken = |e: &Element| {
+            touched.contains(e) || mode && matches!(e, Element::Country(_) | Element::Asn(_))
+        };
         self.owned.retain(|e| !taken(e));
     }
 
@@ -202,6 +214,13 @@ impl Undo {
                         next.countries.insert(c);
                     } else {
                         next.countries.remove(&c);
+                    }
+                }
+                Element::Asn(a) => {
+                    if before.asns.contains(&a) {
+                        next.asns.insert(a);
+                    } else {
+                        next.asns.remove(&a);
                     }
                 }
                 Element::Exception(cidr) => match before.exceptions.get(&cidr) {

@@ -80,14 +80,16 @@ pub fn commit(
     protect: &[IpAddr],
 ) -> Result<Option<TableStats>, String> {
     let db = next.db.as_ref().map_or(&*state.db, |(db, _)| db);
+    let asn_of = |a| state.datapath.asn_of(a);
     for &addr in protect {
-        check_lockout(db, &next.policy, addr, "")?;
+        check_lockout(db, asn_of, &next.policy, addr, "")?;
         if let Some(pending) = &next.pending {
             let rolled_back = pending.undo.revert(&next.policy);
             // Returning to exactly what is enforced now can drop no one new.
             if next.db.is_some() || rolled_back != state.saved.policy {
                 check_lockout(
                     db,
+                    asn_of,
                     &rolled_back,
                     addr,
                     " once the change waiting for `geofilter confirm` rolls back (confirm it \
@@ -148,9 +150,11 @@ fn apply_policy_between(
     })
 }
 
-/// Refuses `policy` with `db` when it would drop `addr`.
+/// Refuses `policy` with `db` when it would drop `addr` (`asn_of` gives an address's ASN, as
+/// the live table has it).
 fn check_lockout(
     db: &CompiledDb,
+    asn_of: impl Fn(IpAddr) -> Option<u32>,
     desired: &DesiredPolicy,
     addr: IpAddr,
     when: &str,
@@ -160,7 +164,8 @@ fn check_lockout(
     let country = db
         .lookup(filtered)
         .map_or(UNKNOWN_COUNTRY, |p| p.info.country);
-    if desired.would_drop(filtered, country) {
+    let asn = asn_of(filtered);
+    if desired.would_drop(filtered, country, asn) {
         let shown = match embedding {
             Some(kind) => format!("{addr} ({} address of {filtered})", kind.name()),
             None => addr.to_string(),
@@ -168,7 +173,13 @@ fn check_lockout(
         return Err(format!(
             "refused: this change would drop your own session's address {shown} ({}){when}. Add \
              it as an exception first (`geofilter except add {filtered}`), or pass --force",
-            crate::country::code_or_unknown(country)
+            match asn {
+                Some(asn) if desired.asns.contains(&asn) => format!(
+                    "{}, AS{asn}",
+                    crate::country::code_or_unknown(country)
+                ),
+                _ => crate::country::code_or_unknown(country).to_string(),
+            }
         ));
     }
     Ok(())
@@ -177,6 +188,7 @@ fn check_lockout(
 /// Saves the desired state; a failure is logged, not fatal: the kernel state is already right.
 pub fn persist(state: &State) {
     let mut saved = state.saved.clone();
+    saved.asn_listed = state.datapath.listed_asns().clone();
     // A pending change is not yet the state to restore after a crash.
     if let Some(p) = &state.pending {
         saved.policy = p.undo.revert(&saved.policy);

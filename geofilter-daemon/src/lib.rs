@@ -12,6 +12,7 @@ pub mod family;
 pub mod fleet;
 pub mod geoip;
 pub mod iface;
+pub mod keys;
 pub mod metrics;
 pub mod nets;
 pub mod notify;

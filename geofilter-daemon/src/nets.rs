@@ -77,13 +77,13 @@ impl NetIndex {
     }
 }
 
-/// The table input of one family, and its net index.
+/// The table input of one family (with its net index).
 pub fn compile(
     family: Family,
     countries: &[Prefix],
     asns: &[AsnSpan],
     lists: &[ListSpans<'_>],
-) -> Result<(TableInput, NetIndex), NetsError> {
+) -> Result<TableInput, NetsError> {
     let bits = family.bits();
     let name = family.name();
     if let Some(bad) = lists.iter().find(|l| l.slot >= LIST_SLOTS) {
@@ -208,16 +208,14 @@ pub fn compile(
             max: MAX_NETS,
         });
     }
-    Ok((
-        TableInput {
-            prefixes,
-            nets: NetPages {
-                nets,
-                listed: Vec::new(),
-            },
+    Ok(TableInput {
+        prefixes,
+        nets: NetPages {
+            nets,
+            listed: Vec::new(),
         },
-        NetIndex { slot_asn, asn_slot },
-    ))
+        index: NetIndex { slot_asn, asn_slot },
+    })
 }
 
 /// The prefixes of `start..=end` with `leaf`, unless the leaf says nothing (unknown, net 0).

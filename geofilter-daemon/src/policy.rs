@@ -7,8 +7,9 @@ use std::{
 };
 
 use geofilter_common::{
-    ACTION_DROP, ACTION_PASS, CountryId, POLICY_EXCEPTIONS_V4, POLICY_EXCEPTIONS_V6,
-    POLICY_MONITOR, POLICY_PORT_SCOPE, POLICY_PORTLESS_IN_SCOPE, Policy, UNKNOWN_COUNTRY,
+    ACTION_DROP, ACTION_PASS, ASN_DROP, ASN_PASS, CountryId, POLICY_ASNS, POLICY_EXCEPTIONS_V4,
+    POLICY_EXCEPTIONS_V6, POLICY_MONITOR, POLICY_PORT_SCOPE, POLICY_PORTLESS_IN_SCOPE, Policy,
+    UNKNOWN_COUNTRY,
     embedded::{Embedding, embedded_ipv4},
 };
 use serde::{Deserialize, Serialize};
@@ -60,6 +61,14 @@ pub struct DesiredPolicy {
     pub mode: Mode,
     #[serde(default, with = "country_codes")]
     pub countries: BTreeSet<CountryId>,
+    /// Autonomous systems listed like countries: dropped in deny mode, passed in allow-only
+    /// mode, whatever country their addresses are in.
+    #[serde(
+        default,
+        with = "crate::keys::asn_names",
+        skip_serializing_if = "BTreeSet::is_empty"
+    )]
+    pub asns: BTreeSet<u32>,
     #[serde(default)]
     pub unknown: UnknownAction,
     #[serde(default)]
@@ -93,8 +102,15 @@ pub(crate) mod country_codes {
 }
 
 impl DesiredPolicy {
-    /// One action per country slot; both modes become a plain lookup table.
+    /// [`Self::compile_with`] no listed ASNs (a policy with ASNs needs the datapath's listed
+    /// indices: see `datapath::asns`).
     pub fn compile(&self) -> Policy {
+        self.compile_with(&BTreeMap::new())
+    }
+
+    /// One action per country slot, and one per listed index of the ASNs in `listed` that this
+    /// policy names; both modes become plain lookup tables.
+    pub fn compile_with(&self, asn_index: &BTreeMap<u32, u16>) -> Policy {
         let (listed, unlisted) = match self.mode {
             Mode::Deny => (ACTION_DROP, ACTION_PASS),
             Mode::AllowOnly => (ACTION_PASS, ACTION_DROP),
@@ -111,6 +127,16 @@ impl DesiredPolicy {
             UnknownAction::Pass => ACTION_PASS,
             UnknownAction::Drop => ACTION_DROP,
         };
+        let asn_action = match self.mode {
+            Mode::Deny => ASN_DROP,
+            Mode::AllowOnly => ASN_PASS,
+        };
+        for asn in &self.asns {
+            if let Some(&k) = asn_index.get(asn) {
+                policy.asn_actions[usize::from(k)] = asn_action;
+                policy.flags |= POLICY_ASNS;
+            }
+        }
         if self.monitor {
             policy.flags |= POLICY_MONITOR;
         }
@@ -151,12 +177,23 @@ impl DesiredPolicy {
             .map(|(c, a)| (*c, *a))
     }
 
-    /// Whether a packet from `addr` (of `country`) to a port in scope would be dropped, as far as
-    /// user space can tell; the lockout check uses this before a change is applied.
-    pub fn would_drop(&self, addr: IpAddr, country: CountryId) -> bool {
+    /// Whether this policy drops an address of `country` in `asn` (ignoring exceptions, ports
+    /// and lists): a listed ASN decides, else the country.
+    pub fn drops_in(&self, country: CountryId, asn: Option<u32>) -> bool {
+        match (asn.is_some_and(|a| self.asns.contains(&a)), self.mode) {
+            (true, Mode::Deny) => true,
+            (true, Mode::AllowOnly) => false,
+            (false, _) => self.drops(country),
+        }
+    }
+
+    /// Whether a packet from `addr` (of `country`, in `asn`) to a port in scope would be
+    /// dropped, as far as user space can tell; the lockout check uses this before a change is
+    /// applied.
+    pub fn would_drop(&self, addr: IpAddr, country: CountryId, asn: Option<u32>) -> bool {
         match self.exception_for(addr) {
             Some((_, action)) => action == ExceptionAction::Drop && !self.monitor,
-            None => !self.monitor && self.drops(country),
+            None => !self.monitor && self.drops_in(country, asn),
         }
     }
 }
@@ -164,8 +201,10 @@ impl DesiredPolicy {
 /// Makes the kernel enforce `new` where it enforced `old`.
 ///
 /// Exception additions go into the tries first (their lookups are enabled by the policy flag),
-/// then the policy value is swapped in one step, then removed exceptions are deleted. A packet
-/// sees each exception, and the policy value, before or after the change, never torn.
+/// and newly named ASNs get their listed index in the tables (`datapath::asns`: without an
+/// action in the live policy it changes nothing); then the policy value is swapped in one step;
+/// then removed exceptions are deleted and unnamed ASNs lose their index. A packet sees each
+/// exception, each ASN and the policy value before or after the change, never torn.
 pub fn apply(
     datapath: &mut Datapath,
     old: &DesiredPolicy,
@@ -176,7 +215,9 @@ pub fn apply(
             datapath.set_exception(cidr, *action)?;
         }
     }
-    datapath.set_policy(&new.compile())?;
+    datapath.list_asns(&new.asns)?;
+    datapath.set_policy(&new.compile_with(datapath.listed_asns()))?;
+    datapath.unlist_asns(&new.asns)?;
     for cidr in old.exceptions.keys() {
         if !new.exceptions.contains_key(cidr) {
             datapath.remove_exception(cidr)?;
@@ -225,6 +266,27 @@ mod tests {
     }
 
     #[test]
+    fn listed_asns_get_the_mode_action_at_their_index_only() {
+        let de = country_id(*b"DE").unwrap();
+        let listed = BTreeMap::from([(13335, 7), (15169, 3)]);
+        let mut desired = DesiredPolicy {
+            asns: [13335].into(),
+            ..Default::default()
+        };
+        let p = desired.compile_with(&listed);
+        assert_eq!(p.flags, POLICY_ASNS);
+        assert_eq!(p.asn_actions[7], ASN_DROP);
+        assert_eq!(p.asn_actions.iter().filter(|&&a| a != 0).count(), 1);
+        assert!(desired.drops_in(de, Some(13335)) && !desired.drops_in(de, Some(15169)));
+        desired.mode = Mode::AllowOnly;
+        let p = desired.compile_with(&listed);
+        assert_eq!(p.asn_actions[7], ASN_PASS);
+        assert!(!desired.drops_in(de, Some(13335)) && desired.drops_in(de, None));
+        // Without an index (no database holds the ASN) the policy has no ASN action at all.
+        assert_eq!(desired.compile().flags & POLICY_ASNS, 0);
+    }
+
+    #[test]
     fn exceptions_and_ports_set_their_flags_and_round_trip_through_json() {
         let ru = country_id(*b"RU").unwrap();
         let mut desired = DesiredPolicy {
@@ -242,11 +304,11 @@ mod tests {
         );
         assert!(!p.tcp_ports.contains(80) && p.tcp_ports.contains(443));
         assert!(
-            !desired.would_drop("5.45.200.9".parse().unwrap(), ru),
+            !desired.would_drop("5.45.200.9".parse().unwrap(), ru, None),
             "excepted"
         );
         assert!(
-            desired.would_drop("5.45.201.9".parse().unwrap(), ru),
+            desired.would_drop("5.45.201.9".parse().unwrap(), ru, None),
             "blocked country"
         );
 

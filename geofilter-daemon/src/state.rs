@@ -46,6 +46,13 @@ pub struct SavedState {
     /// The XDP mode each interface actually got (an adopted link does not say).
     #[serde(default)]
     pub attached: std::collections::BTreeMap<String, XdpModeChoice>,
+    /// ASN database files, in `--asn-db` order (none: the embedded one).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub asn_dbs: Vec<PathBuf>,
+    /// The listed index of each ASN the policy names, as the kernel's tables and policy have
+    /// it: a restart keeps them, so the policy in force stays right while tables are rebuilt.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub asn_listed: std::collections::BTreeMap<u32, u16>,
 }
 
 fn version() -> u32 {
@@ -74,6 +81,8 @@ impl Default for SavedState {
             db_format: None,
             policy: DesiredPolicy::default(),
             attached: Default::default(),
+            asn_dbs: Vec::new(),
+            asn_listed: Default::default(),
         }
     }
 }

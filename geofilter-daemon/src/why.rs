@@ -4,7 +4,7 @@
 
 use std::net::IpAddr;
 
-use geofilter_common::{UNKNOWN_COUNTRY, Verdict};
+use geofilter_common::{Decider, UNKNOWN_COUNTRY, Verdict};
 
 use crate::{
     control::protocol::{ExceptionMatch, Outcome, WhyAnswer, wire_name},
@@ -16,17 +16,31 @@ use crate::{
     rules::{PortRange, PortScope},
 };
 
+/// What the kernel's net for an address means, in the daemon's words: the ASN its slot is, the
+/// ASN's organisation, and the names of the lists its bits are.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct NetNames {
+    pub asn: Option<u32>,
+    pub organisation: Option<String>,
+    /// Every list holding the address (enabled or not).
+    pub lists: Vec<String>,
+    /// The list that decided, when one did.
+    pub deciding_list: Option<String>,
+}
+
 /// The answer for `addr` (see [`WhyAnswer`]).
 ///
 /// The order is the program's (geofilter-ebpf/src/filter.rs `decide`): an exception decides
-/// outright, whatever the port; otherwise a packet outside the port scope passes, and the
-/// country policy decides the rest. The probe frame has no transport header, so its verdict is
-/// the one for packets in the scope.
+/// outright, whatever the port; otherwise a packet outside the port scope passes; then an
+/// enabled list, the address's ASN when the policy names it, and the country policy decides the
+/// rest. The probe frame has no transport header, so its verdict is the one for packets in the
+/// scope. What decided is the program's own answer ([`Classification::decided_by`]).
 pub fn explain(
     addr: IpAddr,
     found: &Classification,
     db: &CompiledDb,
     policy: &DesiredPolicy,
+    net: &NetNames,
 ) -> WhyAnswer {
     let country = found.country;
     let known = country != UNKNOWN_COUNTRY;
@@ -59,20 +73,53 @@ pub fn explain(
         (true, Mode::AllowOnly) if listed => format!("{code} is allowed (allow-only list)"),
         (true, Mode::AllowOnly) => format!("{code} is not on the allow-only list"),
     };
+    let asn_name = net.asn.map(|asn| match &net.organisation {
+        Some(org) => format!("AS{asn} ({org})"),
+        None => format!("AS{asn}"),
+    });
+    let rule = match (found.decided_by, &asn_name, &net.deciding_list) {
+        (Decider::Asn, Some(asn), _) => {
+            let listed = match policy.mode {
+                Mode::Deny => "is blocked (deny list)",
+                Mode::AllowOnly => "is allowed (allow-only list)",
+            };
+            format!("{asn} {listed}, before the country ({rule})")
+        }
+        (Decider::List, _, Some(list)) => format!(
+            "list {list} ({}) decides, before ASNs and countries ({rule})",
+            match found.verdict {
+                Verdict::Pass => "pass",
+                Verdict::Drop | Verdict::WouldDrop => "drop",
+            }
+        ),
+        _ => rule,
+    };
     let exception = policy.exception_for(filtered);
     let scope = (!policy.ports.is_everything()).then(|| scope_text(&policy.ports));
     let rule = match (exception, &scope) {
         (Some((cidr, action)), _) => format!(
-            "exception {cidr} ({}) decides, before the country policy ({rule})",
+            "exception {cidr} ({}) decides, before the lists, ASNs and country policy ({rule})",
             wire_name(&action)
         ),
         (None, Some(scope)) => format!("{rule}, for packets in the port scope ({scope})"),
         (None, None) => rule,
     };
     let place = match (&prefix, &source) {
-        (Some(p), Some(s)) => format!("{p} from {s}: "),
-        (None, Some(s)) => format!("from {s}: "),
+        (Some(p), Some(s)) => format!("{p} from {s}"),
+        (None, Some(s)) => format!("from {s}"),
         _ => String::new(),
+    };
+    let network = match (&asn_name, net.lists.is_empty()) {
+        (Some(asn), true) => format!("{asn}"),
+        (Some(asn), false) => format!("{asn}, in {}", net.lists.join(", ")),
+        (None, false) => format!("in {}", net.lists.join(", ")),
+        (None, true) => String::new(),
+    };
+    let place = match (place.is_empty(), network.is_empty()) {
+        (true, true) => String::new(),
+        (false, true) => format!("{place}: "),
+        (true, false) => format!("{network}: "),
+        (false, false) => format!("{place}, {network}: "),
     };
     let verdict = match found.verdict {
         Verdict::Drop => Outcome::Drop,
@@ -94,6 +141,18 @@ pub fn explain(
         source,
         exception: exception.map(|(cidr, action)| ExceptionMatch { cidr, action }),
         ports: scope,
+        asn: net.asn,
+        organisation: net.organisation.clone(),
+        lists: net.lists.clone(),
+        decided_by: match found.decided_by {
+            Decider::Country => "country",
+            Decider::Exception => "exception",
+            Decider::PortScope => "ports",
+            Decider::List => "list",
+            Decider::Asn => "asn",
+        }
+        .into(),
+        deciding_list: net.deciding_list.clone(),
         reason,
     }
 }
@@ -159,7 +218,13 @@ mod tests {
             asn_slot: 0,
             lists: 0,
         };
-        explain("46.114.1.1".parse().unwrap(), &found, &db, policy)
+        explain(
+            "46.114.1.1".parse().unwrap(),
+            &found,
+            &db,
+            policy,
+            &NetNames::default(),
+        )
     }
 
     #[test]
@@ -175,7 +240,7 @@ mod tests {
         assert_eq!(
             answer.reason,
             "46.114.0.0/16 from v4.csv: exception 46.114.1.1/32 (drop) decides, before the \
-             country policy (DE is not blocked (deny list)) -> drop"
+             lists, ASNs and country policy (DE is not blocked (deny list)) -> drop"
         );
         assert_eq!(
             serde_json::to_value(answer.exception).unwrap(),

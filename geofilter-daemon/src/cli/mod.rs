@@ -10,7 +10,7 @@ mod run;
 
 use args::{Cli, Command, ExceptCommand, PolicyCommand, PortsCommand};
 
-use crate::{control::protocol::Change, country::parse_user_codes, policy::Mode};
+use crate::{control::protocol::Change, keys::parse_user_keys, policy::Mode};
 
 pub fn main(cli: Cli) -> anyhow::Result<()> {
     let global = cli.global;
@@ -25,20 +25,28 @@ pub fn main(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Status => client::status(&client),
         Command::Stats(args) => client::stats(&client, &args),
-        Command::Block(args) => client::change(
-            &client,
-            &args.change,
-            Change::Block {
-                countries: parse_user_codes(&args.countries)?,
-            },
-        ),
-        Command::Unblock(args) => client::change(
-            &client,
-            &args.change,
-            Change::Unblock {
-                countries: parse_user_codes(&args.countries)?,
-            },
-        ),
+        Command::Block(args) => {
+            let keys = parse_user_keys(&args.countries)?;
+            client::change(
+                &client,
+                &args.change,
+                Change::Block {
+                    countries: keys.countries,
+                    asns: keys.asns,
+                },
+            )
+        }
+        Command::Unblock(args) => {
+            let keys = parse_user_keys(&args.countries)?;
+            client::change(
+                &client,
+                &args.change,
+                Change::Unblock {
+                    countries: keys.countries,
+                    asns: keys.asns,
+                },
+            )
+        }
         Command::Policy(args) => match args.command {
             PolicyCommand::Deny(change) => {
                 client::change(&client, &change, Change::Mode { mode: Mode::Deny })

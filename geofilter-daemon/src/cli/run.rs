@@ -10,7 +10,7 @@ use tracing::{info, warn};
 use super::args::RunArgs;
 use crate::{
     control::server::ControlSocket,
-    country::parse_user_codes,
+    keys::parse_user_keys,
     daemon::{Daemon, State},
     datapath::{
         AttachOptions, Attachment, Datapath, XdpModeChoice,
@@ -54,7 +54,9 @@ fn initial_state(args: &RunArgs) -> anyhow::Result<SavedState> {
         saved.db_format = Some(format);
     }
     if !args.block.is_empty() {
-        saved.policy.countries = parse_user_codes(&args.block)?;
+        let keys = parse_user_keys(&args.block)?;
+        saved.policy.countries = keys.countries;
+        saved.policy.asns = keys.asns;
     }
     if let Some(mode) = args.xdp_mode {
         saved.xdp_mode = mode;
@@ -200,13 +202,18 @@ fn start(args: &RunArgs, mut saved: SavedState, db: CompiledDb) -> anyhow::Resul
     if datapath.adopted {
         info!(pin_root = %layout.root.display(), "adopting the pinned filter of an earlier daemon");
     }
+    // The listed ASN indices the earlier daemon's policy (adopted, still in force) uses, then
+    // indices for ASNs it did not have: the new tables carry them from their first packet.
+    datapath.restore_listed(saved.asn_listed.clone());
+    datapath.list_asns(&saved.policy.asns)?;
     let tables = datapath.install_tables(&db.v4, &db.v6)?;
     info!(
         elapsed_ms = tables.elapsed.as_millis() as u64,
         "country tables loaded"
     );
     datapath.sync_exceptions(&saved.policy.exceptions)?;
-    datapath.set_policy(&saved.policy.compile())?;
+    datapath.set_policy(&saved.policy.compile_with(datapath.listed_asns()))?;
+    datapath.unlist_asns(&saved.policy.asns)?;
     let opts = AttachOptions {
         mode: saved.xdp_mode,
         attach: saved.xdp_attach,

@@ -7,6 +7,7 @@
 //! <https://docs.kernel.org/bpf/map_of_maps.html>), so each packet sees the old state or the new,
 //! never a mix, and no prefix is ever missing while a table is replaced.
 
+mod asns;
 mod attach;
 pub mod bpffs;
 pub mod compact;
@@ -55,6 +56,8 @@ pub enum DatapathError {
     Object(#[source] EbpfError),
     #[error("the kernel refused the XDP program: {0}")]
     Program(#[source] ProgramError),
+    #[error(transparent)]
+    TooManyListed(#[from] asns::TooManyListed),
     #[error("map {name}: {source}")]
     Map {
         name: &'static str,
@@ -185,6 +188,10 @@ pub struct Datapath {
     except_v6: LpmTrie<MapData, [u8; 16], u32>,
     country_counters: PerCpuArray<MapData, Counter>,
     class_counters: PerCpuArray<MapData, Counter>,
+    asn_counters: PerCpuArray<MapData, Counter>,
+    list_counters: PerCpuArray<MapData, Counter>,
+    /// The listed index of each ASN the tables' ASN pages name (see `asns.rs`).
+    listed: std::collections::BTreeMap<u32, u16>,
     /// Until the daemon takes them to read events ([`Datapath::take_events`]).
     events: Option<events::EventMaps>,
 }
@@ -232,6 +239,8 @@ impl Datapath {
         let except_v6 = take_map(&mut ebpf, names::EXCEPT_V6)?;
         let country_counters = take_map(&mut ebpf, names::COUNTRY_COUNTERS)?;
         let class_counters = take_map(&mut ebpf, names::CLASS_COUNTERS)?;
+        let asn_counters = take_map(&mut ebpf, names::ASN_COUNTERS)?;
+        let list_counters = take_map(&mut ebpf, names::LIST_COUNTERS)?;
         let events = Some(events::EventMaps::take(&mut ebpf)?);
         let mut datapath = Self {
             ebpf,
@@ -257,6 +266,9 @@ impl Datapath {
             except_v6,
             country_counters,
             class_counters,
+            asn_counters,
+            list_counters,
+            listed: Default::default(),
             events,
         };
         if adopted {

@@ -28,13 +28,15 @@ use super::{
     map_err,
     stride::{Marks, StrideTable, TablePrefix},
 };
-use crate::family::Family;
+use crate::{family::Family, nets::NetIndex};
 
-/// What one family's table is compiled from: its prefixes, and the nets their leaves name.
+/// What one family's table is compiled from: its prefixes, the nets their leaves name, and
+/// which ASN each slot of the nets is.
 #[derive(Clone, Debug, Default)]
 pub struct TableInput {
     pub prefixes: Vec<TablePrefix>,
     pub nets: NetPages,
+    pub index: NetIndex,
 }
 
 impl TableInput {
@@ -49,6 +51,7 @@ impl TableInput {
                 nets: vec![Net::default(); top as usize + 1],
                 listed: Vec::new(),
             },
+            index: NetIndex::default(),
         }
     }
 }
@@ -95,6 +98,9 @@ pub(super) struct LiveTable {
     pub inner: TableMap,
     pub marks: Marks,
     pub nets: NetPages,
+    /// Which ASN each slot is (empty for a table read back from an earlier daemon: its slots
+    /// are its own until this daemon installs a table).
+    pub index: NetIndex,
 }
 
 impl LiveTable {
@@ -109,6 +115,7 @@ impl LiveTable {
             inner: TableMap::create(1, BPF_F_INNER_MAP).map_err(map_err(name))?,
             marks,
             nets,
+            index: NetIndex::default(),
         })
     }
 }
@@ -125,7 +132,12 @@ impl FamilyTables {
 
     /// Encodes `table` with this family's exception marks and builds its kernel array, filled
     /// completely, but not yet referenced by the program.
-    pub fn prepare(&self, table: StrideTable, nets: NetPages) -> Result<LiveTable, DatapathError> {
+    pub fn prepare(
+        &self,
+        table: StrideTable,
+        nets: NetPages,
+        index: NetIndex,
+    ) -> Result<LiveTable, DatapathError> {
         let marks = self.marks_on(&table);
         let compact =
             CompactTable::encode(&table, &marks, &nets).map_err(|_| self.too_large(usize::MAX))?;
@@ -146,6 +158,7 @@ impl FamilyTables {
             inner,
             marks,
             nets,
+            index,
         })
     }
 
@@ -215,6 +228,7 @@ impl FamilyTables {
             inner,
             marks,
             nets,
+            index: NetIndex::default(),
         };
         for (index, page) in (0..len).zip(&held) {
             if self.live.compact.pages[index as usize] != *page {
@@ -248,10 +262,10 @@ impl Datapath {
     ) -> Result<TableStats, DatapathError> {
         let start = Instant::now();
         // The two families are independent: one compiles and fills its array on another thread.
-        let (v4_side, v6_side) = (&self.v4, &self.v6);
+        let (v4_side, v6_side, listed) = (&self.v4, &self.v6, &self.listed);
         let (new_v4, new_v6) = std::thread::scope(|s| {
-            let v6_thread = s.spawn(|| v6_side.compile(v6));
-            let new_v4 = v4_side.compile(v4);
+            let v6_thread = s.spawn(|| v6_side.compile(v6, listed));
+            let new_v4 = v4_side.compile(v4, listed);
             (new_v4, v6_thread.join().expect("table compiler panicked"))
         });
         let (new_v4, new_v6) = (new_v4?, new_v6?);
@@ -271,15 +285,30 @@ impl Datapath {
 }
 
 impl FamilyTables {
-    /// Compiles `input` and [`prepare`](Self::prepare)s the kernel array for it.
-    fn compile(&self, input: &TableInput) -> Result<LiveTable, DatapathError> {
+    /// Compiles `input` and [`prepare`](Self::prepare)s the kernel array for it, with the
+    /// listed index of every ASN of `listed` already in its ASN pages (so the policy in force
+    /// applies to the new table from its first packet).
+    fn compile(
+        &self,
+        input: &TableInput,
+        listed: &std::collections::BTreeMap<u32, u16>,
+    ) -> Result<LiveTable, DatapathError> {
         let table = StrideTable::build(self.family, &input.prefixes).map_err(|source| {
             DatapathError::Table {
                 name: self.name,
                 source,
             }
         })?;
-        self.prepare(table, input.nets.clone())
+        let mut nets = input.nets.clone();
+        for (asn, &k) in listed {
+            if let Some(&slot) = input.index.asn_slot.get(asn) {
+                if nets.listed.len() <= slot as usize {
+                    nets.listed.resize(slot as usize + 1, 0);
+                }
+                nets.listed[slot as usize] = k;
+            }
+        }
+        self.prepare(table, nets, input.index.clone())
     }
 
     /// Sets the listed index of ASN slots in the live table, in place (one `u16` each; the

@@ -64,7 +64,8 @@ fn every_address_gets_its_country_asn_and_lists() {
                 ranges: r,
             })
             .collect();
-        let (input, index) = compile(family, &countries, &asns, &lists).unwrap();
+        let input = compile(family, &countries, &asns, &lists).unwrap();
+        let index = &input.index;
         let table = StrideTable::build(family, &input.prefixes).unwrap();
         let mut probes: Vec<u128> = Vec::new();
         for p in &countries {
@@ -110,7 +111,8 @@ fn every_address_gets_its_country_asn_and_lists() {
 fn without_asns_or_lists_there_is_one_net_and_the_table_is_the_countries() {
     let mut rng = StdRng::seed_from_u64(9);
     let countries = prefixes(&ranges(&mut rng, 32, 200), 32, &mut rng);
-    let (input, index) = compile(Family::V4, &countries, &[], &[]).unwrap();
+    let input = compile(Family::V4, &countries, &[], &[]).unwrap();
+    let index = &input.index;
     assert_eq!(input.nets.nets, vec![Net::default()]);
     assert_eq!(index.slot_asn, vec![0]);
     let table = StrideTable::build(Family::V4, &input.prefixes).unwrap();
@@ -128,7 +130,8 @@ fn an_asn_without_a_country_still_has_a_leaf() {
         end: 0x0101_01ff,
         asn: 13335,
     }];
-    let (input, index) = compile(Family::V4, &[], &asns, &[]).unwrap();
+    let input = compile(Family::V4, &[], &asns, &[]).unwrap();
+    let index = &input.index;
     let table = StrideTable::build(Family::V4, &input.prefixes).unwrap();
     let leaf = table.lookup(0x0101_0101);
     assert_eq!(leaf.country, UNKNOWN_COUNTRY);

@@ -222,6 +222,21 @@ pub struct WhyAnswer {
     pub exception: Option<ExceptionMatch>,
     /// The port scope the country verdict holds for, in words; `None` for every port.
     pub ports: Option<String>,
+    /// The autonomous system the address is in, and its organisation, as the ASN database has
+    /// them.
+    #[serde(default)]
+    pub asn: Option<u32>,
+    #[serde(default)]
+    pub organisation: Option<String>,
+    /// Every blocklist holding the address.
+    #[serde(default)]
+    pub lists: Vec<String>,
+    /// What decided: `exception`, `ports`, `list`, `asn` or `country`.
+    #[serde(default)]
+    pub decided_by: String,
+    /// The list that decided, when one did.
+    #[serde(default)]
+    pub deciding_list: Option<String>,
     pub reason: String,
 }
 

@@ -88,10 +88,23 @@ pub enum Change {
         /// Codes on the wire (`["RU"]`), read with the same parser as the command line.
         #[serde(with = "crate::policy::country_codes")]
         countries: BTreeSet<CountryId>,
+        /// ASNs on the wire (`["AS13335"]`).
+        #[serde(
+            default,
+            with = "crate::keys::asn_names",
+            skip_serializing_if = "BTreeSet::is_empty"
+        )]
+        asns: BTreeSet<u32>,
     },
     Unblock {
         #[serde(with = "crate::policy::country_codes")]
         countries: BTreeSet<CountryId>,
+        #[serde(
+            default,
+            with = "crate::keys::asn_names",
+            skip_serializing_if = "BTreeSet::is_empty"
+        )]
+        asns: BTreeSet<u32>,
     },
     Mode {
         mode: Mode,

@@ -1,0 +1,113 @@
+//! Listed ASNs: which listed index each ASN the policy names has, written into the live tables'
+//! ASN pages (layout: `geofilter_common::table`, "Nets and ASN pages").
+//!
+//! A change of the listed ASNs is three steps, so that no packet sees a half-made change:
+//! 1. [`Datapath::list_asns`] gives each newly named ASN a free index and writes it into its
+//!    slot of both tables; the live policy has no action for a free index, so nothing changes;
+//! 2. the policy compiled with [`Datapath::listed_asns`] is swapped in: the one step that
+//!    changes verdicts, for every listed ASN at once;
+//! 3. [`Datapath::unlist_asns`] clears the slots of ASNs the policy no longer names and frees
+//!    their indices (the live policy already has no action for them).
+//!
+//! Each step writes a `u16` per ASN and family in place (a page rewrite where only that `u16`
+//! differs), whatever the size of the database: O(1) in it.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use geofilter_common::LISTED_ASNS;
+
+use super::{Datapath, DatapathError, tables::FamilyTables};
+
+#[derive(Debug, thiserror::Error)]
+#[error("the policy names more than {} ASNs", LISTED_ASNS - 1)]
+pub struct TooManyListed;
+
+impl Datapath {
+    /// The listed index of every ASN the tables hold an index for.
+    pub fn listed_asns(&self) -> &BTreeMap<u32, u16> {
+        &self.listed
+    }
+
+    /// Step 1: gives every ASN of `asns` without one a free listed index, and writes the indices
+    /// into the live tables' ASN pages.
+    pub fn list_asns(&mut self, asns: &BTreeSet<u32>) -> Result<(), DatapathError> {
+        let mut used: BTreeSet<u16> = self.listed.values().copied().collect();
+        let mut added = Vec::new();
+        for &asn in asns {
+            if self.listed.contains_key(&asn) {
+                continue;
+            }
+            let free = (1..LISTED_ASNS as u16)
+                .find(|k| !used.contains(k))
+                .ok_or(DatapathError::TooManyListed(TooManyListed))?;
+            used.insert(free);
+            added.push((asn, free));
+        }
+        for &(asn, k) in &added {
+            self.listed.insert(asn, k);
+        }
+        write(&mut self.v4, &added)?;
+        write(&mut self.v6, &added)
+    }
+
+    /// Step 3: clears the listed index of every ASN not in `keep`.
+    pub fn unlist_asns(&mut self, keep: &BTreeSet<u32>) -> Result<(), DatapathError> {
+        let gone: Vec<(u32, u16)> = self
+            .listed
+            .keys()
+            .filter(|asn| !keep.contains(asn))
+            .map(|&asn| (asn, 0))
+            .collect();
+        write(&mut self.v4, &gone)?;
+        write(&mut self.v6, &gone)?;
+        for (asn, _) in gone {
+            self.listed.remove(&asn);
+        }
+        Ok(())
+    }
+
+    /// Takes `listed` as the assignment (the one an earlier daemon saved), before the first
+    /// tables of this daemon are built, so a restart keeps every index where the live policy
+    /// has it.
+    pub fn restore_listed(&mut self, listed: BTreeMap<u32, u16>) {
+        self.listed = listed
+            .into_iter()
+            .filter(|&(_, k)| k != 0 && u32::from(k) < LISTED_ASNS)
+            .collect();
+    }
+}
+
+/// Writes `(asn, index)` into the ASN pages of one family's live table (ASNs it has no slot for
+/// are not in that family).
+fn write(family: &mut FamilyTables, changes: &[(u32, u16)]) -> Result<(), DatapathError> {
+    let slots: Vec<(u32, u16)> = changes
+        .iter()
+        .filter_map(|&(asn, k)| family.live.index.asn_slot.get(&asn).map(|&s| (s, k)))
+        .collect();
+    family.set_listed(&slots)
+}
+
+impl Datapath {
+    /// The ASN the live table gives `addr` (the host's copy of the program's walk; the address
+    /// as the program filters it, see `policy::filtered_as`).
+    pub fn asn_of(&self, addr: std::net::IpAddr) -> Option<u32> {
+        let (family, value) = match addr {
+            std::net::IpAddr::V4(a) => (&self.v4, u128::from(u32::from(a))),
+            std::net::IpAddr::V6(a) => (&self.v6, u128::from(a)),
+        };
+        let live = &family.live;
+        let (entry, _) = live.compact.lookup(family.family.bits(), value);
+        if entry.is_child() {
+            return None;
+        }
+        let net = live.nets.nets.get(entry.info().net as usize)?;
+        live.index.asn(net.asn_slot)
+    }
+
+    /// The ASN in ASN slot `slot` of the live table of `addr`'s family (what a `why` probe's
+    /// slot means).
+    pub fn slot_asn(&self, addr: std::net::IpAddr, slot: u32) -> Option<u32> {
+        let family = if addr.is_ipv4() { &self.v4 } else { &self.v6 };
+        family.live.index.asn(slot)
+    }
+}
