@@ -61,6 +61,7 @@ mod range_csv;
 #[cfg(any(test, feature = "test-helpers"))]
 pub mod reference;
 mod rir;
+pub(crate) mod sweep;
 mod text;
 mod tor;
 mod types;
