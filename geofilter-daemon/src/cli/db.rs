@@ -14,6 +14,7 @@ use super::{
     client::json_line,
 };
 use crate::{
+    asn,
     control::{
         client::call,
         protocol::{CheckOutput, ReloadReply, Request, UpdateOutput},
@@ -294,6 +295,30 @@ fn pack(dbs: &[PathBuf], output: &Path, meta: PackedMeta) -> anyhow::Result<()> 
         "--built {:?} is not a YYYY-MM-DD date",
         meta.built
     );
+    // ASN files pack into the ASN form (`data/asn.gfasn`), country files into the country form.
+    let asn_files = dbs
+        .iter()
+        .map(|p| asn::detect(p).map(|f| f.is_some()))
+        .collect::<Result<Vec<_>, _>>()?;
+    if asn_files.iter().any(|&a| a) {
+        anyhow::ensure!(
+            asn_files.iter().all(|&a| a),
+            "db pack: give either country files or ASN files, not both"
+        );
+        let db = asn::load(dbs, None)?;
+        let bytes = asn::codec::pack_checked(&db, &meta)?;
+        std::fs::write(output, &bytes).with_context(|| format!("writing {}", output.display()))?;
+        println!(
+            "{}: {} bytes, {} IPv4 + {} IPv6 ranges, {} ASNs, {} names",
+            output.display(),
+            bytes.len(),
+            db.v4.len(),
+            db.v6.len(),
+            db.asns(),
+            db.names.len()
+        );
+        return Ok(());
+    }
     let db = geoip::load(dbs, None)?;
     let bytes = codec::pack_checked(&db, &meta)?;
     std::fs::write(output, &bytes).with_context(|| format!("writing {}", output.display()))?;

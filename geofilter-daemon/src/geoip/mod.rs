@@ -195,4 +195,4 @@ pub fn read_source_within(
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
