@@ -127,4 +127,6 @@ pub fn read_source_within(
 }
 
 #[cfg(test)]
+mod exactness;
+#[cfg(test)]
 mod tests;
