@@ -1,6 +1,7 @@
 //! geofilter's daemon and CLI as a library: the binary and the control-socket handlers are thin
 //! layers over these modules.
 
+pub mod asn;
 pub mod changes;
 pub mod cli;
 pub mod commit;

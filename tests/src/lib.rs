@@ -9,6 +9,7 @@ pub mod fleet;
 pub mod frame;
 pub mod model;
 pub mod netns;
+pub mod npm;
 pub mod podman;
 pub mod policy_server;
 pub mod probe;

@@ -582,47 +582,18 @@ fn rir() {
 /// `target/exactness-data/<package>-<version>/package/`, fetched with `npm pack` on first use.
 /// `Err` says why it could not be fetched.
 fn npm_package() -> Result<PathBuf, String> {
-    let base = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/exactness-data");
-    let dir = base.join(format!("geo-whois-asn-country-{NPM_VERSION}"));
-    let package = dir.join("package");
-    let wanted = [
-        "geo-whois-asn-country-ipv4.csv",
-        "geo-whois-asn-country-ipv6.csv",
-        "geo-whois-asn-country-ipv4-num.csv",
-        "geo-whois-asn-country-ipv6-num.csv",
-        "NRO_LICENSE",
-    ];
-    if wanted.iter().all(|f| package.join(f).is_file()) {
-        return Ok(package);
-    }
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
-    say(&format!(
-        "fetching {NPM_PACKAGE}@{NPM_VERSION} with npm pack (10.8 MB)"
-    ));
-    let out = Command::new("npm")
-        .args(["pack", "--loglevel=error", "--pack-destination"])
-        .arg(&dir)
-        .arg(format!("{NPM_PACKAGE}@{NPM_VERSION}"))
-        .output()
-        .map_err(|e| format!("cannot run npm: {e}"))?;
-    if !out.status.success() {
-        return Err(format!(
-            "npm pack failed ({}): {}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr).trim()
-        ));
-    }
-    let tgz = format!("ip-location-db-geo-whois-asn-country-{NPM_VERSION}.tgz");
-    let status = Command::new("tar")
-        .args(["xzf", &tgz])
-        .current_dir(&dir)
-        .status()
-        .map_err(|e| format!("cannot run tar: {e}"))?;
-    if !status.success() || !wanted.iter().all(|f| package.join(f).is_file()) {
-        return Err(format!("{tgz} did not unpack into the expected files"));
-    }
-    Ok(package)
+    say(&format!("{NPM_PACKAGE}@{NPM_VERSION} (10.8 MB)"));
+    geofilter_tests::npm::package(
+        NPM_PACKAGE,
+        NPM_VERSION,
+        &[
+            "geo-whois-asn-country-ipv4.csv",
+            "geo-whois-asn-country-ipv6.csv",
+            "geo-whois-asn-country-ipv4-num.csv",
+            "geo-whois-asn-country-ipv6-num.csv",
+            "NRO_LICENSE",
+        ],
+    )
 }
 
 /// Two tables with the same prefixes and countries (the source index differs by design).

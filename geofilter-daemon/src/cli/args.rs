@@ -10,6 +10,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 
 use crate::{
+    asn::AsnFormat,
     datapath::{XdpAttach, XdpModeChoice},
     geoip::{Format, update::Preset},
     paths,
@@ -371,25 +372,33 @@ pub struct DbArgs {
 
 #[derive(Subcommand, Clone, Debug)]
 pub enum DbCommand {
-    /// Show a database's sources, build dates, ranges, prefixes per family and countries, and
-    /// warn when it is older than 90 days. Reads the files itself; no daemon needed.
+    /// Show a database's sources, build dates, ranges, prefixes per family and countries (or AS
+    /// numbers, for ASN files), and warn when it is older than 90 days. Reads the files itself;
+    /// no daemon needed.
     Info {
-        /// Database file; repeat to merge several, as for `run`. [default: the embedded
-        /// database]
+        /// Database file, country or ASN (told apart by content); repeat to merge several, as for
+        /// `run`. [default: the embedded country and ASN databases]
         #[arg(long = "db", value_name = "FILE")]
         dbs: Vec<PathBuf>,
         /// Database format of every --db file [default: detected per file].
         #[arg(long, value_name = "FORMAT")]
         db_format: Option<Format>,
+        /// Read every --db file as an ASN database of this format [default: detected per file].
+        #[arg(long, value_enum, value_name = "FORMAT", conflicts_with = "db_format")]
+        asn_format: Option<AsnFormat>,
     },
-    /// Validate database files without loading them into the kernel: each is read whole and
-    /// compiled. Exits non-zero, naming file, line and text, if any is invalid.
+    /// Validate database files, country or ASN (told apart by content), without loading them
+    /// into the kernel: each is read whole and compiled. Exits non-zero, naming file, line and
+    /// text, if any is invalid.
     Check {
         #[arg(required = true, value_name = "FILE")]
         files: Vec<PathBuf>,
         /// Database format of every file [default: detected per file].
         #[arg(long, value_name = "FORMAT")]
         db_format: Option<Format>,
+        /// Read every file as an ASN database of this format [default: detected per file].
+        #[arg(long, value_enum, value_name = "FORMAT", conflicts_with = "db_format")]
+        asn_format: Option<AsnFormat>,
     },
     /// Download a fresh database, validate it completely, store it atomically in --dest, and
     /// tell a running daemon to load it (the daemon keeps its tables if anything fails).

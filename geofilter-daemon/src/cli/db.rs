@@ -8,12 +8,14 @@ use std::{
 };
 
 use anyhow::{Context as _, bail};
+use serde::Serialize;
 
 use super::{
     args::{ClientArgs, DbCommand, GlobalArgs},
     client::json_line,
 };
 use crate::{
+    asn::{self, AsnFormat, info::AsnInfo},
     control::{
         client::call,
         protocol::{CheckOutput, ReloadReply, Request, UpdateOutput},
@@ -34,13 +36,21 @@ pub fn main(command: DbCommand, global: &GlobalArgs) -> anyhow::Result<()> {
             .map_err(anyhow::Error::msg)
     };
     match command {
-        DbCommand::Info { dbs, db_format } => {
+        DbCommand::Info {
+            dbs,
+            db_format,
+            asn_format,
+        } => {
             refuse("db info", true, false)?;
-            db_info(&dbs, db_format, client.json)
+            db_info(&dbs, db_format, asn_format, client.json)
         }
-        DbCommand::Check { files, db_format } => {
+        DbCommand::Check {
+            files,
+            db_format,
+            asn_format,
+        } => {
             refuse("db check", true, false)?;
-            check(&files, db_format, client.json)
+            check(&files, db_format, asn_format, client.json)
         }
         DbCommand::Update {
             preset,
@@ -79,14 +89,90 @@ pub fn main(command: DbCommand, global: &GlobalArgs) -> anyhow::Result<()> {
     }
 }
 
-fn db_info(dbs: &[PathBuf], format: Option<Format>, json: bool) -> anyhow::Result<()> {
-    let info = info::describe(&DatabaseSource::from_paths(dbs, format))?;
+/// Whether `db info` / `db check` read `path` as an ASN database: `--asn-format` says so,
+/// `--db-format` says not, otherwise its content decides ([`asn::detect`]). A file detection
+/// cannot read at all goes to the country readers, whose errors name it.
+fn is_asn(path: &Path, db_format: Option<Format>, asn_format: Option<AsnFormat>) -> bool {
+    match (db_format, asn_format) {
+        (_, Some(_)) => true,
+        (Some(_), None) => false,
+        (None, None) => matches!(asn::detect(path), Ok(Some(_))),
+    }
+}
+
+/// `db info --json`: the country database's fields (when there is one) and the ASN database's
+/// under `asn` (when there is one).
+#[derive(Serialize)]
+struct InfoOutput {
+    #[serde(flatten)]
+    countries: Option<DbInfo>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    asn: Option<AsnInfo>,
+}
+
+fn db_info(
+    dbs: &[PathBuf],
+    format: Option<Format>,
+    asn_format: Option<AsnFormat>,
+    json: bool,
+) -> anyhow::Result<()> {
+    let (asn_dbs, country_dbs): (Vec<PathBuf>, Vec<PathBuf>) = dbs
+        .iter()
+        .cloned()
+        .partition(|p| is_asn(p, format, asn_format));
+    // No files: both embedded databases. Otherwise only the kinds given.
+    let both = dbs.is_empty();
+    let out = InfoOutput {
+        countries: (both || !country_dbs.is_empty())
+            .then(|| info::describe(&DatabaseSource::from_paths(&country_dbs, format)))
+            .transpose()?,
+        asn: (both || !asn_dbs.is_empty())
+            .then(|| asn::info::describe(&asn_dbs, asn_format))
+            .transpose()?,
+    };
     if json {
-        println!("{}", serde_json::to_string(&info)?);
+        println!("{}", serde_json::to_string(&out)?);
         return Ok(());
     }
-    print!("{}", info_text(&info));
+    if let Some(info) = &out.countries {
+        print!("{}", info_text(info));
+    }
+    if let Some(info) = &out.asn {
+        print!("{}", asn_info_text(info));
+    }
     Ok(())
+}
+
+fn asn_info_text(info: &AsnInfo) -> String {
+    let mut s = String::new();
+    for src in &info.sources {
+        s += &format!("asn source: {} ({})\n", src.source, src.format);
+        if let Some(v) = &src.version {
+            s += &format!("  version: {v}\n");
+        }
+        if let Some(built) = &src.built {
+            let age = src
+                .age_days
+                .map(|d| format!(", {d} days ago"))
+                .unwrap_or_default();
+            s += &format!("  built: {built} ({}{age})\n", src.built_from);
+        }
+        if let Some(l) = &src.licence {
+            s += &format!("  licence: {l}\n");
+        }
+        s += &format!(
+            "  ranges: {} IPv4, {} IPv6; {} ASNs\n",
+            src.ranges_v4, src.ranges_v6, src.asns
+        );
+    }
+    s += &format!(
+        "asn ranges: {} IPv4, {} IPv6\nasns: {} ({} with a name)\n",
+        info.ranges_v4, info.ranges_v6, info.asns, info.names
+    );
+    for w in &info.warnings {
+        s += &format!("WARNING: {w}\n");
+    }
+    s
 }
 
 fn info_text(info: &DbInfo) -> String {
@@ -121,64 +207,129 @@ fn info_text(info: &DbInfo) -> String {
     s
 }
 
-/// Checks every file (all of them, also after a failure) and fails if any is invalid.
-fn check(files: &[PathBuf], format: Option<Format>, json: bool) -> anyhow::Result<()> {
+/// `db check --json` for a valid ASN file (an invalid one is a [`CheckOutput::Invalid`] line).
+#[derive(Serialize)]
+struct AsnCheckLine<'a> {
+    file: &'a Path,
+    /// Always `true`.
+    ok: bool,
+    /// Always `"asn"`: the file is an ASN database.
+    kind: &'static str,
+    format: &'a str,
+    ranges_v4: usize,
+    ranges_v6: usize,
+    asns: usize,
+    names: usize,
+    built: Option<&'a str>,
+    warnings: &'a [String],
+}
+
+/// Checks every file (all of them, also after a failure) and fails if any is invalid. ASN files
+/// are told from country files by content.
+fn check(
+    files: &[PathBuf],
+    format: Option<Format>,
+    asn_format: Option<AsnFormat>,
+    json: bool,
+) -> anyhow::Result<()> {
     let mut failed = 0;
     for path in files {
-        match info::check(path, format) {
-            Ok(info) => {
-                let src = &info.sources[0];
-                if json {
-                    let line = CheckOutput::Valid {
-                        file: path.clone(),
-                        ok: true,
-                        format: src.format,
-                        ranges_v4: src.ranges_v4,
-                        ranges_v6: src.ranges_v6,
-                        prefixes_v4: info.prefixes_v4,
-                        prefixes_v6: info.prefixes_v6,
-                        countries: info.countries.len(),
-                        built: src.built.clone(),
-                        warnings: info.warnings.clone(),
-                    };
-                    println!("{}", json_line(&line));
-                } else {
-                    println!(
-                        "{}: ok: {}, {} IPv4 + {} IPv6 ranges, {} IPv4 + {} IPv6 prefixes, {} \
-                         countries, built {} ({})",
-                        path.display(),
-                        src.format,
-                        src.ranges_v4,
-                        src.ranges_v6,
-                        info.prefixes_v4,
-                        info.prefixes_v6,
-                        info.countries.len(),
-                        src.built.as_deref().unwrap_or("?"),
-                        src.built_from,
-                    );
-                    for w in &info.warnings {
-                        println!("WARNING: {w}");
-                    }
-                }
+        let result = if is_asn(path, format, asn_format) {
+            asn::info::check(path, asn_format)
+                .map(|info| check_asn_line(path, &info, json))
+                .map_err(anyhow::Error::from)
+        } else {
+            info::check(path, format)
+                .map(|info| check_country_line(path, &info, json))
+                .map_err(anyhow::Error::from)
+        };
+        if let Err(e) = result {
+            failed += 1;
+            if json {
+                let line = CheckOutput::Invalid {
+                    file: path.clone(),
+                    ok: false,
+                    error: e.to_string(),
+                };
+                println!("{}", json_line(&line));
             }
-            Err(e) => {
-                failed += 1;
-                if json {
-                    let line = CheckOutput::Invalid {
-                        file: path.clone(),
-                        ok: false,
-                        error: e.to_string(),
-                    };
-                    println!("{}", json_line(&line));
-                }
-                eprintln!("geofilter: invalid database: {e}");
-            }
+            eprintln!("geofilter: invalid database: {e}");
         }
     }
     if failed > 0 {
         bail!("{failed} of {} database file(s) invalid", files.len());
     }
     Ok(())
+}
+
+fn check_country_line(path: &Path, info: &DbInfo, json: bool) {
+    let src = &info.sources[0];
+    if json {
+        let line = CheckOutput::Valid {
+            file: path.to_owned(),
+            ok: true,
+            format: src.format,
+            ranges_v4: src.ranges_v4,
+            ranges_v6: src.ranges_v6,
+            prefixes_v4: info.prefixes_v4,
+            prefixes_v6: info.prefixes_v6,
+            countries: info.countries.len(),
+            built: src.built.clone(),
+            warnings: info.warnings.clone(),
+        };
+        println!("{}", json_line(&line));
+        return;
+    }
+    println!(
+        "{}: ok: {}, {} IPv4 + {} IPv6 ranges, {} IPv4 + {} IPv6 prefixes, {} countries, built {} \
+         ({})",
+        path.display(),
+        src.format,
+        src.ranges_v4,
+        src.ranges_v6,
+        info.prefixes_v4,
+        info.prefixes_v6,
+        info.countries.len(),
+        src.built.as_deref().unwrap_or("?"),
+        src.built_from,
+    );
+    for w in &info.warnings {
+        println!("WARNING: {w}");
+    }
+}
+
+fn check_asn_line(path: &Path, info: &AsnInfo, json: bool) {
+    let src = &info.sources[0];
+    if json {
+        let line = AsnCheckLine {
+            file: path,
+            ok: true,
+            kind: "asn",
+            format: &src.format,
+            ranges_v4: src.ranges_v4,
+            ranges_v6: src.ranges_v6,
+            asns: info.asns,
+            names: info.names,
+            built: src.built.as_deref(),
+            warnings: &info.warnings,
+        };
+        println!("{}", json_line(&line));
+        return;
+    }
+    println!(
+        "{}: ok: ASN database ({}), {} IPv4 + {} IPv6 ranges, {} ASNs, {} names, built {} ({})",
+        path.display(),
+        src.format,
+        src.ranges_v4,
+        src.ranges_v6,
+        info.asns,
+        info.names,
+        src.built.as_deref().unwrap_or("?"),
+        src.built_from,
+    );
+    for w in &info.warnings {
+        println!("WARNING: {w}");
+    }
 }
 
 fn db_update(
@@ -294,6 +445,30 @@ fn pack(dbs: &[PathBuf], output: &Path, meta: PackedMeta) -> anyhow::Result<()> 
         "--built {:?} is not a YYYY-MM-DD date",
         meta.built
     );
+    // ASN files pack into the ASN form (`data/asn.gfasn`), country files into the country form.
+    let asn_files = dbs
+        .iter()
+        .map(|p| asn::detect(p).map(|f| f.is_some()))
+        .collect::<Result<Vec<_>, _>>()?;
+    if asn_files.iter().any(|&a| a) {
+        anyhow::ensure!(
+            asn_files.iter().all(|&a| a),
+            "db pack: give either country files or ASN files, not both"
+        );
+        let db = asn::load(dbs, None)?;
+        let bytes = asn::codec::pack_checked(&db, &meta)?;
+        std::fs::write(output, &bytes).with_context(|| format!("writing {}", output.display()))?;
+        println!(
+            "{}: {} bytes, {} IPv4 + {} IPv6 ranges, {} ASNs, {} names",
+            output.display(),
+            bytes.len(),
+            db.v4.len(),
+            db.v6.len(),
+            db.asns(),
+            db.names.len()
+        );
+        return Ok(());
+    }
     let db = geoip::load(dbs, None)?;
     let bytes = codec::pack_checked(&db, &meta)?;
     std::fs::write(output, &bytes).with_context(|| format!("writing {}", output.display()))?;

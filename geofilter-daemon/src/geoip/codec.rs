@@ -64,27 +64,47 @@ impl PackedMeta {
 ///
 /// Unchecked; [`pack_checked`] is what writes files.
 pub fn pack(db: &CompiledDb, meta: &PackedMeta) -> Vec<u8> {
-    let mut raw = MAGIC.to_vec();
-    let json = serde_json::to_vec(meta).expect("metadata serialises");
-    raw.extend_from_slice(&(json.len() as u32).to_le_bytes());
-    raw.extend_from_slice(&json);
+    let mut raw = header(MAGIC, meta);
     for (table, bits) in [(&db.v4, 32), (&db.v6, 128)] {
         let ranges = merge_prefixes(table, bits);
-        put_varint(&mut raw, ranges.len() as u128);
-        let mut next = 0u128;
-        for r in &ranges {
-            put_varint(&mut raw, r.start - next);
-            next = r.end.wrapping_add(1);
-        }
-        for r in &ranges {
-            put_varint(&mut raw, r.end - r.start);
-        }
+        put_ranges(&mut raw, ranges.iter().map(|r| (r.start, r.end)));
         for r in &ranges {
             raw.extend_from_slice(code_str(r.country).as_bytes());
         }
     }
+    gzip(&raw)
+}
+
+/// The start of a packed file (before compression): `magic`, then the metadata as
+/// length-prefixed JSON. Shared with the ASN codec ([`crate::asn::codec`]).
+pub(crate) fn header(magic: &[u8], meta: &PackedMeta) -> Vec<u8> {
+    let mut raw = magic.to_vec();
+    let json = serde_json::to_vec(meta).expect("metadata serialises");
+    raw.extend_from_slice(&(json.len() as u32).to_le_bytes());
+    raw.extend_from_slice(&json);
+    raw
+}
+
+/// Writes sorted, disjoint ranges as a count and two columns: gaps, then sizes.
+pub(crate) fn put_ranges(
+    raw: &mut Vec<u8>,
+    ranges: impl ExactSizeIterator<Item = (u128, u128)> + Clone,
+) {
+    put_varint(raw, ranges.len() as u128);
+    let mut next = 0u128;
+    for (start, end) in ranges.clone() {
+        put_varint(raw, start - next);
+        next = end.wrapping_add(1);
+    }
+    for (start, end) in ranges {
+        put_varint(raw, end - start);
+    }
+}
+
+/// One gzip member of `raw`, best compression.
+pub(crate) fn gzip(raw: &[u8]) -> Vec<u8> {
     let mut gz = GzEncoder::new(Vec::new(), Compression::best());
-    gz.write_all(&raw).expect("writing to memory");
+    gz.write_all(raw).expect("writing to memory");
     gz.finish().expect("writing to memory")
 }
 
@@ -149,88 +169,76 @@ pub struct Unpacked {
 
 /// Reads only the metadata of a packed file (decompressing just its first bytes).
 pub fn read_meta(bytes: &[u8]) -> Result<PackedMeta, DbError> {
-    let bad = |reason: String| DbError::Invalid {
-        path: PathBuf::from("embedded database"),
-        reason,
-    };
+    read_meta_of(bytes, MAGIC).map_err(invalid)
+}
+
+/// The metadata of a packed file with `magic` (decompressing just its first bytes).
+pub(crate) fn read_meta_of(bytes: &[u8], magic: &[u8]) -> Result<PackedMeta, String> {
     let mut gz = GzDecoder::new(bytes);
-    let mut head = [0u8; MAGIC.len() + 4];
+    let mut head = vec![0u8; magic.len() + 4];
     gz.read_exact(&mut head)
-        .map_err(|e| bad(format!("not a gzip'd packed database: {e}")))?;
-    if head[..MAGIC.len()] != MAGIC[..] {
-        return Err(bad("wrong magic or version (expected GFDB 1)".into()));
+        .map_err(|e| format!("not a gzip'd packed database: {e}"))?;
+    if head[..magic.len()] != magic[..] {
+        return Err(wrong_magic(magic));
     }
-    let len = u32::from_le_bytes(head[MAGIC.len()..].try_into().expect("4 bytes"));
+    let len = u32::from_le_bytes(head[magic.len()..].try_into().expect("4 bytes"));
     let mut json = vec![0u8; len.min(1 << 20) as usize];
     gz.read_exact(&mut json)
-        .map_err(|e| bad(format!("truncated metadata: {e}")))?;
-    serde_json::from_slice(&json).map_err(|e| bad(format!("bad metadata: {e}")))
+        .map_err(|e| format!("truncated metadata: {e}"))?;
+    serde_json::from_slice(&json).map_err(|e| format!("bad metadata: {e}"))
+}
+
+fn wrong_magic(magic: &[u8]) -> String {
+    let (name, version) = magic.split_at(magic.len() - 1);
+    format!(
+        "wrong magic or version (expected {} {})",
+        String::from_utf8_lossy(name),
+        version[0]
+    )
+}
+
+fn invalid(reason: String) -> DbError {
+    DbError::Invalid {
+        path: PathBuf::from("embedded database"),
+        reason,
+    }
 }
 
 /// Reads a packed file: its metadata and the IPv4 and IPv6 ranges.
 pub fn unpack(bytes: &[u8]) -> Result<Unpacked, DbError> {
-    let bad = |reason: String| DbError::Invalid {
-        path: PathBuf::from("embedded database"),
-        reason,
-    };
+    let raw = gunzip(bytes).map_err(invalid)?;
+    let mut r = Cursor::new(&raw);
+    let meta = r.header(MAGIC).map_err(invalid)?;
+    let v4 = family(&mut r, u32::MAX.into()).map_err(|e| invalid(format!("IPv4 block: {e}")))?;
+    let v6 = family(&mut r, u128::MAX).map_err(|e| invalid(format!("IPv6 block: {e}")))?;
+    r.finish().map_err(invalid)?;
+    Ok(Unpacked { meta, v4, v6 })
+}
+
+/// Decompresses a packed file, at most [`MAX_UNPACKED`] bytes.
+pub(crate) fn gunzip(bytes: &[u8]) -> Result<Vec<u8>, String> {
     let mut raw = Vec::new();
     GzDecoder::new(bytes)
         .take(MAX_UNPACKED + 1)
         .read_to_end(&mut raw)
-        .map_err(|e| bad(format!("not a gzip'd packed database: {e}")))?;
+        .map_err(|e| format!("not a gzip'd packed database: {e}"))?;
     if raw.len() as u64 > MAX_UNPACKED {
-        return Err(bad("larger than 256 MiB unpacked".into()));
+        return Err("larger than 256 MiB unpacked".into());
     }
-    let mut r = Cursor { raw: &raw, at: 0 };
-    if r.take(MAGIC.len()).ok() != Some(&MAGIC[..]) {
-        return Err(bad("wrong magic or version (expected GFDB 1)".into()));
-    }
-    let len = u32::from_le_bytes(r.take(4).map_err(&bad)?.try_into().expect("4 bytes"));
-    let meta: PackedMeta = serde_json::from_slice(r.take(len as usize).map_err(&bad)?)
-        .map_err(|e| bad(format!("bad metadata: {e}")))?;
-    let v4 = family(&mut r, u32::MAX.into()).map_err(|e| bad(format!("IPv4 block: {e}")))?;
-    let v6 = family(&mut r, u128::MAX).map_err(|e| bad(format!("IPv6 block: {e}")))?;
-    if r.at != raw.len() {
-        return Err(bad(format!(
-            "{} bytes after the IPv6 block",
-            raw.len() - r.at
-        )));
-    }
-    Ok(Unpacked { meta, v4, v6 })
+    Ok(raw)
 }
 
 fn family(r: &mut Cursor, max: u128) -> Result<Vec<Range>, String> {
-    let count = r.varint()?;
-    // Every range takes at least four bytes: refuse counts the rest of the file cannot hold
-    // before allocating for them.
-    if count > (r.raw.len() - r.at) as u128 / 4 {
-        return Err(format!("{count} ranges cannot fit in the file"));
-    }
-    let count = count as usize;
-    // `None` once a range has ended at the very last address: nothing may follow.
-    let mut next = Some(0u128);
-    let mut gaps = Vec::with_capacity(count);
-    for _ in 0..count {
-        gaps.push(r.varint()?);
-    }
-    let mut out = Vec::with_capacity(count);
-    for (i, gap) in gaps.into_iter().enumerate() {
-        let size = r.varint()?;
-        let start = next
-            .and_then(|n| n.checked_add(gap))
-            .filter(|&s| s <= max)
-            .ok_or_else(|| format!("range {i} starts past the end of the family"))?;
-        let end = start
-            .checked_add(size)
-            .filter(|&e| e <= max)
-            .ok_or_else(|| format!("range {i} ends past the end of the family"))?;
-        out.push(Range {
+    // At least a gap, a size and two bytes of country per range.
+    let mut out: Vec<Range> = r
+        .ranges(max, 4)?
+        .into_iter()
+        .map(|(start, end)| Range {
             start,
             end,
             country: UNKNOWN_COUNTRY,
-        });
-        next = end.checked_add(1);
-    }
+        })
+        .collect();
     for (i, range) in out.iter_mut().enumerate() {
         let code = r.take(2)?;
         let country: Option<CountryId> = std::str::from_utf8(code)
@@ -243,13 +251,71 @@ fn family(r: &mut Cursor, max: u128) -> Result<Vec<Range>, String> {
     Ok(out)
 }
 
-struct Cursor<'a> {
+/// A read position in an unpacked file.
+pub(crate) struct Cursor<'a> {
     raw: &'a [u8],
     at: usize,
 }
 
 impl<'a> Cursor<'a> {
-    fn take(&mut self, n: usize) -> Result<&'a [u8], String> {
+    pub(crate) fn new(raw: &'a [u8]) -> Self {
+        Self { raw, at: 0 }
+    }
+
+    /// The magic and the metadata written by [`header`].
+    pub(crate) fn header(&mut self, magic: &[u8]) -> Result<PackedMeta, String> {
+        if self.take(magic.len()).ok() != Some(magic) {
+            return Err(wrong_magic(magic));
+        }
+        let len = u32::from_le_bytes(self.take(4)?.try_into().expect("4 bytes"));
+        serde_json::from_slice(self.take(len as usize)?).map_err(|e| format!("bad metadata: {e}"))
+    }
+
+    /// Ranges written by [`put_ranges`], each within `0..=max`; `min_bytes` is the least a range
+    /// takes in the file with all its columns, so a count the rest of the file cannot hold is
+    /// refused before anything is allocated for it.
+    pub(crate) fn ranges(
+        &mut self,
+        max: u128,
+        min_bytes: usize,
+    ) -> Result<Vec<(u128, u128)>, String> {
+        let count = self.varint()?;
+        if count > ((self.raw.len() - self.at) / min_bytes) as u128 {
+            return Err(format!("{count} ranges cannot fit in the file"));
+        }
+        let count = count as usize;
+        let mut gaps = Vec::with_capacity(count);
+        for _ in 0..count {
+            gaps.push(self.varint()?);
+        }
+        // `None` once a range has ended at the very last address: nothing may follow.
+        let mut next = Some(0u128);
+        let mut out = Vec::with_capacity(count);
+        for (i, gap) in gaps.into_iter().enumerate() {
+            let size = self.varint()?;
+            let start = next
+                .and_then(|n| n.checked_add(gap))
+                .filter(|&s| s <= max)
+                .ok_or_else(|| format!("range {i} starts past the end of the family"))?;
+            let end = start
+                .checked_add(size)
+                .filter(|&e| e <= max)
+                .ok_or_else(|| format!("range {i} ends past the end of the family"))?;
+            out.push((start, end));
+            next = end.checked_add(1);
+        }
+        Ok(out)
+    }
+
+    /// Fails unless everything has been read.
+    pub(crate) fn finish(&self) -> Result<(), String> {
+        match self.raw.len() - self.at {
+            0 => Ok(()),
+            n => Err(format!("{n} bytes after the last block")),
+        }
+    }
+
+    pub(crate) fn take(&mut self, n: usize) -> Result<&'a [u8], String> {
         let end = self
             .at
             .checked_add(n)
@@ -260,7 +326,7 @@ impl<'a> Cursor<'a> {
         Ok(out)
     }
 
-    fn varint(&mut self) -> Result<u128, String> {
+    pub(crate) fn varint(&mut self) -> Result<u128, String> {
         let mut value = 0u128;
         for shift in (0..).step_by(7) {
             let byte = self.take(1)?[0];
@@ -277,7 +343,7 @@ impl<'a> Cursor<'a> {
     }
 }
 
-fn put_varint(out: &mut Vec<u8>, mut v: u128) {
+pub(crate) fn put_varint(out: &mut Vec<u8>, mut v: u128) {
     loop {
         let byte = (v & 0x7f) as u8;
         v >>= 7;
@@ -321,22 +387,14 @@ mod tests {
         ] {
             let mut buf = Vec::new();
             put_varint(&mut buf, v);
-            let mut c = Cursor { raw: &buf, at: 0 };
+            let mut c = Cursor::new(&buf);
             assert_eq!(c.varint().unwrap(), v);
             assert_eq!(c.at, buf.len());
         }
         // 19 bytes of continuation: longer than 128 bits.
         let long = [0xffu8; 19];
-        assert!(Cursor { raw: &long, at: 0 }.varint().is_err());
-        assert!(
-            Cursor {
-                raw: &[0x80],
-                at: 0
-            }
-            .varint()
-            .is_err(),
-            "truncated"
-        );
+        assert!(Cursor::new(&long).varint().is_err());
+        assert!(Cursor::new(&[0x80]).varint().is_err(), "truncated");
     }
 
     #[test]
@@ -418,7 +476,7 @@ mod tests {
         assert!(msg(&repack(&bad_cc)).contains("invalid country"));
         let mut trailing = raw.clone();
         trailing.push(0);
-        assert!(msg(&repack(&trailing)).contains("after the IPv6 block"));
+        assert!(msg(&repack(&trailing)).contains("after the last block"));
         let mut huge = raw[..raw.len() - 1].to_vec();
         put_varint(&mut huge, u128::MAX);
         assert!(msg(&repack(&huge)).contains("cannot fit"));

@@ -1,23 +1,16 @@
 //! Compiling the ranges of all files into disjoint CIDR prefixes (rules in the module docs of
 //! [`super`]).
 //!
-//! Per family: collect every range with its file index and position, sort by start, cut the
-//! address space into segments with a single winner, merge neighbours with the same country and
+//! Per family: collect every range with its file index and position, cut the address space into
+//! segments with a single winner ([`super::sweep`]), merge neighbours with the same country and
 //! file, drop unknown segments, and split each segment into maximal CIDR blocks.
-//!
-//! Most real files are already sorted and disjoint: then the winner of every segment is simply
-//! the range itself and the sweep is skipped. Otherwise a sweep line keeps the ranges that cover
-//! the current address in a heap ordered by (smallest size, latest position); a range that has
-//! ended is removed lazily when it reaches the top. Both paths are O(n log n) with no allocation
-//! per range.
-
-use std::{cmp::Reverse, collections::BinaryHeap};
 
 use geofilter_common::{CountryId, PrefixInfo, UNKNOWN_COUNTRY};
 
 use super::{
     CompiledDb, DbError, Limits, MAX_SOURCES, Prefix, SourceRanges, SourceSummary,
     prefixes::split_into_prefixes,
+    sweep::{Item, resolve},
 };
 use crate::family::Family;
 
@@ -96,17 +89,6 @@ pub fn compile_within(sources: Vec<SourceRanges>, limits: &Limits) -> Result<Com
     })
 }
 
-/// One input range with its priority.
-#[derive(Clone, Copy)]
-struct Item {
-    start: u128,
-    end: u128,
-    /// Position over all files in order: among ranges of equal size, the larger wins.
-    seq: u32,
-    country: CountryId,
-    source: u16,
-}
-
 /// The family's prefixes, or `None` once there would be more than `max_prefixes`.
 fn compile_family(
     sources: &[SourceRanges],
@@ -126,16 +108,10 @@ fn compile_family(
                 start: r.start,
                 end: r.end.min(max),
                 seq: items.len() as u32,
-                country: r.country,
-                source: source as u16,
+                value: (r.country, source as u16),
             });
         }
     }
-    // Stable, and fast on the usual input: one or a few already sorted runs.
-    if !items.is_sorted_by_key(|i| i.start) {
-        items.sort_by_key(|i| i.start);
-    }
-
     let mut out = Emitter {
         out: Vec::with_capacity(total.saturating_mul(2).min(max_prefixes)),
         bits,
@@ -143,55 +119,10 @@ fn compile_family(
         max: max_prefixes,
         over: false,
     };
-    if items.windows(2).all(|w| w[0].end < w[1].start) {
-        for i in &items {
-            out.push(i.start, i.end, i.country, i.source);
-        }
-    } else {
-        sweep(&items, &mut out);
-    }
+    resolve(&mut items, |start, end, w| {
+        out.push(start, end, w.value.0, w.value.1);
+    });
     out.finish()
-}
-
-/// Emits the winning segments of overlapping, start-sorted `items` in address order.
-fn sweep(items: &[Item], out: &mut Emitter) {
-    let n = items.len();
-    // (smaller size first, later position first, index into items)
-    let mut active: BinaryHeap<(Reverse<u128>, u32, usize)> = BinaryHeap::new();
-    let mut next = 0;
-    let Some(first) = items.first() else { return };
-    let mut pos = first.start;
-    loop {
-        while next < n && items[next].start <= pos {
-            let it = &items[next];
-            active.push((Reverse(it.end - it.start), it.seq, next));
-            next += 1;
-        }
-        while active.peek().is_some_and(|&(_, _, i)| items[i].end < pos) {
-            active.pop();
-        }
-        let Some(&(_, _, winner)) = active.peek() else {
-            match items.get(next) {
-                Some(it) => {
-                    pos = it.start;
-                    continue;
-                }
-                None => break,
-            }
-        };
-        let w = &items[winner];
-        // The winner holds until it ends or another range starts (which may be smaller).
-        // `items[next].start > pos >= 0`, so the subtraction cannot underflow.
-        let seg_end = match items.get(next) {
-            Some(it) => w.end.min(it.start - 1),
-            None => w.end,
-        };
-        out.push(pos, seg_end, w.country, w.source);
-        match seg_end.checked_add(1) {
-            Some(p) => pos = p,
-            None => break,
-        }
-    }
 }
 
 /// Merges adjacent segments with the same country and file, drops unknown ones, and splits the

@@ -49,7 +49,7 @@ pub(super) fn detect(path: &Path) -> Result<Format, DbError> {
 const METADATA_WINDOW: u64 = 128 * 1024;
 
 /// Does the file end like an MMDB (metadata marker in its last 128 KiB)?
-fn looks_like_mmdb(path: &Path) -> Result<bool, DbError> {
+pub(crate) fn looks_like_mmdb(path: &Path) -> Result<bool, DbError> {
     let io = |op, source| DbError::Io {
         op,
         path: path.to_owned(),

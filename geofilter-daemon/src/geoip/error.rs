@@ -98,6 +98,9 @@ pub enum LineProblem {
     Reversed { start: String, end: String },
     #[error("invalid country code {value:?}")]
     Country { value: String },
+    /// An ASN database's AS number column ([`crate::asn`]).
+    #[error("invalid AS number {value:?} (expected 0 to 4294967295, optionally after \"AS\")")]
+    Asn { value: String },
     #[error("not UTF-8 text")]
     NotUtf8,
     #[error(

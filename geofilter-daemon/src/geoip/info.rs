@@ -116,19 +116,7 @@ fn summarise(sources: Vec<SourceInfo>, db: &CompiledDb) -> DbInfo {
 }
 
 fn source_info(s: &SourceSummary, now: SystemTime) -> Result<SourceInfo, DbError> {
-    let (built, built_from) = match s.format {
-        SourceFormat::File(Format::Mmdb) => (mmdb_build_time(&s.path)?, "mmdb build_epoch"),
-        _ => (
-            std::fs::metadata(&s.path)
-                .and_then(|m| m.modified())
-                .map_err(|source| DbError::Io {
-                    op: "stat",
-                    path: s.path.clone(),
-                    source,
-                })?,
-            "file mtime",
-        ),
-    };
+    let (built, built_from) = built_time(&s.path, s.format == Format::Mmdb)?;
     Ok(SourceInfo {
         source: s.path.display().to_string(),
         format: s.format,
@@ -142,6 +130,22 @@ fn source_info(s: &SourceSummary, now: SystemTime) -> Result<SourceInfo, DbError
     })
 }
 
+/// When a database file was built, and where that comes from: an MMDB's `build_epoch`, else the
+/// file's modification time. Shared with the ASN databases ([`crate::asn::info`]).
+pub(crate) fn built_time(path: &Path, mmdb: bool) -> Result<(SystemTime, &'static str), DbError> {
+    if mmdb {
+        return Ok((mmdb_build_time(path)?, "mmdb build_epoch"));
+    }
+    let mtime = std::fs::metadata(path)
+        .and_then(|m| m.modified())
+        .map_err(|source| DbError::Io {
+            op: "stat",
+            path: path.to_owned(),
+            source,
+        })?;
+    Ok((mtime, "file mtime"))
+}
+
 /// The `build_epoch` in an MMDB file's metadata.
 fn mmdb_build_time(path: &Path) -> Result<SystemTime, DbError> {
     let reader = maxminddb::Reader::from_source(super::input::read_all(path, Format::Mmdb)?)
@@ -152,7 +156,7 @@ fn mmdb_build_time(path: &Path) -> Result<SystemTime, DbError> {
     Ok(UNIX_EPOCH + Duration::from_secs(reader.metadata().build_epoch))
 }
 
-fn age_days(now: SystemTime, built: SystemTime) -> Option<u64> {
+pub(crate) fn age_days(now: SystemTime, built: SystemTime) -> Option<u64> {
     // A build date in the future (clock skew) counts as new.
     Some(
         now.duration_since(built)

@@ -22,10 +22,10 @@ use self::tree::check_tree;
 use super::{DbError, Format, LineProblem, Ranges, input, text};
 use crate::country::CodeReader;
 
-mod tree;
+pub(crate) mod tree;
 
 /// The MMDB metadata marker; it sits less than 128 KiB before the end of a valid file.
-pub(super) const METADATA_MARKER: &[u8] = b"\xAB\xCD\xEFMaxMind.com";
+pub(crate) const METADATA_MARKER: &[u8] = b"\xAB\xCD\xEFMaxMind.com";
 
 pub(super) fn read(path: &Path, mut out: Ranges) -> Result<Ranges, DbError> {
     let mmdb_err = |source| DbError::Mmdb {

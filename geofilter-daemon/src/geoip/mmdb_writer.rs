@@ -48,6 +48,16 @@ impl Writer {
         Rec::Data(at)
     }
 
+    /// Stores an ASN record as GeoLite2-ASN has them: `autonomous_system_number` and, when
+    /// given, `autonomous_system_organization` (up to 284 bytes).
+    pub fn asn_record(&mut self, asn: u32, organisation: Option<&str>) -> Rec {
+        let mut m = vec![("autonomous_system_number", V::U32(asn))];
+        if let Some(o) = organisation {
+            m.push(("autonomous_system_organization", V::S(o)));
+        }
+        self.value(&V::M(m))
+    }
+
     /// Points `addr/len` (within the tree's width) at `rec`, creating nodes on the way.
     pub fn insert(&mut self, addr: u128, len: u32, rec: Rec) {
         assert!(len >= 1, "the root is not a record");
@@ -144,13 +154,20 @@ impl Writer {
 }
 
 fn control(out: &mut Vec<u8>, kind: u8, size: usize) {
-    assert!(size < 29, "fixture values are small");
-    if kind <= 7 {
-        out.push(kind << 5 | size as u8);
+    // Sizes 29 to 284 take one extra byte after the type (the format's "size 29" case).
+    assert!(size < 29 + 256, "fixture values are small");
+    let (short, extra) = if size < 29 {
+        (size as u8, None)
     } else {
-        out.push(size as u8);
+        (29, Some((size - 29) as u8))
+    };
+    if kind <= 7 {
+        out.push(kind << 5 | short);
+    } else {
+        out.push(short);
         out.push(kind - 7);
     }
+    out.extend(extra);
 }
 
 fn encode(v: &V, out: &mut Vec<u8>) {

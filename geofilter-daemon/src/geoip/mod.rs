@@ -46,14 +46,14 @@
 mod cidr_dir;
 pub mod codec;
 mod compile;
-mod detect;
+pub(crate) mod detect;
 pub mod embedded;
 mod error;
 mod format;
 pub mod info;
-mod input;
+pub(crate) mod input;
 mod maxmind_csv;
-mod mmdb;
+pub(crate) mod mmdb;
 #[cfg(any(test, feature = "test-helpers"))]
 pub mod mmdb_writer;
 mod prefixes;
@@ -61,7 +61,8 @@ mod range_csv;
 #[cfg(any(test, feature = "test-helpers"))]
 pub mod reference;
 mod rir;
-mod text;
+pub(crate) mod sweep;
+pub(crate) mod text;
 mod tor;
 mod types;
 pub mod update;
@@ -70,7 +71,7 @@ use std::path::{Path, PathBuf};
 
 pub(crate) use self::{
     prefixes::{for_each_prefix, last_addr},
-    types::Ranges,
+    types::{Ranges, split_mapped},
 };
 pub use self::{
     compile::{compile, compile_within},
@@ -107,34 +108,43 @@ pub fn load_within(
             max: MAX_SOURCES,
         });
     }
-    // Files are independent: read them on up to as many threads as there are CPUs (a world
-    // database is usually two files, IPv4 and IPv6).
+    let sources = read_each(paths, |path| read_source_within(path, format, limits))?;
+    compile::compile_within(sources, limits)
+}
+
+/// `read` applied to every path, in order; the first error in path order is returned. Files are
+/// independent: they are read on up to as many threads as there are CPUs (a world database is
+/// usually two files, IPv4 and IPv6). Shared with the ASN readers ([`crate::asn::load`]).
+pub(crate) fn read_each<T: Send, E: Send>(
+    paths: &[PathBuf],
+    read: impl Fn(&Path) -> Result<T, E> + Sync,
+) -> Result<Vec<T>, E> {
     let threads = std::thread::available_parallelism()
         .map_or(1, |n| n.get())
         .min(paths.len());
-    let mut results: Vec<Option<Result<SourceRanges, DbError>>> = Vec::new();
+    let mut results: Vec<Option<Result<T, E>>> = Vec::new();
     results.resize_with(paths.len(), || None);
     if threads <= 1 {
         for (slot, path) in results.iter_mut().zip(paths) {
-            *slot = Some(read_source_within(path, format, limits));
+            *slot = Some(read(path));
         }
     } else {
         let chunk = paths.len().div_ceil(threads);
+        let read = &read;
         std::thread::scope(|s| {
             for (slots, paths) in results.chunks_mut(chunk).zip(paths.chunks(chunk)) {
                 s.spawn(move || {
                     for (slot, path) in slots.iter_mut().zip(paths) {
-                        *slot = Some(read_source_within(path, format, limits));
+                        *slot = Some(read(path));
                     }
                 });
             }
         });
     }
-    let sources = results
+    results
         .into_iter()
         .map(|r| r.expect("every file was read"))
-        .collect::<Result<Vec<_>, _>>()?;
-    compile::compile_within(sources, limits)
+        .collect()
 }
 
 /// Reads and compiles a database: the [embedded] one, or files with [`load_within`].
@@ -188,4 +198,4 @@ pub fn read_source_within(
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -190,14 +190,28 @@ pub(crate) fn parse_addr(s: &str) -> Option<Addr> {
         .map(|a| Addr::V4(u32::from(a).into()))
 }
 
-/// Adds the range `start..=end` to `out`, deciding its family: text addresses say it; a pair of
-/// integers is IPv4 when the end fits 32 bits (IPv6 files with integers start far above that).
+/// Adds the range `start..=end` to `out`, its family decided by [`range_family`].
 pub(crate) fn push_range(
     out: &mut Ranges,
-    (start, start_text): (Addr, &str),
-    (end, end_text): (Addr, &str),
+    start: (Addr, &str),
+    end: (Addr, &str),
     country: CountryId,
 ) -> Result<(), LineProblem> {
+    let (v6, s, e) = range_family(start, end)?;
+    if v6 {
+        out.push_v6(s, e, country)
+    } else {
+        out.push_v4(s, e, country)
+    }
+}
+
+/// The family and bounds of the range `start..=end` as (is IPv6, start, end): text addresses say
+/// the family; a pair of integers is IPv4 when the end fits 32 bits (IPv6 files with integers
+/// start far above that). Refuses mixed families and a start after the end.
+pub(crate) fn range_family(
+    (start, start_text): (Addr, &str),
+    (end, end_text): (Addr, &str),
+) -> Result<(bool, u128, u128), LineProblem> {
     const V4_MAX: u128 = u32::MAX as u128;
     let (v6, s, e) = match (start, end) {
         (Addr::V4(s), Addr::V4(e)) => (false, s, e),
@@ -219,11 +233,7 @@ pub(crate) fn push_range(
             end: end_text.to_owned(),
         });
     }
-    if v6 {
-        out.push_v6(s, e, country)
-    } else {
-        out.push_v4(s, e, country)
-    }
+    Ok((v6, s, e))
 }
 
 /// Parses a network `1.2.3.0/24`, `2001:db8::/32`, or a single address (a /32 or /128), as

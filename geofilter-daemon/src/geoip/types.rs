@@ -166,25 +166,38 @@ impl Ranges {
         country: CountryId,
     ) -> Result<(), LineProblem> {
         debug_assert!(start <= end);
-        const MAPPED: u128 = 0xffff_u128 << 32;
-        const MAPPED_END: u128 = MAPPED | u32::MAX as u128;
-        let limits = self.limits;
-        let mut v6 = |start, end| push_within(&mut self.v6, &limits, "IPv6", start, end, country);
-        if end < MAPPED || start > MAPPED_END {
-            return v6(start, end);
-        }
-        if start < MAPPED {
-            v6(start, MAPPED - 1)?;
-        }
-        if end > MAPPED_END {
-            v6(MAPPED_END + 1, end)?;
-        }
-        self.push_v4(
-            start.max(MAPPED) - MAPPED,
-            end.min(MAPPED_END) - MAPPED,
-            country,
-        )
+        split_mapped(start, end, |family, start, end| match family {
+            Family::V4 => self.push_v4(start, end, country),
+            Family::V6 => push_within(&mut self.v6, &self.limits, "IPv6", start, end, country),
+        })
     }
+}
+
+/// Splits the IPv6 range `start..=end` at the IPv4-mapped space `::ffff:0:0/96` and hands each
+/// piece to `push` in address order: the part inside as IPv4 (values below 2^32), the rest as
+/// IPv6 (see the module docs of [`super`]).
+pub(crate) fn split_mapped<E>(
+    start: u128,
+    end: u128,
+    mut push: impl FnMut(Family, u128, u128) -> Result<(), E>,
+) -> Result<(), E> {
+    const MAPPED: u128 = 0xffff_u128 << 32;
+    const MAPPED_END: u128 = MAPPED | u32::MAX as u128;
+    if end < MAPPED || start > MAPPED_END {
+        return push(Family::V6, start, end);
+    }
+    if start < MAPPED {
+        push(Family::V6, start, MAPPED - 1)?;
+    }
+    push(
+        Family::V4,
+        start.max(MAPPED) - MAPPED,
+        end.min(MAPPED_END) - MAPPED,
+    )?;
+    if end > MAPPED_END {
+        push(Family::V6, MAPPED_END + 1, end)?;
+    }
+    Ok(())
 }
 
 fn push_within(

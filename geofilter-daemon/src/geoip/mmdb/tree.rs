@@ -19,7 +19,7 @@ use crate::geoip::DbError;
 /// `::ffff:0:0/96`, `2001::/32`, `2002::/16`), and the iterator skips those aliases without
 /// entering them. This walk follows the iterator's order and alias rule exactly and stops after
 /// `2n + 1` visits, so it costs O(n) and the iterator afterwards does no more than that.
-pub(super) fn check_tree(buf: &[u8], meta: &Metadata, path: &Path) -> Result<(), DbError> {
+pub(crate) fn check_tree(buf: &[u8], meta: &Metadata, path: &Path) -> Result<(), DbError> {
     let nodes = meta.node_count as usize;
     let tree = Tree {
         buf,
