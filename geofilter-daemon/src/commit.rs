@@ -9,6 +9,7 @@ use geofilter_common::UNKNOWN_COUNTRY;
 use tracing::warn;
 
 use crate::{
+    asn::AsnDb,
     changes::Undo,
     datapath::{Attachment, Datapath, TableStats, bpffs::PinRoot},
     geoip::CompiledDb,
@@ -22,6 +23,9 @@ pub struct State {
     pub datapath: Datapath,
     /// Shared with the event hub, which names the prefix each logged address fell in.
     pub db: Arc<CompiledDb>,
+    /// The ASN database in the tables: loaded when the policy first names an ASN (or at start
+    /// with `--asn-db` or an ASN in the policy), kept from then on.
+    pub asn: Option<Arc<AsnDb>>,
     pub saved: SavedState,
     pub attachments: Vec<Attachment>,
     pub layout: PinLayout,
@@ -98,21 +102,34 @@ pub fn commit(
             }
         }
     }
-    apply_policy(state, &next.policy)?;
-    let stats = match &next.db {
-        Some((db, _)) => match state.datapath.install_tables(&db.v4, &db.v6) {
-            Ok(stats) => Some(stats),
-            Err(e) => {
-                let old = state.saved.policy.clone();
-                let restored = apply_policy_between(state, &next.policy, &old);
-                return Err(match restored {
-                    Ok(()) => format!("tables not installed: {e}"),
-                    Err(undo) => format!("tables not installed: {e}; {undo}"),
-                });
-            }
-        },
-        None => None,
+    // The first ASN in the policy brings the ASN database into the tables (once: a rebuild like
+    // a reload, lossless); after that an ASN change is a policy change.
+    let new_asn = match (&state.asn, next.policy.asns.is_empty()) {
+        (None, false) => Some(Arc::new(
+            load_asn(&state.saved.asn_dbs).map_err(|e| format!("change not applied: {e}"))?,
+        )),
+        _ => None,
     };
+    let stats = if next.db.is_some() || new_asn.is_some() {
+        // New tables first, carrying the listed index of every ASN the new policy names (which
+        // no live policy gives an action yet), then the policy that names them.
+        let db = next.db.as_ref().map_or(&*state.db, |(db, _)| db);
+        let asn = new_asn.as_deref().or(state.asn.as_deref());
+        let installed = state
+            .datapath
+            .list_asns(&next.policy.asns)
+            .map_err(|e| e.to_string())
+            .and_then(|()| install(&mut state.datapath, db, asn));
+        let stats = installed.map_err(|e| format!("tables not installed: {e}"))?;
+        apply_policy(state, &next.policy)?;
+        Some(stats)
+    } else {
+        apply_policy(state, &next.policy)?;
+        None
+    };
+    if new_asn.is_some() {
+        state.asn = new_asn;
+    }
     state.saved.policy = next.policy;
     state.pending = next.pending;
     if let Some((db, paths)) = next.db {
@@ -183,6 +200,32 @@ fn check_lockout(
         ));
     }
     Ok(())
+}
+
+/// Reads the ASN database: the `--asn-db` files, or the embedded one.
+pub fn load_asn(paths: &[PathBuf]) -> Result<AsnDb, crate::asn::AsnError> {
+    if paths.is_empty() {
+        crate::asn::embedded::load()
+    } else {
+        crate::asn::load(paths, None)
+    }
+}
+
+/// Builds both families' tables from `db`, the ASN database `asn` and the lists in force, and
+/// swaps them in (on error the live tables stay).
+pub fn install(
+    datapath: &mut Datapath,
+    db: &CompiledDb,
+    asn: Option<&AsnDb>,
+) -> Result<TableStats, String> {
+    let Some(asn) = asn else {
+        // Countries only: the tables as they always were (one net per database file).
+        return datapath
+            .install_tables(&db.v4, &db.v6)
+            .map_err(|e| e.to_string());
+    };
+    let (v4, v6) = crate::nets::inputs(db, Some(asn), &[]).map_err(|e| e.to_string())?;
+    datapath.install_inputs(&v4, &v6).map_err(|e| e.to_string())
 }
 
 /// Saves the desired state; a failure is logged, not fatal: the kernel state is already right.

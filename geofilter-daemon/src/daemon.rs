@@ -340,7 +340,14 @@ impl Daemon {
                     .datapath
                     .classify(addr)
                     .map_err(|e| ControlError::Datapath(e.to_string()))?;
-                Ok(why::explain(addr, &found, &state.db, &state.saved.policy))
+                let names = net_names(&state, addr, &found);
+                Ok(why::explain(
+                    addr,
+                    &found,
+                    &state.db,
+                    &state.saved.policy,
+                    &names,
+                ))
             })
             .collect()
     }
@@ -600,5 +607,22 @@ mod tests {
             let deadline = confirm_deadline(secs).unwrap();
             assert!(deadline > Instant::now());
         }
+    }
+}
+
+/// What the kernel's net for `addr` means: the ASN its slot is in the live table, with the
+/// organisation the ASN database names.
+fn net_names(
+    state: &State,
+    addr: IpAddr,
+    found: &crate::datapath::Classification,
+) -> why::NetNames {
+    let (filtered, _) = crate::policy::filtered_as(addr);
+    let asn = state.datapath.slot_asn(filtered, found.asn_slot);
+    why::NetNames {
+        asn,
+        organisation: asn.and_then(|a| state.asn.as_ref()?.name(a).map(str::to_owned)),
+        lists: Vec::new(),
+        deciding_list: None,
     }
 }

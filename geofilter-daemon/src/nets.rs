@@ -21,19 +21,11 @@ use geofilter_common::{
 };
 
 use crate::{
+    asn::{AsnDb, AsnRange},
     datapath::{TableInput, compact::NetPages, stride::TablePrefix},
     family::Family,
-    geoip::{Prefix, for_each_prefix, last_addr},
+    geoip::{CompiledDb, Prefix, for_each_prefix, last_addr},
 };
-
-/// An inclusive range of one family's addresses with an ASN (disjoint and sorted within a
-/// family, as `asn::load` returns them).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct AsnSpan {
-    pub start: u128,
-    pub end: u128,
-    pub asn: u32,
-}
 
 /// One blocklist's ranges of one family: sorted, disjoint, inclusive.
 #[derive(Clone, Copy, Debug)]
@@ -81,7 +73,7 @@ impl NetIndex {
 pub fn compile(
     family: Family,
     countries: &[Prefix],
-    asns: &[AsnSpan],
+    asns: &[AsnRange],
     lists: &[ListSpans<'_>],
 ) -> Result<TableInput, NetsError> {
     let bits = family.bits();
@@ -229,3 +221,38 @@ fn emit(out: &mut Vec<TablePrefix>, start: u128, end: u128, bits: u32, leaf: Lea
 
 #[cfg(test)]
 mod tests;
+
+/// One blocklist's ranges of both families.
+#[derive(Clone, Copy, Debug)]
+pub struct ListRanges<'a> {
+    pub slot: u32,
+    pub v4: &'a [(u128, u128)],
+    pub v6: &'a [(u128, u128)],
+}
+
+/// The inputs of both families' tables: the country database, the ASN database if one is
+/// loaded, and the lists.
+pub fn inputs(
+    db: &CompiledDb,
+    asn: Option<&AsnDb>,
+    lists: &[ListRanges<'_>],
+) -> Result<(TableInput, TableInput), NetsError> {
+    let spans = |v6: bool| -> Vec<ListSpans<'_>> {
+        lists
+            .iter()
+            .map(|l| ListSpans {
+                slot: l.slot,
+                ranges: if v6 { l.v6 } else { l.v4 },
+            })
+            .collect()
+    };
+    let (spans_v4, spans_v6) = (spans(false), spans(true));
+    let (v4, v6) = std::thread::scope(|s| {
+        let v6 = s.spawn(|| {
+            compile(Family::V6, &db.v6, asn.map_or(&[][..], |a| &a.v6), &spans_v6)
+        });
+        let v4 = compile(Family::V4, &db.v4, asn.map_or(&[][..], |a| &a.v4), &spans_v4);
+        (v4, v6.join().expect("the net compiler panicked"))
+    });
+    Ok((v4?, v6?))
+}

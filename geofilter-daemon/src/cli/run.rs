@@ -206,7 +206,13 @@ fn start(args: &RunArgs, mut saved: SavedState, db: CompiledDb) -> anyhow::Resul
     // indices for ASNs it did not have: the new tables carry them from their first packet.
     datapath.restore_listed(saved.asn_listed.clone());
     datapath.list_asns(&saved.policy.asns)?;
-    let tables = datapath.install_tables(&db.v4, &db.v6)?;
+    let asn = (!saved.asn_dbs.is_empty() || !saved.policy.asns.is_empty())
+        .then(|| crate::commit::load_asn(&saved.asn_dbs))
+        .transpose()
+        .context("reading the ASN database")?
+        .map(Arc::new);
+    let tables =
+        crate::commit::install(&mut datapath, &db, asn.as_deref()).map_err(anyhow::Error::msg)?;
     info!(
         elapsed_ms = tables.elapsed.as_millis() as u64,
         "country tables loaded"
@@ -227,6 +233,7 @@ fn start(args: &RunArgs, mut saved: SavedState, db: CompiledDb) -> anyhow::Resul
     let state = State {
         datapath,
         db: Arc::new(db),
+        asn,
         saved,
         attachments,
         layout,

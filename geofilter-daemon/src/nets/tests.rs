@@ -46,9 +46,9 @@ fn every_address_gets_its_country_asn_and_lists() {
         let bits = family.bits();
         let mut rng = StdRng::seed_from_u64(seed);
         let countries = prefixes(&ranges(&mut rng, bits, 300), bits, &mut rng);
-        let asns: Vec<AsnSpan> = ranges(&mut rng, bits, 400)
+        let asns: Vec<AsnRange> = ranges(&mut rng, bits, 400)
             .into_iter()
-            .map(|(start, end)| AsnSpan {
+            .map(|(start, end)| AsnRange {
                 start,
                 end,
                 asn: rng.random_range(1..60),
@@ -125,7 +125,7 @@ fn without_asns_or_lists_there_is_one_net_and_the_table_is_the_countries() {
 
 #[test]
 fn an_asn_without_a_country_still_has_a_leaf() {
-    let asns = [AsnSpan {
+    let asns = [AsnRange {
         start: 0x0101_0100,
         end: 0x0101_01ff,
         asn: 13335,
