@@ -303,9 +303,8 @@ const _: () = assert!(core::mem::size_of::<Counter>() == 16);
 const _: () = assert!(core::mem::size_of::<PrefixInfo>() == 4);
 // XDP metadata length must be a multiple of 4 and at most 32 bytes (`xdp_metalen_invalid`).
 const _: () = assert!(core::mem::size_of::<WhyProbe>() == 24);
-const _: () = assert!(
-    core::mem::size_of::<Policy>() == 8 + COUNTRY_SLOTS as usize + 2 * 8192 + 1024 + 8
-);
+const _: () =
+    assert!(core::mem::size_of::<Policy>() == 8 + COUNTRY_SLOTS as usize + 2 * 8192 + 1024 + 8);
 const _: () = assert!(COUNTRY_SLOTS.is_multiple_of(8));
 
 #[cfg(feature = "user")]

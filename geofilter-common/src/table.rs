@@ -324,7 +324,13 @@ mod tests {
         }
         for n in [0, 1, 511, 512, 1023, MAX_NETS - 1] {
             let i = n % NETS_PER_PAGE;
-            assert_eq!(page_net(&words, n), Net { asn_slot: i * 3, lists: !i });
+            assert_eq!(
+                page_net(&words, n),
+                Net {
+                    asn_slot: i * 3,
+                    lists: !i
+                }
+            );
         }
         let mut words = [0u32; PAGE_WORDS];
         for s in 0..ASN_SLOTS_PER_PAGE {
@@ -332,7 +338,11 @@ mod tests {
             words[(s / 2) as usize] |= k << ((s % 2) * 16);
         }
         for s in [0, 1, 2, 2047, 2048, 4095, ASN_SLOTS - 1] {
-            assert_eq!(page_listed(&words, s), ((s % 2048) * 7) & 0xffff, "slot {s}");
+            assert_eq!(
+                page_listed(&words, s),
+                ((s % 2048) * 7) & 0xffff,
+                "slot {s}"
+            );
         }
     }
 

@@ -191,10 +191,8 @@ fn check_lockout(
             "refused: this change would drop your own session's address {shown} ({}){when}. Add \
              it as an exception first (`geofilter except add {filtered}`), or pass --force",
             match asn {
-                Some(asn) if desired.asns.contains(&asn) => format!(
-                    "{}, AS{asn}",
-                    crate::country::code_or_unknown(country)
-                ),
+                Some(asn) if desired.asns.contains(&asn) =>
+                    format!("{}, AS{asn}", crate::country::code_or_unknown(country)),
                 _ => crate::country::code_or_unknown(country).to_string(),
             }
         ));

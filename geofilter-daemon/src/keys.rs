@@ -19,9 +19,7 @@ pub struct Keys {
 pub enum KeyError {
     #[error(transparent)]
     Country(#[from] UnknownCountry),
-    #[error(
-        "{text:?} is not an AS number: write AS followed by 1 to 4294967294 (e.g. AS13335)"
-    )]
+    #[error("{text:?} is not an AS number: write AS followed by 1 to 4294967294 (e.g. AS13335)")]
     Asn { text: String },
 }
 
@@ -42,9 +40,7 @@ pub fn parse_asn(text: &str) -> Result<Option<u32>, KeyError> {
     // AS 0 is "no AS" in the databases, 4294967295 is reserved (RFC 7300).
     match digits.parse::<u32>() {
         Ok(n) if n != 0 && n != u32::MAX && !digits.starts_with('0') => Ok(Some(n)),
-        _ => Err(KeyError::Asn {
-            text: t.to_owned(),
-        }),
+        _ => Err(KeyError::Asn { text: t.to_owned() }),
     }
 }
 
@@ -128,7 +124,10 @@ mod tests {
             KeyError::Country(_)
         ));
         // `AS` alone is American Samoa.
-        assert_eq!(parse_user_keys(&["AS"]).unwrap().countries, [test_id("AS")].into());
+        assert_eq!(
+            parse_user_keys(&["AS"]).unwrap().countries,
+            [test_id("AS")].into()
+        );
     }
 
     #[test]

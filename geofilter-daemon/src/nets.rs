@@ -43,7 +43,9 @@ pub enum NetsError {
         count: usize,
         max: u32,
     },
-    #[error("{family}: {count} distinct ASN and list combinations, more than the {max} a table holds")]
+    #[error(
+        "{family}: {count} distinct ASN and list combinations, more than the {max} a table holds"
+    )]
     TooManyNets {
         family: &'static str,
         count: usize,
@@ -65,7 +67,10 @@ pub struct NetIndex {
 impl NetIndex {
     /// The ASN in ASN slot `slot`, if any.
     pub fn asn(&self, slot: u32) -> Option<u32> {
-        self.slot_asn.get(slot as usize).copied().filter(|&a| a != 0)
+        self.slot_asn
+            .get(slot as usize)
+            .copied()
+            .filter(|&a| a != 0)
     }
 }
 
@@ -249,9 +254,19 @@ pub fn inputs(
     let (spans_v4, spans_v6) = (spans(false), spans(true));
     let (v4, v6) = std::thread::scope(|s| {
         let v6 = s.spawn(|| {
-            compile(Family::V6, &db.v6, asn.map_or(&[][..], |a| &a.v6), &spans_v6)
+            compile(
+                Family::V6,
+                &db.v6,
+                asn.map_or(&[][..], |a| &a.v6),
+                &spans_v6,
+            )
         });
-        let v4 = compile(Family::V4, &db.v4, asn.map_or(&[][..], |a| &a.v4), &spans_v4);
+        let v4 = compile(
+            Family::V4,
+            &db.v4,
+            asn.map_or(&[][..], |a| &a.v4),
+            &spans_v4,
+        );
         (v4, v6.join().expect("the net compiler panicked"))
     });
     Ok((v4?, v6?))

@@ -210,12 +210,24 @@ fn decide(
         let pass = found.net.lists & policy.list_pass;
         if pass != 0 {
             let list = pass.trailing_zeros();
-            return (Verdict::Pass, Decided { by: Decider::List, list });
+            return (
+                Verdict::Pass,
+                Decided {
+                    by: Decider::List,
+                    list,
+                },
+            );
         }
         let dropping = found.net.lists & policy.list_drop;
         if dropping != 0 {
             let list = dropping.trailing_zeros();
-            return (drop(policy), Decided { by: Decider::List, list });
+            return (
+                drop(policy),
+                Decided {
+                    by: Decider::List,
+                    list,
+                },
+            );
         }
     }
     if policy.flags & POLICY_ASNS != 0 && found.listed != 0 {

@@ -8,8 +8,7 @@ use aya_ebpf::{
 };
 use geofilter_common::{
     ASN_COUNTERS, COUNTRY_COUNTERS, Counter, CountryId, LIST_COUNTERS, PacketClass, Policy,
-    Verdict, asn_counter_index, country_counter_index, list_counter_index,
-    maps::EXCEPT_CAPACITY,
+    Verdict, asn_counter_index, country_counter_index, list_counter_index, maps::EXCEPT_CAPACITY,
 };
 
 /// A value of an inner map (a map the daemon creates and swaps into an `ARRAY_OF_MAPS`), declared

@@ -10,7 +10,6 @@ use tracing::{info, warn};
 use super::args::RunArgs;
 use crate::{
     control::server::ControlSocket,
-    keys::parse_user_keys,
     daemon::{Daemon, State},
     datapath::{
         AttachOptions, Attachment, Datapath, XdpModeChoice,
@@ -20,6 +19,7 @@ use crate::{
     },
     fleet::{Follower, Store},
     geoip::{self, CompiledDb, DatabaseSource},
+    keys::parse_user_keys,
     notify::{self, Notifier},
     paths::{self, PinLayout},
     state::{self, SavedState},

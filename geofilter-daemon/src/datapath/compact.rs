@@ -327,7 +327,12 @@ pub fn decode(pages: &[Page]) -> Result<Decoded, String> {
         .map(|n| page_net(&pages[(NET_PAGE + n / NETS_PER_PAGE) as usize].words, n))
         .collect();
     let mut listed: Vec<u16> = (0..ASN_SLOTS)
-        .map(|s| page_listed(&pages[(ASN_PAGE + s / ASN_SLOTS_PER_PAGE) as usize].words, s) as u16)
+        .map(|s| {
+            page_listed(
+                &pages[(ASN_PAGE + s / ASN_SLOTS_PER_PAGE) as usize].words,
+                s,
+            ) as u16
+        })
         .collect();
     let used = listed.iter().rposition(|&k| k != 0).map_or(0, |i| i + 1);
     listed.truncate(used);

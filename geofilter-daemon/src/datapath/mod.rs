@@ -35,8 +35,8 @@ use aya::{
 pub use counters::{Counters, CountryCounters};
 use geofilter_common::{Counter, POLICY_SCHEMA, Policy, maps as names};
 pub use probe::Classification;
-pub use tables::{TableInput, TableStats};
 use tables::{FamilyTables, LiveTable};
+pub use tables::{TableInput, TableStats};
 
 use crate::{family::Family, geoip, paths::PinLayout};
 

@@ -69,10 +69,6 @@ pub mod update;
 
 use std::path::{Path, PathBuf};
 
-pub(crate) use self::{
-    prefixes::{for_each_prefix, last_addr},
-    types::{Ranges, split_mapped},
-};
 pub use self::{
     compile::{compile, compile_within},
     error::{DbError, LineProblem},
@@ -80,6 +76,10 @@ pub use self::{
     types::{
         CompiledDb, DEFAULT_MAX_TABLE_MIB, Limits, Prefix, Range, SourceRanges, SourceSummary,
     },
+};
+pub(crate) use self::{
+    prefixes::{for_each_prefix, last_addr},
+    types::{Ranges, split_mapped},
 };
 
 /// The most database files one table can name: [`PrefixInfo::source`] is a `u16`.

@@ -12,7 +12,9 @@ pub(crate) fn split_into_prefixes(
     info: PrefixInfo,
     out: &mut Vec<Prefix>,
 ) {
-    for_each_prefix(start, end, bits, |addr, len| out.push(Prefix { addr, len, info }));
+    for_each_prefix(start, end, bits, |addr, len| {
+        out.push(Prefix { addr, len, info })
+    });
 }
 
 /// Calls `f(addr, len)` for each of the fewest CIDR prefixes that make up `start..=end`, in

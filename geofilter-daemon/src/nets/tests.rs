@@ -10,7 +10,11 @@ use crate::datapath::stride::StrideTable;
 
 /// Disjoint sorted ranges of `bits`-bit addresses, none empty.
 fn ranges(rng: &mut StdRng, bits: u32, n: usize) -> Vec<(u128, u128)> {
-    let span = if bits == 128 { 1u128 << 40 } else { 1u128 << 32 };
+    let span = if bits == 128 {
+        1u128 << 40
+    } else {
+        1u128 << 32
+    };
     let shift = if bits == 128 { 88 } else { 0 };
     let mut points: Vec<u128> = (0..2 * n).map(|_| rng.random_range(0..span)).collect();
     points.sort_unstable();
@@ -28,7 +32,9 @@ fn prefixes(ranges: &[(u128, u128)], bits: u32, rng: &mut StdRng) -> Vec<Prefix>
             country: rng.random_range(1..250),
             source: 0,
         };
-        for_each_prefix(start, end, bits, |addr, len| out.push(Prefix { addr, len, info }));
+        for_each_prefix(start, end, bits, |addr, len| {
+            out.push(Prefix { addr, len, info })
+        });
     }
     out
 }
@@ -135,7 +141,10 @@ fn an_asn_without_a_country_still_has_a_leaf() {
     let table = StrideTable::build(Family::V4, &input.prefixes).unwrap();
     let leaf = table.lookup(0x0101_0101);
     assert_eq!(leaf.country, UNKNOWN_COUNTRY);
-    assert_eq!(index.asn(input.nets.nets[leaf.net as usize].asn_slot), Some(13335));
+    assert_eq!(
+        index.asn(input.nets.nets[leaf.net as usize].asn_slot),
+        Some(13335)
+    );
     assert_eq!(table.lookup(0x0101_0200), Leaf::UNKNOWN);
 }
 

@@ -49,7 +49,8 @@ fn world_sizes() {
         let start = std::time::Instant::now();
         let table = StrideTable::build(family, prefixes).unwrap();
         let built = start.elapsed();
-        let compact = CompactTable::encode(&table, &Marks::default(), &NetPages::default()).unwrap();
+        let compact =
+            CompactTable::encode(&table, &Marks::default(), &NetPages::default()).unwrap();
         let runs: usize = table.chunks.iter().map(runs).sum();
         println!(
             "{family:?}: {} prefixes, {} chunks ({} KiB as chunks), {runs} runs, {} pages \
@@ -192,7 +193,8 @@ fn every_entry_of_every_chunk_decodes_to_what_it_was() {
         let family = [Family::V4, Family::V6][round % 2];
         let prefixes = random_prefixes(family, &mut rng);
         let table = StrideTable::build(family, &prefixes).unwrap();
-        let compact = CompactTable::encode(&table, &Marks::default(), &NetPages::default()).unwrap();
+        let compact =
+            CompactTable::encode(&table, &Marks::default(), &NetPages::default()).unwrap();
         assert_round_trip(&table, &compact);
         // The walk over the pages finds what the compiled trie does.
         for _ in 0..2000 {
@@ -221,7 +223,8 @@ fn real_slices_round_trip_and_nodes_stay_in_their_page() {
     ]);
     for (family, prefixes) in [(Family::V4, &db.v4), (Family::V6, &db.v6)] {
         let table = StrideTable::build(family, prefixes).unwrap();
-        let compact = CompactTable::encode(&table, &Marks::default(), &NetPages::default()).unwrap();
+        let compact =
+            CompactTable::encode(&table, &Marks::default(), &NetPages::default()).unwrap();
         assert_round_trip(&table, &compact);
         let mut spans: Vec<(u32, usize)> = table
             .chunks
@@ -304,13 +307,16 @@ fn decoding_reads_back_the_trie_and_its_layout() {
                     lists: i.wrapping_mul(0x9e37_79b9),
                 })
                 .collect(),
-            listed: (0..3000).map(|s| if s % 7 == 3 { s as u16 } else { 0 }).collect(),
+            listed: (0..3000)
+                .map(|s| if s % 7 == 3 { s as u16 } else { 0 })
+                .collect(),
         };
         let compact = CompactTable::encode(&table, &Marks::default(), &nets).unwrap();
         let decoded = decode(&compact.pages).unwrap();
         let (chunks, nodes) = (decoded.chunks, decoded.nodes);
         let mut want = nets.clone();
-        want.listed.truncate(want.listed.iter().rposition(|&k| k != 0).unwrap() + 1);
+        want.listed
+            .truncate(want.listed.iter().rposition(|&k| k != 0).unwrap() + 1);
         let used = table
             .chunks
             .iter()
@@ -349,6 +355,10 @@ fn decoding_reads_back_the_trie_and_its_layout() {
     assert!(decode(&pages).unwrap_err().contains("past the 321 pages"));
     // So is a leaf naming a net past the net pages.
     let mut pages = vec![Page::ZERO; NET_PAGE as usize + 1];
-    pages[0].words[NODE_HEADER_WORDS] = Entry::leaf(Leaf { country: 5, net: 600 }).0;
+    pages[0].words[NODE_HEADER_WORDS] = Entry::leaf(Leaf {
+        country: 5,
+        net: 600,
+    })
+    .0;
     assert!(decode(&pages).unwrap_err().contains("names net 600"));
 }
