@@ -362,7 +362,7 @@ impl Daemon {
             .datapath
             .counters()
             .map_err(|e| ControlError::Datapath(e.to_string()))?;
-        Ok(report::stats(&counters))
+        Ok(report::stats(&counters, |_| None))
     }
 
     /// Reads and compiles the databases off the lock, then swaps the tables in one step each.
@@ -624,5 +624,12 @@ fn net_names(
         organisation: asn.and_then(|a| state.asn.as_ref()?.name(a).map(str::to_owned)),
         lists: Vec::new(),
         deciding_list: None,
+    }
+}
+
+impl Daemon {
+    /// The name of the list in slot `slot` (lists are not loaded yet: none).
+    pub fn list_name(&self, _state: &State, _slot: u32) -> Option<String> {
+        None
     }
 }

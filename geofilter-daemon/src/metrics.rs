@@ -39,6 +39,18 @@ struct CountryLabels {
     verdict: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct AsnLabels {
+    asn: String,
+    verdict: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ListLabels {
+    list: String,
+    verdict: &'static str,
+}
+
 /// Renders the current counters in the Prometheus text format.
 pub fn render(daemon: &Daemon) -> Result<String, String> {
     let state = daemon.lock();
@@ -58,9 +70,59 @@ pub fn render(daemon: &Daemon) -> Result<String, String> {
             bytes.get_or_create(&labels).inc_by(c.bytes);
         }
     }
+    // Only the ASNs the policy names have counters: never one series per ASN of the world.
+    let asn_packets = Family::<AsnLabels, Counter>::default();
+    let asn_bytes = Family::<AsnLabels, Counter>::default();
+    for (asn, row) in &counters.asns {
+        for verdict in geofilter_common::Verdict::ALL {
+            let labels = AsnLabels {
+                asn: format!("AS{asn}"),
+                verdict: verdict.name(),
+            };
+            let c = row[verdict as usize];
+            asn_packets.get_or_create(&labels).inc_by(c.packets);
+            asn_bytes.get_or_create(&labels).inc_by(c.bytes);
+        }
+    }
+    let list_packets = Family::<ListLabels, Counter>::default();
+    let list_bytes = Family::<ListLabels, Counter>::default();
+    for (&slot, row) in &counters.lists {
+        let Some(name) = daemon.list_name(&state, slot) else {
+            continue;
+        };
+        for verdict in geofilter_common::Verdict::ALL {
+            let labels = ListLabels {
+                list: name.clone(),
+                verdict: verdict.name(),
+            };
+            let c = row[verdict as usize];
+            list_packets.get_or_create(&labels).inc_by(c.packets);
+            list_bytes.get_or_create(&labels).inc_by(c.bytes);
+        }
+    }
     let mut registry = Registry::with_prefix("geofilter");
     registry.register("packets", "Packets by source country and verdict", packets);
     registry.register("bytes", "Bytes by source country and verdict", bytes);
+    registry.register(
+        "asn_packets",
+        "Packets from the addresses of each ASN the policy names, by verdict",
+        asn_packets,
+    );
+    registry.register(
+        "asn_bytes",
+        "Bytes from the addresses of each ASN the policy names, by verdict",
+        asn_bytes,
+    );
+    registry.register(
+        "list_packets",
+        "Packets each blocklist decided, by verdict",
+        list_packets,
+    );
+    registry.register(
+        "list_bytes",
+        "Bytes of the packets each blocklist decided, by verdict",
+        list_bytes,
+    );
     registry.register(
         "prefixes_v4",
         "IPv4 prefixes in the country table",

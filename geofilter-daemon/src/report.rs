@@ -3,7 +3,7 @@
 use geofilter_common::{PacketClass, Verdict};
 
 use crate::{
-    control::protocol::{Count, CountryCounters, StatsReply},
+    control::protocol::{Count, CountryCounters, NamedCounters, StatsReply},
     country::code_or_unknown,
     datapath::Counters,
 };
@@ -15,8 +15,19 @@ fn count(c: &geofilter_common::Counter) -> Count {
     }
 }
 
-/// The counters, one row per country seen, and one per packet class.
-pub fn stats(counters: &Counters) -> StatsReply {
+/// One named row of counters by verdict.
+fn named(name: String, row: &crate::datapath::CountryCounters) -> NamedCounters {
+    NamedCounters {
+        name,
+        pass: count(&row[Verdict::Pass as usize]),
+        drop: count(&row[Verdict::Drop as usize]),
+        would_drop: count(&row[Verdict::WouldDrop as usize]),
+    }
+}
+
+/// The counters, one row per country seen, one per packet class, one per ASN the policy names
+/// and one per list that decided packets (`list_name` names a list slot).
+pub fn stats(counters: &Counters, list_name: impl Fn(u32) -> Option<String>) -> StatsReply {
     let countries = counters
         .countries
         .iter()
@@ -36,5 +47,20 @@ pub fn stats(counters: &Counters) -> StatsReply {
             )
         })
         .collect();
-    StatsReply { countries, classes }
+    let asns = counters
+        .asns
+        .iter()
+        .map(|(asn, row)| named(format!("AS{asn}"), row))
+        .collect();
+    let lists = counters
+        .lists
+        .iter()
+        .filter_map(|(&slot, row)| Some(named(list_name(slot)?, row)))
+        .collect();
+    StatsReply {
+        countries,
+        classes,
+        asns,
+        lists,
+    }
 }

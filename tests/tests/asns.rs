@@ -64,6 +64,15 @@ fn an_asn_blocked_at_start_with_the_embedded_databases_drops_only_its_addresses(
     );
     assert!(why.reason.ends_with("-> pass"), "{}", why.reason);
 
+    let stats = daemon.stats();
+    let row = stats
+        .asns
+        .iter()
+        .find(|r| r.name == "AS13335")
+        .unwrap_or_else(|| panic!("no AS13335 row in {:?}", stats.asns));
+    assert_eq!((row.drop.packets, row.pass.packets), (N, 0), "{row:?}");
+    assert_eq!(stats.asns.len(), 1, "only the listed ASN is counted");
+
     // Unblocking and blocking again changes only the policy, under the same tables.
     daemon.ok(&["unblock", "AS13335"]);
     assert_eq!(delivered(&pair, &[CLOUDFLARE, GOOGLE], N), [N, N]);

@@ -198,6 +198,21 @@ fn stats_table(v: &StatsReply, previous: Option<(&StatsReply, f64)>) -> String {
         }
         s.push('\n');
     }
+    for (title, rows) in [("asn", &v.asns), ("list", &v.lists)] {
+        if rows.is_empty() {
+            continue;
+        }
+        s += &format!(
+            "{:<24} {:>12} {:>12} {:>12} {:>14}\n",
+            title, "passed", "dropped", "would-drop", "dropped bytes"
+        );
+        for c in rows {
+            s += &format!(
+                "{:<24} {:>12} {:>12} {:>12} {:>14}\n",
+                c.name, c.pass.packets, c.drop.packets, c.would_drop.packets, c.drop.bytes,
+            );
+        }
+    }
     for (name, c) in &v.classes {
         s += &format!("class {name}: {} packets\n", c.packets);
     }

@@ -44,6 +44,8 @@ impl Datapath {
             added.push((asn, free));
         }
         for &(asn, k) in &added {
+            // The index may have counted another ASN before.
+            self.reset_asn_counters(k)?;
             self.listed.insert(asn, k);
         }
         write(&mut self.v4, &added)?;

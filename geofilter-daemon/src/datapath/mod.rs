@@ -58,6 +58,8 @@ pub enum DatapathError {
     Program(#[source] ProgramError),
     #[error(transparent)]
     TooManyListed(#[from] asns::TooManyListed),
+    #[error("reading the number of possible CPUs: {0}")]
+    Cpus(#[source] std::io::Error),
     #[error("map {name}: {source}")]
     Map {
         name: &'static str,

@@ -166,6 +166,21 @@ pub struct StatsReply {
     pub countries: Vec<CountryCounters>,
     /// Per packet class, by [`PacketClass::name`](geofilter_common::PacketClass::name).
     pub classes: BTreeMap<String, Count>,
+    /// Per ASN the policy names (`AS13335`): packets from its addresses, by verdict.
+    #[serde(default)]
+    pub asns: Vec<NamedCounters>,
+    /// Per blocklist: packets it decided, by verdict.
+    #[serde(default)]
+    pub lists: Vec<NamedCounters>,
+}
+
+/// Counters of one ASN (`AS13335`) or list (its name), by verdict.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NamedCounters {
+    pub name: String,
+    pub pass: Count,
+    pub drop: Count,
+    pub would_drop: Count,
 }
 
 impl StatsReply {
