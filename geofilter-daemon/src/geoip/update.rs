@@ -17,6 +17,7 @@ use std::{
 use indicatif::{ProgressBar, ProgressStyle};
 
 use super::{CompiledDb, DbError, Format, info::format_date};
+use crate::fleet::Validators;
 pub use crate::paths::DEFAULT_DB_DIR;
 
 /// The largest download accepted: the largest real country database (DB-IP lite CSV) is about
@@ -139,8 +140,8 @@ pub enum UpdateError {
     },
     #[error("fetching {url}: the server answered HTTP {status}")]
     Status { url: String, status: u16 },
-    #[error("fetching {url}: larger than {} MiB; not a country database", MAX_DOWNLOAD >> 20)]
-    TooLarge { url: String },
+    #[error("fetching {url}: larger than {limit_mib} MiB, the most accepted; wrong URL?")]
+    TooLarge { url: String, limit_mib: u64 },
     #[error("failed to {op} {}: {source}", path.display())]
     Io {
         op: &'static str,
@@ -182,85 +183,160 @@ pub fn fetch_and_store(
     format: Option<Format>,
     progress: bool,
 ) -> Result<Stored, UpdateError> {
+    let options = FetchOptions {
+        progress,
+        ..FetchOptions::default()
+    };
+    let (files, db) = fetch_validate_store(downloads, dest, &options, |files| {
+        // Each file alone first, so an error names the URL it came from; then the set, as the
+        // daemon will load it.
+        for f in files {
+            super::read_source(&f.path, format).map_err(|source| UpdateError::Invalid {
+                url: f.url.clone(),
+                source: Box::new(source),
+            })?;
+        }
+        let paths: Vec<PathBuf> = files.iter().map(|f| f.path.clone()).collect();
+        super::load(&paths, format).map_err(|e| UpdateError::InvalidSet(Box::new(e)))
+    })?;
+    Ok(Stored {
+        bytes: files.iter().map(|f| f.bytes).sum(),
+        paths: files.iter().map(|f| f.path.clone()).collect(),
+        urls: files.into_iter().map(|f| f.url).collect(),
+        db,
+    })
+}
+
+/// How [`fetch_validate_store`] fetches.
+#[derive(Clone, Debug)]
+pub(crate) struct FetchOptions {
+    /// A progress bar on standard error.
+    pub progress: bool,
+    /// The largest file accepted, in bytes.
+    pub limit: u64,
+    /// The validators of the copies already in `dest`, one per download (none: fetch whole).
+    /// A file the server answers `304 Not Modified` for is the copy in `dest`.
+    pub known: Vec<Validators>,
+}
+
+impl Default for FetchOptions {
+    fn default() -> Self {
+        Self {
+            progress: false,
+            limit: MAX_DOWNLOAD,
+            known: Vec::new(),
+        }
+    }
+}
+
+/// One file of a download set, as [`fetch_validate_store`] fetched it.
+#[derive(Clone, Debug)]
+pub(crate) struct Fetched {
+    /// While validating: the staged file (or the stored copy, when not modified); afterwards,
+    /// where it is stored.
+    pub path: PathBuf,
+    pub url: String,
+    /// Bytes transferred (0 when not modified).
+    pub bytes: u64,
+    /// What to send next time to fetch it only if it changed.
+    pub validators: Validators,
+    /// The server answered `304 Not Modified`: `path` is the copy already stored.
+    pub not_modified: bool,
+}
+
+/// Fetches `downloads` into a staging folder inside `dest`, checks pins, hands the staged files
+/// to `validate`, and only when it succeeds renames them over their predecessors and syncs
+/// `dest`. On any error `dest` is left as it was; the staging folder is removed in every case.
+pub(crate) fn fetch_validate_store<T, E: From<UpdateError>>(
+    downloads: &[Download],
+    dest: &Path,
+    options: &FetchOptions,
+    validate: impl FnOnce(&[Fetched]) -> Result<T, E>,
+) -> Result<(Vec<Fetched>, T), E> {
     for (i, d) in downloads.iter().enumerate() {
         if downloads[..i].iter().any(|e| e.file_name == d.file_name) {
             return Err(UpdateError::DuplicateName {
                 name: d.file_name.clone(),
-            });
+            }
+            .into());
         }
     }
-    let io = |op, path: &Path| {
-        let path = path.to_owned();
-        move |source| UpdateError::Io { op, path, source }
-    };
-    fs::create_dir_all(dest).map_err(io("create", dest))?;
+    fs::create_dir_all(dest).map_err(io_error("create", dest))?;
     let staging = Staging::new(dest)?;
-    let agent: ureq::Agent = ureq::Agent::config_builder()
+    let agent = agent();
+    let mut files = Vec::new();
+    for (i, d) in downloads.iter().enumerate() {
+        let stored = dest.join(&d.file_name);
+        // A validator is only worth sending while the copy it describes is there.
+        let known = options
+            .known
+            .get(i)
+            .filter(|_| stored.is_file())
+            .cloned()
+            .unwrap_or_default();
+        let path = staging.dir.join(&d.file_name);
+        let mut f = fetch_first(&agent, &d.urls, &path, options, &known)?;
+        if f.not_modified {
+            f.path = stored;
+            f.validators = known;
+        } else if let Some(want) = &d.sha256 {
+            let got = fs::read(&path)
+                .map(|b| crate::fleet::sha256_hex(&b))
+                .map_err(io_error("read", &path))?;
+            if &got != want {
+                return Err(UpdateError::Sha256Mismatch {
+                    url: f.url,
+                    got,
+                    want: want.clone(),
+                }
+                .into());
+            }
+        }
+        files.push(f);
+    }
+    let checked = validate(&files)?;
+    for (f, d) in files.iter_mut().zip(downloads) {
+        if !f.not_modified {
+            let target = dest.join(&d.file_name);
+            fs::rename(&f.path, &target).map_err(io_error("rename into place", &target))?;
+            f.path = target;
+        }
+    }
+    File::open(dest)
+        .and_then(|f| f.sync_all())
+        .map_err(io_error("sync", dest))?;
+    Ok((files, checked))
+}
+
+fn io_error(op: &'static str, path: &Path) -> impl FnOnce(io::Error) -> UpdateError {
+    let path = path.to_owned();
+    move |source| UpdateError::Io { op, path, source }
+}
+
+/// The HTTP client of every download: generous timeouts (a world database is large and some
+/// mirrors are slow), so a dead server fails in seconds to minutes, never hangs.
+fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
         .timeout_connect(Some(Duration::from_secs(30)))
         .timeout_recv_response(Some(Duration::from_secs(60)))
         .timeout_recv_body(Some(Duration::from_secs(3600)))
         .user_agent(concat!("geofilter/", env!("CARGO_PKG_VERSION")))
         .build()
-        .into();
-    let mut staged = Vec::new();
-    let mut urls = Vec::new();
-    let mut bytes = 0;
-    for d in downloads {
-        let path = staging.dir.join(&d.file_name);
-        let (url, n) = fetch_first(&agent, &d.urls, &path, progress)?;
-        if let Some(want) = &d.sha256 {
-            let got = fs::read(&path)
-                .map(|b| crate::fleet::sha256_hex(&b))
-                .map_err(io("read", &path))?;
-            if &got != want {
-                return Err(UpdateError::Sha256Mismatch {
-                    url,
-                    got,
-                    want: want.clone(),
-                });
-            }
-        }
-        bytes += n;
-        staged.push(path);
-        urls.push(url);
-    }
-    // Each file alone first, so an error names the URL it came from; then the set, as the
-    // daemon will load it.
-    for (path, url) in staged.iter().zip(&urls) {
-        super::read_source(path, format).map_err(|source| UpdateError::Invalid {
-            url: url.clone(),
-            source: Box::new(source),
-        })?;
-    }
-    let db = super::load(&staged, format).map_err(|e| UpdateError::InvalidSet(Box::new(e)))?;
-    let mut paths = Vec::new();
-    for (path, d) in staged.iter().zip(downloads) {
-        let target = dest.join(&d.file_name);
-        fs::rename(path, &target).map_err(io("rename into place", &target))?;
-        paths.push(target);
-    }
-    File::open(dest)
-        .and_then(|f| f.sync_all())
-        .map_err(io("sync", dest))?;
-    Ok(Stored {
-        paths,
-        urls,
-        bytes,
-        db,
-    })
+        .into()
 }
 
-/// Tries `urls` in order; a 404 moves on to the next. Returns the URL used and the bytes written.
+/// Tries `urls` in order; a 404 moves on to the next.
 fn fetch_first(
     agent: &ureq::Agent,
     urls: &[String],
     path: &Path,
-    progress: bool,
-) -> Result<(String, u64), UpdateError> {
+    options: &FetchOptions,
+    known: &Validators,
+) -> Result<Fetched, UpdateError> {
     let mut last = None;
     for url in urls {
-        match fetch(agent, url, path, progress) {
-            Ok(n) => return Ok((url.clone(), n)),
+        match fetch(agent, url, path, options, known) {
+            Ok(f) => return Ok(f),
             Err(e @ UpdateError::Status { status: 404, .. }) => last = Some(e),
             Err(e) => return Err(e),
         }
@@ -268,12 +344,29 @@ fn fetch_first(
     Err(last.expect("presets and --url give at least one URL"))
 }
 
-fn fetch(agent: &ureq::Agent, url: &str, path: &Path, progress: bool) -> Result<u64, UpdateError> {
+fn fetch(
+    agent: &ureq::Agent,
+    url: &str,
+    path: &Path,
+    options: &FetchOptions,
+    known: &Validators,
+) -> Result<Fetched, UpdateError> {
     let http = |source| UpdateError::Http {
         url: url.to_owned(),
         source,
     };
-    let response = match agent.get(url).call() {
+    let too_large = || UpdateError::TooLarge {
+        url: url.to_owned(),
+        limit_mib: options.limit >> 20,
+    };
+    let mut request = agent.get(url);
+    if let Some(etag) = &known.etag {
+        request = request.header("If-None-Match", etag);
+    }
+    if let Some(date) = &known.last_modified {
+        request = request.header("If-Modified-Since", date);
+    }
+    let response = match request.call() {
         Ok(r) => r,
         Err(ureq::Error::StatusCode(status)) => {
             return Err(UpdateError::Status {
@@ -283,17 +376,41 @@ fn fetch(agent: &ureq::Agent, url: &str, path: &Path, progress: bool) -> Result<
         }
         Err(e) => return Err(http(e)),
     };
-    let length = response
-        .headers()
-        .get("content-length")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if length.is_some_and(|n| n > MAX_DOWNLOAD) {
-        return Err(UpdateError::TooLarge {
-            url: url.to_owned(),
-        });
+    match response.status().as_u16() {
+        200 => {}
+        // Only asked for with validators; a server that sends it unasked has nothing to give.
+        304 if *known != Validators::default() => {
+            return Ok(Fetched {
+                path: path.to_owned(),
+                url: url.to_owned(),
+                bytes: 0,
+                validators: known.clone(),
+                not_modified: true,
+            });
+        }
+        status => {
+            return Err(UpdateError::Status {
+                url: url.to_owned(),
+                status,
+            });
+        }
     }
-    let bar = if progress {
+    let header = |name| {
+        response
+            .headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    };
+    let validators = Validators {
+        etag: header("etag"),
+        last_modified: header("last-modified"),
+    };
+    let length = header("content-length").and_then(|v| v.parse::<u64>().ok());
+    if length.is_some_and(|n| n > options.limit) {
+        return Err(too_large());
+    }
+    let bar = if options.progress {
         let bar = match length {
             Some(n) => ProgressBar::new(n).with_style(
                 ProgressStyle::with_template(
@@ -312,15 +429,12 @@ fn fetch(agent: &ureq::Agent, url: &str, path: &Path, progress: bool) -> Result<
     } else {
         ProgressBar::hidden()
     };
-    let io = |op| {
-        let path = path.to_owned();
-        move |source| UpdateError::Io { op, path, source }
-    };
+    let io = |op| io_error(op, path);
     let mut file = File::create(path).map_err(io("create"))?;
     let mut reader = response
         .into_body()
         .into_with_config()
-        .limit(MAX_DOWNLOAD + 1)
+        .limit(options.limit + 1)
         .reader();
     let mut buf = vec![0u8; 256 * 1024];
     let mut total = 0u64;
@@ -333,19 +447,15 @@ fn fetch(agent: &ureq::Agent, url: &str, path: &Path, progress: bool) -> Result<
                 bar.abandon();
                 // ureq reports its own errors (body limit, short body) through io::Error.
                 return Err(match ureq::Error::from(e) {
-                    ureq::Error::BodyExceedsLimit(_) => UpdateError::TooLarge {
-                        url: url.to_owned(),
-                    },
+                    ureq::Error::BodyExceedsLimit(_) => too_large(),
                     other => http(other),
                 });
             }
         };
         total += n as u64;
-        if total > MAX_DOWNLOAD {
+        if total > options.limit {
             bar.abandon();
-            return Err(UpdateError::TooLarge {
-                url: url.to_owned(),
-            });
+            return Err(too_large());
         }
         file.write_all(&buf[..n]).map_err(io("write"))?;
         bar.inc(n as u64);
@@ -353,16 +463,22 @@ fn fetch(agent: &ureq::Agent, url: &str, path: &Path, progress: bool) -> Result<
     file.sync_all().map_err(io("sync"))?;
     // The summary lines that follow say what was stored.
     bar.finish_and_clear();
-    Ok(total)
+    Ok(Fetched {
+        path: path.to_owned(),
+        url: url.to_owned(),
+        bytes: total,
+        validators,
+        not_modified: false,
+    })
 }
 
 /// A staging folder inside the destination, removed on drop.
-struct Staging {
-    dir: PathBuf,
+pub(crate) struct Staging {
+    pub dir: PathBuf,
 }
 
 impl Staging {
-    fn new(dest: &Path) -> Result<Self, UpdateError> {
+    pub(crate) fn new(dest: &Path) -> Result<Self, UpdateError> {
         let dir = dest.join(format!(".staging-{}", std::process::id()));
         // A folder of this name is the leftover of a crashed run with our pid: ours to clear.
         let _ = fs::remove_dir_all(&dir);
