@@ -47,6 +47,7 @@ mod cidr_dir;
 pub mod codec;
 mod compile;
 mod detect;
+pub(crate) mod download;
 pub mod embedded;
 mod error;
 mod format;
