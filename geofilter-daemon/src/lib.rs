@@ -12,6 +12,7 @@ pub mod family;
 pub mod fleet;
 pub mod geoip;
 pub mod iface;
+pub mod lists;
 pub mod metrics;
 pub mod notify;
 pub mod paths;

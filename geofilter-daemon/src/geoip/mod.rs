@@ -52,17 +52,17 @@ pub mod embedded;
 mod error;
 mod format;
 pub mod info;
-mod input;
+pub(crate) mod input;
 mod maxmind_csv;
 mod mmdb;
 #[cfg(any(test, feature = "test-helpers"))]
 pub mod mmdb_writer;
-mod prefixes;
+pub(crate) mod prefixes;
 mod range_csv;
 #[cfg(any(test, feature = "test-helpers"))]
 pub mod reference;
 mod rir;
-mod text;
+pub(crate) mod text;
 mod tor;
 mod types;
 pub mod update;
@@ -186,4 +186,4 @@ pub fn read_source_within(
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
