@@ -36,4 +36,6 @@ pub use self::{
 };
 
 #[cfg(test)]
+mod registry_tests;
+#[cfg(test)]
 mod tests;
