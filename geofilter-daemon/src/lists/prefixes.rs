@@ -36,9 +36,25 @@ pub struct ListCounts {
     /// CIDR prefixes the merged ranges make, per family.
     pub prefixes_v4: usize,
     pub prefixes_v6: usize,
-    /// Addresses covered, per family (IPv6 saturates at 2^128 - 1).
-    pub addresses_v4: u128,
+    /// Addresses covered, per family. IPv6 counts pass 2^64 (one /32 is 2^96), more than a
+    /// JSON number holds exactly, so they are written as a decimal string; they saturate at
+    /// 2^128 - 1.
+    pub addresses_v4: u64,
+    #[serde(with = "decimal")]
     pub addresses_v6: u128,
+}
+
+/// A `u128` as a decimal string in JSON (`serde_json::Value` refuses integers past `u64`).
+pub(crate) mod decimal {
+    use serde::{Deserialize, Deserializer, Serializer, de::Error as _};
+
+    pub fn serialize<S: Serializer>(v: &u128, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(v)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<u128, D::Error> {
+        String::deserialize(d)?.parse().map_err(D::Error::custom)
+    }
 }
 
 impl ListCounts {
@@ -141,15 +157,20 @@ pub fn read_list_within(
     let v6 = merge(ranges.v6.iter().map(|r| (r.start, r.end)).collect());
     let mut scratch = Vec::new();
     for (family, list) in [(Family::V4, &v4), (Family::V6, &v6)] {
-        let (prefixes, addresses) = match family {
-            Family::V4 => (&mut counts.prefixes_v4, &mut counts.addresses_v4),
-            Family::V6 => (&mut counts.prefixes_v6, &mut counts.addresses_v6),
-        };
+        let mut addresses = 0u128;
         for &(start, end) in list {
             scratch.clear();
             split(start, end, family, &mut scratch);
-            *prefixes += scratch.len();
-            *addresses = addresses.saturating_add((end - start).saturating_add(1));
+            match family {
+                Family::V4 => counts.prefixes_v4 += scratch.len(),
+                Family::V6 => counts.prefixes_v6 += scratch.len(),
+            }
+            addresses = addresses.saturating_add((end - start).saturating_add(1));
+        }
+        match family {
+            // At most 2^32.
+            Family::V4 => counts.addresses_v4 = addresses as u64,
+            Family::V6 => counts.addresses_v6 = addresses,
         }
     }
     Ok(ListPrefixes { v4, v6, counts })

@@ -120,7 +120,9 @@ pub struct ListRow {
     pub entries: usize,
     pub prefixes_v4: usize,
     pub prefixes_v6: usize,
-    pub addresses_v4: u128,
+    pub addresses_v4: u64,
+    /// A decimal string (see [`ListCounts::addresses_v6`](super::ListCounts)).
+    #[serde(with = "super::prefixes::decimal")]
     pub addresses_v6: u128,
     pub last_update: Option<u64>,
     pub sha256: Option<String>,
