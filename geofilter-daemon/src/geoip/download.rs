@@ -170,14 +170,7 @@ fn fetch(
         url: url.to_owned(),
         limit_mib: options.limit >> 20,
     };
-    let mut request = agent.get(url);
-    if let Some(etag) = &known.etag {
-        request = request.header("If-None-Match", etag);
-    }
-    if let Some(date) = &known.last_modified {
-        request = request.header("If-Modified-Since", date);
-    }
-    let response = match request.call() {
+    let response = match known.condition(agent.get(url)).call() {
         Ok(r) => r,
         Err(ureq::Error::StatusCode(status)) => {
             return Err(UpdateError::Status {
@@ -206,18 +199,12 @@ fn fetch(
             });
         }
     }
-    let header = |name| {
-        response
-            .headers()
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned)
-    };
-    let validators = Validators {
-        etag: header("etag"),
-        last_modified: header("last-modified"),
-    };
-    let length = header("content-length").and_then(|v| v.parse::<u64>().ok());
+    let validators = Validators::of(&response);
+    let length = response
+        .headers()
+        .get("content-length")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
     if length.is_some_and(|n| n > options.limit) {
         return Err(too_large());
     }
