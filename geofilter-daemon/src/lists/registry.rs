@@ -198,11 +198,27 @@ impl Lists {
 
     /// The lists of a state file, read from their copies under `cache` without the network. A
     /// list whose copy is missing or unreadable is kept (so `list update` can repair it) without
-    /// addresses, and its error returned.
+    /// addresses, and its error returned. Entries no `add` would have accepted (a bad or
+    /// repeated name, more than [`MAX_LISTS`]) are left out, with an error each.
     pub fn restore(cache: impl Into<PathBuf>, entries: Vec<ListEntry>) -> (Self, Vec<ListError>) {
         let mut lists = Self::new(cache);
         let mut errors = Vec::new();
-        for entry in entries.into_iter().take(MAX_LISTS) {
+        for entry in entries {
+            let refused = if let Err(e) = check_name(&entry.name) {
+                Some(e)
+            } else if lists.lists.contains_key(&entry.name) {
+                Some(ListError::Exists(entry.name.clone()))
+            } else if lists.lists.len() >= MAX_LISTS {
+                Some(ListError::TooMany {
+                    name: entry.name.clone(),
+                })
+            } else {
+                None
+            };
+            if let Some(e) = refused {
+                errors.push(entry.failed(e));
+                continue;
+            }
             let dir = cache::folder(&lists.cache, &entry.name);
             let (prefixes, error) = match cache::load(&dir, entry.reading()) {
                 Ok(loaded) => (Some(loaded.prefixes), None),

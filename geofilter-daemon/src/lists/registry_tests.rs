@@ -175,6 +175,37 @@ fn names_and_the_limit() {
     assert!(lists.set_enabled("l3", false).unwrap());
     assert!(!lists.set_enabled("l3", false).unwrap());
     assert!(!lists.get("l3").unwrap().enabled);
+    // A state file that says more than `add` allows: the extra entries are left out, loudly.
+    let mut entries = lists.entries();
+    entries.push(entries[0].clone());
+    let mut bad = entries[1].clone();
+    bad.name = "Bad".into();
+    entries.push(bad);
+    let (restored, errors) = Lists::restore(work.path(), entries);
+    assert_eq!(restored.entries().len(), 32);
+    let errors: Vec<String> = errors.iter().map(ToString::to_string).collect();
+    assert_eq!(errors.len(), 2, "{errors:?}");
+    assert!(errors[0].starts_with("list l0 (") && errors[0].contains("already exists"));
+    assert!(errors[1].contains("invalid list name \"Bad\""));
+    lists.del("l5").unwrap();
+    let mut entries = lists.entries();
+    let mut extra = entries[0].clone();
+    for name in ["x1", "x2"] {
+        extra.name = name.into();
+        entries.push(extra.clone());
+    }
+    let (restored, errors) = Lists::restore(work.path(), entries);
+    assert_eq!(restored.entries().len(), 32);
+    assert!(
+        errors[0].to_string().contains("no such cached list"),
+        "x1 has no copy: {}",
+        errors[0]
+    );
+    assert!(
+        errors[1].to_string().contains("at most 32 lists"),
+        "{}",
+        errors[1]
+    );
 }
 
 #[test]
