@@ -14,6 +14,7 @@ pub mod fleet;
 pub mod geoip;
 pub mod iface;
 pub mod keys;
+pub mod lists;
 pub mod metrics;
 pub mod nets;
 pub mod notify;

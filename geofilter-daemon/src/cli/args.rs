@@ -9,6 +9,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
+pub use super::list::ListCommand;
 use crate::{
     asn::AsnFormat,
     datapath::{XdpAttach, XdpModeChoice},
@@ -78,6 +79,10 @@ pub enum Command {
     Unload,
     /// Country databases: inspect, validate, fetch fresh data, reload the daemon's tables.
     Db(DbArgs),
+    /// Named blocklists (Spamhaus DROP, FireHOL level 1, ipsum, your files and URLs): add,
+    /// remove, update, show.
+    #[command(subcommand)]
+    List(ListCommand),
     /// Print the shell completion script to standard output, e.g.
     /// `geofilter completions bash > /usr/share/bash-completion/completions/geofilter`.
     Completions(CompletionsArgs),

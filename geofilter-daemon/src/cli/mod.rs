@@ -4,6 +4,7 @@ pub mod args;
 mod client;
 mod db;
 mod docs;
+pub mod list;
 mod log;
 mod parts;
 mod run;
@@ -114,6 +115,8 @@ pub fn main(cli: Cli) -> anyhow::Result<()> {
         Command::Top(args) => log::top(&client, &args),
         Command::Unload => client::unload(&client),
         Command::Db(args) => db::main(args.command, &global),
+        // Served by the daemon once its handlers are in (issue 14); the types are in place.
+        Command::List(_) => anyhow::bail!("`geofilter list` is not served by this build yet"),
         Command::Completions(args) => {
             global
                 .refuse("completions", true, true)

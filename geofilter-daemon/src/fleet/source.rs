@@ -59,6 +59,38 @@ pub struct Validators {
     pub last_modified: Option<String>,
 }
 
+impl Validators {
+    /// `request`, made conditional on the copy these describe (`If-None-Match`,
+    /// `If-Modified-Since`): the server answers 304 and no body if it has not changed.
+    pub(crate) fn condition<B>(
+        &self,
+        mut request: ureq::RequestBuilder<B>,
+    ) -> ureq::RequestBuilder<B> {
+        if let Some(etag) = &self.etag {
+            request = request.header("If-None-Match", etag);
+        }
+        if let Some(date) = &self.last_modified {
+            request = request.header("If-Modified-Since", date);
+        }
+        request
+    }
+
+    /// The validators a response came with.
+    pub(crate) fn of<B>(response: &ureq::http::Response<B>) -> Self {
+        let header = |name| {
+            response
+                .headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+        };
+        Self {
+            etag: header("etag"),
+            last_modified: header("last-modified"),
+        }
+    }
+}
+
 /// What one read of the source gave.
 #[derive(Debug)]
 pub enum Read {
@@ -135,14 +167,7 @@ fn read_url(url: &str, known: &Validators) -> Result<Read, FetchError> {
         .user_agent(concat!("geofilter/", env!("CARGO_PKG_VERSION")))
         .build()
         .into();
-    let mut request = agent.get(url);
-    if let Some(etag) = &known.etag {
-        request = request.header("If-None-Match", etag);
-    }
-    if let Some(date) = &known.last_modified {
-        request = request.header("If-Modified-Since", date);
-    }
-    let response = match request.call() {
+    let response = match known.condition(agent.get(url)).call() {
         Ok(r) => r,
         Err(ureq::Error::StatusCode(status)) => {
             return Err(FetchError::Status(url.to_owned(), status));
@@ -154,17 +179,7 @@ fn read_url(url: &str, known: &Validators) -> Result<Read, FetchError> {
         200 => {}
         status => return Err(FetchError::Status(url.to_owned(), status)),
     }
-    let header = |name| {
-        response
-            .headers()
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned)
-    };
-    let validators = Validators {
-        etag: header("etag"),
-        last_modified: header("last-modified"),
-    };
+    let validators = Validators::of(&response);
     let bytes = response
         .into_body()
         .into_with_config()

@@ -47,6 +47,7 @@ mod cidr_dir;
 pub mod codec;
 mod compile;
 pub(crate) mod detect;
+pub(crate) mod download;
 pub mod embedded;
 mod error;
 mod format;
@@ -56,7 +57,7 @@ mod maxmind_csv;
 pub(crate) mod mmdb;
 #[cfg(any(test, feature = "test-helpers"))]
 pub mod mmdb_writer;
-mod prefixes;
+pub(crate) mod prefixes;
 mod range_csv;
 #[cfg(any(test, feature = "test-helpers"))]
 pub mod reference;

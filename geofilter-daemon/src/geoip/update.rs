@@ -2,21 +2,22 @@
 //! atomically where the daemon reads it.
 //!
 //! Every file of a download set is first written to a staging folder inside the destination
-//! (same filesystem, so the final `rename` is atomic), synced, and loaded with [`super::load`]
-//! exactly as the daemon would load it. Only when the whole set is valid is each file renamed over
-//! its predecessor and the folder synced. A failed or invalid download leaves the destination as
-//! it was; the staging folder is removed in every case.
+//! ([`super::download`]: same filesystem, so the final `rename` is atomic), synced, and loaded
+//! with [`super::load`] exactly as the daemon would load it. Only when the whole set is valid is
+//! each file renamed over its predecessor and the folder synced. A failed or invalid download
+//! leaves the destination as it was; the staging folder is removed in every case.
 
 use std::{
-    fs::{self, File},
-    io::{self, Read, Write},
+    io,
     path::{Path, PathBuf},
-    time::{Duration, SystemTime},
+    time::SystemTime,
 };
 
-use indicatif::{ProgressBar, ProgressStyle};
-
-use super::{CompiledDb, DbError, Format, info::format_date};
+use super::{
+    CompiledDb, DbError, Format,
+    download::{FetchOptions, fetch_validate_store},
+    info::format_date,
+};
 pub use crate::paths::DEFAULT_DB_DIR;
 
 /// The largest download accepted: the largest real country database (DB-IP lite CSV) is about
@@ -139,8 +140,8 @@ pub enum UpdateError {
     },
     #[error("fetching {url}: the server answered HTTP {status}")]
     Status { url: String, status: u16 },
-    #[error("fetching {url}: larger than {} MiB; not a country database", MAX_DOWNLOAD >> 20)]
-    TooLarge { url: String },
+    #[error("fetching {url}: larger than {limit_mib} MiB, the most accepted; wrong URL?")]
+    TooLarge { url: String, limit_mib: u64 },
     #[error("failed to {op} {}: {source}", path.display())]
     Io {
         op: &'static str,
@@ -182,203 +183,28 @@ pub fn fetch_and_store(
     format: Option<Format>,
     progress: bool,
 ) -> Result<Stored, UpdateError> {
-    for (i, d) in downloads.iter().enumerate() {
-        if downloads[..i].iter().any(|e| e.file_name == d.file_name) {
-            return Err(UpdateError::DuplicateName {
-                name: d.file_name.clone(),
-            });
-        }
-    }
-    let io = |op, path: &Path| {
-        let path = path.to_owned();
-        move |source| UpdateError::Io { op, path, source }
+    let options = FetchOptions {
+        progress,
+        ..FetchOptions::default()
     };
-    fs::create_dir_all(dest).map_err(io("create", dest))?;
-    let staging = Staging::new(dest)?;
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .timeout_connect(Some(Duration::from_secs(30)))
-        .timeout_recv_response(Some(Duration::from_secs(60)))
-        .timeout_recv_body(Some(Duration::from_secs(3600)))
-        .user_agent(concat!("geofilter/", env!("CARGO_PKG_VERSION")))
-        .build()
-        .into();
-    let mut staged = Vec::new();
-    let mut urls = Vec::new();
-    let mut bytes = 0;
-    for d in downloads {
-        let path = staging.dir.join(&d.file_name);
-        let (url, n) = fetch_first(&agent, &d.urls, &path, progress)?;
-        if let Some(want) = &d.sha256 {
-            let got = fs::read(&path)
-                .map(|b| crate::fleet::sha256_hex(&b))
-                .map_err(io("read", &path))?;
-            if &got != want {
-                return Err(UpdateError::Sha256Mismatch {
-                    url,
-                    got,
-                    want: want.clone(),
-                });
-            }
+    let (files, db) = fetch_validate_store(downloads, dest, &options, |files| {
+        // Each file alone first, so an error names the URL it came from; then the set, as the
+        // daemon will load it.
+        for f in files {
+            super::read_source(&f.path, format).map_err(|source| UpdateError::Invalid {
+                url: f.url.clone(),
+                source: Box::new(source),
+            })?;
         }
-        bytes += n;
-        staged.push(path);
-        urls.push(url);
-    }
-    // Each file alone first, so an error names the URL it came from; then the set, as the
-    // daemon will load it.
-    for (path, url) in staged.iter().zip(&urls) {
-        super::read_source(path, format).map_err(|source| UpdateError::Invalid {
-            url: url.clone(),
-            source: Box::new(source),
-        })?;
-    }
-    let db = super::load(&staged, format).map_err(|e| UpdateError::InvalidSet(Box::new(e)))?;
-    let mut paths = Vec::new();
-    for (path, d) in staged.iter().zip(downloads) {
-        let target = dest.join(&d.file_name);
-        fs::rename(path, &target).map_err(io("rename into place", &target))?;
-        paths.push(target);
-    }
-    File::open(dest)
-        .and_then(|f| f.sync_all())
-        .map_err(io("sync", dest))?;
+        let paths: Vec<PathBuf> = files.iter().map(|f| f.path.clone()).collect();
+        super::load(&paths, format).map_err(|e| UpdateError::InvalidSet(Box::new(e)))
+    })?;
     Ok(Stored {
-        paths,
-        urls,
-        bytes,
+        bytes: files.iter().map(|f| f.bytes).sum(),
+        paths: files.iter().map(|f| f.path.clone()).collect(),
+        urls: files.into_iter().map(|f| f.url).collect(),
         db,
     })
-}
-
-/// Tries `urls` in order; a 404 moves on to the next. Returns the URL used and the bytes written.
-fn fetch_first(
-    agent: &ureq::Agent,
-    urls: &[String],
-    path: &Path,
-    progress: bool,
-) -> Result<(String, u64), UpdateError> {
-    let mut last = None;
-    for url in urls {
-        match fetch(agent, url, path, progress) {
-            Ok(n) => return Ok((url.clone(), n)),
-            Err(e @ UpdateError::Status { status: 404, .. }) => last = Some(e),
-            Err(e) => return Err(e),
-        }
-    }
-    Err(last.expect("presets and --url give at least one URL"))
-}
-
-fn fetch(agent: &ureq::Agent, url: &str, path: &Path, progress: bool) -> Result<u64, UpdateError> {
-    let http = |source| UpdateError::Http {
-        url: url.to_owned(),
-        source,
-    };
-    let response = match agent.get(url).call() {
-        Ok(r) => r,
-        Err(ureq::Error::StatusCode(status)) => {
-            return Err(UpdateError::Status {
-                url: url.to_owned(),
-                status,
-            });
-        }
-        Err(e) => return Err(http(e)),
-    };
-    let length = response
-        .headers()
-        .get("content-length")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if length.is_some_and(|n| n > MAX_DOWNLOAD) {
-        return Err(UpdateError::TooLarge {
-            url: url.to_owned(),
-        });
-    }
-    let bar = if progress {
-        let bar = match length {
-            Some(n) => ProgressBar::new(n).with_style(
-                ProgressStyle::with_template(
-                    "{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} {eta}",
-                )
-                .expect("valid template")
-                .progress_chars("=> "),
-            ),
-            None => ProgressBar::new_spinner().with_style(
-                ProgressStyle::with_template("{msg} {spinner} {bytes} {bytes_per_sec}")
-                    .expect("valid template"),
-            ),
-        };
-        bar.set_message(url.rsplit('/').next().unwrap_or(url).to_owned());
-        bar
-    } else {
-        ProgressBar::hidden()
-    };
-    let io = |op| {
-        let path = path.to_owned();
-        move |source| UpdateError::Io { op, path, source }
-    };
-    let mut file = File::create(path).map_err(io("create"))?;
-    let mut reader = response
-        .into_body()
-        .into_with_config()
-        .limit(MAX_DOWNLOAD + 1)
-        .reader();
-    let mut buf = vec![0u8; 256 * 1024];
-    let mut total = 0u64;
-    loop {
-        let n = match reader.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => {
-                bar.abandon();
-                // ureq reports its own errors (body limit, short body) through io::Error.
-                return Err(match ureq::Error::from(e) {
-                    ureq::Error::BodyExceedsLimit(_) => UpdateError::TooLarge {
-                        url: url.to_owned(),
-                    },
-                    other => http(other),
-                });
-            }
-        };
-        total += n as u64;
-        if total > MAX_DOWNLOAD {
-            bar.abandon();
-            return Err(UpdateError::TooLarge {
-                url: url.to_owned(),
-            });
-        }
-        file.write_all(&buf[..n]).map_err(io("write"))?;
-        bar.inc(n as u64);
-    }
-    file.sync_all().map_err(io("sync"))?;
-    // The summary lines that follow say what was stored.
-    bar.finish_and_clear();
-    Ok(total)
-}
-
-/// A staging folder inside the destination, removed on drop.
-struct Staging {
-    dir: PathBuf,
-}
-
-impl Staging {
-    fn new(dest: &Path) -> Result<Self, UpdateError> {
-        let dir = dest.join(format!(".staging-{}", std::process::id()));
-        // A folder of this name is the leftover of a crashed run with our pid: ours to clear.
-        let _ = fs::remove_dir_all(&dir);
-        fs::create_dir(&dir).map_err(|source| UpdateError::Io {
-            op: "create",
-            path: dir.clone(),
-            source,
-        })?;
-        Ok(Self { dir })
-    }
-}
-
-impl Drop for Staging {
-    fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.dir);
-    }
 }
 
 #[cfg(test)]

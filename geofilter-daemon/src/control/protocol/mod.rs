@@ -2,12 +2,13 @@
 //! ([`request`]) arrive parsed; replies ([`reply`]) are typed, and the CLI and the tests read
 //! them as the same types.
 
+mod lists;
 mod reply;
 mod request;
 
 use serde::{Deserialize, Serialize};
 
-pub use self::{reply::*, request::*};
+pub use self::{lists::*, reply::*, request::*};
 
 /// Longest request line the daemon reads. Anything longer is refused without being buffered.
 pub const MAX_REQUEST_BYTES: usize = 64 * 1024;
