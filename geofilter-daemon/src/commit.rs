@@ -26,6 +26,9 @@ pub struct State {
     /// The ASN database in the tables: loaded when the policy first names an ASN (or at start
     /// with `--asn-db` or an ASN in the policy), kept from then on.
     pub asn: Option<Arc<AsnDb>>,
+    /// The blocklists and the slot (bit of a net's list mask) each has.
+    pub lists: crate::lists::Lists,
+    pub list_slots: std::collections::BTreeMap<String, u32>,
     pub saved: SavedState,
     pub attachments: Vec<Attachment>,
     pub layout: PinLayout,
@@ -115,11 +118,12 @@ pub fn commit(
         // no live policy gives an action yet), then the policy that names them.
         let db = next.db.as_ref().map_or(&*state.db, |(db, _)| db);
         let asn = new_asn.as_deref().or(state.asn.as_deref());
+        let lists = crate::daemon::list_ranges(&state.lists, &state.list_slots);
         let installed = state
             .datapath
             .list_asns(&next.policy.asns)
             .map_err(|e| e.to_string())
-            .and_then(|()| install(&mut state.datapath, db, asn));
+            .and_then(|()| install(&mut state.datapath, db, asn, &lists));
         let stats = installed.map_err(|e| format!("tables not installed: {e}"))?;
         apply_policy(state, &next.policy)?;
         Some(stats)
@@ -215,14 +219,15 @@ pub fn install(
     datapath: &mut Datapath,
     db: &CompiledDb,
     asn: Option<&AsnDb>,
+    lists: &[crate::nets::ListRanges<'_>],
 ) -> Result<TableStats, String> {
-    let Some(asn) = asn else {
+    if asn.is_none() && lists.is_empty() {
         // Countries only: the tables as they always were (one net per database file).
         return datapath
             .install_tables(&db.v4, &db.v6)
             .map_err(|e| e.to_string());
-    };
-    let (v4, v6) = crate::nets::inputs(db, Some(asn), &[]).map_err(|e| e.to_string())?;
+    }
+    let (v4, v6) = crate::nets::inputs(db, asn, lists).map_err(|e| e.to_string())?;
     datapath.install_inputs(&v4, &v6).map_err(|e| e.to_string())
 }
 

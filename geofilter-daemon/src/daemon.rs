@@ -5,6 +5,8 @@
 //! [`commit`]: checked against lockout, applied to the kernel, and only then recorded here and in
 //! the state file.
 
+mod lists;
+
 use std::{
     net::IpAddr,
     path::PathBuf,
@@ -18,6 +20,7 @@ use std::{
 use tokio::sync::Notify;
 use tracing::{info, warn};
 
+pub use self::lists::{masks as list_masks, ranges as list_ranges};
 // `State` lives with the gate that changes it; it is named here too because the daemon owns it.
 pub use crate::commit::State;
 use crate::{
@@ -362,7 +365,10 @@ impl Daemon {
             .datapath
             .counters()
             .map_err(|e| ControlError::Datapath(e.to_string()))?;
-        Ok(report::stats(&counters, |_| None))
+        let state = self.lock();
+        Ok(report::stats(&counters, |slot| {
+            self.list_name(&state, slot)
+        }))
     }
 
     /// Reads and compiles the databases off the lock, then swaps the tables in one step each.
@@ -559,6 +565,28 @@ impl Handler for Daemon {
                 Err(e) => Err(e),
             },
             Request::Top { window_s } => self.top(window_s).map(Reply::Top),
+            Request::ListShow {} => Ok(self.list_show()),
+            Request::ListAdd {
+                spec,
+                caller,
+                force,
+            } => self
+                .local_change_allowed()
+                .and_then(|()| self.list_add(spec, caller, force)),
+            Request::ListDel { name } => self
+                .local_change_allowed()
+                .and_then(|()| self.list_del(&name)),
+            Request::ListUpdate { name } => self
+                .local_change_allowed()
+                .and_then(|()| self.list_update(name.as_deref())),
+            Request::ListEnable {
+                name,
+                on,
+                caller,
+                force,
+            } => self
+                .local_change_allowed()
+                .and_then(|()| self.list_enable(&name, on, caller, force)),
             // Streamed by the server through `Handler::log`; never reaches here.
             Request::Log(_) => Err(ControlError::Refused("log is a streaming request".into())),
             Request::Unload {} => {
@@ -622,14 +650,9 @@ fn net_names(
     why::NetNames {
         asn,
         organisation: asn.and_then(|a| state.asn.as_ref()?.name(a).map(str::to_owned)),
-        lists: Vec::new(),
-        deciding_list: None,
-    }
-}
-
-impl Daemon {
-    /// The name of the list in slot `slot` (lists are not loaded yet: none).
-    pub fn list_name(&self, _state: &State, _slot: u32) -> Option<String> {
-        None
+        lists: lists::names_in(&state.list_slots, found.lists),
+        deciding_list: (found.decided_by == geofilter_common::Decider::List)
+            .then(|| lists::names_in(&state.list_slots, 1 << found.list).pop())
+            .flatten(),
     }
 }

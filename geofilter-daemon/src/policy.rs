@@ -216,7 +216,7 @@ pub fn apply(
         }
     }
     datapath.list_asns(&new.asns)?;
-    datapath.set_policy(&new.compile_with(datapath.listed_asns()))?;
+    datapath.set_policy(&datapath.compile_policy(new))?;
     datapath.unlist_asns(&new.asns)?;
     for cidr in old.exceptions.keys() {
         if !new.exceptions.contains_key(cidr) {

@@ -53,6 +53,12 @@ pub struct SavedState {
     /// it: a restart keeps them, so the policy in force stays right while tables are rebuilt.
     #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub asn_listed: std::collections::BTreeMap<u32, u16>,
+    /// The blocklists (their addresses are in copies under the lists folder beside this file).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub lists: Vec<crate::lists::ListEntry>,
+    /// The slot of each list: its bit in the tables and the policy.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub list_slots: std::collections::BTreeMap<String, u32>,
 }
 
 fn version() -> u32 {
@@ -83,6 +89,8 @@ impl Default for SavedState {
             attached: Default::default(),
             asn_dbs: Vec::new(),
             asn_listed: Default::default(),
+            lists: Vec::new(),
+            list_slots: Default::default(),
         }
     }
 }

@@ -448,3 +448,48 @@ pub fn why(client: &ClientArgs, args: &WhyArgs) -> anyhow::Result<()> {
     stdout.flush()?;
     Ok(())
 }
+
+/// `geofilter list ...`: one request, its reply as text or JSON.
+pub fn list(client: &ClientArgs, command: super::list::ListCommand) -> anyhow::Result<()> {
+    use super::list::{ListCommand, rows_text, update_text};
+    use crate::control::protocol::{ListRows, ListUpdateReply};
+    let socket = &client.socket;
+    let rows = |request: &Request| -> anyhow::Result<()> {
+        let v: ListRows = call(socket, request)?;
+        print(client, &v, rows_text);
+        Ok(())
+    };
+    match command {
+        ListCommand::Add { force, .. } => {
+            let spec = command.spec().expect("an add has a spec");
+            rows(&Request::ListAdd {
+                spec,
+                caller: caller()?,
+                force,
+            })
+        }
+        ListCommand::Del { name } => rows(&Request::ListDel { name }),
+        ListCommand::Enable { name, force } => rows(&Request::ListEnable {
+            name,
+            on: true,
+            caller: caller()?,
+            force,
+        }),
+        ListCommand::Disable { name } => rows(&Request::ListEnable {
+            name,
+            on: false,
+            caller: None,
+            force: false,
+        }),
+        ListCommand::Update { name } => {
+            let v: ListUpdateReply = call(socket, &Request::ListUpdate { name })?;
+            print(client, &v, update_text);
+            if v.failed.is_empty() {
+                Ok(())
+            } else {
+                anyhow::bail!("{} list(s) kept their last good copy", v.failed.len())
+            }
+        }
+        ListCommand::Show => rows(&Request::ListShow {}),
+    }
+}

@@ -36,6 +36,22 @@ pub enum ListCommand {
         /// entry].
         #[arg(long, value_enum, value_name = "FORMAT")]
         format: Option<ListFormat>,
+        /// Add it even if it holds this SSH session's own address.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Switch a list on: its action applies again (a policy swap, immediate and O(1)).
+    Enable {
+        #[arg(value_parser = parse_name)]
+        name: String,
+        /// Enable it even if it holds this SSH session's own address.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Switch a list off, keeping its addresses for `why` and for `enable`.
+    Disable {
+        #[arg(value_parser = parse_name)]
+        name: String,
     },
     /// Remove a list and its cached copy.
     Del {
@@ -62,6 +78,7 @@ impl ListCommand {
                 action,
                 min_score,
                 format,
+                ..
             } => Some(ListSpec {
                 name: name.clone(),
                 source: source.clone(),

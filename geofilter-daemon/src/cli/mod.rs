@@ -116,7 +116,7 @@ pub fn main(cli: Cli) -> anyhow::Result<()> {
         Command::Unload => client::unload(&client),
         Command::Db(args) => db::main(args.command, &global),
         // Served by the daemon once its handlers are in (issue 14); the types are in place.
-        Command::List(_) => anyhow::bail!("`geofilter list` is not served by this build yet"),
+        Command::List(command) => client::list(&client, command),
         Command::Completions(args) => {
             global
                 .refuse("completions", true, true)

@@ -173,6 +173,14 @@ fn prepare(
     Ok((saved, db))
 }
 
+/// Where the blocklists' copies are kept: beside the state file.
+fn lists_folder(state_file: &std::path::Path) -> std::path::PathBuf {
+    state_file
+        .parent()
+        .unwrap_or(std::path::Path::new("."))
+        .join("lists")
+}
+
 /// A filter that is running, with what its owner must hold until exit.
 struct Started {
     state: State,
@@ -211,14 +219,37 @@ fn start(args: &RunArgs, mut saved: SavedState, db: CompiledDb) -> anyhow::Resul
         .transpose()
         .context("reading the ASN database")?
         .map(Arc::new);
-    let tables =
-        crate::commit::install(&mut datapath, &db, asn.as_deref()).map_err(anyhow::Error::msg)?;
+    // The blocklists, from their copies beside the state file (no network at start: `list
+    // update` fetches), each on the slot it had.
+    let (lists, list_errors) =
+        crate::lists::Lists::restore(lists_folder(&args.state_file), saved.lists.clone());
+    for e in list_errors {
+        warn!(error = %e, "a blocklist could not be restored");
+    }
+    let mut list_slots = saved.list_slots.clone();
+    list_slots.retain(|name, _| lists.get(name).is_some());
+    for entry in lists.entries() {
+        if !list_slots.contains_key(&entry.name) {
+            let free = (0..geofilter_common::table::LIST_SLOTS)
+                .find(|s| !list_slots.values().any(|v| v == s))
+                .expect("at most as many lists as slots");
+            list_slots.insert(entry.name.clone(), free);
+        }
+    }
+    let tables = crate::commit::install(
+        &mut datapath,
+        &db,
+        asn.as_deref(),
+        &crate::daemon::list_ranges(&lists, &list_slots),
+    )
+    .map_err(anyhow::Error::msg)?;
     info!(
         elapsed_ms = tables.elapsed.as_millis() as u64,
         "country tables loaded"
     );
+    datapath.set_list_masks(crate::daemon::list_masks(&lists, &list_slots));
     datapath.sync_exceptions(&saved.policy.exceptions)?;
-    datapath.set_policy(&saved.policy.compile_with(datapath.listed_asns()))?;
+    datapath.set_policy(&datapath.compile_policy(&saved.policy))?;
     datapath.unlist_asns(&saved.policy.asns)?;
     let opts = AttachOptions {
         mode: saved.xdp_mode,
@@ -230,10 +261,13 @@ fn start(args: &RunArgs, mut saved: SavedState, db: CompiledDb) -> anyhow::Resul
     if let Err(e) = state::save(&args.state_file, &saved) {
         warn!(error = %e, "saving the state file failed");
     }
+    saved.list_slots = list_slots.clone();
     let state = State {
         datapath,
         db: Arc::new(db),
         asn,
+        lists,
+        list_slots,
         saved,
         attachments,
         layout,

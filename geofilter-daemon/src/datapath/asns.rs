@@ -14,15 +14,39 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use geofilter_common::LISTED_ASNS;
+use geofilter_common::{LISTED_ASNS, POLICY_LISTS, Policy};
 
 use super::{Datapath, DatapathError, tables::FamilyTables};
+use crate::policy::DesiredPolicy;
+
+/// The enabled lists' slots by action, bits of [`geofilter_common::table::Net::lists`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ListMasks {
+    pub drop: u32,
+    pub pass: u32,
+}
 
 #[derive(Debug, thiserror::Error)]
 #[error("the policy names more than {} ASNs", LISTED_ASNS - 1)]
 pub struct TooManyListed;
 
 impl Datapath {
+    /// The policy value for `desired` with this datapath's listed ASN indices and enabled lists.
+    pub fn compile_policy(&self, desired: &DesiredPolicy) -> Policy {
+        let mut policy = desired.compile_with(&self.listed);
+        policy.list_drop = self.list_masks.drop;
+        policy.list_pass = self.list_masks.pass;
+        if self.list_masks != ListMasks::default() {
+            policy.flags |= POLICY_LISTS;
+        }
+        policy
+    }
+
+    /// Sets which list slots the next compiled policy enables (the tables' nets name the slots).
+    pub fn set_list_masks(&mut self, masks: ListMasks) {
+        self.list_masks = masks;
+    }
+
     /// The listed index of every ASN the tables hold an index for.
     pub fn listed_asns(&self) -> &BTreeMap<u32, u16> {
         &self.listed

@@ -26,6 +26,7 @@ mod tables;
 #[cfg(feature = "test-helpers")]
 pub mod variants;
 
+pub use asns::ListMasks;
 pub use attach::{AttachOptions, Attachment, XdpAttach, XdpModeChoice};
 use aya::{
     Ebpf, EbpfError, EbpfLoader,
@@ -194,6 +195,8 @@ pub struct Datapath {
     list_counters: PerCpuArray<MapData, Counter>,
     /// The listed index of each ASN the tables' ASN pages name (see `asns.rs`).
     listed: std::collections::BTreeMap<u32, u16>,
+    /// The enabled lists (see `asns.rs`).
+    list_masks: asns::ListMasks,
     /// Until the daemon takes them to read events ([`Datapath::take_events`]).
     events: Option<events::EventMaps>,
 }
@@ -271,6 +274,7 @@ impl Datapath {
             asn_counters,
             list_counters,
             listed: Default::default(),
+            list_masks: Default::default(),
             events,
         };
         if adopted {

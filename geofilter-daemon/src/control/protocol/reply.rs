@@ -32,6 +32,8 @@ pub enum Reply {
     Reloaded(ReloadReply),
     Unloading(UnloadReply),
     Top(TopReply),
+    Lists(super::ListRows),
+    ListUpdated(super::ListUpdateReply),
 }
 
 /// One line of a `log` stream.

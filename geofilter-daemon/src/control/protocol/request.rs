@@ -58,6 +58,33 @@ pub enum Request {
         /// Over the events of this many seconds back (at least 1).
         window_s: u64,
     },
+    /// Add a blocklist, read whole, and use it ([`ListRows`](super::ListRows): the new one).
+    ListAdd {
+        spec: super::ListSpec,
+        /// As in [`ChangeOptions`]: refused if the list would drop this address, unless `force`.
+        #[serde(default)]
+        caller: Option<IpAddr>,
+        #[serde(default)]
+        force: bool,
+    },
+    /// Remove a list ([`ListRows`](super::ListRows): the one removed).
+    ListDel { name: String },
+    /// Fetch lists again ([`ListUpdateReply`](super::ListUpdateReply)).
+    ListUpdate {
+        #[serde(default)]
+        name: Option<String>,
+    },
+    /// Switch a list on or off: a policy swap, O(1) ([`ListRows`](super::ListRows): the list).
+    ListEnable {
+        name: String,
+        on: bool,
+        #[serde(default)]
+        caller: Option<IpAddr>,
+        #[serde(default)]
+        force: bool,
+    },
+    /// Every list ([`ListRows`](super::ListRows)).
+    ListShow {},
 }
 
 /// What `geofilter log` asks for.
