@@ -14,7 +14,7 @@ use geofilter_daemon::rules::ExceptionAction;
 use geofilter_tests::{
     daemon::policy_codes,
     netns::{Pair, SERVER_V4, SERVER_V6},
-    scenario::{DE_V4, DE_V6, RU_V4, RU_V6, Scene, TempDir, ip, server_for},
+    scenario::{DE_V4, DE_V6, RU_V4, RU_V6, Scene, TempDir, US_V4, ip, server_for},
     traffic::{HttpServer, StampedSender, UdpSink, curl, now_ns},
 };
 
@@ -152,6 +152,62 @@ fn twenty_blocks_and_unblocks_under_traffic_are_exact() {
     check_all_delivered(DE_V4, &traffic);
     check_all_delivered(DE_V6, &traffic);
     assert_eq!(scene.daemon.packets("DE", "drop"), 0);
+}
+
+/// The small database's DE ranges as one ASN, and Google's resolver's as another, in
+/// ip-location-db's `asn` CSV form.
+fn write_asn_db(dir: &std::path::Path) -> std::path::PathBuf {
+    let path = dir.join("asn-ipv4.csv");
+    std::fs::write(
+        &path,
+        "46.114.0.0,46.114.255.255,64500,\"Example DE Net, GmbH\"\n8.8.8.0,8.8.8.255,15169,Google LLC\n\
+         2a01:598::,2a01:598:ffff:ffff:ffff:ffff:ffff:ffff,64500,\"Example DE Net, GmbH\"\n",
+    )
+    .unwrap();
+    path
+}
+
+#[test]
+fn twenty_asn_blocks_and_unblocks_under_traffic_are_exact() {
+    let sources = [DE_V4, DE_V6, RU_V4, US_V4];
+    let dir = TempDir::new();
+    let asn_db = write_asn_db(&dir.0);
+    let scene = Scene::new(&sources, &["--asn-db", asn_db.to_str().unwrap()]);
+    let (windows, traffic) = under_traffic(&scene.pair, &sources, || {
+        alternate(&scene, &["block", "AS64500"], &["unblock", "AS64500"])
+    });
+    check_windows(DE_V4, &windows, &traffic);
+    check_windows(DE_V6, &windows, &traffic);
+    check_all_delivered(RU_V4, &traffic);
+    check_all_delivered(US_V4, &traffic);
+    let stats = scene.daemon.stats();
+    assert!(
+        stats.asns.is_empty(),
+        "no ASN listed at the end: {:?}",
+        stats.asns
+    );
+}
+
+#[test]
+fn twenty_list_switches_under_traffic_are_exact() {
+    let sources = [DE_V4, RU_V4, DE_V6];
+    let scene = Scene::new(&sources, &[]);
+    let list = scene.db_dir.0.join("de.txt");
+    std::fs::write(&list, format!("# one address\n{DE_V4}\n2a01:598::/32\n")).unwrap();
+    scene
+        .daemon
+        .ok(&["list", "add", "de", list.to_str().unwrap()]);
+    scene.daemon.ok(&["list", "disable", "de"]);
+    let (windows, traffic) = under_traffic(&scene.pair, &sources, || {
+        alternate(
+            &scene,
+            &["list", "enable", "de"],
+            &["list", "disable", "de"],
+        )
+    });
+    check_windows(DE_V4, &windows, &traffic);
+    check_windows(DE_V6, &windows, &traffic);
+    check_all_delivered(RU_V4, &traffic);
 }
 
 #[test]

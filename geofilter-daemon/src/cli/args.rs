@@ -119,9 +119,15 @@ pub struct RunArgs {
     /// Database format of every --db file [default: detected per file].
     #[arg(long, value_name = "FORMAT")]
     pub db_format: Option<Format>,
-    /// Countries to drop, comma-separated or repeated (e.g. `--block RU,BY`). Replaces the
-    /// countries of --config or the state file.
-    #[arg(long = "block", value_name = "CC[,CC...]", value_delimiter = ',')]
+    /// ASN database file (MaxMind GeoLite2/GeoIP2-ASN mmdb, ip-location-db asn CSV, iptoasn
+    /// TSV; detected); repeat to merge. Loaded into the tables at start, so blocking an ASN is
+    /// a policy swap. [default: those of --config or the state file; the embedded
+    /// @ip-location-db/asn once the policy names an ASN]
+    #[arg(long = "asn-db", value_name = "FILE")]
+    pub asn_dbs: Vec<PathBuf>,
+    /// Countries and ASNs to drop, comma-separated or repeated (e.g. `--block RU,BY,AS13335`).
+    /// Replaces the countries and ASNs of --config or the state file.
+    #[arg(long = "block", value_name = "CC|ASn[,...]", value_delimiter = ',')]
     pub block: Vec<String>,
     /// The control socket to serve: the global `--socket` (filled in by [`super::main`]).
     #[arg(skip = PathBuf::from(paths::DEFAULT_SOCKET))]

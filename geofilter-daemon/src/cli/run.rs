@@ -46,6 +46,9 @@ fn initial_state(args: &RunArgs) -> anyhow::Result<SavedState> {
     if !args.ifaces.is_empty() {
         saved.interfaces = args.ifaces.clone();
     }
+    if !args.asn_dbs.is_empty() {
+        saved.asn_dbs = args.asn_dbs.clone();
+    }
     if !args.dbs.is_empty() {
         saved.dbs = args.dbs.clone();
         saved.db_format = None;
