@@ -34,7 +34,7 @@ struct Tier {
 /// verifier, BPF_PROG_TEST_RUN, map-in-map swaps, links, XDP on veth, bpffs) and leaves the long
 /// tiers that only repeat kernel-independent logic with more data (exactness over the world
 /// database, torture, control, db) to the host.
-const TIERS: [Tier; 6] = [
+const TIERS: [Tier; 7] = [
     // Every verdict, counter and parse case through the verified program.
     Tier {
         test: "packets",
@@ -49,6 +49,11 @@ const TIERS: [Tier; 6] = [
     Tier {
         test: "lookup",
         filters: &[],
+    },
+    // ASN and list verdicts, their order and counters (the net and ASN pages of the table).
+    Tier {
+        test: "nets",
+        filters: &["decide_in_order", "counted"],
     },
     // The real daemon on veth: a drop test, and the daemon started under `ip netns exec` (a
     // fresh mount namespace), including after `kill -9`.
