@@ -117,12 +117,12 @@ fn fetch_in(dir: &Path, how: Reading<'_>) -> Result<Loaded, ListError> {
     let (files, prefixes) = download::fetch_validate_store(&downloads, dir, &options, |files| {
         let paths: Vec<PathBuf> = files.iter().map(|f| f.path.clone()).collect();
         how.read(&paths).map_err(|cause| ListError::Invalid {
+            cause: Box::new(cause.relative_to(dir)),
             from: files
                 .iter()
                 .map(|f| f.url.as_str())
                 .collect::<Vec<_>>()
                 .join(" + "),
-            cause: Box::new(cause),
         })
     })?;
     let validators: BTreeMap<String, Stored> = downloads
@@ -166,7 +166,7 @@ fn copy_in(path: &Path, dir: &Path, how: Reading<'_>) -> Result<Loaded, ListErro
         .read(std::slice::from_ref(&staged))
         .map_err(|cause| ListError::Invalid {
             from: path.display().to_string(),
-            cause: Box::new(cause),
+            cause: Box::new(cause.relative_to(dir)),
         })?;
     let target = dir.join(name);
     fs::rename(&staged, &target).map_err(ListError::io("rename into place", &target))?;

@@ -87,6 +87,71 @@ pub enum ListError {
 }
 
 impl ListError {
+    /// The error with every path inside `dir` (a staging folder, a cache folder) cut to its file
+    /// name: a message about new content names the file as the source calls it, not the
+    /// temporary place it was read from.
+    pub(crate) fn relative_to(self, dir: &std::path::Path) -> Self {
+        let cut = |path: PathBuf| match path.file_name() {
+            Some(name) if path.starts_with(dir) => PathBuf::from(name),
+            _ => path,
+        };
+        match self {
+            ListError::Read(e) => ListError::Read(match e {
+                DbError::Io { op, path, source } => DbError::Io {
+                    op,
+                    path: cut(path),
+                    source,
+                },
+                DbError::ReadAt { path, line, source } => DbError::ReadAt {
+                    path: cut(path),
+                    line,
+                    source,
+                },
+                DbError::Line {
+                    path,
+                    line,
+                    problem,
+                    text,
+                } => DbError::Line {
+                    path: cut(path),
+                    line,
+                    problem,
+                    text,
+                },
+                DbError::Invalid { path, reason } => DbError::Invalid {
+                    path: cut(path),
+                    reason,
+                },
+                other => other,
+            }),
+            ListError::LineTooLong { path, line, max } => ListError::LineTooLong {
+                path: cut(path),
+                line,
+                max,
+            },
+            ListError::Empty { path, format } => ListError::Empty {
+                path: cut(path),
+                format,
+            },
+            ListError::NoneAtScore {
+                path,
+                entries,
+                min_score,
+                best,
+            } => ListError::NoneAtScore {
+                path: cut(path),
+                entries,
+                min_score,
+                best,
+            },
+            ListError::ScoreUnused { path, format } => ListError::ScoreUnused {
+                path: cut(path),
+                format,
+            },
+            other => other,
+        }
+    }
+
     pub(crate) fn io(op: &'static str, path: impl Into<PathBuf>) -> impl FnOnce(io::Error) -> Self {
         let path = path.into();
         move |source| ListError::Io { op, path, source }

@@ -17,6 +17,7 @@
 //! Formats: see [`format`](ListFormat).
 
 mod cache;
+mod entry;
 mod error;
 mod format;
 mod prefixes;
@@ -25,13 +26,13 @@ mod source;
 
 pub use self::{
     cache::MAX_LIST_BYTES,
+    entry::{
+        ListAction, ListEntry, ListRow, ListSpec, MAX_LISTS, MAX_NAME, UpdateReport, check_name,
+    },
     error::ListError,
     format::ListFormat,
     prefixes::{DEFAULT_MIN_SCORE, ListCounts, ListPrefixes, read_list, read_list_within},
-    registry::{
-        ListAction, ListEntry, ListRow, ListSpec, Lists, MAX_LISTS, MAX_NAME, UpdateReport,
-        check_name,
-    },
+    registry::Lists,
     source::{ListSource, Preset},
 };
 

@@ -246,3 +246,17 @@ fn limits_bound_what_one_list_may_hold() {
         "{e}"
     );
 }
+
+#[test]
+fn an_ipv6_network_over_the_mapped_block_fills_both_families() {
+    // ::/64 holds ::ffff:0:0/96, which is IPv4: that part is the whole IPv4 space.
+    let (_dir, path) = file("l.txt", b"::/64\n");
+    let l = read(&[path]);
+    const MAPPED: u128 = 0xffff << 32;
+    assert_eq!(l.v4, [(0, u128::from(u32::MAX))]);
+    assert_eq!(l.v6, [(0, MAPPED - 1), (MAPPED + (1 << 32), (1 << 64) - 1)]);
+    assert!(l.contains(ip("::ffff:1.2.3.4")) && l.contains(ip("1.2.3.4")));
+    assert!(l.contains(ip("::1")) && !l.contains(ip("0:0:0:1::")));
+    assert_eq!(l.counts.addresses_v4, 1 << 32);
+    assert_eq!(l.counts.addresses_v6, (1 << 64) - (1 << 32));
+}
