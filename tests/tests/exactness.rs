@@ -22,7 +22,6 @@ use std::{
     io::Write as _,
     net::{IpAddr, Ipv4Addr, Ipv6Addr},
     path::{Path, PathBuf},
-    process::Command,
     time::Instant,
 };
 
@@ -198,7 +197,6 @@ fn check_db(name: &str, sources: &[SourceRanges], db: &CompiledDb) {
             let got = datapath
                 .classify(ip)
                 .unwrap_or_else(|e| panic!("{name}: classify {ip}: {e}"))
-                .info
                 .country;
             let got = (got != UNKNOWN_COUNTRY).then_some(got);
             // The program classifies an IPv6 source that embeds an IPv4 address (6to4, ...) as

@@ -253,7 +253,7 @@ fn expected(policy: &DesiredPolicy, table: &[Prefix], bits: u32, addr: IpAddr) -
         })
         .max_by_key(|q| q.len)
         .map_or(0, |q| q.info.country);
-    if policy.would_drop(addr, country) {
+    if policy.would_drop(addr, country, None) {
         Verdict::Drop
     } else {
         Verdict::Pass

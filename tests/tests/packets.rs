@@ -754,7 +754,7 @@ fn policy_and_table_swaps_take_effect_at_once() {
         "policy reads back"
     );
     // A new table where the RU prefix is gone: the address becomes unknown and passes.
-    dp.install_tables(&[], &[]).unwrap();
+    dp.install_tables::<Prefix>(&[], &[]).unwrap();
     assert_eq!(run(&dp, &ru_frame), XDP_PASS, "empty table: unknown passes");
     let v4 = [prefix(u128::from(u32::from(RU_V4)), 32, b"RU")];
     dp.install_tables(&v4, &[]).unwrap();
@@ -763,32 +763,20 @@ fn policy_and_table_swaps_take_effect_at_once() {
 
 #[test]
 fn why_probes_report_the_kernel_classification_and_count_nothing() {
-    use geofilter_common::NO_SOURCE;
+    use geofilter_common::Decider;
     let dp = datapath(&block_ru());
     let before = dp.counters().unwrap();
     let ru = dp.classify(RU_V4.into()).expect("probe");
     assert_eq!(
-        (ru.verdict, ru.info),
-        (
-            Verdict::Drop,
-            PrefixInfo {
-                country: cc(b"RU"),
-                source: 0
-            }
-        )
+        (ru.verdict, ru.country, ru.decided_by),
+        (Verdict::Drop, cc(b"RU"), Decider::Country)
     );
     let de = dp.classify(DE_V6.into()).expect("probe");
-    assert_eq!((de.verdict, de.info.country), (Verdict::Pass, cc(b"DE")));
+    assert_eq!((de.verdict, de.country), (Verdict::Pass, cc(b"DE")));
     let unknown = dp.classify(UNKNOWN_V4.into()).expect("probe");
     assert_eq!(
-        (unknown.verdict, unknown.info),
-        (
-            Verdict::Pass,
-            PrefixInfo {
-                country: UNKNOWN_COUNTRY,
-                source: NO_SOURCE
-            }
-        )
+        (unknown.verdict, unknown.country, unknown.net),
+        (Verdict::Pass, UNKNOWN_COUNTRY, 0)
     );
     assert_counters_eq(
         &dp.counters().unwrap(),
