@@ -140,6 +140,118 @@ pub fn country_change(daemon: &Daemon, world: &World, cycles: usize) -> CountryC
     }
 }
 
+/// The live policy, read from the pinned policy slot the program uses (`None` when the slot
+/// changed under the read).
+fn live_policy(outer: &ArrayOfMaps<MapData, Array<MapData, Policy>>) -> Option<Policy> {
+    outer.get(&0, 0).ok()?.get(&0, 0).ok()
+}
+
+/// What issue 14's changes take through the CLI, as [`country_change`] measures a country's.
+pub struct NetChanges {
+    /// The first `block AS...`: loads the embedded ASN database into the tables (once).
+    pub asn_data_load: Duration,
+    /// `block ASn` / `unblock ASn` with the ASN data loaded.
+    pub asn: CountryChange,
+    /// `list enable` / `list disable` of a list of `list_prefixes` blocks.
+    pub list: CountryChange,
+    pub list_prefixes: usize,
+}
+
+/// Runs `on` and `off` through the CLI `cycles` times each, timing each from just before the CLI
+/// starts until `in_effect(policy)` says so in the live policy slot.
+fn timed_cli(
+    daemon: &Daemon,
+    cycles: usize,
+    on: &[&str],
+    off: &[&str],
+    in_effect: impl Fn(&Policy) -> bool,
+) -> Vec<Duration> {
+    let pin_root = daemon
+        .pin_root()
+        .expect("the daemon pins where we can see it");
+    let layout = PinLayout::new(pin_root.to_path_buf());
+    let outer: ArrayOfMaps<MapData, Array<MapData, Policy>> =
+        Map::from_map_data(MapData::from_pin(layout.map(names::POLICY)).expect("policy pin"))
+            .and_then(Map::try_into)
+            .expect("policy map");
+    let state = |outer: &_| live_policy(outer).map(|p| in_effect(&p));
+    let mut samples = Vec::new();
+    for _ in 0..cycles {
+        for (args, want) in [(on, true), (off, false)] {
+            assert_eq!(state(&outer), Some(!want), "{args:?}: already in effect");
+            let start = Instant::now();
+            let mut child = daemon
+                .cli_command(args)
+                .stdout(Stdio::null())
+                .spawn()
+                .expect("running the CLI");
+            let deadline = start + Duration::from_secs(5);
+            let mut took = None;
+            while Instant::now() < deadline {
+                if state(&outer) == Some(want) {
+                    took = Some(start.elapsed());
+                    break;
+                }
+            }
+            assert!(
+                child.wait().expect("CLI").success(),
+                "geofilter {args:?} failed"
+            );
+            samples.push(took.unwrap_or_else(|| panic!("{args:?}: not in effect after 5 s")));
+        }
+    }
+    samples
+}
+
+/// ASN blocks and list switches through the CLI on the running daemon: first `block AS64496`
+/// (a documentation ASN: no traffic) brings the embedded ASN database in, then AS13335 is
+/// blocked and unblocked; a list of `blocks` random /24s of the world is added once and switched
+/// on and off.
+pub fn net_changes(daemon: &Daemon, world: &World, cycles: usize, dir: &Path) -> NetChanges {
+    let start = Instant::now();
+    daemon.ok(&["block", "AS64496"]);
+    let asn_data_load = start.elapsed();
+    let asn = timed_cli(
+        daemon,
+        cycles,
+        &["block", "AS13335"],
+        &["unblock", "AS13335"],
+        |p| p.asn_actions.iter().filter(|&&a| a != 0).count() == 2,
+    );
+    let mut rng = geofilter_tests::rng::Rng(0x6c69_7374);
+    let mut text = String::from("# random /24s of the world\n");
+    let mut seen = std::collections::BTreeSet::new();
+    for s in world.sources(Family::V4, 4_500, &mut rng, |_| true) {
+        if seen.insert(s >> 8) {
+            let a = std::net::Ipv4Addr::from(((s >> 8) << 8) as u32);
+            let _ = writeln!(text, "{a}/24");
+        }
+    }
+    let file = dir.join("bench-list.txt");
+    std::fs::write(&file, text).expect("writing the list");
+    daemon.ok(&["list", "add", "bench", file.to_str().expect("UTF-8 path")]);
+    daemon.ok(&["list", "disable", "bench"]);
+    let list = timed_cli(
+        daemon,
+        cycles,
+        &["list", "enable", "bench"],
+        &["list", "disable", "bench"],
+        |p| p.list_drop != 0,
+    );
+    NetChanges {
+        asn_data_load,
+        asn: CountryChange {
+            country: "AS13335".into(),
+            samples: asn,
+        },
+        list: CountryChange {
+            country: "bench".into(),
+            samples: list,
+        },
+        list_prefixes: seen.len(),
+    }
+}
+
 /// Kernel memory of every map of the daemon's filter (pinned maps and the inner maps they hold).
 pub fn kernel_memory(daemon: &Daemon) -> Vec<memory::MapMemory> {
     let pin_root = daemon

@@ -126,6 +126,14 @@ pub fn line(r: &Results) -> String {
     let control = Object::new()
         .num("world_load_s", c.world_load.total.as_secs_f64())
         .num("country_change_ms", c.change.median().as_secs_f64() * 1e3)
+        .num(
+            "asn_change_ms",
+            c.net_changes.asn.median().as_secs_f64() * 1e3,
+        )
+        .num(
+            "list_switch_ms",
+            c.net_changes.list.median().as_secs_f64() * 1e3,
+        )
         .num("kernel_memory_bytes", memory)
         .num("nftables_load_s", c.nft_load.as_secs_f64())
         .num("ipset_load_s", c.ipset_load.as_secs_f64());
@@ -150,6 +158,7 @@ pub fn line(r: &Results) -> String {
         .obj("control", control)
         .obj("memory", memory)
         .obj("fleet", fleet(&r.fleet))
+        .raw("nets", crate::nets::json(&r.nets))
         .render()
 }
 

@@ -5,7 +5,8 @@
 //! and xtask itself stays free of them.
 //!
 //! Sections, in order (see each module): `test_run` (ns per packet through BPF_PROG_TEST_RUN, at
-//! every source count of its sweep), `control` (database load, country change latency, kernel
+//! every source count of its sweep), `nets` (what ASNs and blocklists cost per packet and in
+//! kernel memory), `control` (database load, country change latency, kernel
 //! memory per map and per family's tables, the daemon's peak memory, nftables/ipset load times),
 //! `live` (Mpps dropped on a veth pair: IPv4, IPv6 and a flood of a million distinct sources),
 //! `fleet` (daemons following one policy source: convergence for 1, 10 and 50 hosts, and what
@@ -23,6 +24,7 @@ mod fleet;
 mod harness;
 mod json;
 mod live;
+mod nets;
 mod report;
 mod test_run;
 
@@ -141,7 +143,10 @@ fn main() {
         1_000_000,
     );
     let dispatcher = dispatcher::measure(&world, rounds, 1_000_000);
+    say("nets: the world with the embedded ASN database and two lists, three ways");
+    let nets = nets::run(&world, &mut bench, args.sources, rounds, 1_000_000);
     if args.test_run_only {
+        nets::print(&nets);
         return;
     }
 
@@ -208,6 +213,10 @@ fn main() {
     let geofilter = v4.measure(&mut bench, runs, || live::daemon_drops(&daemon));
     let geofilter_v6 = v6.measure(&mut bench, runs, || live::daemon_drops(&daemon));
     let geofilter_flood = flood.measure(&mut bench, runs, || live::daemon_drops(&daemon));
+    say("control: ASN blocks and list switches through the CLI, then the tables' memory");
+    let net_dir = TempDir::new();
+    let net_changes = control::net_changes(&daemon, &world, cycles, &net_dir.0);
+    let net_memory = control::kernel_memory(&daemon);
     daemon.stop();
 
     say("live: the LPM-trie variant (native XDP), the flood, IPv6 and IPv4");
@@ -283,6 +292,7 @@ fn main() {
         world: &world,
         test_run,
         dispatcher,
+        nets,
         live: report::Live {
             drop_floor,
             geofilter,
@@ -300,6 +310,8 @@ fn main() {
             daemon_peak_rss,
             change,
             memory,
+            net_changes,
+            net_memory,
             nft_load,
             nft_elements,
             ipset_load,

@@ -35,6 +35,10 @@ pub struct Control {
     pub daemon_peak_rss: u64,
     pub change: CountryChange,
     pub memory: Vec<MapMemory>,
+    /// Issue 14: ASN blocks and list switches through the CLI, and the maps' memory after
+    /// them (the ASN data and a list in the tables).
+    pub net_changes: crate::control::NetChanges,
+    pub net_memory: Vec<MapMemory>,
     pub nft_load: Duration,
     pub nft_elements: usize,
     pub ipset_load: Duration,
@@ -45,6 +49,7 @@ pub struct Results<'a> {
     pub world: &'a World,
     pub test_run: TestRun,
     pub dispatcher: crate::dispatcher::Cost,
+    pub nets: crate::nets::Results,
     pub live: Live,
     pub control: Control,
     pub fleet: crate::fleet::Results,
@@ -224,6 +229,8 @@ pub fn print(r: &Results, json: bool) {
     );
     crate::dispatcher::print(&r.dispatcher);
     println!();
+    crate::nets::print(&r.nets);
+    println!();
     print_sweep(t);
     println!();
     println!(
@@ -308,6 +315,28 @@ pub fn print(r: &Results, json: bool) {
         "  kernel memory, tables       {:>8.2} MiB IPv4 + {:.2} MiB IPv6 (memlock of each map)",
         mib(table_bytes(&c.memory, Family::V4)),
         mib(table_bytes(&c.memory, Family::V6)),
+    );
+    let n = &c.net_changes;
+    println!(
+        "  ASN change (CLI)            {:>8.2} ms  (median of {} block/unblock of {}, max {:.2} ms; \
+         the first ASN loaded the ASN data in {:.2} s)",
+        n.asn.median().as_secs_f64() * 1e3,
+        n.asn.samples.len(),
+        n.asn.country,
+        n.asn.max().as_secs_f64() * 1e3,
+        n.asn_data_load.as_secs_f64()
+    );
+    println!(
+        "  list switch (CLI)           {:>8.2} ms  (median of {} enable/disable of a list of {} /24s, max {:.2} ms)",
+        n.list.median().as_secs_f64() * 1e3,
+        n.list.samples.len(),
+        n.list_prefixes,
+        n.list.max().as_secs_f64() * 1e3
+    );
+    println!(
+        "  kernel memory, tables       {:>8.2} MiB IPv4 + {:.2} MiB IPv6 with the ASN data and the list",
+        mib(table_bytes(&c.net_memory, Family::V4)),
+        mib(table_bytes(&c.net_memory, Family::V6)),
     );
     println!(
         "  nftables load               {:>8.3} s   ({} intervals)",

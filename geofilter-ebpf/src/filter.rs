@@ -36,6 +36,17 @@ pub struct Found {
     pub exception_possible: bool,
 }
 
+/// No country, no net: what a frame without a source address is treated as.
+const NOT_FOUND: Found = Found {
+    leaf: Leaf::UNKNOWN,
+    net: Net {
+        asn_slot: 0,
+        lists: 0,
+    },
+    listed: 0,
+    exception_possible: false,
+};
+
 /// Where a program variant looks addresses up.
 pub trait CountryTables {
     fn v4(addr: [u8; 4], want_net: bool) -> Found;
@@ -52,44 +63,25 @@ pub fn filter<T: CountryTables>(ctx: &XdpContext) -> u32 {
         return xdp_action::XDP_PASS;
     };
     let source = parse_source(ctx);
-    // The net costs two more loads: only a policy that uses ASNs or lists, or a probe, pays them.
-    let want_net = probe.is_some() || policy.flags & (POLICY_ASNS | POLICY_LISTS) != 0;
-    let (class, found, exception, transport) = match &source {
-        &Source::V4(addr, transport, class) => {
-            let found = T::v4(addr, want_net);
-            let exception = if policy.flags & POLICY_EXCEPTIONS_V4 != 0 && found.exception_possible
-            {
-                maps::exception_v4(addr)
-            } else {
-                None
-            };
-            (class, found, exception, transport)
-        }
-        &Source::V6(addr, transport) => {
-            let found = T::v6(addr, want_net);
-            let exception = if policy.flags & POLICY_EXCEPTIONS_V6 != 0 && found.exception_possible
-            {
-                maps::exception_v6(addr)
-            } else {
-                None
-            };
-            (PacketClass::Ipv6, found, exception, transport)
-        }
+    // Frames with no source to look up end here, before any lookup.
+    let (class, transport) = match &source {
+        &Source::V4(_, transport, class) => (class, transport),
+        &Source::V6(_, transport) => (PacketClass::Ipv6, transport),
         Source::NotIp => {
-            if probe.is_none() {
+            if probe.is_null() {
                 maps::count_class(PacketClass::NonIp, frame_len);
             }
             return xdp_action::XDP_PASS;
         }
         Source::Malformed => {
-            if probe.is_none() {
+            if probe.is_null() {
                 maps::count_class(PacketClass::Malformed, frame_len);
             }
             return xdp_action::XDP_PASS;
         }
         // Fail closed: the kernel would strip the tags and deliver what is inside (parse.rs).
         Source::TooManyVlanTags => {
-            if probe.is_none() {
+            if probe.is_null() {
                 maps::count_class(PacketClass::TooManyVlanTags, frame_len);
             }
             return if policy.flags & POLICY_MONITOR != 0 {
@@ -99,11 +91,40 @@ pub fn filter<T: CountryTables>(ctx: &XdpContext) -> u32 {
             };
         }
     };
+    // The net costs two more loads: only a policy that uses ASNs or lists, or a probe, pays them.
+    let want_net = !probe.is_null() || policy.flags & (POLICY_ASNS | POLICY_LISTS) != 0;
+    // Every arm gives a value (none returns): LLVM spilled the larger `Found` to stack slots
+    // that an early-returning arm never wrote and then read them on the merged path, which
+    // 5.10's verifier refuses ("invalid read from stack", Debian 5.10.0-46).
+    let (found, exception) = match &source {
+        &Source::V4(addr, ..) => {
+            let found = T::v4(addr, want_net);
+            let exception = if policy.flags & POLICY_EXCEPTIONS_V4 != 0 && found.exception_possible
+            {
+                maps::exception_v4(addr)
+            } else {
+                None
+            };
+            (found, exception)
+        }
+        &Source::V6(addr, _) => {
+            let found = T::v6(addr, want_net);
+            let exception = if policy.flags & POLICY_EXCEPTIONS_V6 != 0 && found.exception_possible
+            {
+                maps::exception_v6(addr)
+            } else {
+                None
+            };
+            (found, exception)
+        }
+        // Returned above.
+        _ => (NOT_FOUND, None),
+    };
     let country = found.leaf.country;
     let (verdict, decided) = decide(ctx, policy, &found, exception, transport);
-    match probe {
+    match probe.is_null() {
         // SAFETY: `why_probe` bounds-checked the record against the metadata area.
-        Some(probe) => unsafe {
+        false => unsafe {
             (*probe).verdict = verdict as u32;
             (*probe).country = country;
             (*probe).decided_by = decided.by as u8;
@@ -112,7 +133,7 @@ pub fn filter<T: CountryTables>(ctx: &XdpContext) -> u32 {
             (*probe).asn_slot = found.net.asn_slot;
             (*probe).lists = found.net.lists;
         },
-        None => {
+        true => {
             maps::count_class(class, frame_len);
             maps::count_country(country, verdict, frame_len);
             if found.listed != 0 {
@@ -155,19 +176,24 @@ pub fn why<T: CountryTables>(ctx: &XdpContext) -> u32 {
     action
 }
 
-/// The `why` record in front of the frame, if this run is a probe (see [`WhyProbe`]).
+/// The `why` record in front of the frame if this run is a probe (see [`WhyProbe`]), else null.
+///
+/// A pointer that is null when absent, not an `Option`: LLVM kept an `Option`'s payload in a
+/// stack slot written only when it was `Some`, then read the slot on every path once `filter`
+/// tested the probe early; 5.10's verifier refuses a read of a stack slot no path wrote
+/// ("invalid read from stack R10 off=-88", Debian 5.10.0-46). 6.18 took either form.
 #[inline(always)]
-fn why_probe(ctx: &XdpContext) -> Option<*mut WhyProbe> {
+fn why_probe(ctx: &XdpContext) -> *mut WhyProbe {
     let meta = ctx.metadata();
     if meta + core::mem::size_of::<WhyProbe>() > ctx.metadata_end() {
-        return None;
+        return core::ptr::null_mut();
     }
     let probe = meta as *mut WhyProbe;
     // SAFETY: the record lies inside the metadata area (checked above against `data`).
     if unsafe { (*probe).magic } != WHY_MAGIC {
-        return None;
+        return core::ptr::null_mut();
     }
-    Some(probe)
+    probe
 }
 
 /// What decided a verdict: the rule, and the list slot when a list did.

@@ -529,6 +529,54 @@ fn metrics_are_served_in_prometheus_format() {
 }
 
 #[test]
+fn metrics_count_listed_asns_and_lists_and_nothing_per_unlisted_asn() {
+    let dir = TempDir::new();
+    let asn_db = write_asn_db(&dir.0);
+    let scene = Scene::new(
+        &[DE_V4, US_V4],
+        &[
+            "--asn-db",
+            asn_db.to_str().unwrap(),
+            "--block",
+            "AS64500",
+            "--metrics",
+            "127.0.0.1:9754",
+        ],
+    );
+    let list = dir.0.join("google.txt");
+    std::fs::write(&list, "8.8.8.0/24\n").unwrap();
+    scene
+        .daemon
+        .ok(&["list", "add", "google", list.to_str().unwrap()]);
+    let _ = curl(&scene.pair.client, ip(DE_V4), ip(SERVER_V4), 1);
+    let _ = curl(&scene.pair.client, ip(US_V4), ip(SERVER_V4), 1);
+    let out = scene
+        .pair
+        .server
+        .command("curl")
+        .args([
+            "--silent",
+            "--max-time",
+            "3",
+            "http://127.0.0.1:9754/metrics",
+        ])
+        .output()
+        .unwrap();
+    let body = String::from_utf8_lossy(&out.stdout);
+    let value = |series: &str| -> f64 {
+        body.lines()
+            .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no {series} in {body}"))
+    };
+    assert!(value(r#"geofilter_asn_packets_total{asn="AS64500",verdict="drop"}"#) >= 1.0);
+    assert!(value(r#"geofilter_list_packets_total{list="google",verdict="drop"}"#) >= 1.0);
+    assert!(
+        !body.contains("AS15169"),
+        "an ASN no policy names has no series: {body}"
+    );
+}
+
+#[test]
 fn stats_watch_redraws_with_rates() {
     let scene = Scene::new(&[RU_V4], &["--block", "RU"]);
     let sender = StampedSender::start(

@@ -565,7 +565,8 @@ fn the_state_file_forgets_interfaces_no_longer_configured() {
 fn removing_an_exception_that_is_not_there_succeeds() {
     require_root();
     let mut dp = geofilter_daemon::datapath::Datapath::load().expect("loading geofilter");
-    dp.install_tables::<geofilter_daemon::geoip::Prefix>(&[], &[]).expect("empty tables");
+    dp.install_tables::<geofilter_daemon::geoip::Prefix>(&[], &[])
+        .expect("empty tables");
     for cidr in ["192.0.2.0/24", "2001:db8::/32"] {
         let cidr: geofilter_daemon::rules::Cidr = cidr.parse().unwrap();
         dp.remove_exception(&cidr)

@@ -106,10 +106,46 @@ fn json_has_every_field() {
                 mem("GF_TABLE_V6", 20),
                 mem("GF_TABLE_V6[0]", 2000),
             ],
+            net_changes: crate::control::NetChanges {
+                asn_data_load: Duration::from_millis(900),
+                asn: CountryChange {
+                    country: "AS13335".into(),
+                    samples: vec![Duration::from_millis(3)],
+                },
+                list: CountryChange {
+                    country: "bench".into(),
+                    samples: vec![Duration::from_millis(2)],
+                },
+                list_prefixes: 4_000,
+            },
+            net_memory: Vec::new(),
             nft_load: Duration::from_millis(1500),
             nft_elements: 1,
             ipset_load: Duration::from_millis(700),
             ipset_elements: 1,
+        },
+        nets: crate::nets::Results {
+            v4: crate::nets::Costs {
+                floor: 40.0,
+                countries: 41.0,
+                combined: 42.0,
+                full_policy: 43.0,
+            },
+            v6: crate::nets::Costs {
+                floor: 50.0,
+                countries: 51.0,
+                combined: 52.0,
+                full_policy: 53.0,
+            },
+            asns_in_db: 91_065,
+            asns_listed: 100,
+            list_prefixes: 5_100,
+            bytes_countries: (60, 61),
+            bytes_combined: (62, 63),
+            combined_load_s: 0.9,
+            asn_block_ms: 0.2,
+            list_switch_ms: 0.1,
+            sources: 16_384,
         },
         fleet: crate::fleet::Results {
             converge: [(1, 700), (10, 1100), (50, 2300)]
@@ -189,6 +225,21 @@ fn json_has_every_field() {
     assert_eq!(num("fleet.requests_per_host_hour"), 120.0);
     assert_eq!(num("fleet.bytes_per_host_hour"), 120_000.0);
     assert_eq!(num("fleet.bytes_per_request"), 1000.0);
+    // Issue 14's.
+    assert_eq!(num("nets.ipv4.floor_ns"), 40.0);
+    assert_eq!(num("nets.ipv4.countries_ns"), 41.0);
+    assert_eq!(num("nets.ipv4.combined_ns"), 42.0);
+    assert_eq!(num("nets.ipv4.full_policy_ns"), 43.0);
+    assert_eq!(num("nets.ipv6.full_policy_ns"), 53.0);
+    assert_eq!(num("nets.asns_listed"), 100.0);
+    assert_eq!(num("nets.list_prefixes"), 5_100.0);
+    assert_eq!(num("nets.tables.countries_ipv4_bytes"), 60.0);
+    assert_eq!(num("nets.tables.combined_ipv6_bytes"), 63.0);
+    assert_eq!(num("nets.combined_load_s"), 0.9);
+    assert_eq!(num("nets.asn_block_ms"), 0.2);
+    assert_eq!(num("nets.list_switch_ms"), 0.1);
+    assert_eq!(num("control.asn_change_ms"), 3.0);
+    assert_eq!(num("control.list_switch_ms"), 2.0);
     // Keys keep the order issue 5 gave them: the line opens as it always did.
     assert!(
         line.starts_with(r#"{"test_run":{"ipv4":{"floor_ns":10.0,"lpm_trie_ns":11.0,"#),
