@@ -7,7 +7,7 @@ use std::path::Path;
 use super::{AsnError, AsnFormat, mmdb, text::parse_asn};
 use crate::geoip::{
     DbError, Format, LineProblem,
-    detect::looks_like_mmdb,
+    detect::{is_dir, looks_like_mmdb},
     text::{Lines, base_name, parse_addr, split_fields},
 };
 
@@ -15,12 +15,7 @@ use crate::geoip::{
 /// directory, text of another shape). Fails only when the file cannot be read at all, or is an
 /// MMDB that does not parse.
 pub fn detect(path: &Path) -> Result<Option<AsnFormat>, AsnError> {
-    let meta = std::fs::metadata(path).map_err(|source| DbError::Io {
-        op: "open",
-        path: path.to_owned(),
-        source,
-    })?;
-    if meta.is_dir() {
+    if is_dir(path)? {
         return Ok(None);
     }
     if base_name(path).ends_with(".mmdb") || looks_like_mmdb(path)? {

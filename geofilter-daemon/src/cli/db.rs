@@ -23,7 +23,7 @@ use crate::{
     geoip::{
         self, DatabaseSource, Format,
         codec::{self, PackedMeta},
-        info::{self, DbInfo},
+        info::{self, DbInfo, Provenance},
         update::{self, Preset},
     },
 };
@@ -143,23 +143,30 @@ fn db_info(
     Ok(())
 }
 
+/// The `version`, `built` and `licence` lines of one source, as far as they are known.
+fn provenance_text(p: &Provenance) -> String {
+    let mut s = String::new();
+    if let Some(v) = &p.version {
+        s += &format!("  version: {v}\n");
+    }
+    if let Some(built) = &p.built {
+        let age = p
+            .age_days
+            .map(|d| format!(", {d} days ago"))
+            .unwrap_or_default();
+        s += &format!("  built: {built} ({}{age})\n", p.built_from);
+    }
+    if let Some(l) = &p.licence {
+        s += &format!("  licence: {l}\n");
+    }
+    s
+}
+
 fn asn_info_text(info: &AsnInfo) -> String {
     let mut s = String::new();
     for src in &info.sources {
         s += &format!("asn source: {} ({})\n", src.source, src.format);
-        if let Some(v) = &src.version {
-            s += &format!("  version: {v}\n");
-        }
-        if let Some(built) = &src.built {
-            let age = src
-                .age_days
-                .map(|d| format!(", {d} days ago"))
-                .unwrap_or_default();
-            s += &format!("  built: {built} ({}{age})\n", src.built_from);
-        }
-        if let Some(l) = &src.licence {
-            s += &format!("  licence: {l}\n");
-        }
+        s += &provenance_text(&src.provenance);
         s += &format!(
             "  ranges: {} IPv4, {} IPv6; {} ASNs\n",
             src.ranges_v4, src.ranges_v6, src.asns
@@ -179,19 +186,7 @@ fn info_text(info: &DbInfo) -> String {
     let mut s = String::new();
     for src in &info.sources {
         s += &format!("source: {} ({})\n", src.source, src.format);
-        if let Some(v) = &src.version {
-            s += &format!("  version: {v}\n");
-        }
-        if let Some(built) = &src.built {
-            let age = src
-                .age_days
-                .map(|d| format!(", {d} days ago"))
-                .unwrap_or_default();
-            s += &format!("  built: {built} ({}{age})\n", src.built_from);
-        }
-        if let Some(l) = &src.licence {
-            s += &format!("  licence: {l}\n");
-        }
+        s += &provenance_text(&src.provenance);
         s += &format!("  ranges: {} IPv4, {} IPv6\n", src.ranges_v4, src.ranges_v6);
     }
     s += &format!(
@@ -274,7 +269,7 @@ fn check_country_line(path: &Path, info: &DbInfo, json: bool) {
             prefixes_v4: info.prefixes_v4,
             prefixes_v6: info.prefixes_v6,
             countries: info.countries.len(),
-            built: src.built.clone(),
+            built: src.provenance.built.clone(),
             warnings: info.warnings.clone(),
         };
         println!("{}", json_line(&line));
@@ -290,8 +285,8 @@ fn check_country_line(path: &Path, info: &DbInfo, json: bool) {
         info.prefixes_v4,
         info.prefixes_v6,
         info.countries.len(),
-        src.built.as_deref().unwrap_or("?"),
-        src.built_from,
+        src.provenance.built.as_deref().unwrap_or("?"),
+        src.provenance.built_from,
     );
     for w in &info.warnings {
         println!("WARNING: {w}");
@@ -310,7 +305,7 @@ fn check_asn_line(path: &Path, info: &AsnInfo, json: bool) {
             ranges_v6: src.ranges_v6,
             asns: info.asns,
             names: info.names,
-            built: src.built.as_deref(),
+            built: src.provenance.built.as_deref(),
             warnings: &info.warnings,
         };
         println!("{}", json_line(&line));
@@ -324,8 +319,8 @@ fn check_asn_line(path: &Path, info: &AsnInfo, json: bool) {
         src.ranges_v6,
         info.asns,
         info.names,
-        src.built.as_deref().unwrap_or("?"),
-        src.built_from,
+        src.provenance.built.as_deref().unwrap_or("?"),
+        src.provenance.built_from,
     );
     for w in &info.warnings {
         println!("WARNING: {w}");
