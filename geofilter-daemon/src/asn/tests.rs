@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use super::*;
 use crate::geoip::{
-    DbError, Format,
+    DbError,
     mmdb_writer::{Rec, Writer},
     tests::{file, gzip, ip, testdata, v4, v6},
 };
@@ -333,7 +333,6 @@ fn errors_name_file_line_and_text() {
             .contains("ip2asn-v4.tsv:3: more than 2 IPv4 ranges"),
         "{e}"
     );
-    let _ = Format::RangeCsv;
 }
 
 #[test]
@@ -466,4 +465,44 @@ fn the_embedded_database_is_world_sized_and_right_where_it_matters() {
         ));
     }
     assert!(db.v4.last().unwrap().end <= u32::MAX.into());
+}
+
+/// Decode time and memory of the embedded database, for the report:
+/// `cargo test --release -p geofilter-daemon --lib asn::tests::measure -- --ignored --nocapture`.
+#[test]
+#[ignore = "a measurement, not a check: run it alone, in release"]
+fn measure_embedded_load() {
+    fn resident() -> usize {
+        let statm = std::fs::read_to_string("/proc/self/statm").unwrap();
+        let pages: usize = statm.split_whitespace().nth(1).unwrap().parse().unwrap();
+        pages * 4096
+    }
+    let before = resident();
+    let mut times = Vec::new();
+    let mut db = AsnDb::default();
+    for _ in 0..5 {
+        drop(db);
+        let t = std::time::Instant::now();
+        db = embedded::load().unwrap();
+        times.push(t.elapsed());
+    }
+    let after = resident();
+    let ranges = (db.v4.capacity() + db.v6.capacity()) * std::mem::size_of::<AsnRange>();
+    // BTreeMap: about the key and value per entry plus node overhead (11 entries per node).
+    let names: usize = db.names.values().map(String::capacity).sum::<usize>()
+        + db.names.len() * (std::mem::size_of::<u32>() + std::mem::size_of::<String>()) * 12 / 11;
+    times.sort();
+    eprintln!(
+        "embedded ASN database: {} bytes packed; decoded in {:?} (best of 5, median {:?}); \
+         {} + {} ranges = {:.1} MiB, {} names = {:.1} MiB; resident set grew {:.1} MiB",
+        embedded::embedded_size(),
+        times[0],
+        times[2],
+        db.v4.len(),
+        db.v6.len(),
+        ranges as f64 / (1 << 20) as f64,
+        db.names.len(),
+        names as f64 / (1 << 20) as f64,
+        (after.saturating_sub(before)) as f64 / (1 << 20) as f64,
+    );
 }
