@@ -15,7 +15,7 @@ use super::{
     client::json_line,
 };
 use crate::{
-    asn::{self, AsnFormat, info::AsnInfo},
+    asn::{AsnFormat, info::AsnInfo},
     control::{
         client::call,
         protocol::{CheckOutput, ReloadReply, Request, UpdateOutput},
@@ -27,6 +27,8 @@ use crate::{
         update::{self, Preset},
     },
 };
+
+mod asn;
 
 pub fn main(command: DbCommand, global: &GlobalArgs) -> anyhow::Result<()> {
     let client = global.client();
@@ -96,7 +98,7 @@ fn is_asn(path: &Path, db_format: Option<Format>, asn_format: Option<AsnFormat>)
     match (db_format, asn_format) {
         (_, Some(_)) => true,
         (Some(_), None) => false,
-        (None, None) => matches!(asn::detect(path), Ok(Some(_))),
+        (None, None) => matches!(crate::asn::detect(path), Ok(Some(_))),
     }
 }
 
@@ -127,7 +129,7 @@ fn db_info(
             .then(|| info::describe(&DatabaseSource::from_paths(&country_dbs, format)))
             .transpose()?,
         asn: (both || !asn_dbs.is_empty())
-            .then(|| asn::info::describe(&asn_dbs, asn_format))
+            .then(|| crate::asn::info::describe(&asn_dbs, asn_format))
             .transpose()?,
     };
     if json {
@@ -138,13 +140,13 @@ fn db_info(
         print!("{}", info_text(info));
     }
     if let Some(info) = &out.asn {
-        print!("{}", asn_info_text(info));
+        print!("{}", asn::info_text(info));
     }
     Ok(())
 }
 
 /// The `version`, `built` and `licence` lines of one source, as far as they are known.
-fn provenance_text(p: &Provenance) -> String {
+pub(super) fn provenance_text(p: &Provenance) -> String {
     let mut s = String::new();
     if let Some(v) = &p.version {
         s += &format!("  version: {v}\n");
@@ -158,26 +160,6 @@ fn provenance_text(p: &Provenance) -> String {
     }
     if let Some(l) = &p.licence {
         s += &format!("  licence: {l}\n");
-    }
-    s
-}
-
-fn asn_info_text(info: &AsnInfo) -> String {
-    let mut s = String::new();
-    for src in &info.sources {
-        s += &format!("asn source: {} ({})\n", src.source, src.format);
-        s += &provenance_text(&src.provenance);
-        s += &format!(
-            "  ranges: {} IPv4, {} IPv6; {} ASNs\n",
-            src.ranges_v4, src.ranges_v6, src.asns
-        );
-    }
-    s += &format!(
-        "asn ranges: {} IPv4, {} IPv6\nasns: {} ({} with a name)\n",
-        info.ranges_v4, info.ranges_v6, info.asns, info.names
-    );
-    for w in &info.warnings {
-        s += &format!("WARNING: {w}\n");
     }
     s
 }
@@ -202,23 +184,6 @@ fn info_text(info: &DbInfo) -> String {
     s
 }
 
-/// `db check --json` for a valid ASN file (an invalid one is a [`CheckOutput::Invalid`] line).
-#[derive(Serialize)]
-struct AsnCheckLine<'a> {
-    file: &'a Path,
-    /// Always `true`.
-    ok: bool,
-    /// Always `"asn"`: the file is an ASN database.
-    kind: &'static str,
-    format: &'a str,
-    ranges_v4: usize,
-    ranges_v6: usize,
-    asns: usize,
-    names: usize,
-    built: Option<&'a str>,
-    warnings: &'a [String],
-}
-
 /// Checks every file (all of them, also after a failure) and fails if any is invalid. ASN files
 /// are told from country files by content.
 fn check(
@@ -230,8 +195,8 @@ fn check(
     let mut failed = 0;
     for path in files {
         let result = if is_asn(path, format, asn_format) {
-            asn::info::check(path, asn_format)
-                .map(|info| check_asn_line(path, &info, json))
+            crate::asn::info::check(path, asn_format)
+                .map(|info| asn::check_line(path, &info, json))
                 .map_err(anyhow::Error::from)
         } else {
             info::check(path, format)
@@ -285,40 +250,6 @@ fn check_country_line(path: &Path, info: &DbInfo, json: bool) {
         info.prefixes_v4,
         info.prefixes_v6,
         info.countries.len(),
-        src.provenance.built.as_deref().unwrap_or("?"),
-        src.provenance.built_from,
-    );
-    for w in &info.warnings {
-        println!("WARNING: {w}");
-    }
-}
-
-fn check_asn_line(path: &Path, info: &AsnInfo, json: bool) {
-    let src = &info.sources[0];
-    if json {
-        let line = AsnCheckLine {
-            file: path,
-            ok: true,
-            kind: "asn",
-            format: &src.format,
-            ranges_v4: src.ranges_v4,
-            ranges_v6: src.ranges_v6,
-            asns: info.asns,
-            names: info.names,
-            built: src.provenance.built.as_deref(),
-            warnings: &info.warnings,
-        };
-        println!("{}", json_line(&line));
-        return;
-    }
-    println!(
-        "{}: ok: ASN database ({}), {} IPv4 + {} IPv6 ranges, {} ASNs, {} names, built {} ({})",
-        path.display(),
-        src.format,
-        src.ranges_v4,
-        src.ranges_v6,
-        info.asns,
-        info.names,
         src.provenance.built.as_deref().unwrap_or("?"),
         src.provenance.built_from,
     );
@@ -443,15 +374,15 @@ fn pack(dbs: &[PathBuf], output: &Path, meta: PackedMeta) -> anyhow::Result<()> 
     // ASN files pack into the ASN form (`data/asn.gfasn`), country files into the country form.
     let asn_files = dbs
         .iter()
-        .map(|p| asn::detect(p).map(|f| f.is_some()))
+        .map(|p| crate::asn::detect(p).map(|f| f.is_some()))
         .collect::<Result<Vec<_>, _>>()?;
     if asn_files.iter().any(|&a| a) {
         anyhow::ensure!(
             asn_files.iter().all(|&a| a),
             "db pack: give either country files or ASN files, not both"
         );
-        let db = asn::load(dbs, None)?;
-        let bytes = asn::codec::pack_checked(&db, &meta)?;
+        let db = crate::asn::load(dbs, None)?;
+        let bytes = crate::asn::codec::pack_checked(&db, &meta)?;
         std::fs::write(output, &bytes).with_context(|| format!("writing {}", output.display()))?;
         println!(
             "{}: {} bytes, {} IPv4 + {} IPv6 ranges, {} ASNs, {} names",
