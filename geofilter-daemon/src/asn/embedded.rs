@@ -131,7 +131,7 @@ mod tests {
     }
 
     /// Decode time and memory of the embedded database, for the report:
-    /// `cargo test --release -p geofilter-daemon --lib asn::tests::measure -- --ignored --nocapture`.
+    /// `cargo test --release -p geofilter-daemon --lib asn::embedded::tests::measure -- --ignored --nocapture`.
     #[test]
     #[ignore = "a measurement, not a check: run it alone, in release"]
     fn measure_embedded_load() {
