@@ -48,3 +48,39 @@ pub fn check(source: SourceRanges) {
         }
     }
 }
+
+/// Reads `data` as an ASN database named `name` in `format`. Any input may fail, none may
+/// panic; what succeeds must resolve to a table that agrees with the reference lookup at range
+/// boundaries.
+pub fn read_and_check_asn(name: &str, data: &[u8], format: geofilter_daemon::asn::AsnFormat) {
+    use geofilter_daemon::{asn, geoip::Limits};
+    let path = scratch().join(name);
+    std::fs::write(&path, data).expect("scratch write");
+    let Ok(source) = asn::read_source(&path, Some(format)) else {
+        return;
+    };
+    let small = source.v4.len() + source.v6.len() <= 64;
+    let sources = vec![source];
+    let db = asn::compile_within(sources.clone(), &Limits::default(), false)
+        .expect("a file that reads resolves");
+    // Keep each run fast: the reference scan is quadratic.
+    if !small {
+        return;
+    }
+    let probe = |ip: std::net::IpAddr| {
+        let reference = asn::reference::reference_lookup(&sources, ip);
+        assert_eq!(db.lookup(ip), reference, "table and reference disagree at {ip}");
+    };
+    for r in &sources[0].v4 {
+        for a in [r.start, r.end, r.start.wrapping_sub(1), r.end.wrapping_add(1)] {
+            if a <= u128::from(u32::MAX) {
+                probe(std::net::Ipv4Addr::from(a as u32).into());
+            }
+        }
+    }
+    for r in &sources[0].v6 {
+        for a in [r.start, r.end, r.start.wrapping_sub(1), r.end.wrapping_add(1)] {
+            probe(std::net::Ipv6Addr::from(a).into());
+        }
+    }
+}

@@ -14,6 +14,25 @@ use serde::de::DeserializeOwned;
 
 use crate::netns::{Netns, unique};
 
+/// `geofilter <args>` run directly, for verbs that need no daemon (`db check`, `db info`).
+pub fn offline(args: &[&str]) -> Output {
+    Command::new(binary())
+        .args(args)
+        .env("GEOFILTER_LOG", "warn")
+        .output()
+        .expect("running geofilter")
+}
+
+/// A finished command's exit status and output, for assertion messages.
+pub fn output_text(out: &Output) -> String {
+    format!(
+        "exit {:?}\nstdout:\n{}\nstderr:\n{}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
 /// The binary under test: `GEOFILTER_BIN` (set by `cargo xtask test`), else the debug build.
 pub fn binary() -> PathBuf {
     let path = std::env::var_os("GEOFILTER_BIN")

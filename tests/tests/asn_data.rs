@@ -15,7 +15,6 @@ use std::{
     io::Write as _,
     net::IpAddr,
     path::{Path, PathBuf},
-    process::{Command, Output},
     time::Instant,
 };
 
@@ -23,7 +22,10 @@ use geofilter_daemon::{
     asn::{self, AsnDb, AsnFormat, AsnSource, embedded, reference::reference_lookup},
     geoip::mmdb_writer::Writer,
 };
-use geofilter_tests::{daemon::binary, netns::unique};
+use geofilter_tests::{
+    daemon::{offline as geofilter, output_text as text},
+    scenario::TempDir,
+};
 use serde_json::Value;
 
 const NPM_PACKAGE: &str = "@ip-location-db/asn";
@@ -158,43 +160,11 @@ fn the_embedded_asn_database_is_exactly_the_npm_package() {
     ));
 }
 
-/// A temporary folder, removed on drop (also when the test panics).
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new() -> Self {
-        let p = std::env::temp_dir().join(unique("gf-asn-"));
-        std::fs::create_dir_all(&p).expect("temp dir");
-        Self(p)
-    }
-    fn write(&self, name: &str, content: &[u8]) -> String {
-        let p = self.0.join(name);
-        std::fs::write(&p, content).expect("writing a test file");
-        p.to_str().expect("UTF-8 path").to_owned()
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-fn geofilter(args: &[&str]) -> Output {
-    Command::new(binary())
-        .args(args)
-        .env("GEOFILTER_LOG", "warn")
-        .output()
-        .expect("running geofilter")
-}
-
-fn text(out: &Output) -> String {
-    format!(
-        "exit {:?}\nstdout:\n{}\nstderr:\n{}",
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
+/// Writes `content` to `dir/name`; the path as text.
+fn write(dir: &TempDir, name: &str, content: &[u8]) -> String {
+    let p = dir.0.join(name);
+    std::fs::write(&p, content).expect("writing a test file");
+    p.to_str().expect("UTF-8 path").to_owned()
 }
 
 fn country_csv() -> PathBuf {
@@ -207,11 +177,13 @@ fn country_csv() -> PathBuf {
 fn db_check_and_info_tell_asn_files_apart_and_refuse_bad_ones() {
     let dir = TempDir::new();
     // iptoasn's documented layout (iptoasn.com is unreachable from the build machine).
-    let tsv = dir.write(
+    let tsv = write(
+        &dir,
         "ip2asn-v4.tsv",
         b"1.0.0.0\t1.0.0.255\t13335\tUS\tCLOUDFLARENET\n1.0.1.0\t1.0.3.255\t0\tNone\tNot routed\n",
     );
-    let csv = dir.write(
+    let csv = write(
+        &dir,
         "asn-ipv6.csv",
         b"2606:4700::,2606:4700:ffff:ffff:ffff:ffff:ffff:ffff,13335,\"Cloudflare, Inc.\"\n",
     );
@@ -222,7 +194,7 @@ fn db_check_and_info_tell_asn_files_apart_and_refuse_bad_ones() {
         24,
         google,
     );
-    let mmdb = dir.write("GeoLite2-ASN.mmdb", &w.finish("GeoLite2-ASN"));
+    let mmdb = write(&dir, "GeoLite2-ASN.mmdb", &w.finish("GeoLite2-ASN"));
     let country = country_csv();
     let country = country.to_str().expect("UTF-8 path");
 
@@ -258,11 +230,13 @@ fn db_check_and_info_tell_asn_files_apart_and_refuse_bad_ones() {
     assert_eq!(line["asns"], 1);
 
     // Bad ASN files: exit 1, file, line and text; the good file beside them still checked.
-    let bad_tsv = dir.write(
+    let bad_tsv = write(
+        &dir,
         "bad-ip2asn-v4.tsv",
         b"1.0.0.0\t1.0.0.255\t13335\tUS\tX\n1.0.1.0\t1.0.1.255\tAS4294967296\tUS\tY\n",
     );
-    let bad_csv = dir.write(
+    let bad_csv = write(
+        &dir,
         "bad-asn.csv",
         b"1.0.0.0,1.0.0.255,13335,x\n1.0.1.0,1.0.0.255,64500,y\n",
     );

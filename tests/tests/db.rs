@@ -25,31 +25,13 @@ use geofilter_daemon::{
     geoip::embedded,
 };
 use geofilter_tests::{
-    daemon::{Daemon, binary},
+    daemon::{Daemon, binary, offline as geofilter, output_text as text},
     netns::{Netns, Pair},
     require_root,
     scenario::{DE_V4, DE_V6, RU_V4, RU_V6, Scene, TempDir, ip, server_for},
     traffic::{UdpSink, send_udp},
 };
 use serde_json::Value;
-
-fn text(out: &Output) -> String {
-    format!(
-        "exit {:?}\nstdout:\n{}\nstderr:\n{}",
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
-
-/// `geofilter <args>` run directly (verbs that need no daemon).
-fn geofilter(args: &[&str]) -> Output {
-    Command::new(binary())
-        .args(args)
-        .env("GEOFILTER_LOG", "warn")
-        .output()
-        .expect("running geofilter")
-}
 
 /// What the live program says about one address: (country or "unknown", verdict).
 fn why(daemon: &Daemon, addr: &str) -> (String, String) {

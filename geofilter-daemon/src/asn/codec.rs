@@ -143,16 +143,7 @@ fn names(r: &mut Cursor) -> Result<BTreeMap<u32, String>, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn meta() -> PackedMeta {
-        PackedMeta {
-            name: "test".into(),
-            version: "1".into(),
-            built: "2026-01-02".into(),
-            origin: "unit test".into(),
-            licence: "none".into(),
-        }
-    }
+    use crate::geoip::codec::tests::meta_for_test as meta;
 
     fn r(start: u128, end: u128, asn: u32) -> AsnRange {
         AsnRange { start, end, asn }

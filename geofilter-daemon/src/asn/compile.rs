@@ -9,7 +9,7 @@ use crate::{
     family::Family,
     geoip::{
         Limits,
-        sweep::{Item, resolve},
+        sweep::{items, resolve},
     },
 };
 
@@ -25,7 +25,7 @@ pub fn compile_within(
 ) -> Result<AsnDb, AsnError> {
     for family in Family::ALL {
         let total: usize = sources.iter().map(|s| s.ranges(family).len()).sum();
-        if total > limits.ranges || total >= u32::MAX as usize {
+        if total > limits.ranges {
             return Err(AsnError::OverBudget {
                 files: sources
                     .iter()
@@ -61,19 +61,12 @@ pub fn compile_within(
 
 /// The family's disjoint ranges with an AS, adjacent ranges of one AS merged.
 fn compile_family(sources: &[AsnSource], family: Family) -> Vec<AsnRange> {
-    let max = family.max();
-    let mut items = Vec::with_capacity(sources.iter().map(|s| s.ranges(family).len()).sum());
-    for r in sources.iter().flat_map(|s| s.ranges(family)) {
-        if r.start > r.end || r.start > max {
-            continue;
-        }
-        items.push(Item {
-            start: r.start,
-            end: r.end.min(max),
-            seq: items.len() as u32,
-            value: r.asn,
-        });
-    }
+    let total = sources.iter().map(|s| s.ranges(family).len()).sum();
+    let ranges = sources
+        .iter()
+        .flat_map(|s| s.ranges(family))
+        .map(|r| (r.start, r.end, r.asn));
+    let mut items = items(ranges, family.max(), total);
     let mut out: Vec<AsnRange> = Vec::with_capacity(items.len());
     // The last piece emitted, with or without an AS: a piece of another AS (or none) between
     // two of the same AS keeps them apart.

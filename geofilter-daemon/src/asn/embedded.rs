@@ -81,3 +81,93 @@ pub fn load() -> Result<AsnDb, AsnError> {
     );
     Ok(db)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::*;
+    use crate::geoip::tests::ip;
+
+    #[test]
+    fn the_embedded_database_is_world_sized_and_right_where_it_matters() {
+        let meta = embedded::meta();
+        assert_eq!(
+            (
+                meta.name.as_str(),
+                meta.version.as_str(),
+                meta.built.as_str()
+            ),
+            (embedded::NAME, embedded::VERSION, embedded::BUILT)
+        );
+        for credit in ["CC BY 4.0", "RouteViews", "DB-IP", "NRO"] {
+            assert!(meta.licence.contains(credit), "{credit}: {meta:?}");
+        }
+        let db = embedded::load().unwrap();
+        assert!(
+            db.v4.len() > 300_000 && db.v6.len() > 50_000,
+            "{} {}",
+            db.v4.len(),
+            db.v6.len()
+        );
+        assert!(db.asns() > 80_000, "{}", db.asns());
+        assert_eq!(db.lookup(ip("1.1.1.1")), Some(13335));
+        assert!(
+            db.name(13335).unwrap().contains("Cloudflare"),
+            "{:?}",
+            db.name(13335)
+        );
+        assert_eq!(db.lookup(ip("8.8.8.8")), Some(15169));
+        assert_eq!(db.lookup(ip("2606:4700:4700::1111")), Some(13335));
+        assert_eq!(db.lookup(ip("10.0.0.1")), None, "private space has no AS");
+        assert!(db.sources[0].embedded);
+        // Sorted, disjoint, merged, and every range has an AS.
+        for table in [&db.v4, &db.v6] {
+            assert!(table.iter().all(|r| r.start <= r.end && r.asn != NO_ASN));
+            assert!(
+                table.windows(2).all(|w| w[0].end < w[1].start
+                    && !(w[0].asn == w[1].asn && w[0].end + 1 == w[1].start))
+            );
+        }
+        assert!(db.v4.last().unwrap().end <= u32::MAX.into());
+    }
+
+    /// Decode time and memory of the embedded database, for the report:
+    /// `cargo test --release -p geofilter-daemon --lib asn::embedded::tests::measure -- --ignored --nocapture`.
+    #[test]
+    #[ignore = "a measurement, not a check: run it alone, in release"]
+    fn measure_embedded_load() {
+        fn resident() -> usize {
+            let statm = std::fs::read_to_string("/proc/self/statm").unwrap();
+            let pages: usize = statm.split_whitespace().nth(1).unwrap().parse().unwrap();
+            pages * 4096
+        }
+        let before = resident();
+        let mut times = Vec::new();
+        let mut db = AsnDb::default();
+        for _ in 0..5 {
+            drop(db);
+            let t = std::time::Instant::now();
+            db = embedded::load().unwrap();
+            times.push(t.elapsed());
+        }
+        let after = resident();
+        let ranges = (db.v4.capacity() + db.v6.capacity()) * std::mem::size_of::<AsnRange>();
+        // BTreeMap: about the key and value per entry plus node overhead (11 entries per node).
+        let names: usize = db.names.values().map(String::capacity).sum::<usize>()
+            + db.names.len() * (std::mem::size_of::<u32>() + std::mem::size_of::<String>()) * 12
+                / 11;
+        times.sort();
+        eprintln!(
+            "embedded ASN database: {} bytes packed; decoded in {:?} (best of 5, median {:?}); \
+             {} + {} ranges = {:.1} MiB, {} names = {:.1} MiB; resident set grew {:.1} MiB",
+            embedded::embedded_size(),
+            times[0],
+            times[2],
+            db.v4.len(),
+            db.v6.len(),
+            ranges as f64 / (1 << 20) as f64,
+            db.names.len(),
+            names as f64 / (1 << 20) as f64,
+            (after.saturating_sub(before)) as f64 / (1 << 20) as f64,
+        );
+    }
+}

@@ -40,6 +40,7 @@ pub enum AsnError {
     /// The packed embedded database is corrupt (a build defect).
     #[error("embedded ASN database: {reason}")]
     Packed { reason: String },
+    /// [`load`](super::load) was given no files.
     #[error("no ASN database files given")]
     NoFiles,
     /// The files together hold more ranges than the [`Limits`](crate::geoip::Limits) allow.

@@ -9,10 +9,7 @@ use std::{
 use serde::Serialize;
 
 use super::{AsnDb, AsnError, AsnFormat, AsnSourceSummary, embedded};
-use crate::geoip::{
-    Limits,
-    info::{STALE_AFTER_DAYS, age_days, built_time, format_date, parse_date},
-};
+use crate::geoip::{Limits, info::Provenance};
 
 /// One source of an ASN database.
 #[derive(Clone, Debug, Serialize)]
@@ -21,16 +18,8 @@ pub struct AsnSourceInfo {
     pub source: String,
     /// The format's name, or `embedded`.
     pub format: String,
-    /// The upstream version, when the data says (the embedded database does).
-    pub version: Option<String>,
-    /// When the data was built, `YYYY-MM-DD` (UTC).
-    pub built: Option<String>,
-    /// Where [`AsnSourceInfo::built`] comes from: `embedded`, `mmdb build_epoch` or `file mtime`.
-    pub built_from: &'static str,
-    /// Whole days since it was built.
-    pub age_days: Option<u64>,
-    /// Licence and attribution, when the data says (the embedded database does).
-    pub licence: Option<String>,
+    #[serde(flatten)]
+    pub provenance: Provenance,
     pub ranges_v4: usize,
     pub ranges_v6: usize,
     /// Distinct AS numbers in this source's ranges.
@@ -48,7 +37,8 @@ pub struct AsnInfo {
     pub asns: usize,
     /// AS numbers with an organisation name.
     pub names: usize,
-    /// One line per stale source (older than [`STALE_AFTER_DAYS`]).
+    /// One line per stale source (older than
+    /// [`STALE_AFTER_DAYS`](crate::geoip::info::STALE_AFTER_DAYS)).
     pub warnings: Vec<String>,
 }
 
@@ -82,16 +72,10 @@ fn summarise(db: &AsnDb) -> Result<AsnInfo, AsnError> {
     let warnings = sources
         .iter()
         .filter_map(|s| {
-            let age = s.age_days?;
-            (age > STALE_AFTER_DAYS).then(|| {
-                format!(
-                    "{} is {age} days old (built {}, {}); networks change hands and routes \
-                     move: use a fresh ASN database (--asn-db)",
-                    s.source,
-                    s.built.as_deref().unwrap_or("?"),
-                    s.built_from,
-                )
-            })
+            s.provenance.stale_warning(
+                &s.source,
+                "networks change hands and routes move: use a fresh ASN database (--asn-db)",
+            )
         })
         .collect();
     Ok(AsnInfo {
@@ -105,30 +89,20 @@ fn summarise(db: &AsnDb) -> Result<AsnInfo, AsnError> {
 }
 
 fn source_info(s: &AsnSourceSummary, now: SystemTime) -> Result<AsnSourceInfo, AsnError> {
-    let mut info = AsnSourceInfo {
+    let (format, provenance) = if s.embedded {
+        ("embedded", Provenance::packed(embedded::meta(), now))
+    } else {
+        (
+            s.format.name(),
+            Provenance::file(&s.path, s.format == AsnFormat::Mmdb, now)?,
+        )
+    };
+    Ok(AsnSourceInfo {
         source: s.path.display().to_string(),
-        format: s.format.name().to_owned(),
-        version: None,
-        built: None,
-        built_from: "embedded",
-        age_days: None,
-        licence: None,
+        format: format.to_owned(),
+        provenance,
         ranges_v4: s.ranges_v4,
         ranges_v6: s.ranges_v6,
         asns: s.asns,
-    };
-    if s.embedded {
-        let meta = embedded::meta();
-        info.format = "embedded".to_owned();
-        info.version = Some(meta.version.clone());
-        info.built = Some(meta.built.clone());
-        info.age_days = parse_date(&meta.built).and_then(|b| age_days(now, b));
-        info.licence = Some(meta.licence.clone());
-    } else {
-        let (built, from) = built_time(&s.path, s.format == AsnFormat::Mmdb)?;
-        info.built = Some(format_date(built));
-        info.built_from = from;
-        info.age_days = age_days(now, built);
-    }
-    Ok(info)
+    })
 }

@@ -1,13 +1,11 @@
 //! Unit tests of the ASN readers, detection, rules and errors; the randomized exactness test
 //! against [`super::reference`] is in `tests/exactness.rs` of this module's folder.
 
-use std::path::PathBuf;
-
 use super::*;
 use crate::geoip::{
-    DbError, Format,
+    DbError,
     mmdb_writer::{Rec, Writer},
-    tests::{file, gzip, ip, testdata, v4, v6},
+    tests::{file, gzip, ip, v4, v6},
 };
 
 pub(super) fn r(start: u128, end: u128, asn: u32) -> AsnRange {
@@ -20,13 +18,13 @@ fn read(name: &str, content: &[u8]) -> Result<AsnSource, AsnError> {
 }
 
 /// The message of reading `content` as `name`, with the temporary folder cut off.
-fn err(name: &str, content: &[u8]) -> String {
+pub(super) fn err(name: &str, content: &[u8]) -> String {
     let (dir, path) = file(name, content);
     let e = read_source(&path, None).unwrap_err().to_string();
     e.replace(&format!("{}/", dir.path().display()), "")
 }
 
-const CSV: &str = r#"1.0.0.0,1.0.0.255,13335,"Cloudflare, Inc."
+pub(super) const CSV: &str = r#"1.0.0.0,1.0.0.255,13335,"Cloudflare, Inc."
 1.0.4.0,1.0.7.255,38803,Gtelecom Pty Ltd
 2.26.200.0,2.26.215.255,201907,"LLC ""SPUTNIK"""
 2001:4:112::,2001:4:112:ffff:ffff:ffff:ffff:ffff,112,DNS-OARC
@@ -78,7 +76,7 @@ fn ip_location_db_csv() {
 /// iptoasn's documented layout (iptoasn.com is unreachable from the build machine, so these lines
 /// are written by its documentation: `range_start range_end AS_number country_code
 /// AS_description`, tab-separated, AS 0 "Not routed").
-const TSV: &str = "1.0.0.0\t1.0.0.255\t13335\tUS\tCLOUDFLARENET - Cloudflare, Inc.\n\
+pub(super) const TSV: &str = "1.0.0.0\t1.0.0.255\t13335\tUS\tCLOUDFLARENET - Cloudflare, Inc.\n\
                    1.0.1.0\t1.0.3.255\t0\tNone\tNot routed\n\
                    1.0.4.0\t1.0.7.255\t38803\tAU\tGTELECOM-AUSTRALIA Gtelecom Pty Ltd\n\
                    8.8.8.0\t8.8.8.255\t15169\tUS\tGOOGLE\n";
@@ -116,7 +114,7 @@ fn iptoasn_tsv() {
     assert_eq!(db.asns(), 3);
 }
 
-fn asn_mmdb(version: u16, database_type: &str) -> Vec<u8> {
+pub(super) fn asn_mmdb(version: u16, database_type: &str) -> Vec<u8> {
     let mut w = Writer::new(version);
     let cf = w.asn_record(13335, Some("Cloudflare, Inc."));
     let google = w.asn_record(15169, Some("Google LLC"));
@@ -169,64 +167,6 @@ fn maxmind_asn_mmdb() {
     // The records say ASN even when the type does not.
     let s = read("custom.mmdb", &asn_mmdb(4, "my-networks")).unwrap();
     assert_eq!(s.v4.len(), 4);
-}
-
-#[test]
-fn detection_tells_asn_files_from_country_files() {
-    let detect_in = |name: &str, content: &[u8]| {
-        let (_dir, path) = file(name, content);
-        detect(&path).unwrap()
-    };
-    assert_eq!(
-        detect_in("a.csv", CSV.as_bytes()),
-        Some(AsnFormat::IpLocationDbCsv)
-    );
-    assert_eq!(detect_in("a.tsv", TSV.as_bytes()), Some(AsnFormat::Iptoasn));
-    assert_eq!(
-        detect_in("a.gz", &gzip(TSV.as_bytes())),
-        Some(AsnFormat::Iptoasn)
-    );
-    assert_eq!(
-        detect_in("a.mmdb", &asn_mmdb(6, "GeoIP2-ASN")),
-        Some(AsnFormat::Mmdb)
-    );
-    // Country files of every shape are not ASN files; American Samoa is no AS number.
-    assert_eq!(detect_in("c.csv", b"1.0.0.0,1.0.0.255,AS\n"), None);
-    assert_eq!(
-        detect_in("c.csv", b"start,end,country\n1.0.0.0,1.0.0.255,AU\n"),
-        None
-    );
-    assert_eq!(detect_in("geoip", b"16777216,16777471,AU\n"), None);
-    assert_eq!(detect_in("ru.zone", b"1.2.3.0/24\n"), None);
-    assert_eq!(detect_in("bin", &[0xffu8; 100]), None);
-    let mut w = Writer::new(4);
-    let de = w.value(&crate::geoip::mmdb_writer::V::M(vec![(
-        "country_code",
-        crate::geoip::mmdb_writer::V::S("DE"),
-    )]));
-    w.insert(v4("1.2.3.0"), 24, de);
-    assert_eq!(
-        detect_in("GeoLite2-Country.mmdb", &w.finish("GeoLite2-Country")),
-        None
-    );
-    for rel in [
-        "geo-whois-asn-country/geo-whois-asn-country-ipv4.slice.csv",
-        "iptoasn-country/iptoasn-country-ipv4.mmdb",
-        "maxmind-csv/GeoLite2-Country-Blocks-IPv4.csv",
-        "rir/delegated-ripencc-extended-latest",
-        "tor/geoip6",
-        "cidr-dir/ipdeny",
-    ] {
-        assert_eq!(detect(&testdata(rel)).unwrap(), None, "{rel}");
-    }
-    // A country file given as an ASN database says what it is not.
-    let e = err("geo.csv", b"1.0.0.0,1.0.0.255,AU\n");
-    assert_eq!(
-        e,
-        "geo.csv: not an ASN database (neither an ASN MaxMind DB nor a start,end,asn CSV nor an \
-         iptoasn TSV); give --asn-format if it is one"
-    );
-    assert!(detect(&PathBuf::from("/nonexistent/asn.csv")).is_err());
 }
 
 #[test]
@@ -333,7 +273,6 @@ fn errors_name_file_line_and_text() {
             .contains("ip2asn-v4.tsv:3: more than 2 IPv4 ranges"),
         "{e}"
     );
-    let _ = Format::RangeCsv;
 }
 
 #[test]
@@ -424,46 +363,4 @@ fn loads_files_in_order_and_refuses_a_bad_one_whole() {
     let e = load(&[csv, bad, tsv], None).unwrap_err();
     assert!(e.to_string().ends_with("bad.csv:2: invalid AS number \"x\" (expected 0 to 4294967295, optionally after \"AS\") in \"1.0.1.0,1.0.1.255,x,y\""), "{e}");
     assert!(matches!(load(&[], None), Err(AsnError::NoFiles)));
-}
-
-#[test]
-fn the_embedded_database_is_world_sized_and_right_where_it_matters() {
-    let meta = embedded::meta();
-    assert_eq!(
-        (
-            meta.name.as_str(),
-            meta.version.as_str(),
-            meta.built.as_str()
-        ),
-        (embedded::NAME, embedded::VERSION, embedded::BUILT)
-    );
-    for credit in ["CC BY 4.0", "RouteViews", "DB-IP", "NRO"] {
-        assert!(meta.licence.contains(credit), "{credit}: {meta:?}");
-    }
-    let db = embedded::load().unwrap();
-    assert!(
-        db.v4.len() > 300_000 && db.v6.len() > 50_000,
-        "{} {}",
-        db.v4.len(),
-        db.v6.len()
-    );
-    assert!(db.asns() > 80_000, "{}", db.asns());
-    assert_eq!(db.lookup(ip("1.1.1.1")), Some(13335));
-    assert!(
-        db.name(13335).unwrap().contains("Cloudflare"),
-        "{:?}",
-        db.name(13335)
-    );
-    assert_eq!(db.lookup(ip("8.8.8.8")), Some(15169));
-    assert_eq!(db.lookup(ip("2606:4700:4700::1111")), Some(13335));
-    assert_eq!(db.lookup(ip("10.0.0.1")), None, "private space has no AS");
-    assert!(db.sources[0].embedded);
-    // Sorted, disjoint, merged, and every range has an AS.
-    for table in [&db.v4, &db.v6] {
-        assert!(table.iter().all(|r| r.start <= r.end && r.asn != NO_ASN));
-        assert!(table.windows(2).all(
-            |w| w[0].end < w[1].start && !(w[0].asn == w[1].asn && w[0].end + 1 == w[1].start)
-        ));
-    }
-    assert!(db.v4.last().unwrap().end <= u32::MAX.into());
 }

@@ -1,11 +1,7 @@
 //! The shapes of ASN data: the ranges read from each file ([`AsnSource`], filled within
 //! [`Limits`] by [`AsnRanges`]), then the resolved table ([`AsnDb`]).
 
-use std::{
-    collections::{BTreeMap, BTreeSet},
-    net::IpAddr,
-    path::PathBuf,
-};
+use std::{collections::BTreeMap, net::IpAddr, path::PathBuf};
 
 use serde::{Deserialize, Serialize};
 
@@ -79,11 +75,11 @@ impl AsnSourceSummary {
 }
 
 fn distinct_asns<'a>(ranges: impl Iterator<Item = &'a AsnRange>) -> usize {
-    ranges
-        .map(|r| r.asn)
-        .filter(|&a| a != NO_ASN)
-        .collect::<BTreeSet<_>>()
-        .len()
+    // Sorting a flat list beats a set here: half a million ranges, a hundred thousand ASNs.
+    let mut asns: Vec<u32> = ranges.map(|r| r.asn).filter(|&a| a != NO_ASN).collect();
+    asns.sort_unstable();
+    asns.dedup();
+    asns.len()
 }
 
 /// The resolved ASN table of one or more files: per family sorted, disjoint ranges, adjacent

@@ -15,7 +15,7 @@ use super::{
     client::json_line,
 };
 use crate::{
-    asn::{self, AsnFormat, info::AsnInfo},
+    asn::{AsnFormat, info::AsnInfo},
     control::{
         client::call,
         protocol::{CheckOutput, ReloadReply, Request, UpdateOutput},
@@ -23,10 +23,12 @@ use crate::{
     geoip::{
         self, DatabaseSource, Format,
         codec::{self, PackedMeta},
-        info::{self, DbInfo},
+        info::{self, DbInfo, Provenance},
         update::{self, Preset},
     },
 };
+
+mod asn;
 
 pub fn main(command: DbCommand, global: &GlobalArgs) -> anyhow::Result<()> {
     let client = global.client();
@@ -96,7 +98,7 @@ fn is_asn(path: &Path, db_format: Option<Format>, asn_format: Option<AsnFormat>)
     match (db_format, asn_format) {
         (_, Some(_)) => true,
         (Some(_), None) => false,
-        (None, None) => matches!(asn::detect(path), Ok(Some(_))),
+        (None, None) => matches!(crate::asn::detect(path), Ok(Some(_))),
     }
 }
 
@@ -127,7 +129,7 @@ fn db_info(
             .then(|| info::describe(&DatabaseSource::from_paths(&country_dbs, format)))
             .transpose()?,
         asn: (both || !asn_dbs.is_empty())
-            .then(|| asn::info::describe(&asn_dbs, asn_format))
+            .then(|| crate::asn::info::describe(&asn_dbs, asn_format))
             .transpose()?,
     };
     if json {
@@ -138,39 +140,26 @@ fn db_info(
         print!("{}", info_text(info));
     }
     if let Some(info) = &out.asn {
-        print!("{}", asn_info_text(info));
+        print!("{}", asn::info_text(info));
     }
     Ok(())
 }
 
-fn asn_info_text(info: &AsnInfo) -> String {
+/// The `version`, `built` and `licence` lines of one source, as far as they are known.
+pub(super) fn provenance_text(p: &Provenance) -> String {
     let mut s = String::new();
-    for src in &info.sources {
-        s += &format!("asn source: {} ({})\n", src.source, src.format);
-        if let Some(v) = &src.version {
-            s += &format!("  version: {v}\n");
-        }
-        if let Some(built) = &src.built {
-            let age = src
-                .age_days
-                .map(|d| format!(", {d} days ago"))
-                .unwrap_or_default();
-            s += &format!("  built: {built} ({}{age})\n", src.built_from);
-        }
-        if let Some(l) = &src.licence {
-            s += &format!("  licence: {l}\n");
-        }
-        s += &format!(
-            "  ranges: {} IPv4, {} IPv6; {} ASNs\n",
-            src.ranges_v4, src.ranges_v6, src.asns
-        );
+    if let Some(v) = &p.version {
+        s += &format!("  version: {v}\n");
     }
-    s += &format!(
-        "asn ranges: {} IPv4, {} IPv6\nasns: {} ({} with a name)\n",
-        info.ranges_v4, info.ranges_v6, info.asns, info.names
-    );
-    for w in &info.warnings {
-        s += &format!("WARNING: {w}\n");
+    if let Some(built) = &p.built {
+        let age = p
+            .age_days
+            .map(|d| format!(", {d} days ago"))
+            .unwrap_or_default();
+        s += &format!("  built: {built} ({}{age})\n", p.built_from);
+    }
+    if let Some(l) = &p.licence {
+        s += &format!("  licence: {l}\n");
     }
     s
 }
@@ -179,19 +168,7 @@ fn info_text(info: &DbInfo) -> String {
     let mut s = String::new();
     for src in &info.sources {
         s += &format!("source: {} ({})\n", src.source, src.format);
-        if let Some(v) = &src.version {
-            s += &format!("  version: {v}\n");
-        }
-        if let Some(built) = &src.built {
-            let age = src
-                .age_days
-                .map(|d| format!(", {d} days ago"))
-                .unwrap_or_default();
-            s += &format!("  built: {built} ({}{age})\n", src.built_from);
-        }
-        if let Some(l) = &src.licence {
-            s += &format!("  licence: {l}\n");
-        }
+        s += &provenance_text(&src.provenance);
         s += &format!("  ranges: {} IPv4, {} IPv6\n", src.ranges_v4, src.ranges_v6);
     }
     s += &format!(
@@ -207,23 +184,6 @@ fn info_text(info: &DbInfo) -> String {
     s
 }
 
-/// `db check --json` for a valid ASN file (an invalid one is a [`CheckOutput::Invalid`] line).
-#[derive(Serialize)]
-struct AsnCheckLine<'a> {
-    file: &'a Path,
-    /// Always `true`.
-    ok: bool,
-    /// Always `"asn"`: the file is an ASN database.
-    kind: &'static str,
-    format: &'a str,
-    ranges_v4: usize,
-    ranges_v6: usize,
-    asns: usize,
-    names: usize,
-    built: Option<&'a str>,
-    warnings: &'a [String],
-}
-
 /// Checks every file (all of them, also after a failure) and fails if any is invalid. ASN files
 /// are told from country files by content.
 fn check(
@@ -235,8 +195,8 @@ fn check(
     let mut failed = 0;
     for path in files {
         let result = if is_asn(path, format, asn_format) {
-            asn::info::check(path, asn_format)
-                .map(|info| check_asn_line(path, &info, json))
+            crate::asn::info::check(path, asn_format)
+                .map(|info| asn::check_line(path, &info, json))
                 .map_err(anyhow::Error::from)
         } else {
             info::check(path, format)
@@ -274,7 +234,7 @@ fn check_country_line(path: &Path, info: &DbInfo, json: bool) {
             prefixes_v4: info.prefixes_v4,
             prefixes_v6: info.prefixes_v6,
             countries: info.countries.len(),
-            built: src.built.clone(),
+            built: src.provenance.built.clone(),
             warnings: info.warnings.clone(),
         };
         println!("{}", json_line(&line));
@@ -290,42 +250,8 @@ fn check_country_line(path: &Path, info: &DbInfo, json: bool) {
         info.prefixes_v4,
         info.prefixes_v6,
         info.countries.len(),
-        src.built.as_deref().unwrap_or("?"),
-        src.built_from,
-    );
-    for w in &info.warnings {
-        println!("WARNING: {w}");
-    }
-}
-
-fn check_asn_line(path: &Path, info: &AsnInfo, json: bool) {
-    let src = &info.sources[0];
-    if json {
-        let line = AsnCheckLine {
-            file: path,
-            ok: true,
-            kind: "asn",
-            format: &src.format,
-            ranges_v4: src.ranges_v4,
-            ranges_v6: src.ranges_v6,
-            asns: info.asns,
-            names: info.names,
-            built: src.built.as_deref(),
-            warnings: &info.warnings,
-        };
-        println!("{}", json_line(&line));
-        return;
-    }
-    println!(
-        "{}: ok: ASN database ({}), {} IPv4 + {} IPv6 ranges, {} ASNs, {} names, built {} ({})",
-        path.display(),
-        src.format,
-        src.ranges_v4,
-        src.ranges_v6,
-        info.asns,
-        info.names,
-        src.built.as_deref().unwrap_or("?"),
-        src.built_from,
+        src.provenance.built.as_deref().unwrap_or("?"),
+        src.provenance.built_from,
     );
     for w in &info.warnings {
         println!("WARNING: {w}");
@@ -448,15 +374,15 @@ fn pack(dbs: &[PathBuf], output: &Path, meta: PackedMeta) -> anyhow::Result<()> 
     // ASN files pack into the ASN form (`data/asn.gfasn`), country files into the country form.
     let asn_files = dbs
         .iter()
-        .map(|p| asn::detect(p).map(|f| f.is_some()))
+        .map(|p| crate::asn::detect(p).map(|f| f.is_some()))
         .collect::<Result<Vec<_>, _>>()?;
     if asn_files.iter().any(|&a| a) {
         anyhow::ensure!(
             asn_files.iter().all(|&a| a),
             "db pack: give either country files or ASN files, not both"
         );
-        let db = asn::load(dbs, None)?;
-        let bytes = asn::codec::pack_checked(&db, &meta)?;
+        let db = crate::asn::load(dbs, None)?;
+        let bytes = crate::asn::codec::pack_checked(&db, &meta)?;
         std::fs::write(output, &bytes).with_context(|| format!("writing {}", output.display()))?;
         println!(
             "{}: {} bytes, {} IPv4 + {} IPv6 ranges, {} ASNs, {} names",

@@ -356,14 +356,14 @@ pub(crate) fn put_varint(out: &mut Vec<u8>, mut v: u128) {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::{
         super::tests::{cc, r},
         *,
     };
     use crate::geoip::Format;
 
-    fn meta_for_test() -> PackedMeta {
+    pub(crate) fn meta_for_test() -> PackedMeta {
         PackedMeta {
             name: "test".into(),
             version: "1".into(),

@@ -10,7 +10,7 @@ use geofilter_common::{CountryId, PrefixInfo, UNKNOWN_COUNTRY};
 use super::{
     CompiledDb, DbError, Limits, MAX_SOURCES, Prefix, SourceRanges, SourceSummary,
     prefixes::split_into_prefixes,
-    sweep::{Item, resolve},
+    sweep::{items, resolve},
 };
 use crate::family::Family;
 
@@ -97,21 +97,12 @@ fn compile_family(
 ) -> Option<Vec<Prefix>> {
     let (bits, max) = (family.bits(), family.max());
     let total: usize = sources.iter().map(|s| s.ranges(family).len()).sum();
-    assert!(total < u32::MAX as usize, "too many ranges");
-    let mut items = Vec::with_capacity(total);
-    for (source, s) in sources.iter().enumerate() {
-        for r in s.ranges(family) {
-            if r.start > r.end || r.start > max {
-                continue;
-            }
-            items.push(Item {
-                start: r.start,
-                end: r.end.min(max),
-                seq: items.len() as u32,
-                value: (r.country, source as u16),
-            });
-        }
-    }
+    let ranges = sources.iter().enumerate().flat_map(|(source, s)| {
+        s.ranges(family)
+            .iter()
+            .map(move |r| (r.start, r.end, (r.country, source as u16)))
+    });
+    let mut items = items(ranges, max, total);
     let mut out = Emitter {
         out: Vec::with_capacity(total.saturating_mul(2).min(max_prefixes)),
         bits,

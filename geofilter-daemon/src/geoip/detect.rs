@@ -14,12 +14,7 @@ use super::{
 
 /// Guesses the format of a database file from its name and its first lines.
 pub(super) fn detect(path: &Path) -> Result<Format, DbError> {
-    let meta = std::fs::metadata(path).map_err(|source| DbError::Io {
-        op: "open",
-        path: path.to_owned(),
-        source,
-    })?;
-    if meta.is_dir() {
+    if is_dir(path)? {
         return Ok(if maxmind_csv::blocks_files(path)?.is_empty() {
             Format::CidrDir
         } else {
@@ -43,6 +38,16 @@ pub(super) fn detect(path: &Path) -> Result<Format, DbError> {
         return Ok(Format::Mmdb);
     }
     detect_text(path)
+}
+
+/// Whether `path` (after symbolic links) is a directory; fails when it does not exist.
+pub(crate) fn is_dir(path: &Path) -> Result<bool, DbError> {
+    let meta = std::fs::metadata(path).map_err(|source| DbError::Io {
+        op: "open",
+        path: path.to_owned(),
+        source,
+    })?;
+    Ok(meta.is_dir())
 }
 
 /// How far before the end of a valid file [`mmdb::METADATA_MARKER`] may sit.

@@ -9,7 +9,8 @@ use std::{
 use serde::Serialize;
 
 use super::{
-    CompiledDb, DatabaseSource, DbError, Format, SourceFormat, SourceSummary, embedded, read_source,
+    CompiledDb, DatabaseSource, DbError, Format, SourceFormat, SourceSummary, codec::PackedMeta,
+    embedded, read_source,
 };
 use crate::country::code_str;
 
@@ -23,18 +24,75 @@ pub struct SourceInfo {
     /// The file, or `embedded <name> <date>`.
     pub source: String,
     pub format: SourceFormat,
-    /// The upstream version, when the data says (the embedded database does).
+    #[serde(flatten)]
+    pub provenance: Provenance,
+    pub ranges_v4: usize,
+    pub ranges_v6: usize,
+}
+
+/// Where a source's data comes from and how old it is; shared by the country and the ASN
+/// databases ([`crate::asn::info`]).
+#[derive(Clone, Debug, Serialize)]
+pub struct Provenance {
+    /// The upstream version, when the data says (the embedded databases do).
     pub version: Option<String>,
     /// When the data was built, `YYYY-MM-DD` (UTC).
     pub built: Option<String>,
-    /// Where [`SourceInfo::built`] comes from: `embedded`, `mmdb build_epoch` or `file mtime`.
+    /// Where [`Provenance::built`] comes from: `embedded`, `mmdb build_epoch` or `file mtime`.
     pub built_from: &'static str,
     /// Whole days since it was built.
     pub age_days: Option<u64>,
-    /// Licence and attribution, when the data says (the embedded database does).
+    /// Licence and attribution, when the data says (the embedded databases do).
     pub licence: Option<String>,
-    pub ranges_v4: usize,
-    pub ranges_v6: usize,
+}
+
+impl Provenance {
+    /// The provenance a packed (embedded) database's metadata gives.
+    pub(crate) fn packed(meta: &PackedMeta, now: SystemTime) -> Self {
+        Self {
+            version: Some(meta.version.clone()),
+            built: Some(meta.built.clone()),
+            built_from: "embedded",
+            age_days: parse_date(&meta.built).and_then(|b| age_days(now, b)),
+            licence: Some(meta.licence.clone()),
+        }
+    }
+
+    /// A file's: an MMDB's `build_epoch`, else the file's modification time.
+    pub(crate) fn file(path: &Path, mmdb: bool, now: SystemTime) -> Result<Self, DbError> {
+        let (built, built_from) = if mmdb {
+            (mmdb_build_time(path)?, "mmdb build_epoch")
+        } else {
+            let mtime = std::fs::metadata(path)
+                .and_then(|m| m.modified())
+                .map_err(|source| DbError::Io {
+                    op: "stat",
+                    path: path.to_owned(),
+                    source,
+                })?;
+            (mtime, "file mtime")
+        };
+        Ok(Self {
+            version: None,
+            built: Some(format_date(built)),
+            built_from,
+            age_days: age_days(now, built),
+            licence: None,
+        })
+    }
+
+    /// The warning for `source` when its data is older than [`STALE_AFTER_DAYS`]: how old, and
+    /// `advice`.
+    pub(crate) fn stale_warning(&self, source: &str, advice: &str) -> Option<String> {
+        let age = self.age_days?;
+        (age > STALE_AFTER_DAYS).then(|| {
+            format!(
+                "{source} is {age} days old (built {}, {}); {advice}",
+                self.built.as_deref().unwrap_or("?"),
+                self.built_from,
+            )
+        })
+    }
 }
 
 /// A whole database: its sources and the compiled table.
@@ -56,15 +114,10 @@ pub fn describe(source: &DatabaseSource) -> Result<DbInfo, DbError> {
         DatabaseSource::Embedded => {
             let meta = embedded::meta();
             let db = embedded::load()?;
-            let built = parse_date(&meta.built);
             let source = SourceInfo {
                 source: meta.label(),
                 format: SourceFormat::Embedded,
-                version: Some(meta.version.clone()),
-                built: Some(meta.built.clone()),
-                built_from: "embedded",
-                age_days: built.and_then(|b| age_days(now, b)),
-                licence: Some(meta.licence.clone()),
+                provenance: Provenance::packed(meta, now),
                 ranges_v4: db.sources[0].ranges_v4,
                 ranges_v6: db.sources[0].ranges_v6,
             };
@@ -94,16 +147,10 @@ fn summarise(sources: Vec<SourceInfo>, db: &CompiledDb) -> DbInfo {
     let warnings = sources
         .iter()
         .filter_map(|s| {
-            let age = s.age_days?;
-            (age > STALE_AFTER_DAYS).then(|| {
-                format!(
-                    "{} is {age} days old (built {}, {}); country assignments change daily: \
-                     fetch a fresh one with `geofilter db update`",
-                    s.source,
-                    s.built.as_deref().unwrap_or("?"),
-                    s.built_from,
-                )
-            })
+            s.provenance.stale_warning(
+                &s.source,
+                "country assignments change daily: fetch a fresh one with `geofilter db update`",
+            )
         })
         .collect();
     DbInfo {
@@ -116,34 +163,13 @@ fn summarise(sources: Vec<SourceInfo>, db: &CompiledDb) -> DbInfo {
 }
 
 fn source_info(s: &SourceSummary, now: SystemTime) -> Result<SourceInfo, DbError> {
-    let (built, built_from) = built_time(&s.path, s.format == Format::Mmdb)?;
     Ok(SourceInfo {
         source: s.path.display().to_string(),
         format: s.format,
-        version: None,
-        built: Some(format_date(built)),
-        built_from,
-        age_days: age_days(now, built),
-        licence: None,
+        provenance: Provenance::file(&s.path, s.format == Format::Mmdb, now)?,
         ranges_v4: s.ranges_v4,
         ranges_v6: s.ranges_v6,
     })
-}
-
-/// When a database file was built, and where that comes from: an MMDB's `build_epoch`, else the
-/// file's modification time. Shared with the ASN databases ([`crate::asn::info`]).
-pub(crate) fn built_time(path: &Path, mmdb: bool) -> Result<(SystemTime, &'static str), DbError> {
-    if mmdb {
-        return Ok((mmdb_build_time(path)?, "mmdb build_epoch"));
-    }
-    let mtime = std::fs::metadata(path)
-        .and_then(|m| m.modified())
-        .map_err(|source| DbError::Io {
-            op: "stat",
-            path: path.to_owned(),
-            source,
-        })?;
-    Ok((mtime, "file mtime"))
 }
 
 /// The `build_epoch` in an MMDB file's metadata.
@@ -156,7 +182,7 @@ fn mmdb_build_time(path: &Path) -> Result<SystemTime, DbError> {
     Ok(UNIX_EPOCH + Duration::from_secs(reader.metadata().build_epoch))
 }
 
-pub(crate) fn age_days(now: SystemTime, built: SystemTime) -> Option<u64> {
+fn age_days(now: SystemTime, built: SystemTime) -> Option<u64> {
     // A build date in the future (clock skew) counts as new.
     Some(
         now.duration_since(built)
@@ -247,10 +273,10 @@ mod tests {
         let mmdb = testdata("iptoasn-country/iptoasn-country-ipv4.mmdb");
         let info = describe(&DatabaseSource::from_paths(&[slice.clone(), mmdb], None)).unwrap();
         assert_eq!(info.sources.len(), 2);
-        assert_eq!(info.sources[0].built_from, "file mtime");
+        assert_eq!(info.sources[0].provenance.built_from, "file mtime");
         assert_eq!(info.sources[0].ranges_v4, 3000);
         assert_eq!(info.sources[1].format, Format::Mmdb);
-        assert_eq!(info.sources[1].built_from, "mmdb build_epoch");
+        assert_eq!(info.sources[1].provenance.built_from, "mmdb build_epoch");
         assert!(info.prefixes_v4 > 100_000 && info.prefixes_v6 == 0);
         assert!(info.countries.iter().any(|c| c == "DE"));
 
@@ -262,10 +288,10 @@ mod tests {
             "{}",
             s.source
         );
-        assert!(s.version.is_some());
+        assert!(s.provenance.version.is_some());
         // The embedded data is frozen at build time; by the time anyone runs this it is stale,
         // and saying so is the point.
-        let stale = s.age_days.unwrap() > STALE_AFTER_DAYS;
+        let stale = s.provenance.age_days.unwrap() > STALE_AFTER_DAYS;
         assert_eq!(!embedded.warnings.is_empty(), stale);
 
         let one = check(&slice, None).unwrap();

@@ -13,29 +13,36 @@ use crate::family::Family;
 /// address, the smallest; among equally small ones, the one from the later file, then the later
 /// line. `None` when no range contains it or the winner is a pseudo-code (unknown).
 pub fn reference_lookup(sources: &[SourceRanges], ip: IpAddr) -> Option<CountryId> {
+    let ranges = sources.iter().flat_map(|s| match ip {
+        IpAddr::V4(_) => &s.v4,
+        IpAddr::V6(_) => &s.v6,
+    });
+    smallest_containing(ranges.map(|r| (r.start, r.end, r.country)), ip)
+        .filter(|&c| c != UNKNOWN_COUNTRY)
+}
+
+/// The value of the smallest of `ranges` (inclusive, in file and line order) that contains
+/// `ip`, ties to the later one; shared by the ASN reference ([`crate::asn::reference`]).
+pub(crate) fn smallest_containing<V: Copy>(
+    ranges: impl IntoIterator<Item = (u128, u128, V)>,
+    ip: IpAddr,
+) -> Option<V> {
     let addr = match ip {
         IpAddr::V4(a) => u128::from(u32::from(a)),
         IpAddr::V6(a) => u128::from(a),
     };
-    // (size - 1, country) of the best range so far. Files and lines are visited in order, so
-    // `<=` lets a later range of equal size take over.
-    let mut best: Option<(u128, CountryId)> = None;
-    for source in sources {
-        let ranges = match ip {
-            IpAddr::V4(_) => &source.v4,
-            IpAddr::V6(_) => &source.v6,
-        };
-        for r in ranges {
-            if r.start <= addr && addr <= r.end {
-                let size = r.end - r.start;
-                if best.is_none_or(|(best_size, _)| size <= best_size) {
-                    best = Some((size, r.country));
-                }
+    // (size - 1, value) of the best range so far. Ranges are visited in order, so `<=` lets a
+    // later range of equal size take over.
+    let mut best: Option<(u128, V)> = None;
+    for (start, end, value) in ranges {
+        if start <= addr && addr <= end {
+            let size = end - start;
+            if best.is_none_or(|(best_size, _)| size <= best_size) {
+                best = Some((size, value));
             }
         }
     }
-    best.map(|(_, country)| country)
-        .filter(|&c| c != UNKNOWN_COUNTRY)
+    best.map(|(_, value)| value)
 }
 
 /// [`reference_lookup`] for many addresses over large databases (the full world has half a

@@ -20,6 +20,30 @@ pub(crate) struct Item<V> {
     pub value: V,
 }
 
+/// The items of `ranges` (inclusive, within `0..=max`, in file and line order), each numbered by
+/// its position; ranges with `start > end` or starting past `max` are left out, ends past `max`
+/// cut.
+pub(crate) fn items<V>(
+    ranges: impl Iterator<Item = (u128, u128, V)>,
+    max: u128,
+    capacity: usize,
+) -> Vec<Item<V>> {
+    assert!(capacity < u32::MAX as usize, "too many ranges");
+    let mut items = Vec::with_capacity(capacity);
+    for (start, end, value) in ranges {
+        if start > end || start > max {
+            continue;
+        }
+        items.push(Item {
+            start,
+            end: end.min(max),
+            seq: items.len() as u32,
+            value,
+        });
+    }
+    items
+}
+
 /// Emits the winning segments of `items` (`start <= end` each) in address order, as
 /// `(segment start, segment end, winner)`. Sorts `items` by start first (stably, so ties keep
 /// their order).
