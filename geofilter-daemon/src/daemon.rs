@@ -618,6 +618,25 @@ impl Handler for Daemon {
     }
 }
 
+/// What the kernel's net for `addr` means: the ASN its slot is in the live table, with the
+/// organisation the ASN database names.
+fn net_names(
+    state: &State,
+    addr: IpAddr,
+    found: &crate::datapath::Classification,
+) -> why::NetNames {
+    let (filtered, _) = crate::policy::filtered_as(addr);
+    let asn = state.datapath.slot_asn(filtered, found.asn_slot);
+    why::NetNames {
+        asn,
+        organisation: asn.and_then(|a| state.asn.as_ref()?.name(a).map(str::to_owned)),
+        lists: lists::names_in(&state.list_slots, found.lists),
+        deciding_list: (found.decided_by == geofilter_common::Decider::List)
+            .then(|| lists::names_in(&state.list_slots, 1 << found.list).pop())
+            .flatten(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -635,24 +654,5 @@ mod tests {
             let deadline = confirm_deadline(secs).unwrap();
             assert!(deadline > Instant::now());
         }
-    }
-}
-
-/// What the kernel's net for `addr` means: the ASN its slot is in the live table, with the
-/// organisation the ASN database names.
-fn net_names(
-    state: &State,
-    addr: IpAddr,
-    found: &crate::datapath::Classification,
-) -> why::NetNames {
-    let (filtered, _) = crate::policy::filtered_as(addr);
-    let asn = state.datapath.slot_asn(filtered, found.asn_slot);
-    why::NetNames {
-        asn,
-        organisation: asn.and_then(|a| state.asn.as_ref()?.name(a).map(str::to_owned)),
-        lists: lists::names_in(&state.list_slots, found.lists),
-        deciding_list: (found.decided_by == geofilter_common::Decider::List)
-            .then(|| lists::names_in(&state.list_slots, 1 << found.list).pop())
-            .flatten(),
     }
 }

@@ -110,7 +110,7 @@ pub fn explain(
         _ => String::new(),
     };
     let network = match (&asn_name, net.lists.is_empty()) {
-        (Some(asn), true) => format!("{asn}"),
+        (Some(asn), true) => asn.to_string(),
         (Some(asn), false) => format!("{asn}, in {}", net.lists.join(", ")),
         (None, false) => format!("in {}", net.lists.join(", ")),
         (None, true) => String::new(),

@@ -96,8 +96,8 @@ pub fn filter<T: CountryTables>(ctx: &XdpContext) -> u32 {
     // Every arm gives a value (none returns): LLVM spilled the larger `Found` to stack slots
     // that an early-returning arm never wrote and then read them on the merged path, which
     // 5.10's verifier refuses ("invalid read from stack", Debian 5.10.0-46).
-    let (found, exception) = match &source {
-        &Source::V4(addr, ..) => {
+    let (found, exception) = match source {
+        Source::V4(addr, ..) => {
             let found = T::v4(addr, want_net);
             let exception = if policy.flags & POLICY_EXCEPTIONS_V4 != 0 && found.exception_possible
             {
@@ -107,7 +107,7 @@ pub fn filter<T: CountryTables>(ctx: &XdpContext) -> u32 {
             };
             (found, exception)
         }
-        &Source::V6(addr, _) => {
+        Source::V6(addr, _) => {
             let found = T::v6(addr, want_net);
             let exception = if policy.flags & POLICY_EXCEPTIONS_V6 != 0 && found.exception_possible
             {

@@ -69,6 +69,7 @@ fn changes_compose() {
         &DesiredPolicy::default(),
         &Change::Block {
             countries: set(&["ru", "BY"]),
+            asns: Default::default(),
         },
     )
     .unwrap()
@@ -77,6 +78,7 @@ fn changes_compose() {
         &p,
         &Change::Unblock {
             countries: set(&["by"]),
+            asns: Default::default(),
         },
     )
     .unwrap()
@@ -99,12 +101,14 @@ fn changes_compose() {
 fn block(countries: &[&str]) -> Change {
     Change::Block {
         countries: set(countries),
+        asns: Default::default(),
     }
 }
 
 fn unblock(countries: &[&str]) -> Change {
     Change::Unblock {
         countries: set(countries),
+        asns: Default::default(),
     }
 }
 

@@ -128,6 +128,7 @@ mod tests {
         let req = Request::Change {
             change: Change::Block {
                 countries: [country_id(*b"RU").unwrap()].into(),
+                asns: Default::default(),
             },
             opts: ChangeOptions::default(),
         };
