@@ -58,6 +58,9 @@ pub struct Next {
     pub policy: DesiredPolicy,
     /// New tables and the files they came from (a reload), or `None` to keep the current ones.
     pub db: Option<(CompiledDb, Vec<PathBuf>)>,
+    /// A new ASN database and its files (a reload with ASN files), or `None` to keep the
+    /// current one.
+    pub asn: Option<(AsnDb, Vec<PathBuf>)>,
     /// The change waiting for confirmation after this one, if any.
     pub pending: Option<Pending>,
 }
@@ -68,6 +71,7 @@ impl Next {
         Self {
             policy: state.saved.policy.clone(),
             db: None,
+            asn: None,
             pending: state.pending.clone(),
         }
     }
@@ -83,7 +87,7 @@ impl Next {
 /// rollback drops the operator. That is also why the rollback itself needs no check.
 pub fn commit(
     state: &mut State,
-    next: Next,
+    mut next: Next,
     protect: &[IpAddr],
 ) -> Result<Option<TableStats>, String> {
     let db = next.db.as_ref().map_or(&*state.db, |(db, _)| db);
@@ -107,11 +111,18 @@ pub fn commit(
     }
     // The first ASN in the policy brings the ASN database into the tables (once: a rebuild like
     // a reload, lossless); after that an ASN change is a policy change.
-    let new_asn = match (&state.asn, next.policy.asns.is_empty()) {
-        (None, false) => Some(Arc::new(
-            load_asn(&state.saved.asn_dbs).map_err(|e| format!("change not applied: {e}"))?,
-        )),
-        _ => None,
+    let (new_asn, asn_paths) = match next.asn.take() {
+        Some((db, paths)) => (Some(Arc::new(db)), Some(paths)),
+        None => match (&state.asn, next.policy.asns.is_empty()) {
+            (None, false) => (
+                Some(Arc::new(
+                    load_asn(&state.saved.asn_dbs)
+                        .map_err(|e| format!("change not applied: {e}"))?,
+                )),
+                None,
+            ),
+            _ => (None, None),
+        },
     };
     let stats = if next.db.is_some() || new_asn.is_some() {
         // New tables first, carrying the listed index of every ASN the new policy names (which
@@ -133,6 +144,9 @@ pub fn commit(
     };
     if new_asn.is_some() {
         state.asn = new_asn;
+    }
+    if let Some(paths) = asn_paths {
+        state.saved.asn_dbs = paths;
     }
     state.saved.policy = next.policy;
     state.pending = next.pending;

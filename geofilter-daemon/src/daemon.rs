@@ -377,6 +377,7 @@ impl Daemon {
         &self,
         dbs: Vec<PathBuf>,
         embedded: bool,
+        asn_dbs: Vec<PathBuf>,
         protect: &[IpAddr],
     ) -> Result<ReloadReply, ControlError> {
         if embedded && !dbs.is_empty() {
@@ -387,7 +388,7 @@ impl Daemon {
         let Ok(one_at_a_time) = self.reloading.clone().try_lock_owned() else {
             return Err(ControlError::ReloadBusy);
         };
-        let (paths, format, limits) = {
+        let (paths, format, limits, asn_paths) = {
             let state = self.lock();
             let paths = if embedded || !dbs.is_empty() {
                 dbs
@@ -395,17 +396,27 @@ impl Daemon {
                 state.saved.dbs.clone()
             };
             let limits = geoip::Limits::for_table_mib(state.datapath.table_limit_mib());
-            (paths, state.saved.db_format, limits)
+            // The ASN files given, or the current ones re-read when ASN data is in the tables
+            // (so an updated file is picked up); none when no ASN data is loaded.
+            let asn_paths = if !asn_dbs.is_empty() {
+                Some(asn_dbs)
+            } else {
+                state.asn.as_ref().map(|_| state.saved.asn_dbs.clone())
+            };
+            (paths, state.saved.db_format, limits, asn_paths)
         };
         let load_paths = paths.clone();
+        let asn_load_paths = asn_paths.clone();
         // No files (given or current) means the embedded database.
         // The guard travels with the work: if this request is dropped mid-load, the load still
         // holds it until it ends; here it is held until the new tables are committed.
         let joined = tokio::task::spawn_blocking(move || {
-            (
-                one_at_a_time,
-                geoip::load_source(&DatabaseSource::from_paths(&load_paths, format), &limits),
-            )
+            let db = geoip::load_source(&DatabaseSource::from_paths(&load_paths, format), &limits)
+                .map_err(|e| e.to_string());
+            let asn = asn_load_paths
+                .map(|p| crate::commit::load_asn(&p).map_err(|e| e.to_string()))
+                .transpose();
+            (one_at_a_time, db.and_then(|db| Ok((db, asn?))))
         })
         .await;
         let (_one_at_a_time, loaded) = match joined {
@@ -413,13 +424,12 @@ impl Daemon {
             Err(e) => (None, Err(e.to_string())),
         };
         let mut state = self.lock();
-        let committed = loaded
-            .and_then(|db| db.map_err(|e| e.to_string()))
-            .and_then(|db| {
-                let mut next = Next::unchanged(&state);
-                next.db = Some((db, paths));
-                commit(&mut state, next, protect)
-            });
+        let committed = loaded.and_then(|db| db).and_then(|(db, asn)| {
+            let mut next = Next::unchanged(&state);
+            next.db = Some((db, paths));
+            next.asn = asn.zip(asn_paths);
+            commit(&mut state, next, protect)
+        });
         let stats = match committed {
             Ok(stats) => stats.expect("a reload installs tables"),
             Err(e) => {
@@ -458,7 +468,7 @@ impl Daemon {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clone();
-        if let Err(e) = self.reload(Vec::new(), false, &protect).await {
+        if let Err(e) = self.reload(Vec::new(), false, Vec::new(), &protect).await {
             warn!(error = %e, "SIGHUP reload failed");
         }
     }
@@ -468,11 +478,12 @@ impl Daemon {
         &self,
         dbs: Vec<PathBuf>,
         embedded: bool,
+        asn_dbs: Vec<PathBuf>,
         caller: Option<IpAddr>,
         force: bool,
     ) -> Result<ReloadReply, ControlError> {
         let result = self
-            .reload(dbs, embedded, &protected(caller, force))
+            .reload(dbs, embedded, asn_dbs, &protected(caller, force))
             .await?;
         self.remember(caller, force);
         Ok(result)
@@ -555,11 +566,12 @@ impl Handler for Daemon {
             Request::Reload {
                 dbs,
                 embedded,
+                asn_dbs,
                 caller,
                 force,
             } => match self.local_change_allowed() {
                 Ok(()) => self
-                    .reload_request(dbs, embedded, caller, force)
+                    .reload_request(dbs, embedded, asn_dbs, caller, force)
                     .await
                     .map(Reply::Reloaded),
                 Err(e) => Err(e),

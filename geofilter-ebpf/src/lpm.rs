@@ -7,7 +7,7 @@ use aya_ebpf::{
     macros::btf_map,
 };
 use geofilter_common::{
-    PrefixInfo,
+    PrefixInfo, UNKNOWN_COUNTRY,
     maps::TABLE_CAPACITY,
     table::{Leaf, Net},
 };
@@ -32,7 +32,8 @@ static GF_TABLE_V6: ArrayOfMaps<Trie<16>, 1> = ArrayOfMaps::new();
 
 /// The trie cannot tell whether an exception is near, so every packet of a family with
 /// exceptions looks them up (as geofilter did before its stride tables). It holds countries
-/// only: every address is in net 0 (no ASN, no list).
+/// only; its nets are those of a country-only stride table (the database file, no ASN, no
+/// list: see `TablePrefix::from` in the daemon), so the two answer alike.
 #[inline(always)]
 fn found(info: Option<*mut InnerValue<INFO_SIZE>>) -> Found {
     // SAFETY: the kernel returned a pointer to a live trie value, a `PrefixInfo` the daemon
@@ -43,7 +44,11 @@ fn found(info: Option<*mut InnerValue<INFO_SIZE>>) -> Found {
     Found {
         leaf: Leaf {
             country: info.country,
-            net: 0,
+            net: if info.country == UNKNOWN_COUNTRY {
+                0
+            } else {
+                u32::from(info.source)
+            },
         },
         net: Net::default(),
         listed: 0,

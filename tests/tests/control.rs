@@ -211,6 +211,43 @@ fn twenty_list_switches_under_traffic_are_exact() {
 }
 
 #[test]
+fn list_updates_under_traffic_are_exact() {
+    let sources = [DE_V4, DE_V6, RU_V4];
+    let scene = Scene::new(&sources, &[]);
+    let list = scene.db_dir.0.join("moving.txt");
+    // Two versions of one list: the DE addresses in it, or only an address nobody sends from.
+    let with_de = format!("# version A\n{DE_V4}\n2a01:598::/32\n");
+    let without = "# version B\n192.0.2.1\n".to_string();
+    std::fs::write(&list, &without).unwrap();
+    scene
+        .daemon
+        .ok(&["list", "add", "moving", list.to_str().unwrap()]);
+    let (windows, traffic) = under_traffic(&scene.pair, &sources, || {
+        let mut w = Windows::default();
+        let mut open_from = now_ns();
+        for _ in 0..10 {
+            std::fs::write(&list, &with_de).unwrap();
+            let t0 = now_ns();
+            scene.daemon.ok(&["list", "update", "moving"]);
+            let t1 = now_ns();
+            w.open.push((open_from, t0));
+            std::thread::sleep(Duration::from_millis(60));
+            std::fs::write(&list, &without).unwrap();
+            let t2 = now_ns();
+            scene.daemon.ok(&["list", "update", "moving"]);
+            w.blocked.push((t1, t2));
+            open_from = now_ns();
+            std::thread::sleep(Duration::from_millis(60));
+        }
+        w.open.push((open_from, now_ns()));
+        w
+    });
+    check_windows(DE_V4, &windows, &traffic);
+    check_windows(DE_V6, &windows, &traffic);
+    check_all_delivered(RU_V4, &traffic);
+}
+
+#[test]
 fn exception_changes_under_traffic_are_exact() {
     let sources = [RU_V4, RU_V6, DE_V4, DE_V6];
     let scene = Scene::new(&sources, &["--block", "RU"]);

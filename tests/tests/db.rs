@@ -1200,3 +1200,66 @@ fn loads_beyond_the_table_budget_are_refused_while_reading() {
     );
     assert_traffic(&scene.pair, &[RU_V4, RU_V6], &[DE_V4, DE_V6]);
 }
+
+#[test]
+fn db_update_asn_fetches_validates_stores_and_the_daemon_blocks_by_it() {
+    const NET: &str = "198.51.100.7";
+    let scene = Scene::new(&[NET, DE_V4], &[]);
+    let daemon = &scene.daemon;
+    let server = FileServer::start(&scene.pair.server);
+    let dest = TempDir::new();
+    let dest_str = dest.0.to_str().expect("UTF-8 temp path");
+    let update = |urls: &[&str]| -> Output {
+        let mut args = vec!["db", "update", "--asn", "--dest", dest_str];
+        for u in urls {
+            args.extend(["--url", u]);
+        }
+        let mut command = daemon.cli_command(&args);
+        scene.pair.server.enter_network_only(&mut command);
+        command
+            .env("GEOFILTER_LOG", "warn")
+            .output()
+            .expect("running db update --asn")
+    };
+    // A malformed ASN file is refused naming its URL and line; nothing is stored.
+    let bad_url = server.put(
+        "/asn/bad-asn.csv",
+        Reply::Ok(
+            b"198.51.100.0,198.51.100.255,64500,Doc Net\n198.51.100.300,1.2.3.4,1,x\n".to_vec(),
+        ),
+    );
+    let out = update(&[&bad_url]);
+    assert!(!out.status.success());
+    let err = text(&out);
+    assert!(
+        err.contains("bad-asn.csv") && err.contains("198.51.100.300"),
+        "{err}"
+    );
+    assert!(!dest.0.join("bad-asn.csv").exists());
+
+    let good = b"198.51.100.0,198.51.100.255,64500,\"Doc Net, Inc.\"\n".to_vec();
+    let url = server.put("/asn/asn-ipv4.csv", Reply::Ok(good.clone()));
+    let out = update(&[&url]);
+    assert!(
+        out.status.success(),
+        "db update --asn: {}\n{}",
+        text(&out),
+        daemon.log()
+    );
+    assert_eq!(std::fs::read(dest.0.join("asn-ipv4.csv")).unwrap(), good);
+    let why = daemon.why(NET);
+    assert_eq!(why.asn, Some(64500), "{why:?}");
+    assert_eq!(why.organisation.as_deref(), Some("Doc Net, Inc."));
+    daemon.ok(&["block", "AS64500"]);
+    assert_eq!(
+        daemon.why(NET).verdict,
+        geofilter_daemon::control::protocol::Outcome::Drop
+    );
+    assert_eq!(
+        daemon.why(DE_V4).verdict,
+        geofilter_daemon::control::protocol::Outcome::Pass
+    );
+    // The daemon keeps the stored files as its ASN databases across restarts.
+    let saved = std::fs::read_to_string(daemon.state_file()).unwrap();
+    assert!(saved.contains("asn-ipv4.csv"), "{saved}");
+}

@@ -46,6 +46,7 @@ mod mmdb;
 pub mod reference;
 mod text;
 mod types;
+pub mod update;
 
 use std::path::{Path, PathBuf};
 

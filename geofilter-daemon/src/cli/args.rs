@@ -430,6 +430,11 @@ pub enum DbCommand {
         /// Only download and store; do not ask the daemon to reload.
         #[arg(long)]
         no_reload: bool,
+        /// Download ASN databases instead (validated as ASN files; the daemon reloads them as
+        /// its `--asn-db`): from `--url`, or this preset.
+        #[arg(long, value_enum, value_name = "PRESET", num_args = 0..=1,
+              default_missing_value = "ip-location-db", conflicts_with_all = ["preset", "db_format"])]
+        asn: Option<crate::asn::update::AsnPreset>,
     },
     /// Make the running daemon re-read its databases (or these files instead) and swap its
     /// tables; an invalid database changes nothing.
@@ -441,6 +446,10 @@ pub enum DbCommand {
         /// Switch to the database built into the binary.
         #[arg(long)]
         embedded: bool,
+        /// ASN database file to load instead of the current ones; repeat for several.
+        /// [default: the daemon's current ASN files, re-read, when it has ASN data loaded]
+        #[arg(long = "asn-db", value_name = "FILE")]
+        asn_dbs: Vec<PathBuf>,
         /// Reload even if the new database would drop the address of this SSH session (lockout
         /// check).
         #[arg(long)]

@@ -55,17 +55,26 @@ pub fn main(command: DbCommand, global: &GlobalArgs) -> anyhow::Result<()> {
             check(&files, db_format, asn_format, client.json)
         }
         DbCommand::Update {
+            asn: Some(asn),
+            urls,
+            dest,
+            no_reload,
+            ..
+        } => asn::update(asn, &urls, &dest, no_reload, &client),
+        DbCommand::Update {
             preset,
             urls,
             dest,
             db_format,
             no_reload,
+            asn: None,
         } => db_update(preset, &urls, &dest, db_format, no_reload, &client),
         DbCommand::Reload {
             dbs,
             embedded,
+            asn_dbs,
             force,
-        } => reload(&dbs, embedded, force, &client),
+        } => reload(&dbs, embedded, &asn_dbs, force, &client),
         DbCommand::Pack {
             dbs,
             output,
@@ -319,6 +328,7 @@ fn db_update(
             &Request::Reload {
                 dbs: stored.paths.clone(),
                 embedded: false,
+                asn_dbs: Vec::new(),
                 caller: super::client::caller()?,
                 force: false,
             },
@@ -336,22 +346,31 @@ fn db_update(
     Ok(())
 }
 
-fn reload_text(v: &ReloadReply) -> String {
+pub(super) fn reload_text(v: &ReloadReply) -> String {
     format!(
         "daemon reloaded: {} IPv4 + {} IPv6 prefixes in {} ms",
         v.prefixes_v4, v.prefixes_v6, v.elapsed_ms
     )
 }
 
-fn reload(dbs: &[PathBuf], embedded: bool, force: bool, client: &ClientArgs) -> anyhow::Result<()> {
+fn reload(
+    dbs: &[PathBuf],
+    embedded: bool,
+    asn_dbs: &[PathBuf],
+    force: bool,
+    client: &ClientArgs,
+) -> anyhow::Result<()> {
     // The daemon has its own working directory: send absolute paths, and fail here on a missing
     // file rather than there.
-    let dbs = dbs
-        .iter()
-        .map(|p| std::path::absolute(p).with_context(|| format!("resolving {}", p.display())))
-        .collect::<anyhow::Result<Vec<_>>>()?;
+    let absolute = |paths: &[PathBuf]| {
+        paths
+            .iter()
+            .map(|p| std::path::absolute(p).with_context(|| format!("resolving {}", p.display())))
+            .collect::<anyhow::Result<Vec<_>>>()
+    };
     let request = Request::Reload {
-        dbs,
+        dbs: absolute(dbs)?,
+        asn_dbs: absolute(asn_dbs)?,
         embedded,
         caller: super::client::caller()?,
         force,

@@ -34,7 +34,7 @@ pub struct NetPages {
 
 impl NetPages {
     /// Pages the nets take (at least one: net 0 is always there).
-    fn net_pages(&self) -> usize {
+    pub fn net_pages(&self) -> usize {
         self.nets.len().max(1).div_ceil(NETS_PER_PAGE as usize)
     }
 }

@@ -19,7 +19,7 @@ use std::{
 use aya::maps::{Array, ArrayOfMaps, MapData};
 use geofilter_common::{
     maps::BPF_F_INNER_MAP,
-    table::{Net, Page},
+    table::{ASN_PAGES, Net, Page},
 };
 
 use super::{
@@ -141,8 +141,12 @@ impl FamilyTables {
         let marks = self.marks_on(&table);
         let compact =
             CompactTable::encode(&table, &marks, &nets).map_err(|_| self.too_large(usize::MAX))?;
-        if compact.pages.len() > self.max_pages {
-            return Err(self.too_large(compact.pages.len()));
+        // The budget is for the nodes, which grow with the database; the ASN pages (a fixed
+        // 256 KiB) and the net pages (bounded by `MAX_NETS`) are outside it, so a budget sized
+        // for a country table still holds that table with its nets.
+        let nodes = compact.pages.len() - (ASN_PAGES as usize + nets.net_pages());
+        if nodes > self.max_pages {
+            return Err(self.too_large(nodes));
         }
         let len = u32::try_from(compact.pages.len()).expect("at most MAX_PAGES pages");
         let mut inner = TableMap::create(len, BPF_F_INNER_MAP).map_err(map_err(self.name))?;

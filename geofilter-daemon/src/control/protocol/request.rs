@@ -43,6 +43,10 @@ pub enum Request {
         dbs: Vec<PathBuf>,
         #[serde(default)]
         embedded: bool,
+        /// ASN database files to load instead of the current ones (empty: the current ones are
+        /// re-read when ASN data is in the tables).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        asn_dbs: Vec<PathBuf>,
         /// As in [`ChangeOptions`]: a reload that would drop this address is refused unless
         /// `force` is set.
         #[serde(default)]
