@@ -78,14 +78,6 @@ impl CountryChange {
     }
 }
 
-/// Whether the live policy drops `country`, read from the pinned policy slot the program uses.
-/// `None` when the slot changed under the read (the inner map it named was freed meanwhile).
-fn drops(outer: &ArrayOfMaps<MapData, Array<MapData, Policy>>, country: u16) -> Option<bool> {
-    let inner = outer.get(&0, 0).ok()?;
-    let policy = inner.get(&0, 0).ok()?;
-    Some(policy.actions[usize::from(country)] == ACTION_DROP)
-}
-
 /// `geofilter block CC` / `unblock CC` through the CLI, `cycles` times each: from just before the
 /// CLI starts to the moment the program's policy slot holds the new policy (from then on every
 /// packet is judged by it; the program reads the slot afresh for each packet).
@@ -97,43 +89,13 @@ pub fn country_change(daemon: &Daemon, world: &World, cycles: usize) -> CountryC
         .find(|c| !world.blocked.contains(c))
         .expect("an unblocked country");
     let code = code_str(country);
-    let pin_root = daemon
-        .pin_root()
-        .expect("the daemon pins where we can see it");
-    let layout = PinLayout::new(pin_root.to_path_buf());
-    let outer: ArrayOfMaps<MapData, Array<MapData, Policy>> =
-        Map::from_map_data(MapData::from_pin(layout.map(names::POLICY)).expect("policy pin"))
-            .and_then(Map::try_into)
-            .expect("policy map");
-    let mut samples = Vec::new();
-    for _ in 0..cycles {
-        for (verb, want_drop) in [("block", true), ("unblock", false)] {
-            assert_eq!(
-                drops(&outer, country),
-                Some(!want_drop),
-                "{verb} {code}: already in effect"
-            );
-            let start = Instant::now();
-            let mut child = daemon
-                .cli_command(&[verb, &code])
-                .stdout(Stdio::null())
-                .spawn()
-                .expect("running the CLI");
-            let deadline = start + Duration::from_secs(5);
-            let mut in_effect = None;
-            while Instant::now() < deadline {
-                if drops(&outer, country) == Some(want_drop) {
-                    in_effect = Some(start.elapsed());
-                    break;
-                }
-            }
-            let status = child.wait().expect("waiting for the CLI");
-            assert!(status.success(), "geofilter {verb} {code} failed");
-            samples.push(
-                in_effect.unwrap_or_else(|| panic!("{verb} {code}: not in effect after 5 s")),
-            );
-        }
-    }
+    let samples = timed_cli(
+        daemon,
+        cycles,
+        &["block", &code],
+        &["unblock", &code],
+        |p| p.actions[usize::from(country)] == ACTION_DROP,
+    );
     CountryChange {
         country: code,
         samples,

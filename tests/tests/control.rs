@@ -122,16 +122,26 @@ fn check_all_delivered(source: &str, traffic: &Traffic) {
 
 /// Alternates `enter` (the source becomes blocked) and `leave` 20 times, recording the windows.
 fn alternate(scene: &Scene, enter: &[&str], leave: &[&str]) -> Windows {
+    alternate_by(20, || scene.daemon.ok(enter), || scene.daemon.ok(leave))
+}
+
+/// Runs `enter` (after it returns, the source is blocked) and `leave` (after it returns, open)
+/// `rounds` times each, recording the windows between them.
+fn alternate_by<T, U>(
+    rounds: usize,
+    mut enter: impl FnMut() -> T,
+    mut leave: impl FnMut() -> U,
+) -> Windows {
     let mut w = Windows::default();
     let mut open_from = now_ns();
-    for _ in 0..20 {
+    for _ in 0..rounds {
         let t0 = now_ns();
-        scene.daemon.ok(enter);
+        enter();
         let t1 = now_ns();
         w.open.push((open_from, t0));
         std::thread::sleep(Duration::from_millis(60));
         let t2 = now_ns();
-        scene.daemon.ok(leave);
+        leave();
         w.blocked.push((t1, t2));
         open_from = now_ns();
         std::thread::sleep(Duration::from_millis(60));
@@ -222,25 +232,12 @@ fn list_updates_under_traffic_are_exact() {
     scene
         .daemon
         .ok(&["list", "add", "moving", list.to_str().unwrap()]);
+    let update = |text: &str| {
+        std::fs::write(&list, text).unwrap();
+        scene.daemon.ok(&["list", "update", "moving"])
+    };
     let (windows, traffic) = under_traffic(&scene.pair, &sources, || {
-        let mut w = Windows::default();
-        let mut open_from = now_ns();
-        for _ in 0..10 {
-            std::fs::write(&list, &with_de).unwrap();
-            let t0 = now_ns();
-            scene.daemon.ok(&["list", "update", "moving"]);
-            let t1 = now_ns();
-            w.open.push((open_from, t0));
-            std::thread::sleep(Duration::from_millis(60));
-            std::fs::write(&list, &without).unwrap();
-            let t2 = now_ns();
-            scene.daemon.ok(&["list", "update", "moving"]);
-            w.blocked.push((t1, t2));
-            open_from = now_ns();
-            std::thread::sleep(Duration::from_millis(60));
-        }
-        w.open.push((open_from, now_ns()));
-        w
+        alternate_by(10, || update(&with_de), || update(&without))
     });
     check_windows(DE_V4, &windows, &traffic);
     check_windows(DE_V6, &windows, &traffic);

@@ -5,10 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use super::{AsnDb, AsnError};
-use crate::geoip::{
-    download::{FetchOptions, fetch_validate_store},
-    update::{Download, UpdateError},
-};
+use crate::geoip::update::{Download, UpdateError, fetch_checked};
 
 /// Where ASN data can be fetched from without an account.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -72,24 +69,24 @@ pub fn fetch_and_store(
     dest: &Path,
     progress: bool,
 ) -> Result<StoredAsn, AsnUpdateError> {
-    let options = FetchOptions {
+    let (stored, db) = fetch_checked(
+        downloads,
+        dest,
         progress,
-        ..FetchOptions::default()
-    };
-    let (files, db) = fetch_validate_store(downloads, dest, &options, |files| {
-        for f in files {
-            super::read_source(&f.path, None).map_err(|source| AsnUpdateError::Invalid {
-                url: f.url.clone(),
-                source: Box::new(source),
-            })?;
-        }
-        let paths: Vec<PathBuf> = files.iter().map(|f| f.path.clone()).collect();
-        super::load(&paths, None).map_err(|e| AsnUpdateError::InvalidSet(Box::new(e)))
-    })?;
+        |f| {
+            super::read_source(&f.path, None)
+                .map(|_| ())
+                .map_err(|source| AsnUpdateError::Invalid {
+                    url: f.url.clone(),
+                    source: Box::new(source),
+                })
+        },
+        |paths| super::load(paths, None).map_err(|e| AsnUpdateError::InvalidSet(Box::new(e))),
+    )?;
     Ok(StoredAsn {
-        bytes: files.iter().map(|f| f.bytes).sum(),
-        paths: files.iter().map(|f| f.path.clone()).collect(),
-        urls: files.into_iter().map(|f| f.url).collect(),
+        paths: stored.paths,
+        urls: stored.urls,
+        bytes: stored.bytes,
         db,
     })
 }

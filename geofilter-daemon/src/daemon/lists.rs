@@ -132,6 +132,18 @@ fn check_lockout(state: &State, caller: Option<IpAddr>, force: bool) -> Result<(
     )))
 }
 
+/// The `show` row of list `name` (none if there is no such list).
+fn rows_named(state: &State, name: &str) -> ListRows {
+    ListRows {
+        lists: state
+            .lists
+            .show()
+            .into_iter()
+            .filter(|r| r.name == name)
+            .collect(),
+    }
+}
+
 /// Saves the lists and their slots with the rest of the state.
 fn save(state: &mut State) {
     state.saved.lists = state.lists.entries();
@@ -166,36 +178,36 @@ impl Daemon {
             return Err(e);
         }
         save(&mut state);
-        Ok(Reply::Lists(ListRows {
-            lists: state
-                .lists
-                .show()
-                .into_iter()
-                .filter(|r| r.name == name)
-                .collect(),
-        }))
+        Ok(Reply::Lists(rows_named(&state, &name)))
     }
 
     pub(super) fn list_del(&self, name: &str) -> Result<Reply, ControlError> {
         let mut state = self.lock();
-        let row: Vec<_> = state
+        let rows = rows_named(&state, name);
+        let was = state
             .lists
-            .show()
-            .into_iter()
-            .filter(|r| r.name == name)
-            .collect();
-        let entry = state.lists.del(name).map_err(list_err)?;
-        // The policy without it first, then tables without its bit.
-        let done = repolicy(&mut state).and_then(|()| rebuild(&mut state));
-        if let Err(e) = done {
-            // Put it back as it was: its copy is gone only if the registry removed it.
-            tracing::warn!(list = name, error = %e, "removing the list failed half-way");
-            let _ = entry;
+            .get(name)
+            .map(|e| e.enabled)
+            .ok_or_else(|| ControlError::Refused(format!("no list named {name}")))?;
+        // The policy without it first, then tables without its bit; the registry (and the
+        // cached copy) forgets it only once the kernel no longer uses it.
+        state.lists.set_enabled(name, false).map_err(list_err)?;
+        if let Err(e) = repolicy(&mut state) {
+            let _ = state.lists.set_enabled(name, was);
             return Err(e);
         }
-        state.list_slots.remove(name);
+        let slot = state.list_slots.remove(name);
+        if let Err(e) = rebuild(&mut state) {
+            if let Some(slot) = slot {
+                state.list_slots.insert(name.to_owned(), slot);
+            }
+            let _ = state.lists.set_enabled(name, was);
+            let _ = repolicy(&mut state);
+            return Err(e);
+        }
+        state.lists.del(name).map_err(list_err)?;
         save(&mut state);
-        Ok(Reply::Lists(ListRows { lists: row }))
+        Ok(Reply::Lists(rows))
     }
 
     pub(super) fn list_enable(
@@ -217,14 +229,7 @@ impl Daemon {
             return Err(e);
         }
         save(&mut state);
-        Ok(Reply::Lists(ListRows {
-            lists: state
-                .lists
-                .show()
-                .into_iter()
-                .filter(|r| r.name == name)
-                .collect(),
-        }))
+        Ok(Reply::Lists(rows_named(&state, name)))
     }
 
     pub(super) fn list_update(&self, name: Option<&str>) -> Result<Reply, ControlError> {

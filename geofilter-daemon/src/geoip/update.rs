@@ -183,28 +183,64 @@ pub fn fetch_and_store(
     format: Option<Format>,
     progress: bool,
 ) -> Result<Stored, UpdateError> {
+    let (stored, db) = fetch_checked(
+        downloads,
+        dest,
+        progress,
+        |f| {
+            super::read_source(&f.path, format)
+                .map(|_| ())
+                .map_err(|source| UpdateError::Invalid {
+                    url: f.url.clone(),
+                    source: Box::new(source),
+                })
+        },
+        |paths| super::load(paths, format).map_err(|e| UpdateError::InvalidSet(Box::new(e))),
+    )?;
+    Ok(Stored {
+        paths: stored.paths,
+        urls: stored.urls,
+        bytes: stored.bytes,
+        db,
+    })
+}
+
+/// Where a checked set of downloads went.
+pub(crate) struct StoredFiles {
+    pub paths: Vec<PathBuf>,
+    pub urls: Vec<String>,
+    pub bytes: u64,
+}
+
+/// Fetches `downloads`, checks each file alone (so an error names the URL it came from), then
+/// loads the set as the daemon will, and only then moves the files into `dest`: the path of
+/// country and ASN updates alike.
+pub(crate) fn fetch_checked<T, E: From<UpdateError>>(
+    downloads: &[Download],
+    dest: &Path,
+    progress: bool,
+    check: impl Fn(&super::download::Fetched) -> Result<(), E>,
+    load: impl FnOnce(&[PathBuf]) -> Result<T, E>,
+) -> Result<(StoredFiles, T), E> {
     let options = FetchOptions {
         progress,
         ..FetchOptions::default()
     };
-    let (files, db) = fetch_validate_store(downloads, dest, &options, |files| {
-        // Each file alone first, so an error names the URL it came from; then the set, as the
-        // daemon will load it.
+    let (files, value) = fetch_validate_store(downloads, dest, &options, |files| {
         for f in files {
-            super::read_source(&f.path, format).map_err(|source| UpdateError::Invalid {
-                url: f.url.clone(),
-                source: Box::new(source),
-            })?;
+            check(f)?;
         }
         let paths: Vec<PathBuf> = files.iter().map(|f| f.path.clone()).collect();
-        super::load(&paths, format).map_err(|e| UpdateError::InvalidSet(Box::new(e)))
+        load(&paths)
     })?;
-    Ok(Stored {
-        bytes: files.iter().map(|f| f.bytes).sum(),
-        paths: files.iter().map(|f| f.path.clone()).collect(),
-        urls: files.into_iter().map(|f| f.url).collect(),
-        db,
-    })
+    Ok((
+        StoredFiles {
+            bytes: files.iter().map(|f| f.bytes).sum(),
+            paths: files.iter().map(|f| f.path.clone()).collect(),
+            urls: files.into_iter().map(|f| f.url).collect(),
+        },
+        value,
+    ))
 }
 
 #[cfg(test)]
