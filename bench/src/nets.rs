@@ -63,7 +63,7 @@ pub struct Results {
     pub bytes_combined: (usize, usize),
     /// Compiling and installing the combined tables (the embedded ASN database already read).
     pub combined_load_s: f64,
-    /// In-process, median: list one more ASN and swap the policy (both families' ASN pages),
+    /// In-process, median: list one more ASN and swap the policy (both families' nets of it),
     /// and switch a list (a policy swap).
     pub asn_block_ms: f64,
     pub list_switch_ms: f64,

@@ -124,10 +124,10 @@ pub struct WhyProbe {
     pub decided_by: u8,
     /// Written by the program: the list slot that decided, when [`Decider::List`] did.
     pub list: u8,
-    /// Written by the program: the address's net in the table, and that net's ASN slot and
+    /// Written by the program: the address's net in the table, and that net's listed index and
     /// lists ([`table::Net`]).
     pub net: u32,
-    pub asn_slot: u32,
+    pub listed: u32,
     pub lists: u32,
 }
 
@@ -249,7 +249,7 @@ pub struct Policy {
     /// Destination ports in the geo-filtering scope, used under [`POLICY_PORT_SCOPE`].
     pub tcp_ports: PortSet,
     pub udp_ports: PortSet,
-    /// Indexed by an ASN's listed index (the table's ASN pages map slots to it):
+    /// Indexed by an ASN's listed index (the table's nets carry it):
     /// [`ASN_NONE`], [`ASN_DROP`] or [`ASN_PASS`]. Used under [`POLICY_ASNS`].
     pub asn_actions: [u8; LISTED_ASNS as usize],
     /// Enabled blocklists by action, one bit per list slot ([`table::Net::lists`]); a pass list

@@ -40,22 +40,22 @@
 //! of a run marks the run (a superset of the addresses, which is all a mark promises), and a
 //! node's shape never depends on its marks, so marks change in place.
 //!
-//! # Nets and ASN pages: ASNs and blocklists in the same walk
-//! A leaf also names a *net* ([`Net`]): the autonomous system and the blocklists its addresses
-//! are in. The daemon compiles the country ranges, the ASN ranges and the lists' prefixes into
-//! one partition, so a packet still walks one table; only a policy that uses ASNs or lists (or
-//! a `why` probe) reads the net. The pages of one table array:
+//! # Nets: ASNs and blocklists in the same walk
+//! A leaf also names a *net* ([`Net`]): the listed index of the autonomous system and the
+//! blocklists its addresses are in. The daemon compiles the country ranges, the ASN ranges and
+//! the lists' prefixes into one partition, so a packet still walks one table; only a policy that
+//! uses ASNs or lists (or a `why` probe) reads the net: one more array lookup and load. The
+//! pages of one table array:
 //!
 //! ```text
-//!  0 .. 256              root nodes (page b: root chunk b at word 0; other nodes after it)
-//!  ASN_PAGE .. NET_PAGE  one u16 per ASN slot: its listed index (0: in no policy)
-//!  NET_PAGE ..           the nets, 512 a page; then the other nodes
+//!  0 .. 256       root nodes (page b: root chunk b at word 0; other nodes after it)
+//!  NET_PAGE ..    the nets, 512 a page; then the other nodes
 //! ```
 //!
-//! The ASN pages are part of the table, not a map of their own, so a reload swaps the table,
-//! its nets and their slots in one step: a packet never combines one table's slots with
-//! another's. Blocking an ASN writes one `u16` in place (its listed index), then swaps the
-//! policy that gives that index an action, which is the one step that changes verdicts.
+//! The nets are part of the table, not a map of their own, so a reload swaps the table and its
+//! nets in one step. Blocking an ASN writes its listed index into each of its nets in place (a
+//! few words; the live policy gives the index no action yet), then swaps the policy that gives
+//! it one, which is the one step that changes verdicts.
 
 use crate::{CountryId, UNKNOWN_COUNTRY};
 
@@ -236,32 +236,24 @@ impl Entry {
     }
 }
 
-/// What one net of a table is: the autonomous system (as the table's *ASN slot*, 0 = none) and
-/// the blocklists (bit `i`: list slot `i`) its addresses are in. Stored in the table's net pages
-/// ([`NET_PAGE`]); read only when the policy uses ASNs or lists, or by a `why` probe.
+/// What one net of a table is: the *listed index* of its autonomous system (0: its ASN is in no
+/// policy, or it has none; `k`: `Policy::asn_actions[k]` says what to do with it) and the
+/// blocklists (bit `i`: list slot `i`) its addresses are in. Stored in the table's net pages
+/// ([`NET_PAGE`]); read only when the policy uses ASNs or lists, or by a `why` probe. Which ASN a
+/// net is, the daemon knows (it compiled the table); the program needs only the listed index.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Net {
-    pub asn_slot: u32,
+    pub listed: u32,
     pub lists: u32,
 }
 
-/// The most ASN slots a table has (slot 0 is "no ASN"): a world ASN database names about 84,000
-/// ASNs in IPv4 and 53,000 in IPv6 (ip-location-db `asn`, 2026).
-pub const ASN_SLOTS: u32 = 1 << 17;
 /// The most blocklists: one bit each in [`Net::lists`].
 pub const LIST_SLOTS: u32 = 32;
-/// The first page of the ASN pages: one `u16` per ASN slot, the slot's *listed index* (0: the
-/// ASN is in no policy; `k`: `Policy::asn_actions[k]` says what to do with it), 2,048 a page.
-/// Blocking an ASN writes its slot's `u16` in place, then swaps the policy.
-pub const ASN_PAGE: u32 = ROOT_CHUNKS;
-/// ASN slots per page.
-pub const ASN_SLOTS_PER_PAGE: u32 = (PAGE_WORDS * 2) as u32;
-/// Pages of ASN slots: always all of them, so the net pages start at a fixed page.
-pub const ASN_PAGES: u32 = ASN_SLOTS / ASN_SLOTS_PER_PAGE;
 /// The first page of the net pages: [`Net`] `n` is words `2 (n % 512)` and `2 (n % 512) + 1` of
-/// page `NET_PAGE + n / 512`. Nodes other than the roots come after the net pages.
-pub const NET_PAGE: u32 = ASN_PAGE + ASN_PAGES;
+/// page `NET_PAGE + n / 512`. Nodes other than the roots come after the net pages. Blocking an
+/// ASN writes the listed index into its nets in place, then swaps the policy.
+pub const NET_PAGE: u32 = ROOT_CHUNKS;
 /// Nets per page.
 pub const NETS_PER_PAGE: u32 = (PAGE_WORDS / 2) as u32;
 /// The most nets a table has: a leaf has [`NET_BITS`] for the net.
@@ -272,16 +264,9 @@ pub const MAX_NETS: u32 = 1 << NET_BITS;
 pub fn page_net(words: &[u32; PAGE_WORDS], net: u32) -> Net {
     let at = (net as usize % NETS_PER_PAGE as usize) * 2;
     Net {
-        asn_slot: words[at & (PAGE_WORDS - 1)],
+        listed: words[at & (PAGE_WORDS - 1)],
         lists: words[(at + 1) & (PAGE_WORDS - 1)],
     }
-}
-
-/// The listed index of ASN slot `slot` in an ASN page (page `ASN_PAGE + slot / 2048`).
-#[inline(always)]
-pub fn page_listed(words: &[u32; PAGE_WORDS], slot: u32) -> u32 {
-    let half = slot as usize % ASN_SLOTS_PER_PAGE as usize;
-    (words[(half >> 1) & (PAGE_WORDS - 1)] >> ((half & 1) * 16)) & 0xffff
 }
 
 // Layout checks: part of the kernel/user contract (the kernel array's value size).
@@ -293,7 +278,6 @@ const _: () = assert!(MAX_NODE_WORDS <= PAGE_WORDS);
 const _: () = assert!(CHUNK_ENTRIES - 32 <= 0xff);
 // A leaf never looks like a child or a mark: the net takes 20 bits, the country 10 above it.
 const _: () = assert!(COUNTRY_SHIFT == NET_BITS && COUNTRY_SHIFT + 10 <= 30);
-const _: () = assert!(ASN_SLOTS.is_multiple_of(ASN_SLOTS_PER_PAGE));
 const _: () = assert!(core::mem::size_of::<Net>() == 8);
 
 #[cfg(test)]
@@ -316,7 +300,7 @@ mod tests {
     }
 
     #[test]
-    fn nets_and_listed_indices_decode_from_their_pages() {
+    fn nets_decode_from_their_pages() {
         let mut words = [0u32; PAGE_WORDS];
         for n in 0..NETS_PER_PAGE {
             words[2 * n as usize] = n * 3;
@@ -327,21 +311,9 @@ mod tests {
             assert_eq!(
                 page_net(&words, n),
                 Net {
-                    asn_slot: i * 3,
+                    listed: i * 3,
                     lists: !i
                 }
-            );
-        }
-        let mut words = [0u32; PAGE_WORDS];
-        for s in 0..ASN_SLOTS_PER_PAGE {
-            let k = (s * 7) & 0xffff;
-            words[(s / 2) as usize] |= k << ((s % 2) * 16);
-        }
-        for s in [0, 1, 2, 2047, 2048, 4095, ASN_SLOTS - 1] {
-            assert_eq!(
-                page_listed(&words, s),
-                ((s % 2048) * 7) & 0xffff,
-                "slot {s}"
             );
         }
     }

@@ -638,7 +638,7 @@ fn net_names(
     found: &crate::datapath::Classification,
 ) -> why::NetNames {
     let (filtered, _) = crate::policy::filtered_as(addr);
-    let asn = state.datapath.slot_asn(filtered, found.asn_slot);
+    let asn = state.datapath.net_asn(filtered, found.net);
     why::NetNames {
         asn,
         organisation: asn.and_then(|a| state.asn.as_ref()?.name(a).map(str::to_owned)),

@@ -1,12 +1,11 @@
 //! Nets: the country ranges, the ASN ranges and the blocklists' ranges of one address family,
 //! cut into one partition and compiled into the table input, so that a packet still walks one
-//! table whatever the policy names (layout: `geofilter_common::table`, "Nets and ASN pages").
+//! table whatever the policy names (layout: `geofilter_common::table`, "Nets").
 //!
 //! Every piece of the partition has a country (with the database file it came from), an ASN
 //! (or none) and a set of lists. The table's leaf holds the country and a *net*: the index of
-//! the distinct (ASN slot, list set) pair, so the number of nets grows with the ASNs, not with
-//! the prefixes (a world ASN database: about 84,000 nets for IPv4). ASN slots number the ASNs
-//! of one table from 1 in ascending order; slot 0 and net 0 mean "no ASN, no list".
+//! the distinct (ASN, list set) pair, so the number of nets grows with the ASNs, not with the
+//! prefixes (a world ASN database: about 84,000 nets for IPv4). Net 0 is "no ASN, no list".
 //!
 //! Rules: the country database decides the country exactly as `geoip::compile` does (its
 //! prefixes come in already compiled); the ASN database's ranges are disjoint (`asn::load`
@@ -17,7 +16,7 @@ use std::collections::HashMap;
 
 use geofilter_common::{
     UNKNOWN_COUNTRY,
-    table::{ASN_SLOTS, LIST_SLOTS, Leaf, MAX_NETS, Net},
+    table::{LIST_SLOTS, Leaf, MAX_NETS, Net},
 };
 
 use crate::{
@@ -37,12 +36,6 @@ pub struct ListSpans<'a> {
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum NetsError {
-    #[error("{family}: {count} distinct ASNs, more than the {max} a table holds")]
-    TooManyAsns {
-        family: &'static str,
-        count: usize,
-        max: u32,
-    },
     #[error(
         "{family}: {count} distinct ASN and list combinations, more than the {max} a table holds"
     )]
@@ -55,22 +48,21 @@ pub enum NetsError {
     BadListSlot { slot: u32 },
 }
 
-/// What the daemon keeps about one table's nets, to explain and change them.
+/// What the daemon keeps about one table's nets, to explain and change them: which ASN each net
+/// is (the program only sees the ASN's listed index), and the nets of each ASN (where a block
+/// writes that index).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct NetIndex {
-    /// The ASN of each slot (index 0: none).
-    pub slot_asn: Vec<u32>,
-    /// The slot of each ASN the table holds.
-    pub asn_slot: HashMap<u32, u32>,
+    /// The ASN of each net (0: none).
+    pub net_asn: Vec<u32>,
+    /// The nets of each ASN the table holds.
+    pub asn_nets: HashMap<u32, Vec<u32>>,
 }
 
 impl NetIndex {
-    /// The ASN in ASN slot `slot`, if any.
-    pub fn asn(&self, slot: u32) -> Option<u32> {
-        self.slot_asn
-            .get(slot as usize)
-            .copied()
-            .filter(|&a| a != 0)
+    /// The ASN of net `net`, if it has one.
+    pub fn asn(&self, net: u32) -> Option<u32> {
+        self.net_asn.get(net as usize).copied().filter(|&a| a != 0)
     }
 }
 
@@ -86,25 +78,6 @@ pub fn compile(
     if let Some(bad) = lists.iter().find(|l| l.slot >= LIST_SLOTS) {
         return Err(NetsError::BadListSlot { slot: bad.slot });
     }
-    // Slots: the distinct ASNs, ascending.
-    let mut slot_asn: Vec<u32> = asns.iter().map(|a| a.asn).collect();
-    slot_asn.sort_unstable();
-    slot_asn.dedup();
-    slot_asn.insert(0, 0);
-    if slot_asn.len() > ASN_SLOTS as usize {
-        return Err(NetsError::TooManyAsns {
-            family: name,
-            count: slot_asn.len() - 1,
-            max: ASN_SLOTS - 1,
-        });
-    }
-    let asn_slot: HashMap<u32, u32> = slot_asn
-        .iter()
-        .enumerate()
-        .skip(1)
-        .map(|(slot, &asn)| (asn, slot as u32))
-        .collect();
-
     // Every place where something may change: each range's start and the address after it.
     let mut cuts: Vec<u128> = Vec::with_capacity(2 * (countries.len() + asns.len()) + 1);
     cuts.push(0);
@@ -130,8 +103,10 @@ pub fn compile(
     cuts.sort_unstable();
     cuts.dedup();
 
+    // A net per distinct (ASN, list set); net 0 is (none, none).
     let mut nets: Vec<Net> = vec![Net::default()];
-    let mut net_of: HashMap<Net, u32> = HashMap::from([(Net::default(), 0)]);
+    let mut net_asn: Vec<u32> = vec![0];
+    let mut net_of: HashMap<(u32, u32), u32> = HashMap::from([((0, 0), 0)]);
     let mut prefixes = Vec::new();
     // Cursors into the sorted inputs; each only moves forward.
     let (mut c, mut a) = (0usize, 0usize);
@@ -168,16 +143,16 @@ pub fn compile(
                 mask |= 1 << list.slot;
             }
         }
-        let net = Net {
-            asn_slot: if asn == 0 { 0 } else { asn_slot[&asn] },
-            lists: mask,
-        };
-        let id = match net_of.get(&net) {
+        let id = match net_of.get(&(asn, mask)) {
             Some(&id) => id,
             None => {
                 let id = nets.len() as u32;
-                nets.push(net);
-                net_of.insert(net, id);
+                nets.push(Net {
+                    listed: 0,
+                    lists: mask,
+                });
+                net_asn.push(asn);
+                net_of.insert((asn, mask), id);
                 id
             }
         };
@@ -205,13 +180,16 @@ pub fn compile(
             max: MAX_NETS,
         });
     }
+    let mut asn_nets: HashMap<u32, Vec<u32>> = HashMap::new();
+    for (net, &asn) in net_asn.iter().enumerate().skip(1) {
+        if asn != 0 {
+            asn_nets.entry(asn).or_default().push(net as u32);
+        }
+    }
     Ok(TableInput {
         prefixes,
-        nets: NetPages {
-            nets,
-            listed: Vec::new(),
-        },
-        index: NetIndex { slot_asn, asn_slot },
+        nets: NetPages { nets },
+        index: NetIndex { net_asn, asn_nets },
     })
 }
 

@@ -215,7 +215,7 @@ mod tests {
             decided_by: geofilter_common::Decider::Country,
             list: 0,
             net: 0,
-            asn_slot: 0,
+            listed: 0,
             lists: 0,
         };
         explain(

@@ -26,8 +26,8 @@ use crate::{
 /// What a country table says about one address.
 pub struct Found {
     pub leaf: Leaf,
-    /// The leaf's net and its ASN slot's listed index: read only when asked for (a policy with
-    /// ASNs or lists, a `why` probe); otherwise no ASN and no list.
+    /// The leaf's net and its listed index: read only when asked for (a policy with ASNs or
+    /// lists, a `why` probe); otherwise no ASN and no list.
     pub net: Net,
     pub listed: u32,
     /// Whether an exception may cover the address, so the exception trie must be consulted (when
@@ -40,7 +40,7 @@ pub struct Found {
 const NOT_FOUND: Found = Found {
     leaf: Leaf::UNKNOWN,
     net: Net {
-        asn_slot: 0,
+        listed: 0,
         lists: 0,
     },
     listed: 0,
@@ -91,7 +91,7 @@ pub fn filter<T: CountryTables>(ctx: &XdpContext) -> u32 {
             };
         }
     };
-    // The net costs two more loads: only a policy that uses ASNs or lists, or a probe, pays them.
+    // The net costs one more array lookup: only a policy that uses ASNs or lists, or a probe, pays them.
     let want_net = !probe.is_null() || policy.flags & (POLICY_ASNS | POLICY_LISTS) != 0;
     // Every arm gives a value (none returns): LLVM spilled the larger `Found` to stack slots
     // that an early-returning arm never wrote and then read them on the merged path, which
@@ -130,7 +130,7 @@ pub fn filter<T: CountryTables>(ctx: &XdpContext) -> u32 {
             (*probe).decided_by = decided.by as u8;
             (*probe).list = decided.list as u8;
             (*probe).net = found.leaf.net;
-            (*probe).asn_slot = found.net.asn_slot;
+            (*probe).listed = found.listed;
             (*probe).lists = found.net.lists;
         },
         true => {

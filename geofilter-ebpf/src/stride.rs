@@ -25,8 +25,8 @@ use aya_ebpf::{
 use geofilter_common::{
     maps::{BPF_F_INNER_MAP, TABLE_TEMPLATE_PAGES},
     table::{
-        ASN_PAGE, ASN_SLOTS, ASN_SLOTS_PER_PAGE, ENTRY_EXCEPTION, Leaf, MAX_NETS, NET_PAGE,
-        NETS_PER_PAGE, Net, PAGE_SHIFT, PAGE_WORDS, Page, node_entry, page_listed, page_net,
+        ENTRY_EXCEPTION, Leaf, MAX_NETS, NET_PAGE, NETS_PER_PAGE, Net, PAGE_SHIFT, PAGE_WORDS,
+        Page, node_entry, page_net,
     },
 };
 
@@ -53,7 +53,7 @@ static GF_TABLE_V6: ArrayOfMaps<Table, 1> = ArrayOfMaps::new();
 const MISSING: Found = Found {
     leaf: Leaf::UNKNOWN,
     net: Net {
-        asn_slot: 0,
+        listed: 0,
         lists: 0,
     },
     listed: 0,
@@ -75,7 +75,8 @@ fn byte_at<const N: usize>(key: &[u8; N], i: usize) -> usize {
 }
 
 /// Walks `table` for the address `key` (network order); with `want_net`, also reads the net the
-/// leaf names and its ASN slot's listed index, from the same table (so from the same reload).
+/// leaf names (its ASN's listed index and its lists), from the same table (so from the same
+/// reload).
 #[inline(always)]
 fn lookup<const N: usize>(table: &Table, key: &[u8; N], want_net: bool) -> Found {
     // The root: the first byte picks the page whose node at word 0 is that root chunk, the
@@ -113,7 +114,7 @@ fn lookup<const N: usize>(table: &Table, key: &[u8; N], want_net: bool) -> Found
     };
     if want_net && leaf.net != 0 {
         found.net = net(table, leaf.net);
-        found.listed = listed(table, found.net.asn_slot);
+        found.listed = found.net.listed;
     }
     found
 }
@@ -125,18 +126,6 @@ fn net(table: &Table, id: u32) -> Net {
     match table.get(NET_PAGE + (id & (MAX_NETS - 1)) / NETS_PER_PAGE) {
         Some(page) => page_net(page, id),
         None => MISSING.net,
-    }
-}
-
-/// The listed index of ASN slot `slot` of `table` (0, "not listed", for slot 0 or past the end).
-#[inline(always)]
-fn listed(table: &Table, slot: u32) -> u32 {
-    if slot == 0 || slot >= ASN_SLOTS {
-        return 0;
-    }
-    match table.get(ASN_PAGE + slot / ASN_SLOTS_PER_PAGE) {
-        Some(page) => page_listed(page, slot),
-        None => 0,
     }
 }
 

@@ -195,7 +195,8 @@ fn asns_and_lists_decide_in_order_in_both_modes() {
     );
     let probe = dp.classify(ip("5.45.200.7")).unwrap();
     assert_eq!(probe.lists, 1 << 3, "{probe:?}");
-    assert_eq!(dp.slot_asn(ip("5.45.200.7"), probe.asn_slot), Some(64500));
+    assert_eq!(dp.net_asn(ip("5.45.200.7"), probe.net), Some(64500));
+    assert_ne!(probe.listed, 0, "the net carries AS64500's listed index");
 
     // An exception still decides first.
     policy
@@ -323,11 +324,7 @@ fn the_kernel_answers_every_boundary_with_the_embedded_databases_country_and_asn
             .map_or(geofilter_common::UNKNOWN_COUNTRY, |p| p.info.country);
         let want_asn = asns.lookup(filtered);
         assert_eq!(got.country, want_country, "country of {addr}");
-        assert_eq!(
-            dp.slot_asn(filtered, got.asn_slot),
-            want_asn,
-            "ASN of {addr}"
-        );
+        assert_eq!(dp.net_asn(filtered, got.net), want_asn, "ASN of {addr}");
         checked.0 += 1;
         checked.1 += usize::from(want_asn.is_some());
     }

@@ -1,16 +1,17 @@
 //! Listed ASNs: which listed index each ASN the policy names has, written into the live tables'
-//! ASN pages (layout: `geofilter_common::table`, "Nets and ASN pages").
+//! nets of that ASN (layout: `geofilter_common::table`, "Nets").
 //!
 //! A change of the listed ASNs is three steps, so that no packet sees a half-made change:
 //! 1. [`Datapath::list_asns`] gives each newly named ASN a free index and writes it into its
-//!    slot of both tables; the live policy has no action for a free index, so nothing changes;
+//!    nets in both tables; the live policy has no action for a free index, so nothing changes;
 //! 2. the policy compiled with [`Datapath::listed_asns`] is swapped in: the one step that
 //!    changes verdicts, for every listed ASN at once;
-//! 3. [`Datapath::unlist_asns`] clears the slots of ASNs the policy no longer names and frees
+//! 3. [`Datapath::unlist_asns`] clears the nets of ASNs the policy no longer names and frees
 //!    their indices (the live policy already has no action for them).
 //!
-//! Each step writes a `u16` per ASN and family in place (a page rewrite where only that `u16`
-//! differs), whatever the size of the database: O(1) in it.
+//! Each step writes a word per net of each named ASN in place (a page rewrite where only those
+//! words differ; an ASN has one net per distinct set of lists its addresses are in, almost
+//! always one or two), whatever the size of the database: O(1) in it.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -53,7 +54,7 @@ impl Datapath {
     }
 
     /// Step 1: gives every ASN of `asns` without one a free listed index, and writes the indices
-    /// into the live tables' ASN pages.
+    /// into the live tables' nets of those ASNs.
     pub fn list_asns(&mut self, asns: &BTreeSet<u32>) -> Result<(), DatapathError> {
         let mut used: BTreeSet<u16> = self.listed.values().copied().collect();
         let mut added = Vec::new();
@@ -103,14 +104,17 @@ impl Datapath {
     }
 }
 
-/// Writes `(asn, index)` into the ASN pages of one family's live table (ASNs it has no slot for
-/// are not in that family).
+/// Writes `(asn, index)` into the nets of each ASN in one family's live table (an ASN with no
+/// net is not in that family).
 fn write(family: &mut FamilyTables, changes: &[(u32, u16)]) -> Result<(), DatapathError> {
-    let slots: Vec<(u32, u16)> = changes
+    let nets: Vec<(u32, u16)> = changes
         .iter()
-        .filter_map(|&(asn, k)| family.live.index.asn_slot.get(&asn).map(|&s| (s, k)))
+        .flat_map(|&(asn, k)| {
+            let nets = family.live.index.asn_nets.get(&asn);
+            nets.into_iter().flatten().map(move |&net| (net, k))
+        })
         .collect();
-    family.set_listed(&slots)
+    family.set_listed(&nets)
 }
 
 impl Datapath {
@@ -126,14 +130,13 @@ impl Datapath {
         if entry.is_child() {
             return None;
         }
-        let net = live.nets.nets.get(entry.info().net as usize)?;
-        live.index.asn(net.asn_slot)
+        live.index.asn(entry.info().net)
     }
 
-    /// The ASN in ASN slot `slot` of the live table of `addr`'s family (what a `why` probe's
-    /// slot means).
-    pub fn slot_asn(&self, addr: std::net::IpAddr, slot: u32) -> Option<u32> {
+    /// The ASN of net `net` of the live table of `addr`'s family (what a `why` probe's net
+    /// means).
+    pub fn net_asn(&self, addr: std::net::IpAddr, net: u32) -> Option<u32> {
         let family = if addr.is_ipv4() { &self.v4 } else { &self.v6 };
-        family.live.index.asn(slot)
+        family.live.index.asn(net)
     }
 }

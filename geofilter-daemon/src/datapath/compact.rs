@@ -12,10 +12,9 @@
 use std::collections::BTreeSet;
 
 use geofilter_common::table::{
-    ASN_PAGE, ASN_SLOTS, ASN_SLOTS_PER_PAGE, BITMAP_WORDS, CHUNK_ENTRIES, Chunk, ENTRY_EXCEPTION,
-    Entry, MAX_NETS, MAX_PAGES, NET_PAGE, NETS_PER_PAGE, NODE_HEADER_WORDS, Net, NodeAddr,
-    PAGE_SHIFT, PAGE_WORDS, Page, ROOT_CHUNKS, node_addr, node_entry, node_rank, page_listed,
-    page_net,
+    BITMAP_WORDS, CHUNK_ENTRIES, Chunk, ENTRY_EXCEPTION, Entry, MAX_NETS, MAX_PAGES, NET_PAGE,
+    NETS_PER_PAGE, NODE_HEADER_WORDS, Net, NodeAddr, PAGE_SHIFT, PAGE_WORDS, Page, ROOT_CHUNKS,
+    node_addr, node_entry, node_rank, page_net,
 };
 
 use super::stride::{Marks, StrideTable};
@@ -24,12 +23,10 @@ use super::stride::{Marks, StrideTable};
 #[error("the table needs more than {MAX_PAGES} pages")]
 pub struct TooManyPages;
 
-/// A table's nets (index: the net its leaves name; net 0 is no ASN and no list) and the listed
-/// index of each ASN slot (index: the slot; slot 0 is no ASN and stays 0).
+/// A table's nets (index: the net its leaves name; net 0 is no ASN and no list).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct NetPages {
     pub nets: Vec<Net>,
-    pub listed: Vec<u16>,
 }
 
 impl NetPages {
@@ -83,8 +80,8 @@ fn next_start(used: usize) -> usize {
     }
 }
 
-/// The node address of every chunk and the number of pages. The ASN and net pages between the
-/// root pages and the rest hold no nodes.
+/// The node address of every chunk and the number of pages. The net pages between the root
+/// pages and the rest hold no nodes.
 fn place(table: &StrideTable, nets: &NetPages) -> Result<(Vec<NodeAddr>, usize), TooManyPages> {
     let mut nodes = vec![0; table.chunks.len()];
     let words: Vec<usize> = table.chunks.iter().map(node_words).collect();
@@ -128,13 +125,13 @@ fn place(table: &StrideTable, nets: &NetPages) -> Result<(Vec<NodeAddr>, usize),
 }
 
 impl CompactTable {
-    /// Encodes `table` with the marks of `marks` and the nets and ASN slots of `nets`.
+    /// Encodes `table` with the marks of `marks` and the nets of `nets`.
     pub fn encode(
         table: &StrideTable,
         marks: &Marks,
         nets: &NetPages,
     ) -> Result<Self, TooManyPages> {
-        if nets.nets.len() > MAX_NETS as usize || nets.listed.len() > ASN_SLOTS as usize {
+        if nets.nets.len() > MAX_NETS as usize {
             return Err(TooManyPages);
         }
         let (nodes, pages) = place(table, nets)?;
@@ -149,25 +146,19 @@ impl CompactTable {
         Ok(out)
     }
 
-    /// Writes `nets` into the net and ASN pages (which must be there: see [`Self::encode`]).
+    /// Writes `nets` into the net pages (which must be there: see [`Self::encode`]).
     pub fn write_nets(&mut self, nets: &NetPages) {
-        for (id, net) in nets.nets.iter().enumerate() {
-            let page = &mut self.pages[NET_PAGE as usize + id / NETS_PER_PAGE as usize].words;
-            let at = (id % NETS_PER_PAGE as usize) * 2;
-            (page[at], page[at + 1]) = (net.asn_slot, net.lists);
-        }
-        for (slot, &listed) in nets.listed.iter().enumerate() {
-            self.set_listed(slot as u32, listed);
+        for (id, &net) in nets.nets.iter().enumerate() {
+            self.set_net(id as u32, net);
         }
     }
 
-    /// Sets ASN slot `slot`'s listed index in place; returns the page it is in.
-    pub fn set_listed(&mut self, slot: u32, listed: u16) -> u32 {
-        let page = ASN_PAGE + slot / ASN_SLOTS_PER_PAGE;
-        let half = (slot % ASN_SLOTS_PER_PAGE) as usize;
-        let word = &mut self.pages[page as usize].words[half / 2];
-        let shift = (half % 2) * 16;
-        *word = (*word & !(0xffff << shift)) | (u32::from(listed) << shift);
+    /// Sets net `id` in place; returns the page it is in.
+    pub fn set_net(&mut self, id: u32, net: Net) -> u32 {
+        let page = NET_PAGE + id / NETS_PER_PAGE;
+        let at = (id % NETS_PER_PAGE) as usize * 2;
+        let words = &mut self.pages[page as usize].words;
+        (words[at], words[at + 1]) = (net.listed, net.lists);
         page
     }
 
@@ -250,7 +241,7 @@ pub fn walk<E>(
 }
 
 /// A kernel table read back: the compiled trie it encodes (chunks in the order a walk from the
-/// root finds them, marks dropped), the node of each chunk, and its nets and ASN slots.
+/// root finds them, marks dropped), the node of each chunk, and its nets.
 #[derive(Debug)]
 pub struct Decoded {
     pub chunks: Vec<Chunk>,
@@ -262,7 +253,7 @@ pub struct Decoded {
 pub fn decode(pages: &[Page]) -> Result<Decoded, String> {
     if pages.len() <= NET_PAGE as usize {
         return Err(format!(
-            "{} pages, fewer than the {} of a root, the ASN pages and a net page",
+            "{} pages, fewer than the {} of a root and a net page",
             pages.len(),
             NET_PAGE + 1
         ));
@@ -307,7 +298,7 @@ pub fn decode(pages: &[Page]) -> Result<Decoded, String> {
         }
         chunks.push(chunk);
     }
-    // Every net a leaf names, and every slot with a listed index.
+    // Every net a leaf names.
     let mut top_net = 0;
     for chunk in &chunks {
         for e in &chunk.entries {
@@ -326,20 +317,10 @@ pub fn decode(pages: &[Page]) -> Result<Decoded, String> {
     let nets = (0..=top_net)
         .map(|n| page_net(&pages[(NET_PAGE + n / NETS_PER_PAGE) as usize].words, n))
         .collect();
-    let mut listed: Vec<u16> = (0..ASN_SLOTS)
-        .map(|s| {
-            page_listed(
-                &pages[(ASN_PAGE + s / ASN_SLOTS_PER_PAGE) as usize].words,
-                s,
-            ) as u16
-        })
-        .collect();
-    let used = listed.iter().rposition(|&k| k != 0).map_or(0, |i| i + 1);
-    listed.truncate(used);
     Ok(Decoded {
         chunks,
         nodes: queue,
-        nets: NetPages { nets, listed },
+        nets: NetPages { nets },
     })
 }
 

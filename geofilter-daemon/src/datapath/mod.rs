@@ -193,7 +193,7 @@ pub struct Datapath {
     class_counters: PerCpuArray<MapData, Counter>,
     asn_counters: PerCpuArray<MapData, Counter>,
     list_counters: PerCpuArray<MapData, Counter>,
-    /// The listed index of each ASN the tables' ASN pages name (see `asns.rs`).
+    /// The listed index of each ASN the tables' nets carry (see `asns.rs`).
     listed: std::collections::BTreeMap<u32, u16>,
     /// The enabled lists (see `asns.rs`).
     list_masks: asns::ListMasks,

@@ -25,9 +25,9 @@ pub struct Classification {
     /// The list slot that decided, when a list did.
     pub list: u8,
     /// The address's net in the table (in a table without ASN data or lists: its database
-    /// file's index), and that net's ASN slot and lists (bit per list slot).
+    /// file's index), and that net's listed index and lists (bit per list slot).
     pub net: u32,
-    pub asn_slot: u32,
+    pub listed: u32,
     pub lists: u32,
 }
 
@@ -126,7 +126,7 @@ pub(super) fn classify(ebpf: &Ebpf, addr: IpAddr) -> Result<Classification, Data
         decided_by,
         list: probe.list,
         net: probe.net,
-        asn_slot: probe.asn_slot,
+        listed: probe.listed,
         lists: probe.lists,
     })
 }

@@ -19,7 +19,7 @@ use std::{
 use aya::maps::{Array, ArrayOfMaps, MapData};
 use geofilter_common::{
     maps::BPF_F_INNER_MAP,
-    table::{ASN_PAGES, Net, Page},
+    table::{Net, Page},
 };
 
 use super::{
@@ -49,7 +49,6 @@ impl TableInput {
             prefixes,
             nets: NetPages {
                 nets: vec![Net::default(); top as usize + 1],
-                listed: Vec::new(),
             },
             index: NetIndex::default(),
         }
@@ -141,10 +140,10 @@ impl FamilyTables {
         let marks = self.marks_on(&table);
         let compact =
             CompactTable::encode(&table, &marks, &nets).map_err(|_| self.too_large(usize::MAX))?;
-        // The budget is for the nodes, which grow with the database; the ASN pages (a fixed
-        // 256 KiB) and the net pages (bounded by `MAX_NETS`) are outside it, so a budget sized
-        // for a country table still holds that table with its nets.
-        let nodes = compact.pages.len() - (ASN_PAGES as usize + nets.net_pages());
+        // The budget is for the nodes, which grow with the database; the net pages (bounded by
+        // `MAX_NETS`) are outside it, so a budget sized for a country table still holds that
+        // table with its nets.
+        let nodes = compact.pages.len() - nets.net_pages();
         if nodes > self.max_pages {
             return Err(self.too_large(nodes));
         }
@@ -290,7 +289,7 @@ impl Datapath {
 
 impl FamilyTables {
     /// Compiles `input` and [`prepare`](Self::prepare)s the kernel array for it, with the
-    /// listed index of every ASN of `listed` already in its ASN pages (so the policy in force
+    /// listed index of every ASN of `listed` already in its nets (so the policy in force
     /// applies to the new table from its first packet).
     fn compile(
         &self,
@@ -305,27 +304,24 @@ impl FamilyTables {
         })?;
         let mut nets = input.nets.clone();
         for (asn, &k) in listed {
-            if let Some(&slot) = input.index.asn_slot.get(asn) {
-                if nets.listed.len() <= slot as usize {
-                    nets.listed.resize(slot as usize + 1, 0);
-                }
-                nets.listed[slot as usize] = k;
+            for &net in input.index.asn_nets.get(asn).into_iter().flatten() {
+                nets.nets[net as usize].listed = u32::from(k);
             }
         }
         self.prepare(table, nets, input.index.clone())
     }
 
-    /// Sets the listed index of ASN slots in the live table, in place (one `u16` each; the
-    /// policy that gives the index an action is swapped separately, after).
-    pub fn set_listed(&mut self, slots: &[(u32, u16)]) -> Result<(), DatapathError> {
+    /// Sets the listed index of nets in the live table, in place (two words each; the policy
+    /// that gives the index an action is swapped separately, after).
+    pub fn set_listed(&mut self, nets: &[(u32, u16)]) -> Result<(), DatapathError> {
         let live = &mut self.live;
         let mut pages = BTreeSet::new();
-        for &(slot, listed) in slots {
-            if live.nets.listed.len() <= slot as usize {
-                live.nets.listed.resize(slot as usize + 1, 0);
-            }
-            live.nets.listed[slot as usize] = listed;
-            pages.insert(live.compact.set_listed(slot, listed));
+        for &(id, listed) in nets {
+            let Some(net) = live.nets.nets.get_mut(id as usize) else {
+                continue;
+            };
+            net.listed = u32::from(listed);
+            pages.insert(live.compact.set_net(id, *net));
         }
         for page in pages {
             live.inner

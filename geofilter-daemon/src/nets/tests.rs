@@ -100,16 +100,21 @@ fn every_address_gets_its_country_asn_and_lists() {
             let leaf = table.lookup(addr);
             let net = input.nets.nets[leaf.net as usize];
             assert_eq!(
-                (leaf.country, index.asn(net.asn_slot), net.lists),
+                (leaf.country, index.asn(leaf.net), net.lists),
                 (want_country, want_asn, want_lists),
                 "{family:?} {addr:#x}"
             );
         }
-        // Slots are the distinct ASNs, ascending, from 1.
+        // Every ASN has its nets, and every net its ASN.
         let mut distinct: Vec<u32> = asns.iter().map(|a| a.asn).collect();
         distinct.sort_unstable();
         distinct.dedup();
-        assert_eq!(&index.slot_asn[1..], &distinct[..]);
+        let mut indexed: Vec<u32> = index.asn_nets.keys().copied().collect();
+        indexed.sort_unstable();
+        assert_eq!(indexed, distinct);
+        for (asn, nets) in &index.asn_nets {
+            assert!(nets.iter().all(|&n| index.asn(n) == Some(*asn)));
+        }
     }
 }
 
@@ -120,7 +125,7 @@ fn without_asns_or_lists_there_is_one_net_and_the_table_is_the_countries() {
     let input = compile(Family::V4, &countries, &[], &[]).unwrap();
     let index = &input.index;
     assert_eq!(input.nets.nets, vec![Net::default()]);
-    assert_eq!(index.slot_asn, vec![0]);
+    assert_eq!(index.net_asn, vec![0]);
     let table = StrideTable::build(Family::V4, &input.prefixes).unwrap();
     let direct = StrideTable::build(Family::V4, &countries).unwrap();
     for _ in 0..5000 {
@@ -141,10 +146,7 @@ fn an_asn_without_a_country_still_has_a_leaf() {
     let table = StrideTable::build(Family::V4, &input.prefixes).unwrap();
     let leaf = table.lookup(0x0101_0101);
     assert_eq!(leaf.country, UNKNOWN_COUNTRY);
-    assert_eq!(
-        index.asn(input.nets.nets[leaf.net as usize].asn_slot),
-        Some(13335)
-    );
+    assert_eq!(index.asn(leaf.net), Some(13335));
     assert_eq!(table.lookup(0x0101_0200), Leaf::UNKNOWN);
 }
 

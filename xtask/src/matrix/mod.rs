@@ -50,7 +50,7 @@ const TIERS: [Tier; 7] = [
         test: "lookup",
         filters: &[],
     },
-    // ASN and list verdicts, their order and counters (the net and ASN pages of the table).
+    // ASN and list verdicts, their order and counters (the net pages of the table).
     Tier {
         test: "nets",
         filters: &["decide_in_order", "counted"],

@@ -204,8 +204,8 @@ fn every_entry_of_every_chunk_decodes_to_what_it_was() {
             assert_eq!(entry.info(), table.lookup(addr), "{addr:#x}");
         }
     }
-    // The empty table: 256 root nodes of one run each, one page each, the ASN pages and one net
-    // page, all zero (so a fresh kernel array needs no write).
+    // The empty table: 256 root nodes of one run each, one page each, and one net page, all
+    // zero (so a fresh kernel array needs no write).
     let empty = StrideTable::empty(Family::V6);
     let compact = CompactTable::encode(&empty, &Marks::default(), &NetPages::default()).unwrap();
     assert!(compact.pages == vec![Page::ZERO; NET_PAGE as usize + 1]);
@@ -298,25 +298,20 @@ fn decoding_reads_back_the_trie_and_its_layout() {
         let family = [Family::V4, Family::V6][round % 2];
         let prefixes = random_prefixes(family, &mut rng);
         let table = StrideTable::build(family, &prefixes).unwrap();
-        // Nets for every source the prefixes name, and some listed ASN slots.
+        // Nets for every source the prefixes name, with listed indices and lists.
         let top = prefixes.iter().map(|p| p.info.source).max().unwrap_or(0) as u32;
         let nets = NetPages {
             nets: (0..=top)
                 .map(|i| Net {
-                    asn_slot: i * 3,
+                    listed: i * 3,
                     lists: i.wrapping_mul(0x9e37_79b9),
                 })
-                .collect(),
-            listed: (0..3000)
-                .map(|s| if s % 7 == 3 { s as u16 } else { 0 })
                 .collect(),
         };
         let compact = CompactTable::encode(&table, &Marks::default(), &nets).unwrap();
         let decoded = decode(&compact.pages).unwrap();
         let (chunks, nodes) = (decoded.chunks, decoded.nodes);
         let mut want = nets.clone();
-        want.listed
-            .truncate(want.listed.iter().rposition(|&k| k != 0).unwrap() + 1);
         let used = table
             .chunks
             .iter()
@@ -350,9 +345,8 @@ fn decoding_reads_back_the_trie_and_its_layout() {
     let empty = decode(&pages).unwrap();
     assert_eq!(empty.chunks, vec![Chunk::EMPTY; ROOT_CHUNKS as usize]);
     assert_eq!(empty.nets.nets, vec![Net::default()]);
-    assert!(empty.nets.listed.is_empty());
     pages[0].words[NODE_HEADER_WORDS] = Entry::child(node_addr(5000, 0)).0;
-    assert!(decode(&pages).unwrap_err().contains("past the 321 pages"));
+    assert!(decode(&pages).unwrap_err().contains("past the 257 pages"));
     // So is a leaf naming a net past the net pages.
     let mut pages = vec![Page::ZERO; NET_PAGE as usize + 1];
     pages[0].words[NODE_HEADER_WORDS] = Entry::leaf(Leaf {
