@@ -373,7 +373,6 @@ impl Daemon {
     }
 }
 
-/// The addresses a change must not drop: the caller's, unless forced.
 /// What runs on `iface`, for `status` (empty if it cannot be read).
 fn programs_on(iface: &str) -> Vec<ProgramStatus> {
     use crate::datapath::dispatcher::{self, OnInterface};
@@ -410,6 +409,7 @@ fn programs_on(iface: &str) -> Vec<ProgramStatus> {
     }
 }
 
+/// The addresses a change must not drop: the caller's, unless forced.
 fn protected(caller: Option<IpAddr>, force: bool) -> Vec<IpAddr> {
     caller.filter(|_| !force).into_iter().collect()
 }
