@@ -26,10 +26,9 @@ use crate::{
 /// What a country table says about one address.
 pub struct Found {
     pub leaf: Leaf,
-    /// The leaf's net and its listed index: read only when asked for (a policy with ASNs or
-    /// lists, a `why` probe); otherwise no ASN and no list.
+    /// The leaf's net (its ASN's listed index and its lists): read only when asked for (a policy
+    /// with ASNs or lists, a `why` probe); otherwise no ASN and no list.
     pub net: Net,
-    pub listed: u32,
     /// Whether an exception may cover the address, so the exception trie must be consulted (when
     /// the policy says the family has exceptions at all). `false` only when the table can prove
     /// that no exception covers the address.
@@ -43,7 +42,6 @@ const NOT_FOUND: Found = Found {
         listed: 0,
         lists: 0,
     },
-    listed: 0,
     exception_possible: false,
 };
 
@@ -130,14 +128,14 @@ pub fn filter<T: CountryTables>(ctx: &XdpContext) -> u32 {
             (*probe).decided_by = decided.by as u8;
             (*probe).list = decided.list as u8;
             (*probe).net = found.leaf.net;
-            (*probe).listed = found.listed;
+            (*probe).listed = found.net.listed;
             (*probe).lists = found.net.lists;
         },
         true => {
             maps::count_class(class, frame_len);
             maps::count_country(country, verdict, frame_len);
-            if found.listed != 0 {
-                maps::count_asn(found.listed, verdict, frame_len);
+            if found.net.listed != 0 {
+                maps::count_asn(found.net.listed, verdict, frame_len);
             }
             if decided.by == Decider::List {
                 maps::count_list(decided.list, verdict, frame_len);
@@ -256,10 +254,10 @@ fn decide(
             );
         }
     }
-    if policy.flags & POLICY_ASNS != 0 && found.listed != 0 {
+    if policy.flags & POLICY_ASNS != 0 && found.net.listed != 0 {
         // Masked like the country index (see `country_action`): listed indices are below
         // LISTED_ASNS wherever they come from (16 bits in an ASN page the daemon writes).
-        let action = policy.asn_actions[found.listed as usize & (LISTED_ASNS as usize - 1)];
+        let action = policy.asn_actions[found.net.listed as usize & (LISTED_ASNS as usize - 1)];
         if action == ASN_DROP {
             return (drop(policy), by(Decider::Asn));
         }

@@ -51,7 +51,6 @@ fn found(info: Option<*mut InnerValue<INFO_SIZE>>) -> Found {
             },
         },
         net: Net::default(),
-        listed: 0,
         exception_possible: true,
     }
 }

@@ -56,7 +56,6 @@ const MISSING: Found = Found {
         listed: 0,
         lists: 0,
     },
-    listed: 0,
     exception_possible: true,
 };
 
@@ -114,7 +113,6 @@ fn lookup<const N: usize>(table: &Table, key: &[u8; N], want_net: bool) -> Found
     };
     if want_net && leaf.net != 0 {
         found.net = net(table, leaf.net);
-        found.listed = found.net.listed;
     }
     found
 }
